@@ -1,0 +1,60 @@
+//! The command line (SPEC §2): one file per subcommand.
+
+mod check;
+mod lookup;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::DEFAULT_PATH;
+
+/// residency-proxy: a reverse proxy that keeps health data inside the EEA.
+#[derive(Debug, Parser)]
+#[command(name = "residency-proxy", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy.
+    Run(ConfigArg),
+    /// Validate the config and GeoIP database, print a summary; exit 0 or 1.
+    Check(ConfigArg),
+    /// Print the country and verdict of each IP under the configured policy.
+    Lookup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Addresses to judge (IPv4 or IPv6).
+        #[arg(required = true, value_name = "IP")]
+        ips: Vec<String>,
+    },
+}
+
+/// `--config PATH`
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Config file.
+    #[arg(long, short = 'c', value_name = "PATH", default_value = DEFAULT_PATH)]
+    pub config: PathBuf,
+}
+
+/// Runs a parsed command line; the result becomes the exit code.
+///
+/// # Errors
+/// Whatever the command failed with; `main` prints it and exits 1.
+pub fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Run(c) => run::run(&c.config),
+        Command::Check(c) => check::check(&c.config),
+        Command::Lookup { config, json, ips } => lookup::lookup(&config.config, json, &ips),
+    }
+}

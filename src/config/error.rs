@@ -1,0 +1,131 @@
+//! Config errors that say where: `path:line:col: message`, all at once.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One problem in a config file, located by byte span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+/// Why a config was refused: every problem found, in file order.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read config file")]
+    Read {
+        /// The config path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Parsing or validation found problems.
+    #[error("{}", Listed { path, problems })]
+    Invalid {
+        /// The config path.
+        path: PathBuf,
+        /// Each problem with its position.
+        problems: Vec<Problem>,
+    },
+}
+
+struct Listed<'a> {
+    path: &'a Path,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for Listed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{}:{}:{}: {}", self.path.display(), p.line, p.column, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems while validating one file.
+pub struct Problems<'a> {
+    source: &'a str,
+    list: Vec<(usize, Problem)>,
+}
+
+impl<'a> Problems<'a> {
+    /// Starts an empty list for `source`.
+    pub fn new(source: &'a str) -> Self {
+        Self { source, list: Vec::new() }
+    }
+
+    /// Records `message` at the start of `span`.
+    pub fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = line_col(self.source, span.start);
+        self.list.push((
+            span.start,
+            Problem {
+                line,
+                column,
+                message: message.into(),
+            },
+        ));
+    }
+
+    /// Finishes: `Ok` when nothing was wrong.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] with the problems sorted by position.
+    pub fn finish(mut self, path: &Path) -> Result<(), ConfigError> {
+        if self.list.is_empty() {
+            return Ok(());
+        }
+        self.list.sort_by_key(|(offset, _)| *offset);
+        Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            problems: self.list.into_iter().map(|(_, p)| p).collect(),
+        })
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = source.get(..offset).unwrap_or(source);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_are_one_based() {
+        let src = "a = 1\nbb = 2\n  cé = 3\n";
+        assert_eq!(line_col(src, 0), (1, 1));
+        assert_eq!(line_col(src, 6), (2, 1));
+        assert_eq!(line_col(src, 8), (2, 3));
+        let off = src.find("= 3").unwrap();
+        assert_eq!(line_col(src, off), (3, 6));
+    }
+
+    #[test]
+    fn problems_print_sorted_one_per_line() {
+        let src = "x\ny\n";
+        let mut p = Problems::new(src);
+        p.at(2..3, "second");
+        p.at(0..1, "first");
+        let err = p.finish(Path::new("c.toml")).unwrap_err();
+        assert_eq!(err.to_string(), "c.toml:1:1: first\nc.toml:2:1: second");
+    }
+}

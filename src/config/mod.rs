@@ -1,0 +1,164 @@
+//! Configuration: the TOML file (`raw`), its validation with located errors
+//! (`validate`), and the compiled, typed result ([`Config`]) that `run`,
+//! `check`, `lookup` and reload all build from the same function.
+
+mod duration;
+mod error;
+mod raw;
+mod validate;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use duration::parse as parse_duration;
+pub use error::{ConfigError, Problem};
+pub use raw::ClientIpSource;
+
+use crate::policy::{NetworkTable, Policy};
+
+/// The default config path, relative to the working directory.
+pub const DEFAULT_PATH: &str = "config/residency-proxy.toml";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// `[server]`
+    pub server: Server,
+    /// `[geoip] database`
+    pub geoip_database: PathBuf,
+    /// `[policy]`, compiled.
+    pub policy: PolicySpec,
+    /// `[[route]]`, in file order.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// `[server]`, typed.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Plain HTTP listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: NetworkTable,
+    /// The trusted proxy networks as written, for `check`.
+    pub trusted_proxies_text: Vec<String>,
+    /// Where the client address comes from.
+    pub client_ip_source: ClientIpSource,
+    /// Slowloris guard for the header section.
+    pub header_read_timeout: Duration,
+    /// No bytes either way for this long closes the connection.
+    pub idle_timeout: Duration,
+    /// Largest header section, in bytes.
+    pub max_header_bytes: usize,
+    /// Most header fields per request.
+    pub max_headers: usize,
+    /// Most open client connections.
+    pub max_connections: usize,
+    /// Drain time on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// A policy with the text it was compiled from, for `check`.
+#[derive(Debug, Clone)]
+pub struct PolicySpec {
+    /// The compiled rules.
+    pub policy: Policy,
+    /// `allow_countries` after alias expansion, as codes.
+    pub allow_countries: Vec<String>,
+    /// `deny_countries` after alias expansion, as codes.
+    pub deny_countries: Vec<String>,
+    /// `allow_networks` as written.
+    pub allow_networks: Vec<String>,
+    /// `deny_networks` as written.
+    pub deny_networks: Vec<String>,
+}
+
+/// One `[[route]]`, typed.
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// Unique name.
+    pub name: String,
+    /// Host patterns; empty matches any host.
+    pub hosts: Vec<HostPattern>,
+    /// Path prefix, byte-compared with the request target.
+    pub path_prefix: String,
+    /// Upstreams, tried in order.
+    pub upstreams: Vec<UpstreamUrl>,
+    /// Keep the client's Host header.
+    pub preserve_host: bool,
+    /// TCP connect timeout per upstream IP.
+    pub connect_timeout: Duration,
+    /// The route's policy (global with the route's overrides).
+    pub policy: PolicySpec,
+}
+
+/// A `hosts` entry: an exact name, or `*.suffix` for virtual-hosted buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Matches this name exactly (lower case, no port).
+    Exact(String),
+    /// `*.example.com`: matches any name ending in `.example.com`.
+    Suffix(String),
+}
+
+impl HostPattern {
+    /// True when `host` (lower case, port removed) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            Self::Exact(name) => name.eq_ignore_ascii_case(host),
+            Self::Suffix(suffix) => {
+                host.len() > suffix.len()
+                    && host
+                        .get(host.len() - suffix.len()..)
+                        .is_some_and(|end| end.eq_ignore_ascii_case(suffix))
+            }
+        }
+    }
+}
+
+/// Where an upstream is: `http://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    /// The URL as written.
+    pub url: String,
+    /// Host name or IP literal.
+    pub host: UpstreamHost,
+    /// TCP port.
+    pub port: u16,
+    /// `host:port` as sent in `Host` when `preserve_host = false`.
+    pub authority: String,
+}
+
+/// An upstream's host part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamHost {
+    /// A DNS name, resolved when connecting.
+    Name(String),
+    /// An IP literal, judged like any resolved IP.
+    Ip(IpAddr),
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] if unreadable; [`ConfigError::Invalid`] with
+    /// every problem found, each at its line and column.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates `text` as if read from `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] with every problem found.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        validate::validate(path, text)
+    }
+}

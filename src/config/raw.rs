@@ -1,0 +1,258 @@
+//! The serde mirror of the TOML file. Every struct refuses unknown keys;
+//! values that are checked after parsing keep their span for error positions.
+//! Defaults here are the documented defaults of `config/residency-proxy.toml`.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Text with its position in the file.
+pub type Text = Spanned<String>;
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[server]`
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[geoip]`
+    #[serde(default)]
+    pub geoip: RawGeoip,
+    /// `[policy]`
+    #[serde(default)]
+    pub policy: RawPolicy,
+    /// `[[route]]`
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Plain HTTP/1.1 listen addresses.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<Text>,
+    /// CIDRs whose forwarding headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Text>,
+    /// Where the client address comes from.
+    #[serde(default)]
+    pub client_ip_source: ClientIpSource,
+    /// Time allowed to send a request's header section.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Text,
+    /// A connection with no bytes read or written for this long is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Text,
+    /// Largest request header section, in bytes; larger ones get 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: Spanned<u64>,
+    /// Most header fields in one request; more get 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: Spanned<u64>,
+    /// Most client connections open at once; further ones wait in the
+    /// kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Spanned<u64>,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: Text,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            trusted_proxies: Vec::new(),
+            client_ip_source: ClientIpSource::default(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            max_connections: default_max_connections(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+/// Where the client address is taken from (SPEC §4).
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientIpSource {
+    /// The socket peer.
+    #[default]
+    Peer,
+    /// `X-Forwarded-For`, from trusted proxies only.
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), from trusted proxies only.
+    Forwarded,
+    /// The PROXY protocol v1/v2 header, from trusted proxies only.
+    ProxyProtocol,
+}
+
+impl ClientIpSource {
+    /// The config value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Peer => "peer",
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::Forwarded => "forwarded",
+            Self::ProxyProtocol => "proxy-protocol",
+        }
+    }
+}
+
+/// `[geoip]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGeoip {
+    /// Path of the `.mmdb` file, relative to the working directory.
+    #[serde(default = "default_database")]
+    pub database: Text,
+}
+
+impl Default for RawGeoip {
+    fn default() -> Self {
+        Self {
+            database: default_database(),
+        }
+    }
+}
+
+/// `enforce` or `monitor`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMode {
+    /// Block.
+    #[default]
+    Enforce,
+    /// Pass and flag.
+    Monitor,
+}
+
+/// What to do with an address the database has no country for.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RawUnknown {
+    /// Fail the policy.
+    #[default]
+    Deny,
+    /// Pass the policy.
+    Allow,
+}
+
+/// `[policy]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// `enforce` | `monitor`.
+    #[serde(default)]
+    pub mode: RawMode,
+    /// ISO codes or `EEA`.
+    #[serde(default = "default_allow_countries")]
+    pub allow_countries: Vec<Text>,
+    /// ISO codes or `EEA`; wins over allow.
+    #[serde(default)]
+    pub deny_countries: Vec<Text>,
+    /// `deny` | `allow`.
+    #[serde(default)]
+    pub unknown_country: RawUnknown,
+    /// CIDRs that always pass (after `deny_networks`).
+    #[serde(default = "default_allow_networks")]
+    pub allow_networks: Vec<Text>,
+    /// CIDRs that always fail.
+    #[serde(default)]
+    pub deny_networks: Vec<Text>,
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        Self {
+            mode: RawMode::default(),
+            allow_countries: default_allow_countries(),
+            deny_countries: Vec::new(),
+            unknown_country: RawUnknown::default(),
+            allow_networks: default_allow_networks(),
+            deny_networks: Vec::new(),
+        }
+    }
+}
+
+/// `[[route]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Unique name, used in metrics and audit.
+    pub name: Text,
+    /// Host header patterns; empty matches any host.
+    #[serde(default)]
+    pub hosts: Vec<Text>,
+    /// Path prefix the request target must start with.
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: Text,
+    /// `http://host:port` URLs.
+    pub upstreams: Vec<Text>,
+    /// Keep the client's Host header (SigV4 signs it).
+    #[serde(default = "default_true")]
+    pub preserve_host: bool,
+    /// Time allowed to open a TCP connection to one upstream IP.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Text,
+    /// Overrides `[policy] mode`.
+    pub mode: Option<RawMode>,
+    /// Replaces `[policy] allow_countries`.
+    pub allow_countries: Option<Vec<Text>>,
+    /// Replaces `[policy] deny_countries`.
+    pub deny_countries: Option<Vec<Text>>,
+    /// Overrides `[policy] unknown_country`.
+    pub unknown_country: Option<RawUnknown>,
+    /// Replaces `[policy] allow_networks`.
+    pub allow_networks: Option<Vec<Text>>,
+    /// Replaces `[policy] deny_networks`.
+    pub deny_networks: Option<Vec<Text>>,
+}
+
+fn text(s: &str) -> Text {
+    Spanned::new(0..0, s.to_owned())
+}
+
+fn default_listen() -> Vec<Text> {
+    vec![text("0.0.0.0:8080")]
+}
+fn default_header_read_timeout() -> Text {
+    text("10s")
+}
+fn default_idle_timeout() -> Text {
+    text("60s")
+}
+fn default_shutdown_grace() -> Text {
+    text("30s")
+}
+fn default_connect_timeout() -> Text {
+    text("5s")
+}
+fn default_max_header_bytes() -> Spanned<u64> {
+    Spanned::new(0..0, 65536)
+}
+fn default_max_headers() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
+}
+fn default_max_connections() -> Spanned<u64> {
+    Spanned::new(0..0, 10_000)
+}
+fn default_database() -> Text {
+    text("geodata/geo-whois-asn-country.mmdb")
+}
+fn default_allow_countries() -> Vec<Text> {
+    vec![text("EEA")]
+}
+fn default_allow_networks() -> Vec<Text> {
+    vec![text("127.0.0.0/8"), text("::1/128")]
+}
+fn default_path_prefix() -> Text {
+    text("/")
+}
+const fn default_true() -> bool {
+    true
+}

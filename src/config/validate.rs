@@ -1,0 +1,325 @@
+//! Raw → typed: every value is checked, every problem is reported with its
+//! position, and nothing is half-accepted.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use toml::Spanned;
+
+use super::error::{ConfigError, Problem, Problems, line_col};
+use super::raw::{RawConfig, RawMode, RawPolicy, RawRoute, RawUnknown, Text};
+use super::{Config, HostPattern, PolicySpec, RouteSpec, Server, UpstreamHost, UpstreamUrl};
+use crate::geo::{CountrySet, eea, known_codes, suggestion, Country};
+use crate::policy::{Mode, NetworkTable, Policy};
+
+pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            problems: vec![Problem {
+                line,
+                column,
+                message: clean_toml_message(e.message()),
+            }],
+        }
+    })?;
+    let mut p = Problems::new(text);
+    let server = server(&raw, &mut p);
+    let geoip_database = PathBuf::from(raw.geoip.database.get_ref());
+    if raw.geoip.database.get_ref().is_empty() {
+        p.at(raw.geoip.database.span(), "geoip database path is empty");
+    }
+    let global = Lists::from_raw(&raw.policy);
+    let policy = compile_policy(&global, mode(raw.policy.mode), raw.policy.unknown_country, &mut p);
+    if raw.routes.is_empty() {
+        p.at(0..0, "no [[route]] is defined: every request would get 404 (add at least one route with upstreams)");
+    }
+    let mut routes = Vec::new();
+    for route in &raw.routes {
+        if let Some(r) = compile_route(route, &raw.policy, &global, &mut p) {
+            if routes.iter().any(|o: &RouteSpec| o.name == r.name) {
+                p.at(route.get_ref().name.span(), format!("duplicate route name \"{}\"", r.name));
+            }
+            routes.push(r);
+        }
+    }
+    p.finish(path)?;
+    Ok(Config {
+        path: path.to_owned(),
+        server,
+        geoip_database,
+        policy,
+        routes,
+    })
+}
+
+/// toml's messages span several lines and quote with backticks; ours are one
+/// line with double quotes, like the rest of the errors.
+fn clean_toml_message(msg: &str) -> String {
+    msg.trim().replace('`', "\"").replace('\n', " ")
+}
+
+fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
+    let s = &raw.server;
+    let mut listen = Vec::new();
+    for addr in &s.listen {
+        match addr.get_ref().parse::<SocketAddr>() {
+            Ok(a) => listen.push(a),
+            Err(_) => p.at(
+                addr.span(),
+                format!("invalid listen address \"{}\" (expected IP:port, e.g. \"0.0.0.0:8080\" or \"[::]:8080\")", addr.get_ref()),
+            ),
+        }
+    }
+    if s.listen.is_empty() {
+        p.at(0..0, "server.listen is empty: the proxy would serve nothing");
+    }
+    let trusted: Vec<IpNet> = s.trusted_proxies.iter().filter_map(|n| cidr(n, p)).collect();
+    Server {
+        listen,
+        trusted_proxies: NetworkTable::compile(&trusted),
+        trusted_proxies_text: s.trusted_proxies.iter().map(|t| t.get_ref().clone()).collect(),
+        client_ip_source: s.client_ip_source,
+        header_read_timeout: duration(&s.header_read_timeout, p, false),
+        idle_timeout: duration(&s.idle_timeout, p, false),
+        max_header_bytes: bounded(&s.max_header_bytes, 1024, 1 << 20, "max_header_bytes", p),
+        max_headers: bounded(&s.max_headers, 8, 1000, "max_headers", p),
+        max_connections: bounded(&s.max_connections, 1, 1_000_000, "max_connections", p),
+        shutdown_grace: duration(&s.shutdown_grace, p, true),
+    }
+}
+
+fn bounded(v: &Spanned<u64>, min: u64, max: u64, name: &str, p: &mut Problems<'_>) -> usize {
+    let n = *v.get_ref();
+    if !(min..=max).contains(&n) {
+        p.at(v.span(), format!("{name} = {n} is out of range (expected {min} to {max})"));
+    }
+    usize::try_from(n.clamp(min, max)).unwrap_or(usize::MAX)
+}
+
+fn duration(t: &Text, p: &mut Problems<'_>, zero_ok: bool) -> Duration {
+    match super::duration::parse(t.get_ref()) {
+        Ok(d) if d.is_zero() && !zero_ok => {
+            p.at(t.span(), format!("duration \"{}\" must be greater than zero", t.get_ref()));
+            Duration::from_secs(1)
+        }
+        Ok(d) => d,
+        Err(msg) => {
+            p.at(t.span(), msg);
+            Duration::from_secs(1)
+        }
+    }
+}
+
+fn cidr(t: &Text, p: &mut Problems<'_>) -> Option<IpNet> {
+    let s = t.get_ref();
+    // A bare address is a /32 or /128.
+    let parsed = s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from));
+    if parsed.is_none() {
+        p.at(t.span(), format!("invalid network \"{s}\" (expected CIDR such as \"10.0.0.0/8\" or \"fd00::/8\")"));
+    }
+    parsed
+}
+
+/// The list-valued policy keys, global or overridden by a route.
+struct Lists<'a> {
+    allow_countries: &'a [Text],
+    deny_countries: &'a [Text],
+    allow_networks: &'a [Text],
+    deny_networks: &'a [Text],
+}
+
+impl<'a> Lists<'a> {
+    fn from_raw(raw: &'a RawPolicy) -> Self {
+        Self {
+            allow_countries: &raw.allow_countries,
+            deny_countries: &raw.deny_countries,
+            allow_networks: &raw.allow_networks,
+            deny_networks: &raw.deny_networks,
+        }
+    }
+}
+
+const fn mode(m: RawMode) -> Mode {
+    match m {
+        RawMode::Enforce => Mode::Enforce,
+        RawMode::Monitor => Mode::Monitor,
+    }
+}
+
+fn compile_policy(lists: &Lists<'_>, mode: Mode, unknown: RawUnknown, p: &mut Problems<'_>) -> PolicySpec {
+    let allow = countries(lists.allow_countries, p);
+    let deny = countries(lists.deny_countries, p);
+    let allow_nets: Vec<IpNet> = lists.allow_networks.iter().filter_map(|t| cidr(t, p)).collect();
+    let deny_nets: Vec<IpNet> = lists.deny_networks.iter().filter_map(|t| cidr(t, p)).collect();
+    PolicySpec {
+        allow_countries: allow.iter().map(|c| c.to_string()).collect(),
+        deny_countries: deny.iter().map(|c| c.to_string()).collect(),
+        allow_networks: lists.allow_networks.iter().map(|t| t.get_ref().clone()).collect(),
+        deny_networks: lists.deny_networks.iter().map(|t| t.get_ref().clone()).collect(),
+        policy: Policy {
+            mode,
+            allow_countries: allow,
+            deny_countries: deny,
+            unknown_allowed: unknown == RawUnknown::Allow,
+            allow_networks: NetworkTable::compile(&allow_nets),
+            deny_networks: NetworkTable::compile(&deny_nets),
+        },
+    }
+}
+
+fn countries(list: &[Text], p: &mut Problems<'_>) -> CountrySet {
+    let known = known_codes();
+    let mut set = CountrySet::new();
+    for t in list {
+        let code = t.get_ref();
+        if code.eq_ignore_ascii_case("EEA") {
+            set.extend(&eea());
+            continue;
+        }
+        match Country::from_code(code) {
+            Some(c) if known.contains(c) => set.insert(c),
+            _ => {
+                let hint = suggestion(code).map_or_else(String::new, |s| format!(" (did you mean \"{s}\"?)"));
+                let expected = if hint.is_empty() {
+                    " (expected an ISO 3166-1 alpha-2 code such as \"FR\", or \"EEA\")"
+                } else {
+                    ""
+                };
+                p.at(t.span(), format!("unknown country code \"{code}\"{hint}{expected}"));
+            }
+        }
+    }
+    set
+}
+
+fn compile_route(
+    spanned: &Spanned<RawRoute>,
+    global: &RawPolicy,
+    global_lists: &Lists<'_>,
+    p: &mut Problems<'_>,
+) -> Option<RouteSpec> {
+    let r = spanned.get_ref();
+    let name = r.name.get_ref().clone();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        p.at(
+            r.name.span(),
+            format!("invalid route name \"{name}\" (expected letters, digits, '-', '_' or '.'; it becomes a metric label)"),
+        );
+    }
+    let hosts = r.hosts.iter().filter_map(|h| host_pattern(h, p)).collect();
+    let prefix = r.path_prefix.get_ref().clone();
+    if !prefix.starts_with('/') {
+        p.at(r.path_prefix.span(), format!("path_prefix \"{prefix}\" must start with \"/\""));
+    }
+    if r.upstreams.is_empty() {
+        p.at(spanned.span(), format!("route \"{name}\" has no upstreams"));
+    }
+    let upstreams = r.upstreams.iter().filter_map(|u| upstream(u, p)).collect();
+    let lists = Lists {
+        allow_countries: r.allow_countries.as_deref().unwrap_or(global_lists.allow_countries),
+        deny_countries: r.deny_countries.as_deref().unwrap_or(global_lists.deny_countries),
+        allow_networks: r.allow_networks.as_deref().unwrap_or(global_lists.allow_networks),
+        deny_networks: r.deny_networks.as_deref().unwrap_or(global_lists.deny_networks),
+    };
+    // Global lists were already checked; only report problems in the route's own.
+    let mut scratch = Problems::new("");
+    let own = |list: &Option<Vec<Text>>| list.is_some();
+    let pp: &mut Problems<'_> =
+        if own(&r.allow_countries) || own(&r.deny_countries) || own(&r.allow_networks) || own(&r.deny_networks) {
+            p
+        } else {
+            &mut scratch
+        };
+    let policy = compile_policy(
+        &lists,
+        mode(r.mode.unwrap_or(global.mode)),
+        r.unknown_country.unwrap_or(global.unknown_country),
+        pp,
+    );
+    Some(RouteSpec {
+        name,
+        hosts,
+        path_prefix: prefix,
+        upstreams,
+        preserve_host: r.preserve_host,
+        connect_timeout: duration(&r.connect_timeout, p, false),
+        policy,
+    })
+}
+
+fn host_pattern(t: &Text, p: &mut Problems<'_>) -> Option<HostPattern> {
+    let h = t.get_ref().to_ascii_lowercase();
+    let (wild, name) = match h.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, h.as_str()),
+    };
+    let valid = !name.is_empty()
+        && name.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if !valid {
+        p.at(
+            t.span(),
+            format!("invalid host pattern \"{}\" (expected a name such as \"s3.example.org\" or \"*.s3.example.org\", without port)", t.get_ref()),
+        );
+        return None;
+    }
+    Some(if wild {
+        HostPattern::Suffix(format!(".{name}"))
+    } else {
+        HostPattern::Exact(name.to_owned())
+    })
+}
+
+fn upstream(t: &Text, p: &mut Problems<'_>) -> Option<UpstreamUrl> {
+    let url = t.get_ref();
+    let bad = |p: &mut Problems<'_>, why: &str| {
+        p.at(t.span(), format!("invalid upstream \"{url}\": {why} (expected \"http://host:port\")"));
+    };
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        bad(p, "not a URL");
+        return None;
+    };
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            bad(p, "https upstreams are not supported yet");
+            return None;
+        }
+        _ => {
+            bad(p, "scheme must be http");
+            return None;
+        }
+    }
+    let Some(auth) = uri.authority() else {
+        bad(p, "no host");
+        return None;
+    };
+    if auth.as_str().contains('@') {
+        bad(p, "credentials in the URL are not allowed");
+        return None;
+    }
+    if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
+        bad(p, "a path is not allowed; requests keep their own path");
+        return None;
+    }
+    let host_text = auth.host();
+    let literal = host_text.trim_start_matches('[').trim_end_matches(']');
+    let host = match literal.parse::<IpAddr>() {
+        Ok(ip) => UpstreamHost::Ip(ip),
+        Err(_) if !host_text.is_empty() => UpstreamHost::Name(host_text.to_ascii_lowercase()),
+        Err(_) => {
+            bad(p, "no host");
+            return None;
+        }
+    };
+    let port = auth.port_u16().unwrap_or(80);
+    Some(UpstreamUrl {
+        url: url.clone(),
+        host,
+        port,
+        authority: auth.as_str().to_owned(),
+    })
+}

@@ -1,0 +1,246 @@
+//! The compiled residency policy and the verdict it gives for one address.
+//!
+//! `Policy::judge` is the hot path: it canonicalises the address, checks the
+//! network tables, looks the country up and tests two bitsets. It neither
+//! locks nor allocates (`tests/alloc.rs` proves it). Blocking is an outcome,
+//! not an error: `judge` returns a [`Verdict`].
+
+mod networks;
+
+use std::net::IpAddr;
+
+pub use networks::NetworkTable;
+
+use crate::geo::{Canonical, Country, CountrySet, GeoDb, canonicalize};
+
+/// `enforce` blocks; `monitor` lets the request pass and flags it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Requests that fail the policy are refused.
+    Enforce,
+    /// Requests that fail the policy pass, flagged, counted and traced.
+    Monitor,
+}
+
+impl Mode {
+    /// Public contract: the config value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Monitor => "monitor",
+        }
+    }
+}
+
+/// Which end of the flow an address belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client that sent the request.
+    Client,
+    /// The storage the request is forwarded to.
+    Upstream,
+}
+
+impl Side {
+    /// Public contract: used verbatim in the header, metric labels and audit.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
+/// Why an address fails the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The country is not in `allow_countries`.
+    CountryNotAllowed,
+    /// The country is in `deny_countries`.
+    CountryDenied,
+    /// The address is in `deny_networks`.
+    NetworkDenied,
+    /// The database has no country for the address and `unknown_country = "deny"`.
+    UnknownCountry,
+    /// The address hides the real one (Teredo) or could not be established
+    /// (a malformed forwarding header from a trusted proxy).
+    UntraceableAddress,
+    /// No resolved IP of the upstream passes the policy.
+    NoAllowedUpstreamIp,
+}
+
+impl Reason {
+    /// Public contract: used verbatim in the header, metric labels and audit.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CountryNotAllowed => "country_not_allowed",
+            Self::CountryDenied => "country_denied",
+            Self::NetworkDenied => "network_denied",
+            Self::UnknownCountry => "unknown_country",
+            Self::UntraceableAddress => "untraceable_address",
+            Self::NoAllowedUpstreamIp => "no_allowed_upstream_ip",
+        }
+    }
+
+    /// Every reason, for pre-resolving metric handles.
+    pub const ALL: [Reason; 6] = [
+        Self::CountryNotAllowed,
+        Self::CountryDenied,
+        Self::NetworkDenied,
+        Self::UnknownCountry,
+        Self::UntraceableAddress,
+        Self::NoAllowedUpstreamIp,
+    ];
+}
+
+/// What happens to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Passes the policy.
+    Allowed,
+    /// Fails the policy in enforce mode: refused.
+    Blocked,
+    /// Fails the policy in monitor mode: passes, flagged.
+    Flagged,
+}
+
+impl Decision {
+    /// Public contract: used verbatim in metric labels and audit.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Blocked => "blocked",
+            Self::Flagged => "flagged",
+        }
+    }
+}
+
+/// The rule that decided a verdict, for `lookup`, `check` and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// `deny_networks` matched.
+    DenyNetworks,
+    /// `allow_networks` matched.
+    AllowNetworks,
+    /// Teredo or otherwise untraceable.
+    Untraceable,
+    /// `deny_countries` matched.
+    DenyCountries,
+    /// `allow_countries` matched.
+    AllowCountries,
+    /// No country known; `unknown_country` decided.
+    UnknownCountry,
+    /// A country outside `allow_countries`.
+    NotInAllowCountries,
+}
+
+impl Rule {
+    /// The config key (or condition) the rule comes from.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::DenyNetworks => "deny_networks",
+            Self::AllowNetworks => "allow_networks",
+            Self::Untraceable => "untraceable_address",
+            Self::DenyCountries => "deny_countries",
+            Self::AllowCountries => "allow_countries",
+            Self::UnknownCountry => "unknown_country",
+            Self::NotInAllowCountries => "allow_countries (not listed)",
+        }
+    }
+}
+
+/// The policy's answer for one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// The address as judged (after unwrapping IPv4 from IPv6 forms).
+    pub ip: Option<IpAddr>,
+    /// Its country, if the database knows it.
+    pub country: Option<Country>,
+    /// The rule that decided.
+    pub rule: Rule,
+    /// `None` when the address passes; the reason when it fails.
+    pub reason: Option<Reason>,
+}
+
+impl Verdict {
+    /// True when the address passes the policy.
+    #[inline]
+    pub const fn passes(&self) -> bool {
+        self.reason.is_none()
+    }
+
+    /// The verdict for an address that cannot be established at all.
+    pub const fn untraceable() -> Self {
+        Self {
+            ip: None,
+            country: None,
+            rule: Rule::Untraceable,
+            reason: Some(Reason::UntraceableAddress),
+        }
+    }
+}
+
+/// One compiled policy: the global one, or a route's with its overrides.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Enforce or monitor.
+    pub mode: Mode,
+    /// Countries whose addresses pass.
+    pub allow_countries: CountrySet,
+    /// Countries whose addresses fail, whatever else says.
+    pub deny_countries: CountrySet,
+    /// Whether an address with no country passes.
+    pub unknown_allowed: bool,
+    /// Networks that always pass (after `deny_networks`).
+    pub allow_networks: NetworkTable,
+    /// Networks that always fail.
+    pub deny_networks: NetworkTable,
+}
+
+impl Policy {
+    /// Judges `ip` in the SPEC §4 order: `deny_networks` → `allow_networks`
+    /// → Teredo → country in `deny_countries` → country in `allow_countries`
+    /// → unknown country → `unknown_country`.
+    #[inline]
+    pub fn judge(&self, ip: IpAddr, geo: &GeoDb) -> Verdict {
+        let (canon, teredo) = match canonicalize(ip) {
+            Canonical::Ip(ip) => (ip, false),
+            Canonical::Teredo(v6) => (IpAddr::V6(v6), true),
+        };
+        // The country is looked up even when a network rule decides, so the
+        // evidence (logs, audit) always says where an address is.
+        let country = if teredo { None } else { geo.country(canon) };
+        let verdict = |rule, reason| Verdict {
+            ip: Some(canon),
+            country,
+            rule,
+            reason,
+        };
+        if self.deny_networks.contains(canon) {
+            return verdict(Rule::DenyNetworks, Some(Reason::NetworkDenied));
+        }
+        if self.allow_networks.contains(canon) {
+            return verdict(Rule::AllowNetworks, None);
+        }
+        if teredo {
+            return verdict(Rule::Untraceable, Some(Reason::UntraceableAddress));
+        }
+        match country {
+            Some(c) if self.deny_countries.contains(c) => verdict(Rule::DenyCountries, Some(Reason::CountryDenied)),
+            Some(c) if self.allow_countries.contains(c) => verdict(Rule::AllowCountries, None),
+            Some(_) => verdict(Rule::NotInAllowCountries, Some(Reason::CountryNotAllowed)),
+            None if self.unknown_allowed => verdict(Rule::UnknownCountry, None),
+            None => verdict(Rule::UnknownCountry, Some(Reason::UnknownCountry)),
+        }
+    }
+
+    /// What a verdict means for the request under this policy's mode.
+    #[inline]
+    pub const fn decide(&self, verdict: &Verdict) -> Decision {
+        match (verdict.passes(), self.mode) {
+            (true, _) => Decision::Allowed,
+            (false, Mode::Enforce) => Decision::Blocked,
+            (false, Mode::Monitor) => Decision::Flagged,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The client side: accepting connections, establishing who the client is,
+//! choosing the route, judging, and forwarding or refusing.
+
+pub mod client_ip;
+pub mod headers;
+pub mod io;
+pub mod listener;
+pub mod proxy_protocol;
+pub mod respond;
+pub mod route;
+pub mod service;
+
+pub use listener::Server;

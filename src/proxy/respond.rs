@@ -1,0 +1,160 @@
+//! Every response the proxy writes itself: the S3-style XML error shape of
+//! SPEC §4, so S3 clients print a readable message, and the request id.
+//! Clients get the public reason, never internal detail.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use crate::geo::{Country, label};
+use crate::policy::{Decision, Reason, Side};
+
+/// The body of a response to the client: proxied or generated.
+pub type Body = Either<Incoming, Full<Bytes>>;
+
+/// `x-residency-decision` (SPEC §4).
+pub static DECISION_HEADER: HeaderName = HeaderName::from_static("x-residency-decision");
+/// `x-residency-request-id`: the id of the request's audit record.
+pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-residency-request-id");
+
+/// A request id: 16 upper-case hex digits, unique within the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestId(u64);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+static ID_SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+impl RequestId {
+    /// The next id. Ids are a counter passed through a bijective mix with a
+    /// per-process seed, so they are unique and do not reveal request counts.
+    pub fn next() -> Self {
+        let seed = *ID_SEED.get_or_init(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+            h.finish()
+        });
+        Self(splitmix64(NEXT_ID.fetch_add(1, Ordering::Relaxed) ^ seed))
+    }
+
+    /// The id as the header value.
+    pub fn header_value(self) -> HeaderValue {
+        HeaderValue::from_str(&self.to_string()).expect("hex digits are a valid header value")
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016X}", self.0)
+    }
+}
+
+const fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The value of `x-residency-decision` for a failed verdict, e.g.
+/// `blocked; side=client; country=US; reason=country_not_allowed`.
+pub fn decision_value(decision: Decision, side: Side, country: Option<Country>, reason: Reason) -> HeaderValue {
+    let text = format!(
+        "{}; side={}; country={}; reason={}",
+        decision.as_str(),
+        side.as_str(),
+        label(country),
+        reason.as_str()
+    );
+    HeaderValue::from_str(&text).expect("decision values are ASCII tokens")
+}
+
+/// A request the policy blocks: `451` with the XML body (none for HEAD).
+pub fn blocked(side: Side, country: Option<Country>, reason: Reason, resource: &str, id: RequestId, head: bool) -> Response<Body> {
+    let message = match (side, reason) {
+        (Side::Client, Reason::UntraceableAddress) => "client address cannot be established".to_owned(),
+        (Side::Client, Reason::NetworkDenied) => "client network is denied".to_owned(),
+        (Side::Client, _) => format!("client country {} is outside the allowed area", label(country)),
+        (Side::Upstream, _) => "no address of the storage upstream is inside the allowed area".to_owned(),
+    };
+    let mut rsp = xml_error(
+        StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+        "AccessDenied",
+        &format!("blocked by data-residency policy: {message}"),
+        resource,
+        id,
+        head,
+    );
+    rsp.headers_mut()
+        .insert(DECISION_HEADER.clone(), decision_value(Decision::Blocked, side, country, reason));
+    rsp
+}
+
+/// An S3-style error response. `resource` is the request path.
+pub fn xml_error(status: StatusCode, code: &str, message: &str, resource: &str, id: RequestId, head: bool) -> Response<Body> {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>\n",
+        escape(code),
+        escape(message),
+        escape(resource),
+        id
+    );
+    let len = xml.len();
+    let body = if head { Bytes::new() } else { Bytes::from(xml) };
+    let mut rsp = Response::new(Either::Right(Full::new(body)));
+    *rsp.status_mut() = status;
+    let h = rsp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(REQUEST_ID_HEADER.clone(), id.header_value());
+    h.insert(HeaderName::from_static("x-amz-request-id"), id.header_value());
+    rsp
+}
+
+/// XML text escaping for element content.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() => out.push_str(&format!("&#x{:X};", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_16_hex_and_distinct() {
+        let a = RequestId::next().to_string();
+        let b = RequestId::next().to_string();
+        assert_eq!(a.len(), 16);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn xml_escapes_resource() {
+        assert_eq!(escape("/b/<a&'\">"), "/b/&lt;a&amp;&apos;&quot;&gt;");
+    }
+
+    #[test]
+    fn decision_header_shape() {
+        let v = decision_value(Decision::Blocked, Side::Client, Country::from_code("US"), Reason::CountryNotAllowed);
+        assert_eq!(v, "blocked; side=client; country=US; reason=country_not_allowed");
+        let v = decision_value(Decision::Flagged, Side::Upstream, None, Reason::UnknownCountry);
+        assert_eq!(v, "flagged; side=upstream; country=unknown; reason=unknown_country");
+    }
+}

@@ -1,0 +1,240 @@
+//! One request, start to end: snapshot, route, client verdict, then either a
+//! refusal (before any body byte is read, so `Expect: 100-continue` uploads
+//! nothing) or the forward to a judged upstream address with both bodies
+//! streaming.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{HOST, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use super::client_ip::{ClientAddr, client_addr};
+use super::headers::{add_forwarding, is_chunked, set_chunked, set_host, strip_hop_by_hop};
+use super::respond::{self, Body, DECISION_HEADER, REQUEST_ID_HEADER, RequestId};
+use super::route;
+use crate::geo::label;
+use crate::policy::{Decision, Mode, Reason, Side, Verdict};
+use crate::snapshot::{Route, Shared, Snapshot};
+use crate::upstream::Upstream;
+
+/// What the connection knows about its client.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The socket peer.
+    pub peer: SocketAddr,
+    /// The peer, or the address a trusted peer announced with PROXY protocol.
+    pub client: ClientAddr,
+    /// Whether the peer is a trusted proxy.
+    pub peer_trusted: bool,
+}
+
+/// Handles one request. Never fails: every failure becomes a response.
+pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>, shared: Shared) -> Result<Response<Body>, Infallible> {
+    let snap = shared.load_full();
+    let id = RequestId::next();
+    let mut rsp = decide(req, &conn, &snap, id).await;
+    rsp.headers_mut().insert(REQUEST_ID_HEADER.clone(), id.header_value());
+    Ok(rsp)
+}
+
+async fn decide(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot, id: RequestId) -> Response<Body> {
+    let head = req.method() == Method::HEAD;
+    let resource = req.uri().path().to_owned();
+    let bad = |code: &str, msg: &str, status| respond::xml_error(status, code, msg, &resource, id, head);
+
+    if req.method() == Method::CONNECT {
+        return bad("MethodNotAllowed", "CONNECT is not supported by this proxy", StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let Some(host) = request_host(&req) else {
+        return bad("InvalidRequest", "missing, repeated or invalid Host header", StatusCode::BAD_REQUEST);
+    };
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let Some(index) = route::choose(snap.routes.iter().map(|r| &r.spec), &host, path) else {
+        return bad("NoSuchRoute", "no route of this proxy matches the host and path", StatusCode::NOT_FOUND);
+    };
+    let route = &snap.routes[index];
+    let server = &snap.config.server;
+    let policy = &route.spec.policy.policy;
+    let client = client_addr(conn.peer, conn.client, req.headers(), server.client_ip_source, &server.trusted_proxies);
+    let verdict = match client {
+        ClientAddr::Ip(ip) => policy.judge(ip, &snap.geo),
+        ClientAddr::Untraceable => Verdict::untraceable(),
+    };
+    let decision = policy.decide(&verdict);
+    let flag = match (decision, verdict.reason) {
+        (Decision::Allowed, _) | (_, None) => {
+            tracing::trace!(route = %route.spec.name, request_id = %id, "client allowed");
+            None
+        }
+        (Decision::Blocked, Some(reason)) => {
+            log_verdict(decision, Side::Client, &route.spec.name, &verdict, reason, id, conn);
+            return respond::blocked(Side::Client, verdict.country, reason, &resource, id, head);
+        }
+        (Decision::Flagged, Some(reason)) => {
+            log_verdict(decision, Side::Client, &route.spec.name, &verdict, reason, id, conn);
+            Some(respond::decision_value(Decision::Flagged, Side::Client, verdict.country, reason))
+        }
+    };
+    let mut rsp = forward(req, conn, route, snap, id, &resource, head).await;
+    if let Some(v) = flag {
+        rsp.headers_mut().append(DECISION_HEADER.clone(), v);
+    }
+    rsp
+}
+
+fn log_verdict(decision: Decision, side: Side, route: &str, v: &Verdict, reason: Reason, id: RequestId, conn: &ConnInfo) {
+    let country = label(v.country);
+    let ip = v.ip.map(|ip| ip.to_string());
+    let peer = conn.peer.ip();
+    match decision {
+        Decision::Blocked => tracing::info!(
+            decision = decision.as_str(), side = side.as_str(), route, country, reason = reason.as_str(),
+            request_id = %id, ip = ip.as_deref().unwrap_or("untraceable"), %peer, "request blocked"
+        ),
+        _ => tracing::warn!(
+            decision = decision.as_str(), side = side.as_str(), route, country, reason = reason.as_str(),
+            request_id = %id, ip = ip.as_deref().unwrap_or("untraceable"), %peer, "request flagged"
+        ),
+    }
+}
+
+/// The request's host: the single `Host` header, or the authority of an
+/// absolute-form target, which must then agree with `Host` (RFC 9112 §3.2.2).
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let header = hosts.next().map(HeaderValue::to_str);
+    if hosts.next().is_some() {
+        return None;
+    }
+    let header = match header {
+        Some(Ok(h)) if !h.is_empty() && !h.contains(['/', '@', ' ', '\\']) => Some(h),
+        Some(_) => return None,
+        None => None,
+    };
+    match (req.uri().authority(), header) {
+        (Some(auth), Some(h)) if auth.as_str().eq_ignore_ascii_case(h) => Some(h.to_owned()),
+        (Some(_), _) => None,
+        (None, Some(h)) => Some(h.to_owned()),
+        (None, None) if req.version() < Version::HTTP_11 => Some(String::new()),
+        (None, None) => None,
+    }
+}
+
+async fn forward(
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    route: &Route,
+    snap: &Snapshot,
+    id: RequestId,
+    resource: &str,
+    head: bool,
+) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    let chunked = is_chunked(&parts.headers);
+    strip_hop_by_hop(&mut parts.headers);
+    if chunked {
+        set_chunked(&mut parts.headers);
+    }
+    add_forwarding(&mut parts.headers, conn.peer, conn.peer_trusted);
+    // Origin-form target, byte for byte as received: SigV4 signs it.
+    parts.uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    parts.version = Version::HTTP_11;
+    let mut req = Request::from_parts(parts, body);
+
+    let policy = &route.spec.policy.policy;
+    let mut upstream_block: Option<Verdict> = None;
+    let mut last_error = String::from("no upstream");
+    for upstream in route.upstream_order() {
+        let addrs = match upstream.resolve().await {
+            Ok(a) => a,
+            Err(e) => {
+                last_error = e.to_string();
+                continue;
+            }
+        };
+        let judged = Upstream::judge(&addrs, policy, &snap.geo);
+        for (addr, v) in &judged.rejected {
+            let reason = v.reason.unwrap_or(Reason::NoAllowedUpstreamIp);
+            tracing::info!(
+                route = %route.spec.name, side = "upstream", country = label(v.country), reason = reason.as_str(),
+                %addr, upstream = %upstream.url.url, request_id = %id, "upstream address rejected"
+            );
+        }
+        let candidates = if judged.allowed.is_empty() {
+            let first = judged.rejected.first().map(|(_, v)| *v);
+            if policy.mode == Mode::Enforce {
+                upstream_block = upstream_block.or(first);
+                continue;
+            }
+            if let Some(v) = first {
+                log_verdict(Decision::Flagged, Side::Upstream, &route.spec.name, &v, Reason::NoAllowedUpstreamIp, id, conn);
+            }
+            judged.rejected
+        } else {
+            judged.allowed
+        };
+        if !route.spec.preserve_host {
+            set_host(req.headers_mut(), &upstream.url.authority);
+        }
+        for (addr, _) in candidates {
+            match send(upstream, addr, req).await {
+                Ok(rsp) => return upstream_response(rsp),
+                Err((e, Some(back))) => {
+                    last_error = e;
+                    req = back;
+                }
+                Err((e, None)) => {
+                    tracing::warn!(route = %route.spec.name, %addr, error = %e, request_id = %id, "upstream request failed");
+                    return respond::xml_error(StatusCode::BAD_GATEWAY, "BadGateway", "the storage upstream failed", resource, id, head);
+                }
+            }
+        }
+    }
+    if let Some(v) = upstream_block {
+        log_verdict(Decision::Blocked, Side::Upstream, &route.spec.name, &v, Reason::NoAllowedUpstreamIp, id, conn);
+        return respond::blocked(Side::Upstream, v.country, Reason::NoAllowedUpstreamIp, resource, id, head);
+    }
+    tracing::warn!(route = %route.spec.name, error = %last_error, request_id = %id, "no upstream reachable");
+    respond::xml_error(StatusCode::BAD_GATEWAY, "BadGateway", "the storage upstream cannot be reached", resource, id, head)
+}
+
+type SendError = (String, Option<Request<Incoming>>);
+
+/// Sends on a connection to exactly `addr`. When the request was not written
+/// (connect failure, or a pooled connection that closed under us) it is
+/// handed back so another address or a fresh connection can be tried.
+async fn send(upstream: &Upstream, addr: SocketAddr, mut req: Request<Incoming>) -> Result<Response<Incoming>, SendError> {
+    for _attempt in 0..2 {
+        let mut sender = match upstream.connect(addr).await {
+            Ok(s) => s,
+            Err(e) => return Err((e, Some(req))),
+        };
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        let pending = sender.try_send_request(req);
+        upstream.release(addr, sender);
+        match pending.await {
+            Ok(rsp) => return Ok(rsp),
+            Err(mut e) => match e.take_message() {
+                Some(back) => req = back,
+                None => return Err((format!("upstream {addr}: {}", e.error()), None)),
+            },
+        }
+    }
+    Err((format!("upstream {addr}: connection closed before the request could be sent"), Some(req)))
+}
+
+fn upstream_response(rsp: Response<Incoming>) -> Response<Body> {
+    let (mut parts, body) = rsp.into_parts();
+    let chunked = is_chunked(&parts.headers);
+    strip_hop_by_hop(&mut parts.headers);
+    if chunked {
+        set_chunked(&mut parts.headers);
+    }
+    Response::from_parts(parts, Either::Left(body))
+}

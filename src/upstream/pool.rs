@@ -1,0 +1,58 @@
+//! Idle upstream connections, keyed by the judged socket address they were
+//! dialled to. A connection is only ever reused for the exact IP and port it
+//! was opened to, and the pool belongs to one snapshot: a reload builds new
+//! pools, so a connection validated under an old policy is never reused under
+//! a new one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+
+/// Most idle connections kept per upstream address.
+const MAX_IDLE_PER_ADDR: usize = 32;
+
+/// A sender for requests over one upstream connection.
+pub type Sender = SendRequest<Incoming>;
+
+/// Idle connections by address.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Sender>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// Takes a connection to `addr` that is ready for a request, dropping
+    /// closed ones on the way. Busy ones (a response still streaming) stay.
+    pub fn checkout(&self, addr: SocketAddr) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = idle.get_mut(&addr)?;
+        list.retain(|s| !s.is_closed());
+        let i = list.iter().position(SendRequest::is_ready)?;
+        Some(list.swap_remove(i))
+    }
+
+    /// Offers a connection back once its request is written. It becomes
+    /// usable again when its response has been read to the end.
+    pub fn checkin(&self, addr: SocketAddr, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = idle.entry(addr).or_default();
+        if list.len() >= MAX_IDLE_PER_ADDR {
+            list.retain(|s| !s.is_closed());
+        }
+        if list.len() < MAX_IDLE_PER_ADDR {
+            list.push(sender);
+        }
+    }
+}
