@@ -36,8 +36,19 @@ pub struct ConnInfo {
 pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>, shared: Shared) -> Result<Response<Body>, Infallible> {
     let snap = shared.load_full();
     let id = RequestId::next();
+    let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
     let mut rsp = decide(req, &conn, &snap, id).await;
     rsp.headers_mut().insert(REQUEST_ID_HEADER.clone(), id.header_value());
+    if has_body && matches!(rsp.body(), Either::Right(_)) {
+        // A refusal leaves the request body unread: close the connection
+        // rather than guess where the next request starts.
+        rsp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     Ok(rsp)
 }
 
@@ -48,6 +59,9 @@ async fn decide(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot, id: Re
 
     if req.method() == Method::CONNECT {
         return bad("MethodNotAllowed", "CONNECT is not supported by this proxy", StatusCode::METHOD_NOT_ALLOWED);
+    }
+    if !framing_is_plain(&req) {
+        return bad("InvalidRequest", "unsupported Transfer-Encoding (only a single \"chunked\" is accepted)", StatusCode::BAD_REQUEST);
     }
     let Some(host) = request_host(&req) else {
         return bad("InvalidRequest", "missing, repeated or invalid Host header", StatusCode::BAD_REQUEST);
@@ -99,6 +113,19 @@ fn log_verdict(decision: Decision, side: Side, route: &str, v: &Verdict, reason:
             decision = decision.as_str(), side = side.as_str(), route, country, reason = reason.as_str(),
             request_id = %id, ip = ip.as_deref().unwrap_or("untraceable"), %peer, "request flagged"
         ),
+    }
+}
+
+/// Only `Transfer-Encoding: chunked`, once, is accepted. hyper already
+/// refuses a final coding other than chunked; codings before it (`gzip,
+/// chunked`) would reach the upstream as an unlabelled body, and repeated
+/// fields are a classic desync vector, so both are refused here.
+fn framing_is_plain(req: &Request<Incoming>) -> bool {
+    let mut te = req.headers().get_all(http::header::TRANSFER_ENCODING).iter();
+    match (te.next(), te.next()) {
+        (None, _) => true,
+        (Some(v), None) => v.as_bytes().eq_ignore_ascii_case(b"chunked"),
+        (Some(_), Some(_)) => false,
     }
 }
 

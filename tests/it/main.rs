@@ -1,1 +1,17 @@
-fn main(){}
+//! The integration suite: one binary, a file per topic. Most tests run the
+//! real `residency-proxy` binary on a config they write, with a GeoIP
+//! database they generate, in front of a recording origin, with clients
+//! bound to loopback addresses that the database maps to countries.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
+
+mod support;
+
+mod cli;
+mod client_ip;
+mod decisions;
+mod forwarding;
+mod geodb;
+mod limits;
+mod policy_engine;
+mod streaming;

@@ -1,0 +1,171 @@
+//! The command line, run as users run it: exact stdout, stderr, exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::support::proxy::BIN;
+use crate::support::{Layout, ips, standard_geo};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn version_and_help() {
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), format!("residency-proxy {}\n", env!("CARGO_PKG_VERSION")));
+    for cmd in [vec!["--help"], vec!["run", "--help"], vec!["check", "--help"], vec!["lookup", "--help"]] {
+        let out = run(&cmd);
+        assert!(out.status.success(), "{cmd:?}");
+        assert!(text(&out.stdout).contains("Usage: residency-proxy"), "{cmd:?}");
+    }
+}
+
+#[test]
+fn shipped_config_checks_and_prints_the_eea_expansion() {
+    let out = run(&["check"]);
+    assert_eq!(text(&out.stderr), "");
+    assert!(out.status.success());
+    let s = text(&out.stdout);
+    assert!(s.starts_with("config config/residency-proxy.toml: ok\n"), "{s}");
+    assert!(
+        s.contains("EEA alias (37 codes): AT AX BE BG CY CZ DE DK EE ES FI FR GF GP GR HR HU IE IS IT LI LT LU LV MF MQ MT NL NO PL PT RE RO SE SI SK YT\n"),
+        "{s}"
+    );
+    assert!(s.contains("upstream http://127.0.0.1:9000: unknown allowed by allow_networks"), "{s}");
+}
+
+#[test]
+fn lookup_on_the_shipped_config() {
+    let out = run(&["lookup", "8.8.8.8", "90.0.0.1", "::ffff:8.8.8.8", "127.0.0.1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "8.8.8.8\tUS\tblocked\tcountry_not_allowed by allow_countries (not listed)\n\
+         90.0.0.1\tFR\tallowed\tby allow_countries\n\
+         ::ffff:8.8.8.8 (judged as 8.8.8.8)\tUS\tblocked\tcountry_not_allowed by allow_countries (not listed)\n\
+         127.0.0.1\tunknown\tallowed\tby allow_networks\n"
+    );
+    let out = run(&["lookup", "--json", "8.8.8.8"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["country"], "US");
+    assert_eq!(v[0]["decision"], "blocked");
+    assert_eq!(v[0]["reason"], "country_not_allowed");
+}
+
+#[test]
+fn lookup_refuses_what_is_not_an_ip() {
+    let out = run(&["lookup", "8.8.8.8", "not-an-ip"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        "invalid IP address \"not-an-ip\" (expected IPv4 such as 8.8.8.8 or IPv6 such as 2001:db8::1)\n"
+    );
+}
+
+fn check_file(toml: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = run(&["check", "--config", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr).replace(path.to_str().unwrap(), "bad.toml");
+    (out.status.code(), text(&out.stdout), stderr)
+}
+
+#[test]
+fn unknown_key_is_refused_with_line_and_column() {
+    let (code, stdout, stderr) = check_file("[policy]\nmode = \"enforce\"\n  alow_countries = [\"FR\"]\n");
+    assert_eq!(code, Some(1));
+    assert_eq!(stdout, "");
+    assert!(stderr.starts_with("bad.toml:3:3: unknown field \"alow_countries\", expected one of"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_hints() {
+    let toml = r#"[server]
+listen = ["0.0.0.0:80", "nope"]
+header_read_timeout = "10 seconds"
+trusted_proxies = ["10.0.0.0/33"]
+
+[policy]
+allow_countries = ["EEA", "UK", "XX"]
+
+[[route]]
+name = "s3"
+upstreams = ["ftp://x"]
+"#;
+    let (code, _, stderr) = check_file(toml);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr,
+        "bad.toml:2:25: invalid listen address \"nope\" (expected IP:port, e.g. \"0.0.0.0:8080\" or \"[::]:8080\")\n\
+         bad.toml:3:23: invalid duration \"10 seconds\" (expected an integer and a unit: \"250ms\", \"10s\", \"5m\", \"1h\")\n\
+         bad.toml:4:20: invalid network \"10.0.0.0/33\" (expected CIDR such as \"10.0.0.0/8\" or \"fd00::/8\")\n\
+         bad.toml:7:27: unknown country code \"UK\" (did you mean \"GB\"?)\n\
+         bad.toml:7:33: unknown country code \"XX\" (expected an ISO 3166-1 alpha-2 code such as \"FR\", or \"EEA\")\n\
+         bad.toml:11:14: invalid upstream \"ftp://x\": scheme must be http (expected \"http://host:port\")\n"
+    );
+}
+
+#[test]
+fn bad_enum_value_and_syntax_errors_are_located() {
+    let (code, _, stderr) = check_file("[policy]\nmode = \"block\"\n");
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with("bad.toml:2:8: unknown variant \"block\", expected"), "{stderr}");
+    let (code, _, stderr) = check_file("[policy\n");
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with("bad.toml:1:"), "{stderr}");
+}
+
+#[test]
+fn missing_config_and_database_are_clear_errors() {
+    let out = run(&["check", "--config", "does/not/exist.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "does/not/exist.toml: cannot read config file: No such file or directory (os error 2)\n"
+    );
+    let (code, _, stderr) = check_file("[geoip]\ndatabase = \"/nonexistent/x.mmdb\"\n[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9\"]\n");
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with("cannot open GeoIP database /nonexistent/x.mmdb: "), "{stderr}");
+}
+
+#[test]
+fn check_shows_each_upstream_literal_verdict() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let toml = format!(
+        "[geoip]\ndatabase = \"{}\"\n[policy]\nallow_networks = []\n[[route]]\nname = \"s3\"\nupstreams = [\"http://{}:9000\", \"http://{}:9000\"]\n",
+        geo.path().display(),
+        ips::ORIGIN,
+        ips::ORIGIN_US
+    );
+    let (code, stdout, stderr) = check_file(&toml);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("upstream http://127.0.0.10:9000: DE allowed by allow_countries\n"), "{stdout}");
+    assert!(stdout.contains("upstream http://127.0.0.11:9000: US rejected by allow_countries (not listed)\n"), "{stdout}");
+}
+
+#[test]
+fn shipped_config_parses_to_the_defaults() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/residency-proxy.toml"));
+    let shipped = residency_proxy::config::Config::load(path).unwrap();
+    // The same file with every documented key removed gives the same result.
+    let minimal = "[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9000\"]\n";
+    let defaults = residency_proxy::config::Config::parse(path, minimal).unwrap();
+    assert_eq!(format!("{:?}", shipped.server), format!("{:?}", defaults.server));
+    assert_eq!(format!("{:?}", shipped.policy), format!("{:?}", defaults.policy));
+    assert_eq!(format!("{:?}", shipped.routes), format!("{:?}", defaults.routes));
+    assert_eq!(shipped.geoip_database, defaults.geoip_database);
+}

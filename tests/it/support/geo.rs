@@ -1,0 +1,122 @@
+//! Test GeoIP databases, generated with `mmdb-writer` in either layout.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use mmdb_writer::{Ipv4Aliasing, Writer};
+
+/// Which record shape to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// MaxMind GeoIP2/GeoLite2: `country.iso_code`.
+    MaxMind,
+    /// MaxMind with only `registered_country.iso_code` (anonymous proxies etc.).
+    RegisteredOnly,
+    /// ip-location-db: `country_code`.
+    IpLocationDb,
+}
+
+/// A database under construction, then on disk.
+pub struct TestGeo {
+    layout: Layout,
+    entries: Vec<(IpNet, String)>,
+    aliasing: bool,
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl TestGeo {
+    /// An empty database. IPv4 aliasing is off by default (like the shipped
+    /// database), so unwrapping IPv6 forms is the proxy's own work.
+    pub fn new(layout: Layout) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.mmdb");
+        Self {
+            layout,
+            entries: Vec::new(),
+            aliasing: false,
+            dir,
+            path,
+        }
+    }
+
+    /// Maps an address or network to a country code.
+    pub fn map(mut self, net: &str, country: &str) -> Self {
+        let net: IpNet = net
+            .parse()
+            .or_else(|_| net.parse::<IpAddr>().map(IpNet::from))
+            .unwrap();
+        self.entries.push((net, country.to_owned()));
+        self
+    }
+
+    /// Installs the writer's IPv4 alias subtrees (::ffff:0:0/96, 2002::/16).
+    pub fn with_aliasing(mut self) -> Self {
+        self.aliasing = true;
+        self
+    }
+
+    /// Writes the database file and returns self.
+    pub fn build(self) -> Self {
+        self.write_to(&self.path.clone());
+        self
+    }
+
+    /// Writes the database to `path` (for replacement tests).
+    pub fn write_to(&self, path: &Path) {
+        let aliasing = if self.aliasing { Ipv4Aliasing::Enabled } else { Ipv4Aliasing::Disabled };
+        let mut w = Writer::builder("Test-Country").ipv4_aliasing(aliasing).build();
+        for (net, code) in &self.entries {
+            let iso = BTreeMap::from([("iso_code".to_owned(), code.clone())]);
+            let names = BTreeMap::from([("en".to_owned(), format!("Country {code}"))]);
+            match self.layout {
+                Layout::MaxMind => {
+                    #[derive(serde::Serialize)]
+                    struct Rec {
+                        continent: BTreeMap<String, String>,
+                        country: BTreeMap<String, String>,
+                        registered_country: BTreeMap<String, String>,
+                        names: BTreeMap<String, String>,
+                    }
+                    let rec = Rec {
+                        continent: BTreeMap::from([("code".to_owned(), "EU".to_owned())]),
+                        country: iso.clone(),
+                        // A different registered country proves country wins.
+                        registered_country: BTreeMap::from([("iso_code".to_owned(), "ZZ".to_owned())]),
+                        names,
+                    };
+                    w.insert(*net, &rec).unwrap();
+                }
+                Layout::RegisteredOnly => {
+                    #[derive(serde::Serialize)]
+                    struct Rec {
+                        registered_country: BTreeMap<String, String>,
+                    }
+                    w.insert(*net, &Rec { registered_country: iso }).unwrap();
+                }
+                Layout::IpLocationDb => {
+                    #[derive(serde::Serialize)]
+                    struct Rec {
+                        country_code: String,
+                    }
+                    w.insert(*net, &Rec { country_code: code.clone() }).unwrap();
+                }
+            }
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, w.to_bytes().unwrap()).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The temporary directory holding it (for configs next to it).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}

@@ -1,0 +1,138 @@
+//! The real `residency-proxy` binary, started on a config written by the test.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+/// Path of the binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_residency-proxy");
+
+/// A running proxy process; killed when dropped.
+pub struct Proxy {
+    child: Child,
+    addrs: Vec<SocketAddr>,
+    logs: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    /// Writes `toml` to a temporary file and runs the proxy on it, waiting
+    /// until it logs its listening addresses (one per `server.listen`).
+    pub fn start(toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("proxy.toml");
+        std::fs::write(&config, toml).unwrap();
+        let listen_count = count_listen(toml);
+        let mut child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info,residency_proxy=debug")
+            .env_remove("RUST_LOG_STYLE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap().parse::<SocketAddr>().unwrap());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut addrs = Vec::new();
+        while addrs.len() < listen_count {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(a) => addrs.push(a),
+                Err(_) => {
+                    let status = child.try_wait().unwrap();
+                    panic!("proxy did not start (exit: {status:?}); logs:\n{}", logs.lock().unwrap().join("\n"));
+                }
+            }
+        }
+        Self { child, addrs, logs, _dir: dir, config }
+    }
+
+    /// The first listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Every listening address, in config order.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The config file it runs on (tests may rewrite it and send SIGHUP).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Everything logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Peak resident set size (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").args([&format!("-{name}"), &self.pid().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for exit, up to `limit`; returns the exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+fn count_listen(toml: &str) -> usize {
+    let v: toml::Value = toml::from_str(toml).unwrap();
+    v.get("server")
+        .and_then(|s| s.get("listen"))
+        .and_then(|l| l.as_array())
+        .map_or(1, Vec::len)
+}
