@@ -1,1 +1,67 @@
-fn main(){}
+//! Question: how long does judging one client address take, compared with
+//! the cheapest thing a proxy could do instead (a bare `HashSet` lookup)?
+//!
+//! Run: `cargo bench --bench verdict`
+//!
+//! Inputs: the shipped database and a mix of allowed, blocked, unknown,
+//! IPv6, IPv6-wrapped and Teredo addresses, judged under the shipped policy.
+//!
+//! Last ratios seen: see the closing notes of the performance issue; record
+//! them here with date and machine when measured.
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use residency_proxy::config::Config;
+use residency_proxy::geo::GeoDb;
+
+const MIX: [&str; 12] = [
+    "90.0.0.1",
+    "82.64.0.1",
+    "8.8.8.8",
+    "1.1.1.1",
+    "10.1.2.3",
+    "192.168.1.1",
+    "2a01:cb00::1",
+    "2001:4860:4860::8888",
+    "::ffff:8.8.8.8",
+    "64:ff9b::5a00:1",
+    "2002:808:808::1",
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+];
+
+fn verdict(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = Config::load(&root.join("config/residency-proxy.toml")).expect("shipped config");
+    let geo = GeoDb::open(&root.join(&config.geoip_database)).expect("shipped database");
+    let policy = &config.policy.policy;
+    let ips: Vec<IpAddr> = MIX.iter().map(|s| s.parse().expect("literal")).collect();
+    let set: HashSet<IpAddr> = ips.iter().step_by(2).copied().collect();
+
+    let mut g = c.benchmark_group("verdict");
+    g.throughput(Throughput::Elements(ips.len() as u64));
+    g.bench_function("baseline_hashset_contains", |b| {
+        b.iter(|| ips.iter().filter(|ip| set.contains(black_box(*ip))).count())
+    });
+    g.bench_function("geo_country_only", |b| {
+        b.iter(|| {
+            ips.iter()
+                .filter(|ip| geo.country(black_box(**ip)).is_some())
+                .count()
+        })
+    });
+    g.bench_function("judge", |b| {
+        b.iter(|| {
+            ips.iter()
+                .filter(|ip| policy.judge(black_box(**ip), &geo).passes())
+                .count()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, verdict);
+criterion_main!(benches);

@@ -42,7 +42,11 @@ impl Route {
     /// start, then the others in file order.
     pub fn upstream_order(&self) -> impl Iterator<Item = &Upstream> {
         let n = self.upstreams.len();
-        let start = if n > 1 { self.next.fetch_add(1, Ordering::Relaxed) % n } else { 0 };
+        let start = if n > 1 {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        } else {
+            0
+        };
         (0..n).map(move |i| &self.upstreams[(start + i) % n])
     }
 }
@@ -67,7 +71,11 @@ impl Snapshot {
                 next: AtomicUsize::new(0),
             })
             .collect();
-        Ok(Self { config, geo, routes })
+        Ok(Self {
+            config,
+            geo,
+            routes,
+        })
     }
 
     /// Wraps the snapshot for sharing.

@@ -39,7 +39,12 @@ fn summary(snap: &Snapshot) -> String {
         list_or_none(&c.server.trusted_proxies_text)
     );
     let eea_codes: Vec<String> = eea().iter().map(|c| c.to_string()).collect();
-    let _ = writeln!(w, "EEA alias ({} codes): {}", eea_codes.len(), eea_codes.join(" "));
+    let _ = writeln!(
+        w,
+        "EEA alias ({} codes): {}",
+        eea_codes.len(),
+        eea_codes.join(" ")
+    );
     let _ = writeln!(w, "policy:");
     policy(w, &c.policy, "  ");
     for r in &snap.routes {
@@ -56,7 +61,11 @@ fn summary(snap: &Snapshot) -> String {
             w,
             "route {}: hosts {}, path_prefix {}, preserve_host {}",
             s.name,
-            if hosts.is_empty() { "any".to_owned() } else { hosts.join(", ") },
+            if hosts.is_empty() {
+                "any".to_owned()
+            } else {
+                hosts.join(", ")
+            },
             s.path_prefix,
             s.preserve_host
         );
@@ -85,19 +94,44 @@ fn summary(snap: &Snapshot) -> String {
 
 fn policy(w: &mut String, p: &PolicySpec, indent: &str) {
     let _ = writeln!(w, "{indent}mode: {}", p.policy.mode.as_str());
-    let _ = writeln!(w, "{indent}allow_countries ({}): {}", p.allow_countries.len(), list_or_none(&p.allow_countries));
-    let _ = writeln!(w, "{indent}deny_countries: {}", list_or_none(&p.deny_countries));
+    let _ = writeln!(
+        w,
+        "{indent}allow_countries ({}): {}",
+        p.allow_countries.len(),
+        list_or_none(&p.allow_countries)
+    );
+    let _ = writeln!(
+        w,
+        "{indent}deny_countries: {}",
+        list_or_none(&p.deny_countries)
+    );
     let _ = writeln!(
         w,
         "{indent}unknown_country: {}",
-        if p.policy.unknown_allowed { "allow" } else { "deny" }
+        if p.policy.unknown_allowed {
+            "allow"
+        } else {
+            "deny"
+        }
     );
-    let _ = writeln!(w, "{indent}allow_networks: {}", list_or_none(&p.allow_networks));
-    let _ = writeln!(w, "{indent}deny_networks: {}", list_or_none(&p.deny_networks));
+    let _ = writeln!(
+        w,
+        "{indent}allow_networks: {}",
+        list_or_none(&p.allow_networks)
+    );
+    let _ = writeln!(
+        w,
+        "{indent}deny_networks: {}",
+        list_or_none(&p.deny_networks)
+    );
 }
 
 fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() { "none".to_owned() } else { items.join(" ") }
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(" ")
+    }
 }
 
 /// `YYYY-MM-DD` of a Unix time, UTC (civil-from-days, H. Hinnant).

@@ -16,7 +16,9 @@ pub fn lookup(path: &Path, json: bool, ips: &[String]) -> anyhow::Result<ExitCod
     for text in ips {
         match text.parse::<IpAddr>() {
             Ok(ip) => parsed.push(ip),
-            Err(_) => bail!("invalid IP address \"{text}\" (expected IPv4 such as 8.8.8.8 or IPv6 such as 2001:db8::1)"),
+            Err(_) => bail!(
+                "invalid IP address \"{text}\" (expected IPv4 such as 8.8.8.8 or IPv6 such as 2001:db8::1)"
+            ),
         }
     }
     let config = Config::load(path)?;
@@ -35,7 +37,9 @@ pub fn lookup(path: &Path, json: bool, ips: &[String]) -> anyhow::Result<ExitCod
             "rule": v.rule.as_str(),
         }));
         if !json {
-            let wrapped = v.ip.filter(|j| *j != ip).map_or_else(String::new, |j| format!(" (judged as {j})"));
+            let wrapped =
+                v.ip.filter(|j| *j != ip)
+                    .map_or_else(String::new, |j| format!(" (judged as {j})"));
             let why = match v.reason {
                 Some(r) => format!("{} by {}", r.as_str(), v.rule.as_str()),
                 None => format!("by {}", v.rule.as_str()),

@@ -44,7 +44,10 @@ async fn serve(path: &Path, shared: Shared) -> anyhow::Result<ExitCode> {
     };
     let left = server.run(shutdown).await;
     if left > 0 {
-        tracing::warn!(connections = left, "shutdown grace over; closing remaining connections");
+        tracing::warn!(
+            connections = left,
+            "shutdown grace over; closing remaining connections"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -59,6 +62,8 @@ fn reload(path: &Path, shared: &Shared) {
             shared.store(Arc::new(snap));
             tracing::info!(config = %path.display(), "reloaded");
         }
-        Err(e) => tracing::error!(config = %path.display(), error = format!("{e:#}"), "reload refused; the previous configuration keeps serving"),
+        Err(e) => {
+            tracing::error!(config = %path.display(), error = format!("{e:#}"), "reload refused; the previous configuration keeps serving")
+        }
     }
 }

@@ -7,9 +7,15 @@ use std::time::Duration;
 /// # Errors
 /// A message saying what was expected, for the config error list.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let expected = || format!("invalid duration \"{text}\" (expected an integer and a unit: \"250ms\", \"10s\", \"5m\", \"1h\")");
+    let expected = || {
+        format!(
+            "invalid duration \"{text}\" (expected an integer and a unit: \"250ms\", \"10s\", \"5m\", \"1h\")"
+        )
+    };
     if digits.is_empty() {
         return Err(expected());
     }
@@ -17,8 +23,14 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
-        "m" => n.checked_mul(60).map(Duration::from_secs).ok_or_else(expected)?,
-        "h" => n.checked_mul(3600).map(Duration::from_secs).ok_or_else(expected)?,
+        "m" => n
+            .checked_mul(60)
+            .map(Duration::from_secs)
+            .ok_or_else(expected)?,
+        "h" => n
+            .checked_mul(3600)
+            .map(Duration::from_secs)
+            .ok_or_else(expected)?,
         _ => return Err(expected()),
     };
     Ok(d)
@@ -39,7 +51,16 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for bad in ["", "10", "s", "1.5s", "10 s", "-1s", "10sec", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5s",
+            "10 s",
+            "-1s",
+            "10sec",
+            "99999999999999999999s",
+        ] {
             let err = parse(bad).unwrap_err();
             assert!(err.starts_with("invalid duration"), "{bad}: {err}");
         }

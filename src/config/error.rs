@@ -48,7 +48,14 @@ impl fmt::Display for Listed<'_> {
             if i > 0 {
                 f.write_str("\n")?;
             }
-            write!(f, "{}:{}:{}: {}", self.path.display(), p.line, p.column, p.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                p.line,
+                p.column,
+                p.message
+            )?;
         }
         Ok(())
     }
@@ -63,7 +70,10 @@ pub struct Problems<'a> {
 impl<'a> Problems<'a> {
     /// Starts an empty list for `source`.
     pub fn new(source: &'a str) -> Self {
-        Self { source, list: Vec::new() }
+        Self {
+            source,
+            list: Vec::new(),
+        }
     }
 
     /// Records `message` at the start of `span`.

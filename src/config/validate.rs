@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::error::{ConfigError, Problem, Problems, line_col};
 use super::raw::{RawConfig, RawMode, RawPolicy, RawRoute, RawUnknown, Text};
 use super::{Config, HostPattern, PolicySpec, RouteSpec, Server, UpstreamHost, UpstreamUrl};
-use crate::geo::{CountrySet, eea, known_codes, suggestion, Country};
+use crate::geo::{Country, CountrySet, eea, known_codes, suggestion};
 use crate::policy::{Mode, NetworkTable, Policy};
 
 pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -33,7 +33,12 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         p.at(raw.geoip.database.span(), "geoip database path is empty");
     }
     let global = Lists::from_raw(&raw.policy);
-    let policy = compile_policy(&global, mode(raw.policy.mode), raw.policy.unknown_country, &mut p);
+    let policy = compile_policy(
+        &global,
+        mode(raw.policy.mode),
+        raw.policy.unknown_country,
+        &mut p,
+    );
     if raw.routes.is_empty() {
         p.at(0..0, "no [[route]] is defined: every request would get 404 (add at least one route with upstreams)");
     }
@@ -41,7 +46,10 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     for route in &raw.routes {
         if let Some(r) = compile_route(route, &raw.policy, &global, &mut p) {
             if routes.iter().any(|o: &RouteSpec| o.name == r.name) {
-                p.at(route.get_ref().name.span(), format!("duplicate route name \"{}\"", r.name));
+                p.at(
+                    route.get_ref().name.span(),
+                    format!("duplicate route name \"{}\"", r.name),
+                );
             }
             routes.push(r);
         }
@@ -75,13 +83,24 @@ fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
         }
     }
     if s.listen.is_empty() {
-        p.at(0..0, "server.listen is empty: the proxy would serve nothing");
+        p.at(
+            0..0,
+            "server.listen is empty: the proxy would serve nothing",
+        );
     }
-    let trusted: Vec<IpNet> = s.trusted_proxies.iter().filter_map(|n| cidr(n, p)).collect();
+    let trusted: Vec<IpNet> = s
+        .trusted_proxies
+        .iter()
+        .filter_map(|n| cidr(n, p))
+        .collect();
     Server {
         listen,
         trusted_proxies: NetworkTable::compile(&trusted),
-        trusted_proxies_text: s.trusted_proxies.iter().map(|t| t.get_ref().clone()).collect(),
+        trusted_proxies_text: s
+            .trusted_proxies
+            .iter()
+            .map(|t| t.get_ref().clone())
+            .collect(),
         client_ip_source: s.client_ip_source,
         header_read_timeout: duration(&s.header_read_timeout, p, false),
         idle_timeout: duration(&s.idle_timeout, p, false),
@@ -95,7 +114,10 @@ fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
 fn bounded(v: &Spanned<u64>, min: u64, max: u64, name: &str, p: &mut Problems<'_>) -> usize {
     let n = *v.get_ref();
     if !(min..=max).contains(&n) {
-        p.at(v.span(), format!("{name} = {n} is out of range (expected {min} to {max})"));
+        p.at(
+            v.span(),
+            format!("{name} = {n} is out of range (expected {min} to {max})"),
+        );
     }
     usize::try_from(n.clamp(min, max)).unwrap_or(usize::MAX)
 }
@@ -103,7 +125,10 @@ fn bounded(v: &Spanned<u64>, min: u64, max: u64, name: &str, p: &mut Problems<'_
 fn duration(t: &Text, p: &mut Problems<'_>, zero_ok: bool) -> Duration {
     match super::duration::parse(t.get_ref()) {
         Ok(d) if d.is_zero() && !zero_ok => {
-            p.at(t.span(), format!("duration \"{}\" must be greater than zero", t.get_ref()));
+            p.at(
+                t.span(),
+                format!("duration \"{}\" must be greater than zero", t.get_ref()),
+            );
             Duration::from_secs(1)
         }
         Ok(d) => d,
@@ -117,9 +142,17 @@ fn duration(t: &Text, p: &mut Problems<'_>, zero_ok: bool) -> Duration {
 fn cidr(t: &Text, p: &mut Problems<'_>) -> Option<IpNet> {
     let s = t.get_ref();
     // A bare address is a /32 or /128.
-    let parsed = s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from));
+    let parsed = s
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from));
     if parsed.is_none() {
-        p.at(t.span(), format!("invalid network \"{s}\" (expected CIDR such as \"10.0.0.0/8\" or \"fd00::/8\")"));
+        p.at(
+            t.span(),
+            format!(
+                "invalid network \"{s}\" (expected CIDR such as \"10.0.0.0/8\" or \"fd00::/8\")"
+            ),
+        );
     }
     parsed
 }
@@ -150,16 +183,37 @@ const fn mode(m: RawMode) -> Mode {
     }
 }
 
-fn compile_policy(lists: &Lists<'_>, mode: Mode, unknown: RawUnknown, p: &mut Problems<'_>) -> PolicySpec {
+fn compile_policy(
+    lists: &Lists<'_>,
+    mode: Mode,
+    unknown: RawUnknown,
+    p: &mut Problems<'_>,
+) -> PolicySpec {
     let allow = countries(lists.allow_countries, p);
     let deny = countries(lists.deny_countries, p);
-    let allow_nets: Vec<IpNet> = lists.allow_networks.iter().filter_map(|t| cidr(t, p)).collect();
-    let deny_nets: Vec<IpNet> = lists.deny_networks.iter().filter_map(|t| cidr(t, p)).collect();
+    let allow_nets: Vec<IpNet> = lists
+        .allow_networks
+        .iter()
+        .filter_map(|t| cidr(t, p))
+        .collect();
+    let deny_nets: Vec<IpNet> = lists
+        .deny_networks
+        .iter()
+        .filter_map(|t| cidr(t, p))
+        .collect();
     PolicySpec {
         allow_countries: allow.iter().map(|c| c.to_string()).collect(),
         deny_countries: deny.iter().map(|c| c.to_string()).collect(),
-        allow_networks: lists.allow_networks.iter().map(|t| t.get_ref().clone()).collect(),
-        deny_networks: lists.deny_networks.iter().map(|t| t.get_ref().clone()).collect(),
+        allow_networks: lists
+            .allow_networks
+            .iter()
+            .map(|t| t.get_ref().clone())
+            .collect(),
+        deny_networks: lists
+            .deny_networks
+            .iter()
+            .map(|t| t.get_ref().clone())
+            .collect(),
         policy: Policy {
             mode,
             allow_countries: allow,
@@ -183,13 +237,17 @@ fn countries(list: &[Text], p: &mut Problems<'_>) -> CountrySet {
         match Country::from_code(code) {
             Some(c) if known.contains(c) => set.insert(c),
             _ => {
-                let hint = suggestion(code).map_or_else(String::new, |s| format!(" (did you mean \"{s}\"?)"));
+                let hint = suggestion(code)
+                    .map_or_else(String::new, |s| format!(" (did you mean \"{s}\"?)"));
                 let expected = if hint.is_empty() {
                     " (expected an ISO 3166-1 alpha-2 code such as \"FR\", or \"EEA\")"
                 } else {
                     ""
                 };
-                p.at(t.span(), format!("unknown country code \"{code}\"{hint}{expected}"));
+                p.at(
+                    t.span(),
+                    format!("unknown country code \"{code}\"{hint}{expected}"),
+                );
             }
         }
     }
@@ -204,7 +262,11 @@ fn compile_route(
 ) -> Option<RouteSpec> {
     let r = spanned.get_ref();
     let name = r.name.get_ref().clone();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
         p.at(
             r.name.span(),
             format!("invalid route name \"{name}\" (expected letters, digits, '-', '_' or '.'; it becomes a metric label)"),
@@ -213,27 +275,45 @@ fn compile_route(
     let hosts = r.hosts.iter().filter_map(|h| host_pattern(h, p)).collect();
     let prefix = r.path_prefix.get_ref().clone();
     if !prefix.starts_with('/') {
-        p.at(r.path_prefix.span(), format!("path_prefix \"{prefix}\" must start with \"/\""));
+        p.at(
+            r.path_prefix.span(),
+            format!("path_prefix \"{prefix}\" must start with \"/\""),
+        );
     }
     if r.upstreams.is_empty() {
         p.at(spanned.span(), format!("route \"{name}\" has no upstreams"));
     }
     let upstreams = r.upstreams.iter().filter_map(|u| upstream(u, p)).collect();
     let lists = Lists {
-        allow_countries: r.allow_countries.as_deref().unwrap_or(global_lists.allow_countries),
-        deny_countries: r.deny_countries.as_deref().unwrap_or(global_lists.deny_countries),
-        allow_networks: r.allow_networks.as_deref().unwrap_or(global_lists.allow_networks),
-        deny_networks: r.deny_networks.as_deref().unwrap_or(global_lists.deny_networks),
+        allow_countries: r
+            .allow_countries
+            .as_deref()
+            .unwrap_or(global_lists.allow_countries),
+        deny_countries: r
+            .deny_countries
+            .as_deref()
+            .unwrap_or(global_lists.deny_countries),
+        allow_networks: r
+            .allow_networks
+            .as_deref()
+            .unwrap_or(global_lists.allow_networks),
+        deny_networks: r
+            .deny_networks
+            .as_deref()
+            .unwrap_or(global_lists.deny_networks),
     };
     // Global lists were already checked; only report problems in the route's own.
     let mut scratch = Problems::new("");
     let own = |list: &Option<Vec<Text>>| list.is_some();
-    let pp: &mut Problems<'_> =
-        if own(&r.allow_countries) || own(&r.deny_countries) || own(&r.allow_networks) || own(&r.deny_networks) {
-            p
-        } else {
-            &mut scratch
-        };
+    let pp: &mut Problems<'_> = if own(&r.allow_countries)
+        || own(&r.deny_countries)
+        || own(&r.allow_networks)
+        || own(&r.deny_networks)
+    {
+        p
+    } else {
+        &mut scratch
+    };
     let policy = compile_policy(
         &lists,
         mode(r.mode.unwrap_or(global.mode)),
@@ -258,7 +338,9 @@ fn host_pattern(t: &Text, p: &mut Problems<'_>) -> Option<HostPattern> {
         None => (false, h.as_str()),
     };
     let valid = !name.is_empty()
-        && name.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        && name
+            .split('.')
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
     if !valid {
         p.at(
             t.span(),
@@ -276,7 +358,10 @@ fn host_pattern(t: &Text, p: &mut Problems<'_>) -> Option<HostPattern> {
 fn upstream(t: &Text, p: &mut Problems<'_>) -> Option<UpstreamUrl> {
     let url = t.get_ref();
     let bad = |p: &mut Problems<'_>, why: &str| {
-        p.at(t.span(), format!("invalid upstream \"{url}\": {why} (expected \"http://host:port\")"));
+        p.at(
+            t.span(),
+            format!("invalid upstream \"{url}\": {why} (expected \"http://host:port\")"),
+        );
     };
     let Ok(uri) = url.parse::<http::Uri>() else {
         bad(p, "not a URL");

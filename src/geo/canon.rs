@@ -37,9 +37,9 @@ pub fn canonicalize(ip: IpAddr) -> Canonical {
         // NAT64 local-use prefix 64:ff9b:1::/48; operators embed at /96 in practice
         [0x64, 0xff9b, 1, ..] => Canonical::Ip(IpAddr::V4(low32())),
         // 6to4 2002:AABB:CCDD::/48
-        [0x2002, hi, lo, ..] => {
-            Canonical::Ip(IpAddr::V4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))))
-        }
+        [0x2002, hi, lo, ..] => Canonical::Ip(IpAddr::V4(Ipv4Addr::from(
+            (u32::from(hi) << 16) | u32::from(lo),
+        ))),
         // Teredo 2001:0000::/32
         [0x2001, 0, ..] => Canonical::Teredo(v6),
         _ => Canonical::Ip(ip),
@@ -84,15 +84,30 @@ mod tests {
 
     #[test]
     fn teredo_is_untraceable() {
-        assert!(matches!(canon("2001:0:4136:e378:8000:63bf:3fff:fdd2"), Canonical::Teredo(_)));
+        assert!(matches!(
+            canon("2001:0:4136:e378:8000:63bf:3fff:fdd2"),
+            Canonical::Teredo(_)
+        ));
         // 2001:db8::/32 and 2001:4860::/32 are ordinary IPv6.
-        assert_eq!(canon("2001:db8::1"), Canonical::Ip("2001:db8::1".parse().unwrap()));
-        assert_eq!(canon("2001:4860:4860::8888"), Canonical::Ip("2001:4860:4860::8888".parse().unwrap()));
+        assert_eq!(
+            canon("2001:db8::1"),
+            Canonical::Ip("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            canon("2001:4860:4860::8888"),
+            Canonical::Ip("2001:4860:4860::8888".parse().unwrap())
+        );
     }
 
     #[test]
     fn ordinary_v6_is_unchanged() {
-        assert_eq!(canon("2a01:cb00::1"), Canonical::Ip("2a01:cb00::1".parse().unwrap()));
-        assert_eq!(canon("::ffff:0:1:2"), Canonical::Ip("::ffff:0:1:2".parse().unwrap()));
+        assert_eq!(
+            canon("2a01:cb00::1"),
+            Canonical::Ip("2a01:cb00::1".parse().unwrap())
+        );
+        assert_eq!(
+            canon("::ffff:0:1:2"),
+            Canonical::Ip("::ffff:0:1:2".parse().unwrap())
+        );
     }
 }

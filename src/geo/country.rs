@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn parses_two_letters_in_any_case() {
         assert_eq!(Country::from_code("fr"), Some(Country::from_static(b"FR")));
-        assert_eq!(Country::from_code("FR").map(|c| c.to_string()), Some("FR".into()));
+        assert_eq!(
+            Country::from_code("FR").map(|c| c.to_string()),
+            Some("FR".into())
+        );
         assert_eq!(Country::from_code("F"), None);
         assert_eq!(Country::from_code("FRA"), None);
         assert_eq!(Country::from_code("F1"), None);

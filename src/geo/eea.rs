@@ -4,7 +4,8 @@ use super::country::{Country, CountrySet};
 
 /// The 27 member states of the European Union (Greece is `GR` in ISO 3166,
 /// not the EU's own `EL`).
-pub const EU_MEMBER_STATES: [Country; 27] = codes(*b"ATBEBGHRCYCZDKEEFIFRDEGRHUIEITLVLTLUMTNLPLPTROSKSIESSE");
+pub const EU_MEMBER_STATES: [Country; 27] =
+    codes(*b"ATBEBGHRCYCZDKEEFIFRDEGRHUIEITLVLTLUMTNLPLPTROSKSIESSE");
 
 /// The EFTA states that are party to the EEA agreement.
 pub const EEA_EFTA_STATES: [Country; 3] = codes(*b"NOISLI");
@@ -51,8 +52,7 @@ mod tests {
             "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE",
             "IT", "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
             // EEA EFTA
-            "NO", "IS", "LI",
-            // EU regions with their own ISO code
+            "NO", "IS", "LI", // EU regions with their own ISO code
             "GP", "GF", "MQ", "RE", "YT", "MF", "AX",
         ];
         expected.sort_unstable();

@@ -18,8 +18,8 @@ use serde::Deserialize;
 
 pub use canon::{Canonical, canonicalize};
 pub use country::{Country, CountrySet, UNKNOWN_LABEL, label};
-pub use iso::{known_codes, suggestion};
 pub use eea::{EEA_EFTA_STATES, EU_MEMBER_STATES, EU_REGIONS_WITH_OWN_CODE, eea};
+pub use iso::{known_codes, suggestion};
 
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,9 @@ pub struct GeoDb {
 
 impl std::fmt::Debug for GeoDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GeoDb").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("GeoDb")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,20 +89,27 @@ impl GeoDb {
     /// [`GeoError::Open`] if it cannot be read as a MaxMind DB,
     /// [`GeoError::Corrupt`] if its structure does not verify.
     pub fn open(path: &Path) -> Result<Self, GeoError> {
-        #[expect(unsafe_code, reason = "memory-mapping is the reader's documented fast path")]
+        #[expect(
+            unsafe_code,
+            reason = "memory-mapping is the reader's documented fast path"
+        )]
         // SAFETY: the map is read-only and lives as long as the reader. The
         // file must not be truncated or rewritten in place while mapped;
         // database updates are made by write-then-rename (geoipupdate, npm
         // refresh, our docs), which leaves this mapping on the old inode.
-        let reader = unsafe { maxminddb::Reader::open_mmap(path) }.map_err(|source| GeoError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        let reader =
+            unsafe { maxminddb::Reader::open_mmap(path) }.map_err(|source| GeoError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         // A full `verify()` also rejects databases whose optional metadata is
         // empty (the shipped one has no description), so probe instead: a
         // truncated or scrambled tree fails on these lookups.
         for probe in PROBES {
-            if let Err(source) = reader.lookup(probe).and_then(|r| r.decode::<CountryRecord<'_>>()) {
+            if let Err(source) = reader
+                .lookup(probe)
+                .and_then(|r| r.decode::<CountryRecord<'_>>())
+            {
                 return Err(GeoError::Corrupt {
                     path: path.to_owned(),
                     source,

@@ -226,7 +226,9 @@ impl Policy {
             return verdict(Rule::Untraceable, Some(Reason::UntraceableAddress));
         }
         match country {
-            Some(c) if self.deny_countries.contains(c) => verdict(Rule::DenyCountries, Some(Reason::CountryDenied)),
+            Some(c) if self.deny_countries.contains(c) => {
+                verdict(Rule::DenyCountries, Some(Reason::CountryDenied))
+            }
             Some(c) if self.allow_countries.contains(c) => verdict(Rule::AllowCountries, None),
             Some(_) => verdict(Rule::NotInAllowCountries, Some(Reason::CountryNotAllowed)),
             None if self.unknown_allowed => verdict(Rule::UnknownCountry, None),

@@ -117,7 +117,10 @@ mod tests {
         assert!(!has(&t, "192.168.2.1"));
         assert!(has(&t, "fd12::1"));
         assert!(!has(&t, "fe80::1"));
-        assert!(!has(&t, "::ffff:10.0.0.1"), "tables match canonical addresses only");
+        assert!(
+            !has(&t, "::ffff:10.0.0.1"),
+            "tables match canonical addresses only"
+        );
     }
 
     #[test]

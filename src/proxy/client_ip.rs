@@ -51,10 +51,20 @@ pub fn client_addr(
         ClientIpSource::Peer => ClientAddr::Ip(peer.ip()),
         ClientIpSource::ProxyProtocol => conn_client,
         _ if !is_trusted(peer.ip(), trusted) => ClientAddr::Ip(peer.ip()),
-        ClientIpSource::XForwardedFor => {
-            from_chain(peer.ip(), headers, &X_FORWARDED_FOR, trusted, parse_xff_entry)
-        }
-        ClientIpSource::Forwarded => from_chain(peer.ip(), headers, &FORWARDED, trusted, parse_forwarded_element),
+        ClientIpSource::XForwardedFor => from_chain(
+            peer.ip(),
+            headers,
+            &X_FORWARDED_FOR,
+            trusted,
+            parse_xff_entry,
+        ),
+        ClientIpSource::Forwarded => from_chain(
+            peer.ip(),
+            headers,
+            &FORWARDED,
+            trusted,
+            parse_forwarded_element,
+        ),
     }
 }
 
@@ -134,7 +144,10 @@ pub fn parse_xff_entry(entry: &str) -> Option<IpAddr> {
 }
 
 fn is_port(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u16>().is_ok()
+    !s.is_empty()
+        && s.len() <= 5
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && s.parse::<u16>().is_ok()
 }
 
 /// The `for=` parameter of one `Forwarded` element (RFC 7239 §4, §6):

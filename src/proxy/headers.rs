@@ -5,8 +5,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::{CONNECTION, FORWARDED, HOST, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
 use http::HeaderMap;
+use http::header::{
+    CONNECTION, FORWARDED, HOST, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE,
+};
 
 use super::client_ip::X_FORWARDED_FOR;
 
@@ -32,7 +34,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(&name);
         }
     }
-    for name in [CONNECTION, PROXY_CONNECTION, KEEP_ALIVE, TRANSFER_ENCODING, UPGRADE, http::header::PROXY_AUTHORIZATION, http::header::PROXY_AUTHENTICATE] {
+    for name in [
+        CONNECTION,
+        PROXY_CONNECTION,
+        KEEP_ALIVE,
+        TRANSFER_ENCODING,
+        UPGRADE,
+        http::header::PROXY_AUTHORIZATION,
+        http::header::PROXY_AUTHENTICATE,
+    ] {
         headers.remove(name);
     }
     let te_trailers = headers
@@ -89,7 +99,11 @@ pub fn add_forwarding(headers: &mut HeaderMap, peer: SocketAddr, peer_trusted: b
         .iter()
         .filter_map(|v| v.to_str().ok().map(str::to_owned))
         .collect();
-    let xff = if folded.len() > 1 { format!("{}, {ip}", folded.join(", ")) } else { xff };
+    let xff = if folded.len() > 1 {
+        format!("{}, {ip}", folded.join(", "))
+    } else {
+        xff
+    };
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(&X_FORWARDED_FOR, v);
     }
@@ -109,7 +123,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -146,23 +163,35 @@ mod tests {
     #[test]
     fn forwarding_appends_from_trusted_and_replaces_from_untrusted() {
         let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
-        let mut h = map(&[("x-forwarded-for", "81.0.0.1"), ("forwarded", "for=81.0.0.1")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "81.0.0.1"),
+            ("forwarded", "for=81.0.0.1"),
+        ]);
         add_forwarding(&mut h, peer, true);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "81.0.0.1, 10.0.0.1");
         let fwd: Vec<_> = h.get_all(FORWARDED).iter().collect();
         assert_eq!(fwd, ["for=81.0.0.1", "for=10.0.0.1;proto=http"]);
 
         let peer: SocketAddr = "[2001:db8::5]:5000".parse().unwrap();
-        let mut h = map(&[("x-forwarded-for", "81.0.0.1"), ("forwarded", "for=81.0.0.1")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "81.0.0.1"),
+            ("forwarded", "for=81.0.0.1"),
+        ]);
         add_forwarding(&mut h, peer, false);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "2001:db8::5");
-        assert_eq!(h.get(FORWARDED).unwrap(), "for=\"[2001:db8::5]\";proto=http");
+        assert_eq!(
+            h.get(FORWARDED).unwrap(),
+            "for=\"[2001:db8::5]\";proto=http"
+        );
     }
 
     #[test]
     fn several_xff_lines_fold_into_one() {
         let peer: SocketAddr = "10.0.0.1:5000".parse().unwrap();
-        let mut h = map(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2"),
+        ]);
         add_forwarding(&mut h, peer, true);
         let all: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
         assert_eq!(all, ["1.1.1.1, 2.2.2.2, 10.0.0.1"]);

@@ -48,14 +48,21 @@ impl<T> ClientIo<T> {
             self.sleep.as_mut().reset(deadline);
         }
         match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(io::ErrorKind::TimedOut, "client connection idle timeout")),
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client connection idle timeout",
+            )),
             Poll::Pending => Ok(()),
         }
     }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.prefix.has_remaining() {
             let n = this.prefix.len().min(buf.remaining());
@@ -78,7 +85,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_write(cx, data) {
             Poll::Ready(r) => {

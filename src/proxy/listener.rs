@@ -40,9 +40,9 @@ impl Server {
         let snap = shared.load_full();
         let mut listeners = Vec::new();
         for addr in &snap.config.server.listen {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            let l = TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+            })?;
             listeners.push(l);
         }
         Ok(Self {
@@ -54,7 +54,10 @@ impl Server {
 
     /// The bound addresses (useful when the config says port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, asks every
@@ -88,7 +91,12 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Shared, limit: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Shared,
+    limit: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => match p {
@@ -118,13 +126,21 @@ async fn accept_loop(listener: TcpListener, shared: Shared, limit: Arc<Semaphore
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: Shared, mut stop: watch::Receiver<bool>) {
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Shared,
+    mut stop: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let snap = shared.load_full();
     let server = &snap.config.server;
     let peer_trusted = is_trusted(peer.ip(), &server.trusted_proxies);
-    let (client, prefix) = if server.client_ip_source == ClientIpSource::ProxyProtocol && peer_trusted {
-        match tokio::time::timeout(server.header_read_timeout, read_proxy_header(&mut stream)).await {
+    let (client, prefix) = if server.client_ip_source == ClientIpSource::ProxyProtocol
+        && peer_trusted
+    {
+        match tokio::time::timeout(server.header_read_timeout, read_proxy_header(&mut stream)).await
+        {
             Ok(Ok((header, rest))) => match header {
                 ProxyHeader::Proxied { source, .. } => (ClientAddr::Ip(source.ip()), rest),
                 ProxyHeader::Local => (ClientAddr::Ip(peer.ip()), rest),

@@ -35,7 +35,11 @@ impl RequestId {
         let seed = *ID_SEED.get_or_init(|| {
             use std::hash::{BuildHasher, Hasher};
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
             h.finish()
         });
         Self(splitmix64(NEXT_ID.fetch_add(1, Ordering::Relaxed) ^ seed))
@@ -62,7 +66,12 @@ const fn splitmix64(mut z: u64) -> u64 {
 
 /// The value of `x-residency-decision` for a failed verdict, e.g.
 /// `blocked; side=client; country=US; reason=country_not_allowed`.
-pub fn decision_value(decision: Decision, side: Side, country: Option<Country>, reason: Reason) -> HeaderValue {
+pub fn decision_value(
+    decision: Decision,
+    side: Side,
+    country: Option<Country>,
+    reason: Reason,
+) -> HeaderValue {
     let text = format!(
         "{}; side={}; country={}; reason={}",
         decision.as_str(),
@@ -74,12 +83,26 @@ pub fn decision_value(decision: Decision, side: Side, country: Option<Country>, 
 }
 
 /// A request the policy blocks: `451` with the XML body (none for HEAD).
-pub fn blocked(side: Side, country: Option<Country>, reason: Reason, resource: &str, id: RequestId, head: bool) -> Response<Body> {
+pub fn blocked(
+    side: Side,
+    country: Option<Country>,
+    reason: Reason,
+    resource: &str,
+    id: RequestId,
+    head: bool,
+) -> Response<Body> {
     let message = match (side, reason) {
-        (Side::Client, Reason::UntraceableAddress) => "client address cannot be established".to_owned(),
+        (Side::Client, Reason::UntraceableAddress) => {
+            "client address cannot be established".to_owned()
+        }
         (Side::Client, Reason::NetworkDenied) => "client network is denied".to_owned(),
-        (Side::Client, _) => format!("client country {} is outside the allowed area", label(country)),
-        (Side::Upstream, _) => "no address of the storage upstream is inside the allowed area".to_owned(),
+        (Side::Client, _) => format!(
+            "client country {} is outside the allowed area",
+            label(country)
+        ),
+        (Side::Upstream, _) => {
+            "no address of the storage upstream is inside the allowed area".to_owned()
+        }
     };
     let mut rsp = xml_error(
         StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
@@ -89,13 +112,22 @@ pub fn blocked(side: Side, country: Option<Country>, reason: Reason, resource: &
         id,
         head,
     );
-    rsp.headers_mut()
-        .insert(DECISION_HEADER.clone(), decision_value(Decision::Blocked, side, country, reason));
+    rsp.headers_mut().insert(
+        DECISION_HEADER.clone(),
+        decision_value(Decision::Blocked, side, country, reason),
+    );
     rsp
 }
 
 /// An S3-style error response. `resource` is the request path.
-pub fn xml_error(status: StatusCode, code: &str, message: &str, resource: &str, id: RequestId, head: bool) -> Response<Body> {
+pub fn xml_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    resource: &str,
+    id: RequestId,
+    head: bool,
+) -> Response<Body> {
     let xml = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>\n",
         escape(code),
@@ -111,7 +143,10 @@ pub fn xml_error(status: StatusCode, code: &str, message: &str, resource: &str, 
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/xml"));
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(REQUEST_ID_HEADER.clone(), id.header_value());
-    h.insert(HeaderName::from_static("x-amz-request-id"), id.header_value());
+    h.insert(
+        HeaderName::from_static("x-amz-request-id"),
+        id.header_value(),
+    );
     rsp
 }
 
@@ -141,7 +176,10 @@ mod tests {
         let a = RequestId::next().to_string();
         let b = RequestId::next().to_string();
         assert_eq!(a.len(), 16);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+        );
         assert_ne!(a, b);
     }
 
@@ -152,9 +190,25 @@ mod tests {
 
     #[test]
     fn decision_header_shape() {
-        let v = decision_value(Decision::Blocked, Side::Client, Country::from_code("US"), Reason::CountryNotAllowed);
-        assert_eq!(v, "blocked; side=client; country=US; reason=country_not_allowed");
-        let v = decision_value(Decision::Flagged, Side::Upstream, None, Reason::UnknownCountry);
-        assert_eq!(v, "flagged; side=upstream; country=unknown; reason=unknown_country");
+        let v = decision_value(
+            Decision::Blocked,
+            Side::Client,
+            Country::from_code("US"),
+            Reason::CountryNotAllowed,
+        );
+        assert_eq!(
+            v,
+            "blocked; side=client; country=US; reason=country_not_allowed"
+        );
+        let v = decision_value(
+            Decision::Flagged,
+            Side::Upstream,
+            None,
+            Reason::UnknownCountry,
+        );
+        assert_eq!(
+            v,
+            "flagged; side=upstream; country=unknown; reason=unknown_country"
+        );
     }
 }

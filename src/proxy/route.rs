@@ -84,15 +84,25 @@ mod tests {
 
     #[test]
     fn host_patterns_match_without_port_and_case() {
-        assert_eq!(name("s3.example.org:9000", "/b"), Some("any".into()), "same prefix length: file order");
-        assert_eq!(name("Other.Example:80", "/private/x"), Some("other-host-only".into()));
+        assert_eq!(
+            name("s3.example.org:9000", "/b"),
+            Some("any".into()),
+            "same prefix length: file order"
+        );
+        assert_eq!(
+            name("Other.Example:80", "/private/x"),
+            Some("other-host-only".into())
+        );
         assert_eq!(name("other.example.evil", "/private/x"), Some("any".into()));
     }
 
     #[test]
     fn no_route_when_nothing_matches() {
         let r = routes();
-        let only_host: Vec<RouteSpec> = r.into_iter().filter(|r| r.name == "other-host-only").collect();
+        let only_host: Vec<RouteSpec> = r
+            .into_iter()
+            .filter(|r| r.name == "other-host-only")
+            .collect();
         assert_eq!(choose(&only_host, "other.example", "/public"), None);
         assert_eq!(choose(&only_host, "nope", "/private/x"), None);
     }

@@ -33,7 +33,11 @@ pub struct ConnInfo {
 }
 
 /// Handles one request. Never fails: every failure becomes a response.
-pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>, shared: Shared) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    req: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    shared: Shared,
+) -> Result<Response<Body>, Infallible> {
     let snap = shared.load_full();
     let id = RequestId::next();
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
@@ -42,7 +46,8 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>, shared: Shared)
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
     let mut rsp = decide(req, &conn, &snap, id).await;
-    rsp.headers_mut().insert(REQUEST_ID_HEADER.clone(), id.header_value());
+    rsp.headers_mut()
+        .insert(REQUEST_ID_HEADER.clone(), id.header_value());
     if has_body && matches!(rsp.body(), Either::Right(_)) {
         // A refusal leaves the request body unread: close the connection
         // rather than guess where the next request starts.
@@ -52,28 +57,56 @@ pub async fn handle(req: Request<Incoming>, conn: Arc<ConnInfo>, shared: Shared)
     Ok(rsp)
 }
 
-async fn decide(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot, id: RequestId) -> Response<Body> {
+async fn decide(
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    snap: &Snapshot,
+    id: RequestId,
+) -> Response<Body> {
     let head = req.method() == Method::HEAD;
     let resource = req.uri().path().to_owned();
-    let bad = |code: &str, msg: &str, status| respond::xml_error(status, code, msg, &resource, id, head);
+    let bad =
+        |code: &str, msg: &str, status| respond::xml_error(status, code, msg, &resource, id, head);
 
     if req.method() == Method::CONNECT {
-        return bad("MethodNotAllowed", "CONNECT is not supported by this proxy", StatusCode::METHOD_NOT_ALLOWED);
+        return bad(
+            "MethodNotAllowed",
+            "CONNECT is not supported by this proxy",
+            StatusCode::METHOD_NOT_ALLOWED,
+        );
     }
     if !framing_is_plain(&req) {
-        return bad("InvalidRequest", "unsupported Transfer-Encoding (only a single \"chunked\" is accepted)", StatusCode::BAD_REQUEST);
+        return bad(
+            "InvalidRequest",
+            "unsupported Transfer-Encoding (only a single \"chunked\" is accepted)",
+            StatusCode::BAD_REQUEST,
+        );
     }
     let Some(host) = request_host(&req) else {
-        return bad("InvalidRequest", "missing, repeated or invalid Host header", StatusCode::BAD_REQUEST);
+        return bad(
+            "InvalidRequest",
+            "missing, repeated or invalid Host header",
+            StatusCode::BAD_REQUEST,
+        );
     };
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let Some(index) = route::choose(snap.routes.iter().map(|r| &r.spec), &host, path) else {
-        return bad("NoSuchRoute", "no route of this proxy matches the host and path", StatusCode::NOT_FOUND);
+        return bad(
+            "NoSuchRoute",
+            "no route of this proxy matches the host and path",
+            StatusCode::NOT_FOUND,
+        );
     };
     let route = &snap.routes[index];
     let server = &snap.config.server;
     let policy = &route.spec.policy.policy;
-    let client = client_addr(conn.peer, conn.client, req.headers(), server.client_ip_source, &server.trusted_proxies);
+    let client = client_addr(
+        conn.peer,
+        conn.client,
+        req.headers(),
+        server.client_ip_source,
+        &server.trusted_proxies,
+    );
     let verdict = match client {
         ClientAddr::Ip(ip) => policy.judge(ip, &snap.geo),
         ClientAddr::Untraceable => Verdict::untraceable(),
@@ -85,12 +118,33 @@ async fn decide(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot, id: Re
             None
         }
         (Decision::Blocked, Some(reason)) => {
-            log_verdict(decision, Side::Client, &route.spec.name, &verdict, reason, id, conn);
+            log_verdict(
+                decision,
+                Side::Client,
+                &route.spec.name,
+                &verdict,
+                reason,
+                id,
+                conn,
+            );
             return respond::blocked(Side::Client, verdict.country, reason, &resource, id, head);
         }
         (Decision::Flagged, Some(reason)) => {
-            log_verdict(decision, Side::Client, &route.spec.name, &verdict, reason, id, conn);
-            Some(respond::decision_value(Decision::Flagged, Side::Client, verdict.country, reason))
+            log_verdict(
+                decision,
+                Side::Client,
+                &route.spec.name,
+                &verdict,
+                reason,
+                id,
+                conn,
+            );
+            Some(respond::decision_value(
+                Decision::Flagged,
+                Side::Client,
+                verdict.country,
+                reason,
+            ))
         }
     };
     let mut rsp = forward(req, conn, route, snap, id, &resource, head).await;
@@ -100,7 +154,15 @@ async fn decide(req: Request<Incoming>, conn: &ConnInfo, snap: &Snapshot, id: Re
     rsp
 }
 
-fn log_verdict(decision: Decision, side: Side, route: &str, v: &Verdict, reason: Reason, id: RequestId, conn: &ConnInfo) {
+fn log_verdict(
+    decision: Decision,
+    side: Side,
+    route: &str,
+    v: &Verdict,
+    reason: Reason,
+    id: RequestId,
+    conn: &ConnInfo,
+) {
     let country = label(v.country);
     let ip = v.ip.map(|ip| ip.to_string());
     let peer = conn.peer.ip();
@@ -121,7 +183,10 @@ fn log_verdict(decision: Decision, side: Side, route: &str, v: &Verdict, reason:
 /// chunked`) would reach the upstream as an unlabelled body, and repeated
 /// fields are a classic desync vector, so both are refused here.
 fn framing_is_plain(req: &Request<Incoming>) -> bool {
-    let mut te = req.headers().get_all(http::header::TRANSFER_ENCODING).iter();
+    let mut te = req
+        .headers()
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter();
     match (te.next(), te.next()) {
         (None, _) => true,
         (Some(v), None) => v.as_bytes().eq_ignore_ascii_case(b"chunked"),
@@ -168,7 +233,10 @@ async fn forward(
     }
     add_forwarding(&mut parts.headers, conn.peer, conn.peer_trusted);
     // Origin-form target, byte for byte as received: SigV4 signs it.
-    parts.uri = parts.uri.path_and_query().map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     parts.version = Version::HTTP_11;
     let mut req = Request::from_parts(parts, body);
 
@@ -198,7 +266,15 @@ async fn forward(
                 continue;
             }
             if let Some(v) = first {
-                log_verdict(Decision::Flagged, Side::Upstream, &route.spec.name, &v, Reason::NoAllowedUpstreamIp, id, conn);
+                log_verdict(
+                    Decision::Flagged,
+                    Side::Upstream,
+                    &route.spec.name,
+                    &v,
+                    Reason::NoAllowedUpstreamIp,
+                    id,
+                    conn,
+                );
             }
             judged.rejected
         } else {
@@ -216,17 +292,46 @@ async fn forward(
                 }
                 Err((e, None)) => {
                     tracing::warn!(route = %route.spec.name, %addr, error = %e, request_id = %id, "upstream request failed");
-                    return respond::xml_error(StatusCode::BAD_GATEWAY, "BadGateway", "the storage upstream failed", resource, id, head);
+                    return respond::xml_error(
+                        StatusCode::BAD_GATEWAY,
+                        "BadGateway",
+                        "the storage upstream failed",
+                        resource,
+                        id,
+                        head,
+                    );
                 }
             }
         }
     }
     if let Some(v) = upstream_block {
-        log_verdict(Decision::Blocked, Side::Upstream, &route.spec.name, &v, Reason::NoAllowedUpstreamIp, id, conn);
-        return respond::blocked(Side::Upstream, v.country, Reason::NoAllowedUpstreamIp, resource, id, head);
+        log_verdict(
+            Decision::Blocked,
+            Side::Upstream,
+            &route.spec.name,
+            &v,
+            Reason::NoAllowedUpstreamIp,
+            id,
+            conn,
+        );
+        return respond::blocked(
+            Side::Upstream,
+            v.country,
+            Reason::NoAllowedUpstreamIp,
+            resource,
+            id,
+            head,
+        );
     }
     tracing::warn!(route = %route.spec.name, error = %last_error, request_id = %id, "no upstream reachable");
-    respond::xml_error(StatusCode::BAD_GATEWAY, "BadGateway", "the storage upstream cannot be reached", resource, id, head)
+    respond::xml_error(
+        StatusCode::BAD_GATEWAY,
+        "BadGateway",
+        "the storage upstream cannot be reached",
+        resource,
+        id,
+        head,
+    )
 }
 
 type SendError = (String, Option<Request<Incoming>>);
@@ -234,7 +339,11 @@ type SendError = (String, Option<Request<Incoming>>);
 /// Sends on a connection to exactly `addr`. When the request was not written
 /// (connect failure, or a pooled connection that closed under us) it is
 /// handed back so another address or a fresh connection can be tried.
-async fn send(upstream: &Upstream, addr: SocketAddr, mut req: Request<Incoming>) -> Result<Response<Incoming>, SendError> {
+async fn send(
+    upstream: &Upstream,
+    addr: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Result<Response<Incoming>, SendError> {
     for _attempt in 0..2 {
         let mut sender = match upstream.connect(addr).await {
             Ok(s) => s,
@@ -253,7 +362,10 @@ async fn send(upstream: &Upstream, addr: SocketAddr, mut req: Request<Incoming>)
             },
         }
     }
-    Err((format!("upstream {addr}: connection closed before the request could be sent"), Some(req)))
+    Err((
+        format!("upstream {addr}: connection closed before the request could be sent"),
+        Some(req),
+    ))
 }
 
 fn upstream_response(rsp: Response<Incoming>) -> Response<Body> {

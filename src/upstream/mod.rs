@@ -85,13 +85,14 @@ impl Upstream {
         match &self.url.host {
             UpstreamHost::Ip(ip) => Ok(vec![SocketAddr::new(*ip, self.url.port)]),
             UpstreamHost::Name(host) => {
-                let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), self.url.port))
-                    .await
-                    .map_err(|source| UpstreamError::Resolve {
-                        host: host.clone(),
-                        source,
-                    })?
-                    .collect();
+                let addrs: Vec<SocketAddr> =
+                    tokio::net::lookup_host((host.as_str(), self.url.port))
+                        .await
+                        .map_err(|source| UpstreamError::Resolve {
+                            host: host.clone(),
+                            source,
+                        })?
+                        .collect();
                 if addrs.is_empty() {
                     return Err(UpstreamError::NoAddress { host: host.clone() });
                 }
@@ -124,7 +125,12 @@ impl Upstream {
         }
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| format!("connect to {addr} timed out after {:?}", self.connect_timeout))?
+            .map_err(|_| {
+                format!(
+                    "connect to {addr} timed out after {:?}",
+                    self.connect_timeout
+                )
+            })?
             .map_err(|e| format!("connect to {addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()

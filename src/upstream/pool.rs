@@ -33,7 +33,10 @@ impl Pool {
     /// Takes a connection to `addr` that is ready for a request, dropping
     /// closed ones on the way. Busy ones (a response still streaming) stay.
     pub fn checkout(&self, addr: SocketAddr) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let list = idle.get_mut(&addr)?;
         list.retain(|s| !s.is_closed());
         let i = list.iter().position(SendRequest::is_ready)?;
@@ -46,7 +49,10 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let list = idle.entry(addr).or_default();
         if list.len() >= MAX_IDLE_PER_ADDR {
             list.retain(|s| !s.is_closed());

@@ -23,11 +23,22 @@ fn text(b: &[u8]) -> String {
 fn version_and_help() {
     let out = run(&["--version"]);
     assert!(out.status.success());
-    assert_eq!(text(&out.stdout), format!("residency-proxy {}\n", env!("CARGO_PKG_VERSION")));
-    for cmd in [vec!["--help"], vec!["run", "--help"], vec!["check", "--help"], vec!["lookup", "--help"]] {
+    assert_eq!(
+        text(&out.stdout),
+        format!("residency-proxy {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    for cmd in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["check", "--help"],
+        vec!["lookup", "--help"],
+    ] {
         let out = run(&cmd);
         assert!(out.status.success(), "{cmd:?}");
-        assert!(text(&out.stdout).contains("Usage: residency-proxy"), "{cmd:?}");
+        assert!(
+            text(&out.stdout).contains("Usage: residency-proxy"),
+            "{cmd:?}"
+        );
     }
 }
 
@@ -37,17 +48,29 @@ fn shipped_config_checks_and_prints_the_eea_expansion() {
     assert_eq!(text(&out.stderr), "");
     assert!(out.status.success());
     let s = text(&out.stdout);
-    assert!(s.starts_with("config config/residency-proxy.toml: ok\n"), "{s}");
+    assert!(
+        s.starts_with("config config/residency-proxy.toml: ok\n"),
+        "{s}"
+    );
     assert!(
         s.contains("EEA alias (37 codes): AT AX BE BG CY CZ DE DK EE ES FI FR GF GP GR HR HU IE IS IT LI LT LU LV MF MQ MT NL NO PL PT RE RO SE SI SK YT\n"),
         "{s}"
     );
-    assert!(s.contains("upstream http://127.0.0.1:9000: unknown allowed by allow_networks"), "{s}");
+    assert!(
+        s.contains("upstream http://127.0.0.1:9000: unknown allowed by allow_networks"),
+        "{s}"
+    );
 }
 
 #[test]
 fn lookup_on_the_shipped_config() {
-    let out = run(&["lookup", "8.8.8.8", "90.0.0.1", "::ffff:8.8.8.8", "127.0.0.1"]);
+    let out = run(&[
+        "lookup",
+        "8.8.8.8",
+        "90.0.0.1",
+        "::ffff:8.8.8.8",
+        "127.0.0.1",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
@@ -85,10 +108,14 @@ fn check_file(toml: &str) -> (Option<i32>, String, String) {
 
 #[test]
 fn unknown_key_is_refused_with_line_and_column() {
-    let (code, stdout, stderr) = check_file("[policy]\nmode = \"enforce\"\n  alow_countries = [\"FR\"]\n");
+    let (code, stdout, stderr) =
+        check_file("[policy]\nmode = \"enforce\"\n  alow_countries = [\"FR\"]\n");
     assert_eq!(code, Some(1));
     assert_eq!(stdout, "");
-    assert!(stderr.starts_with("bad.toml:3:3: unknown field \"alow_countries\", expected one of"), "{stderr}");
+    assert!(
+        stderr.starts_with("bad.toml:3:3: unknown field \"alow_countries\", expected one of"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
@@ -123,7 +150,10 @@ upstreams = ["ftp://x"]
 fn bad_enum_value_and_syntax_errors_are_located() {
     let (code, _, stderr) = check_file("[policy]\nmode = \"block\"\n");
     assert_eq!(code, Some(1));
-    assert!(stderr.starts_with("bad.toml:2:8: unknown variant \"block\", expected"), "{stderr}");
+    assert!(
+        stderr.starts_with("bad.toml:2:8: unknown variant \"block\", expected"),
+        "{stderr}"
+    );
     let (code, _, stderr) = check_file("[policy\n");
     assert_eq!(code, Some(1));
     assert!(stderr.starts_with("bad.toml:1:"), "{stderr}");
@@ -137,9 +167,14 @@ fn missing_config_and_database_are_clear_errors() {
         text(&out.stderr),
         "does/not/exist.toml: cannot read config file: No such file or directory (os error 2)\n"
     );
-    let (code, _, stderr) = check_file("[geoip]\ndatabase = \"/nonexistent/x.mmdb\"\n[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9\"]\n");
+    let (code, _, stderr) = check_file(
+        "[geoip]\ndatabase = \"/nonexistent/x.mmdb\"\n[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9\"]\n",
+    );
     assert_eq!(code, Some(1));
-    assert!(stderr.starts_with("cannot open GeoIP database /nonexistent/x.mmdb: "), "{stderr}");
+    assert!(
+        stderr.starts_with("cannot open GeoIP database /nonexistent/x.mmdb: "),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -153,19 +188,39 @@ fn check_shows_each_upstream_literal_verdict() {
     );
     let (code, stdout, stderr) = check_file(&toml);
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stdout.contains("upstream http://127.0.0.10:9000: DE allowed by allow_countries\n"), "{stdout}");
-    assert!(stdout.contains("upstream http://127.0.0.11:9000: US rejected by allow_countries (not listed)\n"), "{stdout}");
+    assert!(
+        stdout.contains("upstream http://127.0.0.10:9000: DE allowed by allow_countries\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "upstream http://127.0.0.11:9000: US rejected by allow_countries (not listed)\n"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn shipped_config_parses_to_the_defaults() {
-    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/residency-proxy.toml"));
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/residency-proxy.toml"
+    ));
     let shipped = residency_proxy::config::Config::load(path).unwrap();
     // The same file with every documented key removed gives the same result.
     let minimal = "[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9000\"]\n";
     let defaults = residency_proxy::config::Config::parse(path, minimal).unwrap();
-    assert_eq!(format!("{:?}", shipped.server), format!("{:?}", defaults.server));
-    assert_eq!(format!("{:?}", shipped.policy), format!("{:?}", defaults.policy));
-    assert_eq!(format!("{:?}", shipped.routes), format!("{:?}", defaults.routes));
+    assert_eq!(
+        format!("{:?}", shipped.server),
+        format!("{:?}", defaults.server)
+    );
+    assert_eq!(
+        format!("{:?}", shipped.policy),
+        format!("{:?}", defaults.policy)
+    );
+    assert_eq!(
+        format!("{:?}", shipped.routes),
+        format!("{:?}", defaults.routes)
+    );
     assert_eq!(shipped.geoip_database, defaults.geoip_database);
 }

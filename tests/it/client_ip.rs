@@ -8,7 +8,10 @@ use crate::support::{Client, Layout, Origin, Proxy, config, ips, raw_exchange, s
 async fn setup(source: &str) -> (crate::support::TestGeo, Origin, Proxy) {
     let geo = standard_geo(Layout::IpLocationDb).build();
     let origin = Origin::start(ips::ORIGIN).await;
-    let server = format!("trusted_proxies = [\"{}/32\"]\nclient_ip_source = \"{source}\"", ips::TRUSTED);
+    let server = format!(
+        "trusted_proxies = [\"{}/32\"]\nclient_ip_source = \"{source}\"",
+        ips::TRUSTED
+    );
     let proxy = Proxy::start(&config(&geo, &origin, &server, "", ""));
     (geo, origin, proxy)
 }
@@ -17,10 +20,17 @@ async fn setup(source: &str) -> (crate::support::TestGeo, Origin, Proxy) {
 async fn spoofed_xff_from_untrusted_peer_is_ignored() {
     let (_g, origin, proxy) = setup("x-forwarded-for").await;
     let rsp = Client::bound_to(ips::US)
-        .get(proxy.addr(), "/b/k", &[("x-forwarded-for", ips::FR), ("forwarded", "for=127.0.0.2")])
+        .get(
+            proxy.addr(),
+            "/b/k",
+            &[("x-forwarded-for", ips::FR), ("forwarded", "for=127.0.0.2")],
+        )
         .await;
     assert_eq!(rsp.status, 451);
-    assert_eq!(rsp.header("x-residency-decision"), "blocked; side=client; country=US; reason=country_not_allowed");
+    assert_eq!(
+        rsp.header("x-residency-decision"),
+        "blocked; side=client; country=US; reason=country_not_allowed"
+    );
     assert_eq!(origin.request_count(), 0);
 }
 
@@ -29,26 +39,46 @@ async fn trusted_xff_is_honoured_rightmost_untrusted_first() {
     let (_g, origin, proxy) = setup("x-forwarded-for").await;
     let via = Client::bound_to(ips::TRUSTED);
     // The trusted proxy reports a US client: blocked.
-    let rsp = via.get(proxy.addr(), "/b/k", &[("x-forwarded-for", ips::US)]).await;
+    let rsp = via
+        .get(proxy.addr(), "/b/k", &[("x-forwarded-for", ips::US)])
+        .await;
     assert_eq!(rsp.status, 451);
-    assert_eq!(rsp.header("x-residency-decision"), "blocked; side=client; country=US; reason=country_not_allowed");
+    assert_eq!(
+        rsp.header("x-residency-decision"),
+        "blocked; side=client; country=US; reason=country_not_allowed"
+    );
     // A US client that forged an FR entry: the right-most untrusted entry is the US one.
     let forged = format!("{}, {}", ips::FR, ips::US);
-    let rsp = via.get(proxy.addr(), "/b/k", &[("x-forwarded-for", &forged)]).await;
+    let rsp = via
+        .get(proxy.addr(), "/b/k", &[("x-forwarded-for", &forged)])
+        .await;
     assert_eq!(rsp.status, 451);
     // An FR client behind the trusted proxy: allowed, and the origin sees the chain extended.
-    let rsp = via.get(proxy.addr(), "/b/k", &[("x-forwarded-for", ips::FR)]).await;
+    let rsp = via
+        .get(proxy.addr(), "/b/k", &[("x-forwarded-for", ips::FR)])
+        .await;
     assert_eq!(rsp.status, 200);
     let seen = origin.seen();
     assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].headers["x-forwarded-for"], format!("{}, {}", ips::FR, ips::TRUSTED));
+    assert_eq!(
+        seen[0].headers["x-forwarded-for"],
+        format!("{}, {}", ips::FR, ips::TRUSTED)
+    );
 }
 
 #[tokio::test]
 async fn malformed_xff_from_trusted_proxy_is_untraceable() {
     let (_g, origin, proxy) = setup("x-forwarded-for").await;
-    for bad in ["unknown", "127.0.0.002", "0x7f.0.0.2", "fe80::1%eth0", "127.0.0.2 127.0.0.3"] {
-        let rsp = Client::bound_to(ips::TRUSTED).get(proxy.addr(), "/b/k", &[("x-forwarded-for", bad)]).await;
+    for bad in [
+        "unknown",
+        "127.0.0.002",
+        "0x7f.0.0.2",
+        "fe80::1%eth0",
+        "127.0.0.2 127.0.0.3",
+    ] {
+        let rsp = Client::bound_to(ips::TRUSTED)
+            .get(proxy.addr(), "/b/k", &[("x-forwarded-for", bad)])
+            .await;
         assert_eq!(rsp.status, 451, "{bad}");
         assert_eq!(
             rsp.header("x-residency-decision"),
@@ -63,8 +93,16 @@ async fn malformed_xff_from_trusted_proxy_is_untraceable() {
 async fn ipv6_wrapped_us_addresses_are_blocked() {
     let (_g, origin, proxy) = setup("x-forwarded-for").await;
     // 127.0.0.5 is US; every IPv6 form that embeds it must be judged as it.
-    for wrapped in ["::ffff:127.0.0.5", "::127.0.0.5", "64:ff9b::7f00:5", "64:ff9b:1::7f00:5", "2002:7f00:5::1"] {
-        let rsp = Client::bound_to(ips::TRUSTED).get(proxy.addr(), "/b/k", &[("x-forwarded-for", wrapped)]).await;
+    for wrapped in [
+        "::ffff:127.0.0.5",
+        "::127.0.0.5",
+        "64:ff9b::7f00:5",
+        "64:ff9b:1::7f00:5",
+        "2002:7f00:5::1",
+    ] {
+        let rsp = Client::bound_to(ips::TRUSTED)
+            .get(proxy.addr(), "/b/k", &[("x-forwarded-for", wrapped)])
+            .await;
         assert_eq!(rsp.status, 451, "{wrapped}");
         assert_eq!(
             rsp.header("x-residency-decision"),
@@ -74,14 +112,23 @@ async fn ipv6_wrapped_us_addresses_are_blocked() {
     }
     // The same wrappings of an FR address pass.
     for wrapped in ["::ffff:127.0.0.2", "64:ff9b::7f00:2", "2002:7f00:2::"] {
-        let rsp = Client::bound_to(ips::TRUSTED).get(proxy.addr(), "/b/k", &[("x-forwarded-for", wrapped)]).await;
+        let rsp = Client::bound_to(ips::TRUSTED)
+            .get(proxy.addr(), "/b/k", &[("x-forwarded-for", wrapped)])
+            .await;
         assert_eq!(rsp.status, 200, "{wrapped}");
     }
     // Teredo hides the client.
     let rsp = Client::bound_to(ips::TRUSTED)
-        .get(proxy.addr(), "/b/k", &[("x-forwarded-for", "2001:0:4136:e378:8000:63bf:3fff:fdd2")])
+        .get(
+            proxy.addr(),
+            "/b/k",
+            &[("x-forwarded-for", "2001:0:4136:e378:8000:63bf:3fff:fdd2")],
+        )
         .await;
-    assert_eq!(rsp.header("x-residency-decision"), "blocked; side=client; country=unknown; reason=untraceable_address");
+    assert_eq!(
+        rsp.header("x-residency-decision"),
+        "blocked; side=client; country=unknown; reason=untraceable_address"
+    );
     assert_eq!(origin.request_count(), 3);
 }
 
@@ -90,12 +137,16 @@ async fn ipv4_mapped_socket_peer_is_judged_as_ipv4() {
     // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d peers.
     let geo = standard_geo(Layout::IpLocationDb).build();
     let origin = Origin::start(ips::ORIGIN).await;
-    let toml = config(&geo, &origin, "", "", "").replace("\"127.0.0.1:0\"", "\"[::ffff:127.0.0.1]:0\"");
+    let toml =
+        config(&geo, &origin, "", "", "").replace("\"127.0.0.1:0\"", "\"[::ffff:127.0.0.1]:0\"");
     let proxy = Proxy::start(&toml);
     let to = std::net::SocketAddr::new("127.0.0.1".parse().unwrap(), proxy.addr().port());
     let rsp = Client::bound_to(ips::US).get(to, "/b/k", &[]).await;
     assert_eq!(rsp.status, 451);
-    assert_eq!(rsp.header("x-residency-decision"), "blocked; side=client; country=US; reason=country_not_allowed");
+    assert_eq!(
+        rsp.header("x-residency-decision"),
+        "blocked; side=client; country=US; reason=country_not_allowed"
+    );
     let rsp = Client::bound_to(ips::FR).get(to, "/b/k", &[]).await;
     assert_eq!(rsp.status, 200);
     assert_eq!(origin.request_count(), 1);
@@ -105,14 +156,34 @@ async fn ipv4_mapped_socket_peer_is_judged_as_ipv4() {
 async fn forwarded_header_from_trusted_proxy() {
     let (_g, origin, proxy) = setup("forwarded").await;
     let via = Client::bound_to(ips::TRUSTED);
-    let rsp = via.get(proxy.addr(), "/b/k", &[("forwarded", "for=127.0.0.5;proto=https")]).await;
+    let rsp = via
+        .get(
+            proxy.addr(),
+            "/b/k",
+            &[("forwarded", "for=127.0.0.5;proto=https")],
+        )
+        .await;
     assert_eq!(rsp.status, 451);
-    let rsp = via.get(proxy.addr(), "/b/k", &[("forwarded", "for=\"[::ffff:127.0.0.5]:443\"")]).await;
+    let rsp = via
+        .get(
+            proxy.addr(),
+            "/b/k",
+            &[("forwarded", "for=\"[::ffff:127.0.0.5]:443\"")],
+        )
+        .await;
     assert_eq!(rsp.status, 451);
-    let rsp = via.get(proxy.addr(), "/b/k", &[("forwarded", "for=127.0.0.2")]).await;
+    let rsp = via
+        .get(proxy.addr(), "/b/k", &[("forwarded", "for=127.0.0.2")])
+        .await;
     assert_eq!(rsp.status, 200);
     // X-Forwarded-For is not the configured source: ignored.
-    let rsp = via.get(proxy.addr(), "/b/k", &[("x-forwarded-for", ips::US), ("forwarded", "for=127.0.0.2")]).await;
+    let rsp = via
+        .get(
+            proxy.addr(),
+            "/b/k",
+            &[("x-forwarded-for", ips::US), ("forwarded", "for=127.0.0.2")],
+        )
+        .await;
     assert_eq!(rsp.status, 200);
     assert_eq!(origin.request_count(), 2);
 }
@@ -134,7 +205,9 @@ async fn proxy_protocol_v1_and_v2_from_trusted_peer() {
 
     // v2, TCP over IPv4, source 127.0.0.6 (CN).
     let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-    v2.extend_from_slice(&[0x21, 0x11, 0, 12, 127, 0, 0, 6, 127, 0, 0, 1, 0x9c, 0x40, 0x1f, 0x90]);
+    v2.extend_from_slice(&[
+        0x21, 0x11, 0, 12, 127, 0, 0, 6, 127, 0, 0, 1, 0x9c, 0x40, 0x1f, 0x90,
+    ]);
     v2.extend_from_slice(get.as_bytes());
     let out = raw_exchange(ips::TRUSTED, proxy.addr(), &v2, quiet).await;
     assert!(out.starts_with("HTTP/1.1 451"), "{out}");
@@ -145,7 +218,13 @@ async fn proxy_protocol_v1_and_v2_from_trusted_peer() {
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
 
     // A trusted peer with a malformed header is disconnected without a reply.
-    let out = raw_exchange(ips::TRUSTED, proxy.addr(), format!("PROXY TCP4 127.0.0.002 127.0.0.1 1 2\r\n{get}").as_bytes(), quiet).await;
+    let out = raw_exchange(
+        ips::TRUSTED,
+        proxy.addr(),
+        format!("PROXY TCP4 127.0.0.002 127.0.0.1 1 2\r\n{get}").as_bytes(),
+        quiet,
+    )
+    .await;
     assert_eq!(out, "");
     assert_eq!(origin.request_count(), 1);
 }
@@ -154,11 +233,25 @@ async fn proxy_protocol_v1_and_v2_from_trusted_peer() {
 async fn incoming_residency_headers_are_stripped() {
     let (_g, origin, proxy) = setup("x-forwarded-for").await;
     let rsp = Client::bound_to(ips::FR)
-        .get(proxy.addr(), "/b/k", &[("x-residency-decision", "allowed"), ("x-residency-client-country", "FR")])
+        .get(
+            proxy.addr(),
+            "/b/k",
+            &[
+                ("x-residency-decision", "allowed"),
+                ("x-residency-client-country", "FR"),
+            ],
+        )
         .await;
     assert_eq!(rsp.status, 200);
     let seen = origin.seen();
-    assert!(seen[0].headers.keys().all(|k| !k.as_str().starts_with("x-residency-")), "{:?}", seen[0].headers);
+    assert!(
+        seen[0]
+            .headers
+            .keys()
+            .all(|k| !k.as_str().starts_with("x-residency-")),
+        "{:?}",
+        seen[0].headers
+    );
     // The origin's forged decision header never reaches the client either.
     assert_ne!(rsp.header("x-residency-decision"), "forged-by-origin");
 }

@@ -26,6 +26,10 @@ async fn target_is_forwarded_byte_exact() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     let seen = origin.seen();
     assert_eq!(seen[0].target, target);
+    assert_eq!(seen[0].method, http::Method::GET);
+    assert_eq!(seen[0].version, http::Version::HTTP_11);
+    // The upstream connection comes from the proxy, not the client.
+    assert_ne!(seen[0].peer.ip().to_string(), ips::FR);
     assert_eq!(seen[0].headers["host"], "s3.test:9000");
 }
 
@@ -33,16 +37,30 @@ async fn target_is_forwarded_byte_exact() {
 async fn hop_by_hop_fields_are_dropped_and_forwarding_appended() {
     let (_g, origin, proxy) = setup("").await;
     let req = "GET /b/k HTTP/1.1\r\nHost: s3.test\r\nConnection: keep-alive, x-hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nProxy-Authorization: Basic eA==\r\nTE: gzip\r\nX-Amz-Date: 20260101T000000Z\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-west-3/s3/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n";
-    let out = raw_exchange(ips::FR, proxy.addr(), req.as_bytes(), Duration::from_millis(800)).await;
+    let out = raw_exchange(
+        ips::FR,
+        proxy.addr(),
+        req.as_bytes(),
+        Duration::from_millis(800),
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     let lower = out.to_ascii_lowercase();
-    assert!(!lower.contains("keep-alive: timeout=30"), "origin's hop-by-hop field leaked: {out}");
+    assert!(
+        !lower.contains("keep-alive: timeout=30"),
+        "origin's hop-by-hop field leaked: {out}"
+    );
     let h = &origin.seen()[0].headers;
     for gone in ["x-hop", "keep-alive", "proxy-authorization", "te"] {
         assert!(!h.contains_key(gone), "{gone} reached the origin");
     }
     assert_eq!(h["x-amz-date"], "20260101T000000Z");
-    assert!(h["authorization"].to_str().unwrap().ends_with("Signature=abc"));
+    assert!(
+        h["authorization"]
+            .to_str()
+            .unwrap()
+            .ends_with("Signature=abc")
+    );
     // The untrusted peer's X-Forwarded-For is replaced by what the proxy saw.
     assert_eq!(h["x-forwarded-for"], ips::FR);
     assert_eq!(h["forwarded"], "for=127.0.0.2;proto=http");
@@ -54,13 +72,18 @@ async fn host_is_preserved_or_replaced() {
     Client::bound_to(ips::FR)
         .send(
             proxy.addr(),
-            http::Request::get("/b/k").header("host", "bucket.s3.test:8443").body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap(),
+            http::Request::get("/b/k")
+                .header("host", "bucket.s3.test:8443")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
         )
         .await;
     assert_eq!(origin.seen()[0].headers["host"], "bucket.s3.test:8443");
     drop(proxy);
     let (_g, origin, proxy) = setup("preserve_host = false").await;
-    Client::bound_to(ips::FR).get(proxy.addr(), "/b/k", &[]).await;
+    Client::bound_to(ips::FR)
+        .get(proxy.addr(), "/b/k", &[])
+        .await;
     assert_eq!(origin.seen()[0].headers["host"], origin.addr().to_string());
 }
 
@@ -74,6 +97,12 @@ async fn content_length_body_stays_content_length() {
     assert_eq!(s.headers["content-length"], "11");
     assert!(!s.headers.contains_key("transfer-encoding"));
     assert_eq!(s.body_len, 11);
+    assert_eq!(s.method, http::Method::PUT);
+    // sha256("hello world")
+    assert_eq!(
+        s.body_sha256,
+        "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+    );
 }
 
 #[tokio::test]
@@ -86,18 +115,31 @@ async fn chunked_body_stays_chunked_with_trailers() {
     assert_eq!(s.headers["transfer-encoding"], "chunked");
     assert!(!s.headers.contains_key("content-length"));
     assert_eq!(s.body_len, 11);
-    let trailers = s.trailers.as_ref().expect("request trailers reach the origin");
+    let trailers = s
+        .trailers
+        .as_ref()
+        .expect("request trailers reach the origin");
     assert_eq!(trailers["x-amz-checksum-crc32"], "DUoRhQ==");
 }
 
 #[tokio::test]
 async fn response_trailers_reach_the_client() {
     let (_g, _origin, proxy) = setup("").await;
-    let req = "GET /trailers HTTP/1.1\r\nHost: s3.test\r\nTE: trailers\r\nConnection: close\r\n\r\n";
+    let req =
+        "GET /trailers HTTP/1.1\r\nHost: s3.test\r\nTE: trailers\r\nConnection: close\r\n\r\n";
     let out = raw_exchange(ips::FR, proxy.addr(), req.as_bytes(), QUIET).await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    assert!(out.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{out}"
+    );
     assert!(out.contains("x-origin-trailer: done"), "{out}");
+    let rsp = Client::bound_to(ips::FR)
+        .get(proxy.addr(), "/trailers", &[("te", "trailers")])
+        .await;
+    assert_eq!(rsp.text(), "body-before-trailers");
+    assert_eq!(rsp.trailers.expect("trailers")["x-origin-trailer"], "done");
 }
 
 #[tokio::test]
@@ -108,7 +150,10 @@ async fn expect_continue_allowed_client_gets_100_then_uploads() {
         .await
         .unwrap();
     let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(QUIET, s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(QUIET, s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let first = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(first.starts_with("HTTP/1.1 100 Continue"), "{first}");
     s.write_all(b"hello").await.unwrap();
@@ -127,10 +172,19 @@ async fn expect_continue_blocked_client_uploads_nothing() {
         .await
         .unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(QUIET, s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(QUIET, s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
-    assert!(reply.starts_with("HTTP/1.1 451"), "no 100 Continue may precede the refusal: {reply}");
-    assert!(reply.contains("x-residency-decision: blocked; side=client; country=US"), "{reply}");
+    assert!(
+        reply.starts_with("HTTP/1.1 451"),
+        "no 100 Continue may precede the refusal: {reply}"
+    );
+    assert!(
+        reply.contains("x-residency-decision: blocked; side=client; country=US"),
+        "{reply}"
+    );
     assert_eq!(origin.request_count(), 0);
     assert_eq!(origin.connection_count(), 0);
 }
@@ -139,9 +193,16 @@ async fn expect_continue_blocked_client_uploads_nothing() {
 async fn upstream_connections_are_pooled_and_reused() {
     let (_g, origin, proxy) = setup("").await;
     for _ in 0..5 {
-        let rsp = Client::bound_to(ips::FR).get(proxy.addr(), "/b/k", &[]).await;
+        let rsp = Client::bound_to(ips::FR)
+            .get(proxy.addr(), "/b/k", &[])
+            .await;
         assert_eq!(rsp.status, 200);
     }
     assert_eq!(origin.request_count(), 5);
-    assert_eq!(origin.connection_count(), 1, "sequential requests reuse one upstream connection");
+    assert_eq!(
+        origin.connection_count(),
+        1,
+        "sequential requests reuse one upstream connection"
+    );
+    assert!(origin.seen().iter().all(|s| s.conn == 0));
 }

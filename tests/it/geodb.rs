@@ -48,8 +48,15 @@ fn writer_aliases_are_where_the_task_says() {
 
 #[test]
 fn shipped_database_knows_google_dns_and_french_operators() {
-    let db = GeoDb::open(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/geodata/geo-whois-asn-country.mmdb"))).unwrap();
-    let cc = |ip: &str| db.country(ip.parse().unwrap()).map(|c: Country| c.to_string());
+    let db = GeoDb::open(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/geodata/geo-whois-asn-country.mmdb"
+    )))
+    .unwrap();
+    let cc = |ip: &str| {
+        db.country(ip.parse().unwrap())
+            .map(|c: Country| c.to_string())
+    };
     assert_eq!(cc("8.8.8.8").as_deref(), Some("US"));
     assert_eq!(cc("2001:4860:4860::8888").as_deref(), Some("US"));
     for fr in ["90.0.0.1", "82.64.0.1", "51.38.0.1", "2a01:cb00::1"] {

@@ -18,7 +18,9 @@ async fn setup(server: &str) -> (crate::support::TestGeo, Origin, Proxy) {
 /// Reads until EOF; returns the text and whether EOF came before `limit`.
 async fn read_until_closed(s: &mut tokio::net::TcpStream, limit: Duration) -> (String, bool) {
     let mut out = Vec::new();
-    let closed = tokio::time::timeout(limit, s.read_to_end(&mut out)).await.is_ok();
+    let closed = tokio::time::timeout(limit, s.read_to_end(&mut out))
+        .await
+        .is_ok();
     (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
@@ -27,11 +29,19 @@ async fn oversize_header_section_gets_431() {
     let (_g, origin, proxy) = setup("max_header_bytes = 4096").await;
     let big = "a".repeat(5000);
     let req = format!("GET /b/k HTTP/1.1\r\nHost: s3.test\r\nX-Big: {big}\r\n\r\n");
-    let out = raw_exchange(ips::FR, proxy.addr(), req.as_bytes(), Duration::from_secs(3)).await;
+    let out = raw_exchange(
+        ips::FR,
+        proxy.addr(),
+        req.as_bytes(),
+        Duration::from_secs(3),
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 431"), "{out}");
     // Just under the limit passes.
     let ok = "a".repeat(3000);
-    let rsp = Client::bound_to(ips::FR).get(proxy.addr(), "/b/k", &[("x-big", &ok)]).await;
+    let rsp = Client::bound_to(ips::FR)
+        .get(proxy.addr(), "/b/k", &[("x-big", &ok)])
+        .await;
     assert_eq!(rsp.status, 200);
     assert_eq!(origin.request_count(), 1);
 }
@@ -41,7 +51,13 @@ async fn too_many_header_fields_get_431() {
     let (_g, origin, proxy) = setup("max_headers = 10").await;
     let fields: String = (0..20).map(|i| format!("X-F{i}: v\r\n")).collect();
     let req = format!("GET /b/k HTTP/1.1\r\nHost: s3.test\r\n{fields}\r\n");
-    let out = raw_exchange(ips::FR, proxy.addr(), req.as_bytes(), Duration::from_secs(3)).await;
+    let out = raw_exchange(
+        ips::FR,
+        proxy.addr(),
+        req.as_bytes(),
+        Duration::from_secs(3),
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 431"), "{out}");
     assert_eq!(origin.request_count(), 0);
 }
@@ -50,13 +66,18 @@ async fn too_many_header_fields_get_431() {
 async fn slow_header_section_is_cut_off() {
     let (_g, origin, proxy) = setup("header_read_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
     let mut s = connect_from(ips::FR, proxy.addr()).await;
-    s.write_all(b"GET /b/k HTTP/1.1\r\nHost: s3.test\r\n").await.unwrap();
+    s.write_all(b"GET /b/k HTTP/1.1\r\nHost: s3.test\r\n")
+        .await
+        .unwrap();
     let start = Instant::now();
     // Keep trickling header bytes: still cut off, since the whole section is late.
     let trickle = async {
         for i in 0..20 {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            if s.write_all(format!("X-{i}: v\r\n").as_bytes()).await.is_err() {
+            if s.write_all(format!("X-{i}: v\r\n").as_bytes())
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -72,7 +93,9 @@ async fn slow_header_section_is_cut_off() {
 async fn idle_keep_alive_connection_is_closed() {
     let (_g, _origin, proxy) = setup("idle_timeout = \"1s\"").await;
     let mut s = connect_from(ips::FR, proxy.addr()).await;
-    s.write_all(b"GET /b/k HTTP/1.1\r\nHost: s3.test\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /b/k HTTP/1.1\r\nHost: s3.test\r\n\r\n")
+        .await
+        .unwrap();
     let (out, closed) = read_until_closed(&mut s, Duration::from_secs(15)).await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(closed, "the idle connection must be closed by the proxy");
@@ -82,12 +105,18 @@ async fn idle_keep_alive_connection_is_closed() {
 async fn stalled_request_body_is_cut_off_and_never_completes_upstream() {
     let (_g, origin, proxy) = setup("idle_timeout = \"1s\"").await;
     let mut s = connect_from(ips::FR, proxy.addr()).await;
-    s.write_all(b"PUT /b/k HTTP/1.1\r\nHost: s3.test\r\nContent-Length: 100\r\n\r\nonly-part").await.unwrap();
+    s.write_all(b"PUT /b/k HTTP/1.1\r\nHost: s3.test\r\nContent-Length: 100\r\n\r\nonly-part")
+        .await
+        .unwrap();
     let (_, closed) = read_until_closed(&mut s, Duration::from_secs(15)).await;
     assert!(closed);
     // The origin may have seen the request start, but never a complete body.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(origin.seen().iter().all(|r| r.body_len < 100), "{:?}", origin.seen().iter().map(|r| r.body_len).collect::<Vec<_>>());
+    assert!(
+        origin.seen().iter().all(|r| r.body_len < 100),
+        "{:?}",
+        origin.seen().iter().map(|r| r.body_len).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -98,7 +127,9 @@ async fn max_connections_queues_new_connections_without_harming_open_ones() {
     // Make sure both are accepted and served.
     let mut conns = vec![a, b];
     for s in &mut conns {
-        s.write_all(b"GET /b/k HTTP/1.1\r\nHost: s3.test\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /b/k HTTP/1.1\r\nHost: s3.test\r\n\r\n")
+            .await
+            .unwrap();
         let mut buf = [0u8; 512];
         let n = s.read(&mut buf).await.unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
@@ -110,15 +141,24 @@ async fn max_connections_queues_new_connections_without_harming_open_ones() {
         (rsp.status, proxy)
     });
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(!third.is_finished(), "third connection must wait at the limit");
+    assert!(
+        !third.is_finished(),
+        "third connection must wait at the limit"
+    );
     // …existing connections still work…
-    conns[0].write_all(b"GET /b/k2 HTTP/1.1\r\nHost: s3.test\r\n\r\n").await.unwrap();
+    conns[0]
+        .write_all(b"GET /b/k2 HTTP/1.1\r\nHost: s3.test\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 512];
     let n = conns[0].read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     // …and when one closes, the waiting one is served.
     drop(conns.pop());
-    let (status, _proxy) = tokio::time::timeout(Duration::from_secs(10), third).await.unwrap().unwrap();
+    let (status, _proxy) = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status, 200);
     assert_eq!(origin.request_count(), 4);
 }
@@ -130,35 +170,68 @@ async fn smuggling_shapes_are_refused_or_neutralised() {
     let smuggled = "GET /smuggled HTTP/1.1\r\nHost: s3.test\r\n\r\n";
     let refused = [
         // Two different Content-Lengths.
-        format!("POST /b/k HTTP/1.1\r\nHost: s3.test\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!{smuggled}"),
+        format!(
+            "POST /b/k HTTP/1.1\r\nHost: s3.test\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!{smuggled}"
+        ),
         // Transfer-Encoding other than a single chunked.
-        format!("POST /b/k HTTP/1.1\r\nHost: s3.test\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n{smuggled}"),
-        format!("POST /b/k HTTP/1.1\r\nHost: s3.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n{smuggled}"),
-        format!("POST /b/k HTTP/1.1\r\nHost: s3.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
-        format!("POST /b/k HTTP/1.1\r\nHost: s3.test\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{smuggled}"),
+        format!(
+            "POST /b/k HTTP/1.1\r\nHost: s3.test\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n{smuggled}"
+        ),
+        format!(
+            "POST /b/k HTTP/1.1\r\nHost: s3.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n{smuggled}"
+        ),
+        format!(
+            "POST /b/k HTTP/1.1\r\nHost: s3.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+        ),
+        format!(
+            "POST /b/k HTTP/1.1\r\nHost: s3.test\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{smuggled}"
+        ),
         // Whitespace before the colon.
-        format!("POST /b/k HTTP/1.1\r\nHost: s3.test\r\nTransfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n{smuggled}"),
+        format!(
+            "POST /b/k HTTP/1.1\r\nHost: s3.test\r\nTransfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n{smuggled}"
+        ),
         // obs-fold.
-        format!("POST /b/k HTTP/1.1\r\nHost: s3.test\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n{smuggled}"),
+        format!(
+            "POST /b/k HTTP/1.1\r\nHost: s3.test\r\nX-A: a\r\n b\r\nContent-Length: 0\r\n\r\n{smuggled}"
+        ),
         // Bare LF inside a header value and bare CR.
-        format!("POST /b/k HTTP/1.1\r\nHost: s3.test\r\nX-A: a\rContent-Length: 0\r\n\r\n{smuggled}"),
+        format!(
+            "POST /b/k HTTP/1.1\r\nHost: s3.test\r\nX-A: a\rContent-Length: 0\r\n\r\n{smuggled}"
+        ),
     ];
     for req in &refused {
         let out = raw_exchange(ips::FR, proxy.addr(), req.as_bytes(), quiet).await;
-        assert!(out.starts_with("HTTP/1.1 400"), "expected 400 for {req:?}, got {out:?}");
+        assert!(
+            out.starts_with("HTTP/1.1 400"),
+            "expected 400 for {req:?}, got {out:?}"
+        );
         assert!(!out.contains("HTTP/1.1 200"), "{out}");
     }
-    assert_eq!(origin.request_count(), 0, "{:?}", origin.seen().iter().map(|s| s.target.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        origin.request_count(),
+        0,
+        "{:?}",
+        origin
+            .seen()
+            .iter()
+            .map(|s| s.target.clone())
+            .collect::<Vec<_>>()
+    );
 
     // Content-Length with Transfer-Encoding: chunked wins, Content-Length is
     // dropped, the connection is closed after the response: the origin sees
     // exactly one request and never the smuggled one.
-    let cl_te = format!("POST /b/k HTTP/1.1\r\nHost: s3.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}");
+    let cl_te = format!(
+        "POST /b/k HTTP/1.1\r\nHost: s3.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+    );
     let out = raw_exchange(ips::FR, proxy.addr(), cl_te.as_bytes(), quiet).await;
     assert!(out.matches("HTTP/1.1").count() <= 1, "{out}");
     let seen = origin.seen();
     assert!(seen.len() <= 1);
-    assert!(seen.iter().all(|s| s.target != "/smuggled" && !s.headers.contains_key("content-length")));
+    assert!(
+        seen.iter()
+            .all(|s| s.target != "/smuggled" && !s.headers.contains_key("content-length"))
+    );
 }
 
 #[tokio::test]
@@ -169,10 +242,22 @@ async fn missing_or_conflicting_host_is_400() {
         "GET /b/k HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
         "GET http://other.example/b/k HTTP/1.1\r\nHost: s3.test\r\nConnection: close\r\n\r\n",
     ] {
-        let out = raw_exchange(ips::FR, proxy.addr(), req.as_bytes(), Duration::from_secs(2)).await;
+        let out = raw_exchange(
+            ips::FR,
+            proxy.addr(),
+            req.as_bytes(),
+            Duration::from_secs(2),
+        )
+        .await;
         assert!(out.starts_with("HTTP/1.1 400"), "{req:?}: {out}");
     }
-    let out = raw_exchange(ips::FR, proxy.addr(), b"CONNECT s3.test:443 HTTP/1.1\r\nHost: s3.test:443\r\n\r\n", Duration::from_secs(2)).await;
+    let out = raw_exchange(
+        ips::FR,
+        proxy.addr(),
+        b"CONNECT s3.test:443 HTTP/1.1\r\nHost: s3.test:443\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 405"), "{out}");
     assert_eq!(origin.request_count(), 0);
 }

@@ -3,7 +3,11 @@
 //! database they generate, in front of a recording origin, with clients
 //! bound to loopback addresses that the database maps to countries.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail by panicking"
+)]
 
 mod support;
 
@@ -12,6 +16,7 @@ mod client_ip;
 mod decisions;
 mod forwarding;
 mod geodb;
+mod lifecycle;
 mod limits;
 mod policy_engine;
 mod streaming;

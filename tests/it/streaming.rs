@@ -28,7 +28,10 @@ impl Body for PatternBody {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let sent = self.next * data::CHUNK as u64;
         if sent >= self.total {
             return Poll::Ready(None);
@@ -40,17 +43,27 @@ impl Body for PatternBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.exact { SizeHint::with_exact(self.total) } else { SizeHint::default() }
+        if self.exact {
+            SizeHint::with_exact(self.total)
+        } else {
+            SizeHint::default()
+        }
     }
 }
 
 async fn upload(proxy: &Proxy, exact: bool) -> String {
     let stream = connect_from(ips::FR, proxy.addr()).await;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let req = http::Request::put("/bucket/big-upload")
         .header("host", "s3.test")
-        .body(PatternBody { next: 0, total: SIZE, exact })
+        .body(PatternBody {
+            next: 0,
+            total: SIZE,
+            exact,
+        })
         .unwrap();
     let rsp = sender.send_request(req).await.unwrap();
     assert_eq!(rsp.status(), 200);
@@ -59,9 +72,14 @@ async fn upload(proxy: &Proxy, exact: bool) -> String {
 
 async fn download(proxy: &Proxy, path: &str) -> (u64, String) {
     let stream = connect_from(ips::FR, proxy.addr()).await;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::get(path).header("host", "s3.test").body(http_body_util::Empty::<Bytes>::new()).unwrap();
+    let req = http::Request::get(path)
+        .header("host", "s3.test")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
     let rsp = sender.send_request(req).await.unwrap();
     assert_eq!(rsp.status(), 200);
     let mut body = rsp.into_body();
@@ -96,7 +114,10 @@ async fn half_gigabyte_each_way_streams_with_checksums_in_bounded_memory() {
 
     let peak = proxy.peak_rss_kib();
     eprintln!("proxy peak RSS after 1.1 GiB streamed: {peak} KiB");
-    assert!(peak < RSS_LIMIT_KIB, "proxy peak RSS {peak} KiB exceeds {RSS_LIMIT_KIB} KiB");
+    assert!(
+        peak < RSS_LIMIT_KIB,
+        "proxy peak RSS {peak} KiB exceeds {RSS_LIMIT_KIB} KiB"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,17 +126,26 @@ async fn chunked_upload_streams_with_checksum() {
     let origin = Origin::start(ips::ORIGIN).await;
     let proxy = Proxy::start(&config(&geo, &origin, "", "", ""));
     let reply = upload_size(&proxy, false).await;
-    assert_eq!(reply, format!("len={} sha256={}", SIZE / 8, sha256_of_pattern(SIZE / 8)));
+    assert_eq!(
+        reply,
+        format!("len={} sha256={}", SIZE / 8, sha256_of_pattern(SIZE / 8))
+    );
     assert_eq!(origin.seen()[0].headers["transfer-encoding"], "chunked");
 }
 
 async fn upload_size(proxy: &Proxy, exact: bool) -> String {
     let stream = connect_from(ips::FR, proxy.addr()).await;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let req = http::Request::put("/bucket/chunked-upload")
         .header("host", "s3.test")
-        .body(PatternBody { next: 0, total: SIZE / 8, exact })
+        .body(PatternBody {
+            next: 0,
+            total: SIZE / 8,
+            exact,
+        })
         .unwrap();
     let rsp = sender.send_request(req).await.unwrap();
     assert_eq!(rsp.status(), 200);

@@ -10,7 +10,10 @@ fn trusted(nets: &[&str]) -> NetworkTable {
 fn headers(name: &str, values: &[&str]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for v in values {
-        h.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        h.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
     }
     h
 }
@@ -36,7 +39,13 @@ fn xff(peer_ip: &str, values: &[&str]) -> ClientAddr {
 
 fn fwd(peer_ip: &str, values: &[&str]) -> ClientAddr {
     let t = trusted(&["10.0.0.0/8"]);
-    client_addr(peer(peer_ip), ip(peer_ip), &headers("forwarded", values), ClientIpSource::Forwarded, &t)
+    client_addr(
+        peer(peer_ip),
+        ip(peer_ip),
+        &headers("forwarded", values),
+        ClientIpSource::Forwarded,
+        &t,
+    )
 }
 
 #[test]
@@ -50,16 +59,31 @@ fn untrusted_peer_headers_are_ignored() {
 fn peer_source_ignores_headers_even_from_trusted_proxies() {
     let t = trusted(&["10.0.0.0/8"]);
     let h = headers("x-forwarded-for", &["81.0.0.1"]);
-    assert_eq!(client_addr(peer("10.0.0.1"), ip("10.0.0.1"), &h, ClientIpSource::Peer, &t), ip("10.0.0.1"));
+    assert_eq!(
+        client_addr(
+            peer("10.0.0.1"),
+            ip("10.0.0.1"),
+            &h,
+            ClientIpSource::Peer,
+            &t
+        ),
+        ip("10.0.0.1")
+    );
 }
 
 #[test]
 fn rightmost_untrusted_entry_wins() {
     // The client forged 81.0.0.1; the trusted proxy appended what it saw.
     assert_eq!(xff("10.0.0.1", &["81.0.0.1, 8.8.8.8"]), ip("8.8.8.8"));
-    assert_eq!(xff("10.0.0.1", &["81.0.0.1, 8.8.8.8, 192.168.1.5"]), ip("8.8.8.8"));
+    assert_eq!(
+        xff("10.0.0.1", &["81.0.0.1, 8.8.8.8, 192.168.1.5"]),
+        ip("8.8.8.8")
+    );
     // Several header lines form one list, in order.
-    assert_eq!(xff("10.0.0.1", &["81.0.0.1", "8.8.8.8", "10.9.9.9"]), ip("8.8.8.8"));
+    assert_eq!(
+        xff("10.0.0.1", &["81.0.0.1", "8.8.8.8", "10.9.9.9"]),
+        ip("8.8.8.8")
+    );
 }
 
 #[test]
@@ -88,7 +112,11 @@ fn malformed_values_are_never_believed() {
         assert_eq!(xff("10.0.0.1", &[bad]), ClientAddr::Untraceable, "{bad:?}");
         // Even when a valid entry stands to its left.
         let line = format!("81.0.0.1, {bad}");
-        assert_eq!(xff("10.0.0.1", &[&line]), ClientAddr::Untraceable, "{line:?}");
+        assert_eq!(
+            xff("10.0.0.1", &[&line]),
+            ClientAddr::Untraceable,
+            "{line:?}"
+        );
     }
     // Garbage left of the decisive entry is never reached.
     assert_eq!(xff("10.0.0.1", &["garbage, 8.8.8.8"]), ip("8.8.8.8"));
@@ -96,10 +124,22 @@ fn malformed_values_are_never_believed() {
 
 #[test]
 fn xff_accepts_ports_and_brackets() {
-    assert_eq!(parse_xff_entry("1.2.3.4:80"), Some("1.2.3.4".parse().unwrap()));
-    assert_eq!(parse_xff_entry("[2001:db8::1]:443"), Some("2001:db8::1".parse().unwrap()));
-    assert_eq!(parse_xff_entry("[2001:db8::1]"), Some("2001:db8::1".parse().unwrap()));
-    assert_eq!(parse_xff_entry("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+    assert_eq!(
+        parse_xff_entry("1.2.3.4:80"),
+        Some("1.2.3.4".parse().unwrap())
+    );
+    assert_eq!(
+        parse_xff_entry("[2001:db8::1]:443"),
+        Some("2001:db8::1".parse().unwrap())
+    );
+    assert_eq!(
+        parse_xff_entry("[2001:db8::1]"),
+        Some("2001:db8::1".parse().unwrap())
+    );
+    assert_eq!(
+        parse_xff_entry("2001:db8::1"),
+        Some("2001:db8::1".parse().unwrap())
+    );
     assert_eq!(parse_xff_entry("[1.2.3.4]"), None);
 }
 
@@ -108,16 +148,34 @@ fn trusted_check_sees_through_ipv6_wrapping() {
     // A trusted proxy listed as 10.0.0.0/8 connecting over a mapped address.
     assert_eq!(xff("::ffff:10.0.0.1", &["8.8.8.8"]), ip("8.8.8.8"));
     // A wrapped trusted address in the chain is skipped like the plain one.
-    assert_eq!(xff("10.0.0.1", &["8.8.8.8, ::ffff:10.2.2.2"]), ip("8.8.8.8"));
+    assert_eq!(
+        xff("10.0.0.1", &["8.8.8.8, ::ffff:10.2.2.2"]),
+        ip("8.8.8.8")
+    );
 }
 
 #[test]
 fn forwarded_rfc7239_forms() {
-    assert_eq!(fwd("10.0.0.1", &["for=192.0.2.60;proto=http;by=203.0.113.43"]), ip("192.0.2.60"));
-    assert_eq!(fwd("10.0.0.1", &["For=\"[2001:db8:cafe::17]:4711\""]), ip("2001:db8:cafe::17"));
-    assert_eq!(fwd("10.0.0.1", &["for=192.0.2.43, for=198.51.100.17"]), ip("198.51.100.17"));
-    assert_eq!(fwd("10.0.0.1", &["for=192.0.2.43, for=10.3.3.3"]), ip("192.0.2.43"));
-    assert_eq!(fwd("10.0.0.1", &["for=\"192.0.2.43:80\""]), ip("192.0.2.43"));
+    assert_eq!(
+        fwd("10.0.0.1", &["for=192.0.2.60;proto=http;by=203.0.113.43"]),
+        ip("192.0.2.60")
+    );
+    assert_eq!(
+        fwd("10.0.0.1", &["For=\"[2001:db8:cafe::17]:4711\""]),
+        ip("2001:db8:cafe::17")
+    );
+    assert_eq!(
+        fwd("10.0.0.1", &["for=192.0.2.43, for=198.51.100.17"]),
+        ip("198.51.100.17")
+    );
+    assert_eq!(
+        fwd("10.0.0.1", &["for=192.0.2.43, for=10.3.3.3"]),
+        ip("192.0.2.43")
+    );
+    assert_eq!(
+        fwd("10.0.0.1", &["for=\"192.0.2.43:80\""]),
+        ip("192.0.2.43")
+    );
 }
 
 #[test]
@@ -140,7 +198,10 @@ fn forwarded_malformed_is_untraceable() {
 #[test]
 fn quoted_commas_do_not_split_elements() {
     // A comma inside a quoted value belongs to that value (and makes it malformed).
-    assert_eq!(fwd("10.0.0.1", &["for=\"1.2.3.4,5.6.7.8\""]), ClientAddr::Untraceable);
+    assert_eq!(
+        fwd("10.0.0.1", &["for=\"1.2.3.4,5.6.7.8\""]),
+        ClientAddr::Untraceable
+    );
 }
 
 #[test]
@@ -148,7 +209,13 @@ fn proxy_protocol_source_uses_the_connection_client() {
     let t = trusted(&["10.0.0.0/8"]);
     let h = headers("x-forwarded-for", &["81.0.0.1"]);
     assert_eq!(
-        client_addr(peer("10.0.0.1"), ip("8.8.8.8"), &h, ClientIpSource::ProxyProtocol, &t),
+        client_addr(
+            peer("10.0.0.1"),
+            ip("8.8.8.8"),
+            &h,
+            ClientIpSource::ProxyProtocol,
+            &t
+        ),
         ip("8.8.8.8")
     );
 }

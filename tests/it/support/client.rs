@@ -36,7 +36,12 @@ impl Reply {
 /// Opens a TCP connection from `source` to `to`.
 pub async fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
     let ip: IpAddr = source.parse().unwrap();
-    let socket = if ip.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.unwrap();
+    let socket = if ip.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .unwrap();
     socket.bind(SocketAddr::new(ip, 0)).unwrap();
     socket.connect(to).await.unwrap()
 }
@@ -48,7 +53,9 @@ pub struct Client {
 
 impl Client {
     pub fn bound_to(source: &str) -> Self {
-        Self { source: source.to_owned() }
+        Self {
+            source: source.to_owned(),
+        }
     }
 
     /// `GET path` with the given extra headers.
@@ -67,7 +74,9 @@ impl Client {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let stream = connect_from(&self.source, to).await;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         let rsp = sender.send_request(req).await.unwrap();
         let (parts, body) = rsp.into_parts();

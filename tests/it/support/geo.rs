@@ -23,7 +23,7 @@ pub struct TestGeo {
     layout: Layout,
     entries: Vec<(IpNet, String)>,
     aliasing: bool,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     path: PathBuf,
 }
 
@@ -37,7 +37,7 @@ impl TestGeo {
             layout,
             entries: Vec::new(),
             aliasing: false,
-            dir,
+            _dir: dir,
             path,
         }
     }
@@ -66,8 +66,14 @@ impl TestGeo {
 
     /// Writes the database to `path` (for replacement tests).
     pub fn write_to(&self, path: &Path) {
-        let aliasing = if self.aliasing { Ipv4Aliasing::Enabled } else { Ipv4Aliasing::Disabled };
-        let mut w = Writer::builder("Test-Country").ipv4_aliasing(aliasing).build();
+        let aliasing = if self.aliasing {
+            Ipv4Aliasing::Enabled
+        } else {
+            Ipv4Aliasing::Disabled
+        };
+        let mut w = Writer::builder("Test-Country")
+            .ipv4_aliasing(aliasing)
+            .build();
         for (net, code) in &self.entries {
             let iso = BTreeMap::from([("iso_code".to_owned(), code.clone())]);
             let names = BTreeMap::from([("en".to_owned(), format!("Country {code}"))]);
@@ -84,7 +90,10 @@ impl TestGeo {
                         continent: BTreeMap::from([("code".to_owned(), "EU".to_owned())]),
                         country: iso.clone(),
                         // A different registered country proves country wins.
-                        registered_country: BTreeMap::from([("iso_code".to_owned(), "ZZ".to_owned())]),
+                        registered_country: BTreeMap::from([(
+                            "iso_code".to_owned(),
+                            "ZZ".to_owned(),
+                        )]),
                         names,
                     };
                     w.insert(*net, &rec).unwrap();
@@ -94,14 +103,26 @@ impl TestGeo {
                     struct Rec {
                         registered_country: BTreeMap<String, String>,
                     }
-                    w.insert(*net, &Rec { registered_country: iso }).unwrap();
+                    w.insert(
+                        *net,
+                        &Rec {
+                            registered_country: iso,
+                        },
+                    )
+                    .unwrap();
                 }
                 Layout::IpLocationDb => {
                     #[derive(serde::Serialize)]
                     struct Rec {
                         country_code: String,
                     }
-                    w.insert(*net, &Rec { country_code: code.clone() }).unwrap();
+                    w.insert(
+                        *net,
+                        &Rec {
+                            country_code: code.clone(),
+                        },
+                    )
+                    .unwrap();
                 }
             }
         }
@@ -113,10 +134,5 @@ impl TestGeo {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The temporary directory holding it (for configs next to it).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }

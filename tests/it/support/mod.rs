@@ -8,7 +8,7 @@ pub mod geo;
 pub mod origin;
 pub mod proxy;
 
-pub use client::{Client, Reply, raw_exchange};
+pub use client::{Client, raw_exchange};
 pub use geo::{Layout, TestGeo};
 pub use origin::Origin;
 pub use proxy::Proxy;
@@ -48,7 +48,13 @@ pub fn standard_geo(layout: Layout) -> TestGeo {
 /// A config with the standard test database, one route to `origin`, no
 /// loopback allowance (so loopback clients are judged by country), and
 /// `extra` TOML spliced into `[policy]`.
-pub fn config(geo: &TestGeo, origin: &Origin, server_extra: &str, policy_extra: &str, route_extra: &str) -> String {
+pub fn config(
+    geo: &TestGeo,
+    origin: &Origin,
+    server_extra: &str,
+    policy_extra: &str,
+    route_extra: &str,
+) -> String {
     format!(
         r#"
 [server]

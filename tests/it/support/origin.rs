@@ -64,13 +64,17 @@ impl Drop for Origin {
 impl Origin {
     /// Starts on `ip`:0.
     pub async fn start(ip: &str) -> Self {
-        let listener = TcpListener::bind((ip.parse::<std::net::IpAddr>().unwrap(), 0)).await.unwrap();
+        let listener = TcpListener::bind((ip.parse::<std::net::IpAddr>().unwrap(), 0))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
         let st = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, peer)) = listener.accept().await else { return };
+                let Ok((stream, peer)) = listener.accept().await else {
+                    return;
+                };
                 let conn = st.conns.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 tokio::spawn(async move {
@@ -110,7 +114,12 @@ impl Origin {
     }
 }
 
-async fn handle(req: Request<Incoming>, st: Arc<State>, conn: usize, peer: SocketAddr) -> Result<Response<OriginBody>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    st: Arc<State>,
+    conn: usize,
+    peer: SocketAddr,
+) -> Result<Response<OriginBody>, Infallible> {
     let (parts, mut body) = req.into_parts();
     let mut hasher = Sha256::new();
     let mut len = 0u64;
@@ -130,7 +139,10 @@ async fn handle(req: Request<Incoming>, st: Arc<State>, conn: usize, peer: Socke
         }
     }
     let sha = data::hex(&hasher.finalize());
-    let target = parts.uri.path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned());
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.as_str().to_owned());
     st.seen.lock().unwrap().push(Seen {
         method: parts.method.clone(),
         target: target.clone(),
@@ -148,23 +160,31 @@ async fn handle(req: Request<Incoming>, st: Arc<State>, conn: usize, peer: Socke
         let chunked = parts.uri.query() == Some("chunked");
         let mut r = Response::new(OriginBody::pattern(total, !chunked));
         if !chunked {
-            r.headers_mut().insert("content-length", HeaderValue::from(total));
+            r.headers_mut()
+                .insert("content-length", HeaderValue::from(total));
         }
         r
     } else if path == "/trailers" {
         let mut r = Response::new(OriginBody::with_trailers());
-        r.headers_mut().insert("trailer", HeaderValue::from_static("x-origin-trailer"));
+        r.headers_mut()
+            .insert("trailer", HeaderValue::from_static("x-origin-trailer"));
         r
     } else {
         let text = format!("len={len} sha256={sha}");
         let mut r = Response::new(OriginBody::full(Bytes::from(text)));
-        r.headers_mut().insert("x-origin-conn", HeaderValue::from(conn));
+        r.headers_mut()
+            .insert("x-origin-conn", HeaderValue::from(conn));
         r
     };
-    rsp.headers_mut().insert("x-origin", HeaderValue::from_static("yes"));
+    rsp.headers_mut()
+        .insert("x-origin", HeaderValue::from_static("yes"));
     // Hop-by-hop fields the proxy must not pass on.
-    rsp.headers_mut().insert("keep-alive", HeaderValue::from_static("timeout=30"));
-    rsp.headers_mut().insert("x-residency-decision", HeaderValue::from_static("forged-by-origin"));
+    rsp.headers_mut()
+        .insert("keep-alive", HeaderValue::from_static("timeout=30"));
+    rsp.headers_mut().insert(
+        "x-residency-decision",
+        HeaderValue::from_static("forged-by-origin"),
+    );
     Ok(rsp)
 }
 
@@ -179,15 +199,33 @@ pub struct OriginBody {
 
 impl OriginBody {
     fn full(b: Bytes) -> Self {
-        Self { next: 0, total: 0, exact: true, full: Some(b), trailers: None }
+        Self {
+            next: 0,
+            total: 0,
+            exact: true,
+            full: Some(b),
+            trailers: None,
+        }
     }
     fn pattern(total: u64, exact: bool) -> Self {
-        Self { next: 0, total, exact, full: None, trailers: None }
+        Self {
+            next: 0,
+            total,
+            exact,
+            full: None,
+            trailers: None,
+        }
     }
     fn with_trailers() -> Self {
         let mut t = HeaderMap::new();
         t.insert("x-origin-trailer", HeaderValue::from_static("done"));
-        Self { next: 0, total: 0, exact: false, full: Some(Bytes::from_static(b"body-before-trailers")), trailers: Some(t) }
+        Self {
+            next: 0,
+            total: 0,
+            exact: false,
+            full: Some(Bytes::from_static(b"body-before-trailers")),
+            trailers: Some(t),
+        }
     }
 }
 
@@ -195,7 +233,10 @@ impl Body for OriginBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if let Some(b) = self.full.take() {
             return Poll::Ready(Some(Ok(Frame::data(b))));
         }

@@ -52,7 +52,13 @@ impl Proxy {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap().parse::<SocketAddr>().unwrap());
+                    let _ = tx.send(
+                        rest.split_whitespace()
+                            .next()
+                            .unwrap()
+                            .parse::<SocketAddr>()
+                            .unwrap(),
+                    );
                 }
                 sink.lock().unwrap().push(line);
             }
@@ -63,11 +69,20 @@ impl Proxy {
                 Ok(a) => addrs.push(a),
                 Err(_) => {
                     let status = child.try_wait().unwrap();
-                    panic!("proxy did not start (exit: {status:?}); logs:\n{}", logs.lock().unwrap().join("\n"));
+                    panic!(
+                        "proxy did not start (exit: {status:?}); logs:\n{}",
+                        logs.lock().unwrap().join("\n")
+                    );
                 }
             }
         }
-        Self { child, addrs, logs, _dir: dir, config }
+        Self {
+            child,
+            addrs,
+            logs,
+            _dir: dir,
+            config,
+        }
     }
 
     /// The first listening address.
@@ -95,6 +110,19 @@ impl Proxy {
         self.logs.lock().unwrap().join("\n")
     }
 
+    /// Waits (up to 5 s) until `needle` appears `count` times in the logs:
+    /// the log pipe is read by another thread, so a line may trail the
+    /// response it belongs to.
+    pub async fn wait_for_log(&self, needle: &str, count: usize) {
+        for _ in 0..500 {
+            if self.logs().matches(needle).count() >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no {needle:?} in logs:\n{}", self.logs());
+    }
+
     /// Peak resident set size (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
@@ -112,7 +140,10 @@ impl Proxy {
 
     /// Sends a signal by name (`HUP`, `TERM`).
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill").args([&format!("-{name}"), &self.pid().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 

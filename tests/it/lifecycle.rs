@@ -1,0 +1,98 @@
+//! The process: several listen addresses, SIGHUP reload (good and bad
+//! configs), and SIGTERM draining an in-flight upload before exiting 0.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::client::connect_from;
+use crate::support::{Client, Layout, Origin, Proxy, config, ips, standard_geo};
+
+#[tokio::test]
+async fn every_listen_address_serves() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let toml = config(&geo, &origin, "", "", "").replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\", \"127.0.0.1:0\"]",
+    );
+    let proxy = Proxy::start(&toml);
+    assert_eq!(proxy.addrs().len(), 2);
+    assert_ne!(proxy.addrs()[0], proxy.addrs()[1]);
+    for addr in proxy.addrs() {
+        assert_eq!(
+            Client::bound_to(ips::FR)
+                .get(*addr, "/b/k", &[])
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(origin.request_count(), 2);
+}
+
+#[tokio::test]
+async fn sighup_reloads_a_valid_config_and_refuses_a_broken_one() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let toml = config(&geo, &origin, "", "", "");
+    let mut proxy = Proxy::start(&toml);
+    let us = Client::bound_to(ips::US);
+    assert_eq!(us.get(proxy.addr(), "/b/k", &[]).await.status, 451);
+
+    std::fs::write(
+        proxy.config_path(),
+        toml.replace(
+            "allow_networks = []",
+            "allow_networks = []\nallow_countries = [\"EEA\", \"US\"]",
+        ),
+    )
+    .unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log("reloaded", 1).await;
+    assert_eq!(us.get(proxy.addr(), "/b/k", &[]).await.status, 200);
+
+    std::fs::write(proxy.config_path(), "[policy]\nmode = \"nonsense\"\n").unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log("reload refused", 1).await;
+    assert!(proxy.logs().contains("unknown variant"), "{}", proxy.logs());
+    assert_eq!(
+        us.get(proxy.addr(), "/b/k", &[]).await.status,
+        200,
+        "the previous config keeps serving"
+    );
+    assert!(proxy.is_running());
+    assert_eq!(origin.request_count(), 2);
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_upload_finish_then_exits_zero() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let mut proxy = Proxy::start(&config(&geo, &origin, "shutdown_grace = \"20s\"", "", ""));
+    let mut s = connect_from(ips::FR, proxy.addr()).await;
+    s.write_all(b"PUT /b/slow HTTP/1.1\r\nHost: s3.test\r\nContent-Length: 10\r\n\r\nhello")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.signal("TERM");
+    proxy.wait_for_log("shutting down", 1).await;
+    // New connections are no longer accepted…
+    let refused = tokio::net::TcpStream::connect(proxy.addr()).await;
+    assert!(
+        refused.is_err(),
+        "the listener must be closed during the drain"
+    );
+    // …but the upload in flight completes.
+    s.write_all(b"world").await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.ends_with(
+            "len=10 sha256=936a185caaa266bb9cbe981e9e05cb78cd732b0b3280eb944412bb6f8f8f07af"
+        ),
+        "{out}"
+    );
+    assert_eq!(proxy.wait_exit(Duration::from_secs(10)), Some(0));
+}
