@@ -6,7 +6,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -57,6 +57,22 @@ impl<T> ClientIo<T> {
     }
 }
 
+impl<T> ClientIo<T> {
+    /// Counts a ready result as activity; on `Pending`, checks the idle timer.
+    fn progress<R>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match r {
+            Poll::Ready(r) => {
+                self.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                self.poll_idle(cx)?;
+                Poll::Pending
+            }
+        }
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -71,16 +87,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
             this.touch();
             return Poll::Ready(Ok(()));
         }
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                this.touch();
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                this.poll_idle(cx)?;
-                Poll::Pending
-            }
-        }
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.progress(cx, r)
     }
 }
 
@@ -91,16 +99,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write(cx, data) {
-            Poll::Ready(r) => {
-                this.touch();
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                this.poll_idle(cx)?;
-                Poll::Pending
-            }
-        }
+        let r = Pin::new(&mut this.inner).poll_write(cx, data);
+        this.progress(cx, r)
     }
 
     fn poll_write_vectored(
@@ -109,16 +109,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                this.touch();
-                Poll::Ready(r)
-            }
-            Poll::Pending => {
-                this.poll_idle(cx)?;
-                Poll::Pending
-            }
-        }
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.progress(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -126,9 +118,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let r = ready!(Pin::new(&mut this.inner).poll_flush(cx));
-        Poll::Ready(r)
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
