@@ -261,3 +261,72 @@ async fn missing_or_conflicting_host_is_400() {
     assert!(out.starts_with("HTTP/1.1 405"), "{out}");
     assert_eq!(origin.request_count(), 0);
 }
+
+#[tokio::test]
+async fn upstream_connect_timeout_gives_502() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    // A listener that never accepts, its queue filled: further SYNs are
+    // dropped, so a connect to it hangs until the proxy gives up.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(format!("{}:0", ips::ORIGIN).parse().unwrap())
+        .unwrap();
+    let silent = socket.listen(1).unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Ok(Ok(c)) =
+            tokio::time::timeout(Duration::from_millis(300), s.connect(silent_addr)).await
+        {
+            fillers.push(c);
+        }
+    }
+    let toml = config(&geo, &origin, "", "", "connect_timeout = \"500ms\"")
+        .replace(&origin.url(), &format!("http://{silent_addr}"));
+    let proxy = Proxy::start(&toml);
+    let start = Instant::now();
+    let rsp = Client::bound_to(ips::FR)
+        .get(proxy.addr(), "/b/k", &[])
+        .await;
+    let took = start.elapsed();
+    assert_eq!(rsp.status, 502, "{}", rsp.text());
+    assert!(rsp.text().contains("<Code>BadGateway</Code>"));
+    assert!(
+        took >= Duration::from_millis(450),
+        "gave up after {took:?}, before the connect timeout"
+    );
+    proxy.wait_for_log("timed out after 500ms", 1).await;
+    drop(silent);
+}
+
+#[tokio::test]
+async fn upload_cut_short_by_the_client_never_completes_upstream() {
+    let (_g, origin, proxy) = setup("").await;
+    let total = 4 << 20;
+    let mut s = connect_from(ips::FR, proxy.addr()).await;
+    s.write_all(
+        format!("PUT /b/k HTTP/1.1\r\nHost: s3.test\r\nContent-Length: {total}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    s.write_all(&vec![b'x'; total / 2]).await.unwrap();
+    s.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(s);
+    // The origin sees the request end early: never a complete body.
+    for _ in 0..100 {
+        if origin.request_count() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].body_len < total as u64,
+        "origin received {} of {total} bytes",
+        seen[0].body_len
+    );
+}
