@@ -13,6 +13,7 @@
 //!
 //! [`config`] builds everything a snapshot holds; [`cli`] is the binary.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod geo;

@@ -1,8 +1,11 @@
 //! The command line (SPEC §2): one file per subcommand.
 
+mod audit;
 mod check;
 mod lookup;
 mod run;
+mod transfers;
+mod upstreams;
 
 use std::path::PathBuf;
 
@@ -37,6 +40,49 @@ pub enum Command {
         #[arg(required = true, value_name = "IP")]
         ips: Vec<String>,
     },
+    /// Resolve every route's upstreams now and print each IP's country and
+    /// verdict; exit 1 if a route has no allowed IP (pre-flight).
+    Upstreams {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Audit trail tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The cartography of flows outside the allowed area, from audit logs.
+    Transfers {
+        /// Audit files, oldest first.
+        #[arg(long = "audit", value_name = "PATH", required = true, num_args = 1..)]
+        audit: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
+    },
+}
+
+/// `residency-proxy audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain across files in order; name the first bad record.
+    Verify {
+        /// Audit files, oldest first.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+}
+
+/// `transfers --format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Markdown table.
+    Md,
+    /// JSON document.
+    Json,
+    /// One self-contained HTML page with a table and an inline SVG chart.
+    Html,
 }
 
 /// `--config PATH`
@@ -56,5 +102,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Run(c) => run::run(&c.config),
         Command::Check(c) => check::check(&c.config),
         Command::Lookup { config, json, ips } => lookup::lookup(&config.config, json, &ips),
+        Command::Upstreams { config, json } => upstreams::upstreams(&config.config, json),
+        Command::Audit(AuditCommand::Verify { paths }) => audit::verify(&paths),
+        Command::Transfers { audit, format } => transfers::transfers(&audit, format),
     }
 }

@@ -11,6 +11,7 @@
 
 mod support;
 
+mod audit;
 mod cli;
 mod client_ip;
 mod decisions;
