@@ -13,6 +13,7 @@
 //!
 //! [`config`] builds everything a snapshot holds; [`cli`] is the binary.
 
+pub mod admin;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{Config, RouteSpec};
 use crate::geo::{GeoDb, GeoError};
-use crate::upstream::Upstream;
+use crate::upstream::{Resolver, ResolverError, TlsError, Upstream, client_config};
 
 /// The snapshot cell shared by every connection.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
@@ -25,6 +25,28 @@ pub struct Snapshot {
     pub geo: GeoDb,
     /// Routes in file order.
     pub routes: Vec<Route>,
+    /// The DNS resolver and its cache.
+    pub resolver: Resolver,
+}
+
+/// Why a snapshot could not be built from a valid config.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The GeoIP database.
+    #[error(transparent)]
+    Geo(#[from] GeoError),
+    /// The resolver configuration.
+    #[error(transparent)]
+    Resolver(#[from] ResolverError),
+    /// An upstream TLS configuration.
+    #[error("route {route}: {source}")]
+    Tls {
+        /// The route name.
+        route: String,
+        /// What failed.
+        #[source]
+        source: TlsError,
+    },
 }
 
 /// A route with its upstreams.
@@ -52,29 +74,42 @@ impl Route {
 }
 
 impl Snapshot {
-    /// Opens the database named by `config` and builds the routes.
+    /// Opens the database named by `config`, sets up the resolver and the
+    /// upstream TLS configurations, and builds the routes.
     ///
     /// # Errors
-    /// [`GeoError`] if the database cannot be opened or verified.
-    pub fn build(config: Config) -> Result<Self, GeoError> {
+    /// [`SnapshotError`] naming what could not be loaded.
+    pub fn build(config: Config) -> Result<Self, SnapshotError> {
         let geo = GeoDb::open(&config.geoip_database)?;
-        let routes = config
-            .routes
-            .iter()
-            .map(|spec| Route {
-                upstreams: spec
-                    .upstreams
-                    .iter()
-                    .map(|u| Upstream::new(u.clone(), spec.connect_timeout))
-                    .collect(),
+        let resolver = Resolver::new(&config.resolver)?;
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for spec in &config.routes {
+            let tls_err = |source| SnapshotError::Tls {
+                route: spec.name.clone(),
+                source,
+            };
+            let tls = if spec.upstreams.iter().any(|u| u.https) {
+                Some(client_config(spec.tls_ca.as_deref()).map_err(tls_err)?)
+            } else {
+                None
+            };
+            let upstreams = spec
+                .upstreams
+                .iter()
+                .map(|u| Upstream::new(u.clone(), spec.connect_timeout, tls.clone()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(tls_err)?;
+            routes.push(Route {
+                upstreams,
                 spec: spec.clone(),
                 next: AtomicUsize::new(0),
-            })
-            .collect();
+            });
+        }
         Ok(Self {
             config,
             geo,
             routes,
+            resolver,
         })
     }
 

@@ -24,6 +24,15 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
 
 async fn serve(path: &Path, shared: Shared) -> anyhow::Result<ExitCode> {
     let server = Server::bind(shared.clone()).await?;
+    let admin = match shared.load().config.admin_listen {
+        Some(addr) => {
+            let listener = crate::admin::bind(addr).await?;
+            let bound = listener.local_addr()?;
+            tracing::info!(addr = %bound, "admin endpoints on http://{bound}");
+            Some(tokio::spawn(crate::admin::serve(listener, shared.clone())))
+        }
+        None => None,
+    };
     for addr in server.local_addrs() {
         tracing::info!(%addr, "listening on http://{addr}");
     }
@@ -43,6 +52,9 @@ async fn serve(path: &Path, shared: Shared) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down: no new connections, draining");
     };
     let left = server.run(shutdown).await;
+    if let Some(task) = admin {
+        task.abort();
+    }
     if left > 0 {
         tracing::warn!(
             connections = left,

@@ -1,8 +1,65 @@
-//! `residency-proxy upstreams` (being written).
+//! `residency-proxy upstreams`: resolve every route's upstreams now and show
+//! each address's country and verdict; exit 1 if a route could not connect
+//! anywhere.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn upstreams(_path: &Path, _json: bool) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("upstreams is not implemented yet")
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::snapshot::Snapshot;
+use crate::upstream::preflight::{RouteReport, preflight};
+
+pub fn upstreams(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let snap = Snapshot::build(Config::load(path)?)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let reports = runtime.block_on(preflight(&snap));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        print!("{}", table(&reports));
+    }
+    let all_ready = reports.iter().all(|r| r.ready);
+    if !all_ready {
+        for r in reports.iter().filter(|r| !r.ready) {
+            eprintln!("route {}: no upstream address may be used", r.route);
+        }
+    }
+    Ok(if all_ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn table(reports: &[RouteReport]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "route {} ({}): {}",
+            r.route,
+            r.mode,
+            if r.ready { "ready" } else { "NOT READY" }
+        );
+        for u in &r.upstreams {
+            let _ = writeln!(out, "  upstream {}", u.url);
+            if let Some(e) = &u.error {
+                let _ = writeln!(out, "    error: {e}");
+            }
+            for a in &u.addresses {
+                let verdict = match a.reason {
+                    None => format!("allowed by {}", a.rule),
+                    Some(reason) => format!("rejected: {reason} by {}", a.rule),
+                };
+                let _ = writeln!(out, "    {}\t{}\t{verdict}", a.address, a.country);
+            }
+        }
+    }
+    out
 }

@@ -27,6 +27,10 @@ pub struct Config {
     pub path: PathBuf,
     /// `[server]`
     pub server: Server,
+    /// `[admin] listen`; `None` when disabled.
+    pub admin_listen: Option<SocketAddr>,
+    /// `[resolver]`
+    pub resolver: ResolverSpec,
     /// `[geoip] database`
     pub geoip_database: PathBuf,
     /// `[policy]`, compiled.
@@ -60,6 +64,19 @@ pub struct Server {
     pub shutdown_grace: Duration,
 }
 
+/// `[resolver]`, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverSpec {
+    /// Name servers; empty means the system configuration.
+    pub nameservers: Vec<SocketAddr>,
+    /// Cache floor for answers.
+    pub min_ttl: Duration,
+    /// Cache ceiling for answers.
+    pub max_ttl: Duration,
+    /// Per-attempt query timeout.
+    pub timeout: Duration,
+}
+
 /// A policy with the text it was compiled from, for `check`.
 #[derive(Debug, Clone)]
 pub struct PolicySpec {
@@ -90,6 +107,8 @@ pub struct RouteSpec {
     pub preserve_host: bool,
     /// TCP connect timeout per upstream IP.
     pub connect_timeout: Duration,
+    /// `[route.tls] ca`: private CA for `https://` upstreams.
+    pub tls_ca: Option<PathBuf>,
     /// The route's policy (global with the route's overrides).
     pub policy: PolicySpec,
 }
@@ -118,11 +137,13 @@ impl HostPattern {
     }
 }
 
-/// Where an upstream is: `http://host:port`.
+/// Where an upstream is: `http://host:port` or `https://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamUrl {
     /// The URL as written.
     pub url: String,
+    /// `https://`: TLS to the upstream, certificate checked against the host.
+    pub https: bool,
     /// Host name or IP literal.
     pub host: UpstreamHost,
     /// TCP port.

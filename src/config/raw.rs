@@ -15,15 +15,77 @@ pub struct RawConfig {
     /// `[server]`
     #[serde(default)]
     pub server: RawServer,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: RawAdmin,
     /// `[geoip]`
     #[serde(default)]
     pub geoip: RawGeoip,
     /// `[policy]`
     #[serde(default)]
     pub policy: RawPolicy,
+    /// `[resolver]`
+    #[serde(default)]
+    pub resolver: RawResolver,
     /// `[[route]]`
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
+}
+
+/// `[admin]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Address of the admin listener (`/healthz`, `/readyz`); "" disables it.
+    #[serde(default = "default_admin_listen")]
+    pub listen: Text,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+/// `[resolver]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResolver {
+    /// DNS servers as `IP` or `IP:port`; empty: the system's (/etc/resolv.conf).
+    #[serde(default)]
+    pub nameservers: Vec<Text>,
+    /// Shortest time an answer is cached, whatever its TTL.
+    #[serde(default = "default_min_ttl")]
+    pub min_ttl: Text,
+    /// Longest time an answer is cached, whatever its TTL: the bound on how
+    /// long a changed record can take to be seen.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl: Text,
+    /// Time allowed for one DNS query attempt (two attempts per server).
+    #[serde(default = "default_dns_timeout")]
+    pub timeout: Text,
+}
+
+impl Default for RawResolver {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            min_ttl: default_min_ttl(),
+            max_ttl: default_max_ttl(),
+            timeout: default_dns_timeout(),
+        }
+    }
+}
+
+/// `[route.tls]`
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteTls {
+    /// PEM file of the CA certificates that sign the upstream's certificate;
+    /// absent: the system's trusted roots.
+    pub ca: Option<Text>,
 }
 
 /// `[server]`
@@ -211,6 +273,8 @@ pub struct RawRoute {
     pub allow_networks: Option<Vec<Text>>,
     /// Replaces `[policy] deny_networks`.
     pub deny_networks: Option<Vec<Text>>,
+    /// `[route.tls]`, for `https://` upstreams.
+    pub tls: Option<RawRouteTls>,
 }
 
 fn text(s: &str) -> Text {
@@ -240,6 +304,18 @@ fn default_max_headers() -> Spanned<u64> {
 }
 fn default_max_connections() -> Spanned<u64> {
     Spanned::new(0..0, 10_000)
+}
+fn default_admin_listen() -> Text {
+    text("127.0.0.1:9090")
+}
+fn default_min_ttl() -> Text {
+    text("5s")
+}
+fn default_max_ttl() -> Text {
+    text("300s")
+}
+fn default_dns_timeout() -> Text {
+    text("3s")
 }
 fn default_database() -> Text {
     text("geodata/geo-whois-asn-country.mmdb")

@@ -10,7 +10,9 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Problem, Problems, line_col};
 use super::raw::{RawConfig, RawMode, RawPolicy, RawRoute, RawUnknown, Text};
-use super::{Config, HostPattern, PolicySpec, RouteSpec, Server, UpstreamHost, UpstreamUrl};
+use super::{
+    Config, HostPattern, PolicySpec, ResolverSpec, RouteSpec, Server, UpstreamHost, UpstreamUrl,
+};
 use crate::geo::{Country, CountrySet, eea, known_codes, suggestion};
 use crate::policy::{Mode, NetworkTable, Policy};
 
@@ -54,10 +56,14 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
             routes.push(r);
         }
     }
+    let admin_listen = admin(&raw, &mut p);
+    let resolver = resolver(&raw, &mut p);
     p.finish(path)?;
     Ok(Config {
         path: path.to_owned(),
         server,
+        admin_listen,
+        resolver,
         geoip_database,
         policy,
         routes,
@@ -108,6 +114,60 @@ fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
         max_headers: bounded(&s.max_headers, 8, 1000, "max_headers", p),
         max_connections: bounded(&s.max_connections, 1, 1_000_000, "max_connections", p),
         shutdown_grace: duration(&s.shutdown_grace, p, true),
+    }
+}
+
+fn admin(raw: &RawConfig, p: &mut Problems<'_>) -> Option<SocketAddr> {
+    let t = &raw.admin.listen;
+    if t.get_ref().is_empty() {
+        return None;
+    }
+    match t.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p.at(
+                t.span(),
+                format!("invalid admin listen address \"{}\" (expected IP:port such as \"127.0.0.1:9090\", or \"\" to disable)", t.get_ref()),
+            );
+            None
+        }
+    }
+}
+
+fn resolver(raw: &RawConfig, p: &mut Problems<'_>) -> ResolverSpec {
+    let r = &raw.resolver;
+    let mut nameservers = Vec::new();
+    for t in &r.nameservers {
+        let s = t.get_ref();
+        let parsed = s
+            .parse::<SocketAddr>()
+            .ok()
+            .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
+        match parsed {
+            Some(a) => nameservers.push(a),
+            None => p.at(
+                t.span(),
+                format!("invalid nameserver \"{s}\" (expected IP or IP:port, e.g. \"192.0.2.53\" or \"127.0.0.1:5353\")"),
+            ),
+        }
+    }
+    let min_ttl = duration(&r.min_ttl, p, true);
+    let max_ttl = duration(&r.max_ttl, p, false);
+    if min_ttl > max_ttl {
+        p.at(
+            r.min_ttl.span(),
+            format!(
+                "min_ttl \"{}\" is longer than max_ttl \"{}\"",
+                r.min_ttl.get_ref(),
+                r.max_ttl.get_ref()
+            ),
+        );
+    }
+    ResolverSpec {
+        nameservers,
+        min_ttl,
+        max_ttl,
+        timeout: duration(&r.timeout, p, false),
     }
 }
 
@@ -327,6 +387,11 @@ fn compile_route(
         upstreams,
         preserve_host: r.preserve_host,
         connect_timeout: duration(&r.connect_timeout, p, false),
+        tls_ca: r
+            .tls
+            .as_ref()
+            .and_then(|t| t.ca.as_ref())
+            .map(|c| PathBuf::from(c.get_ref())),
         policy,
     })
 }
@@ -360,24 +425,21 @@ fn upstream(t: &Text, p: &mut Problems<'_>) -> Option<UpstreamUrl> {
     let bad = |p: &mut Problems<'_>, why: &str| {
         p.at(
             t.span(),
-            format!("invalid upstream \"{url}\": {why} (expected \"http://host:port\")"),
+            format!("invalid upstream \"{url}\": {why} (expected \"http://host:port\" or \"https://host:port\")"),
         );
     };
     let Ok(uri) = url.parse::<http::Uri>() else {
         bad(p, "not a URL");
         return None;
     };
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            bad(p, "https upstreams are not supported yet");
-            return None;
-        }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         _ => {
-            bad(p, "scheme must be http");
+            bad(p, "scheme must be http or https");
             return None;
         }
-    }
+    };
     let Some(auth) = uri.authority() else {
         bad(p, "no host");
         return None;
@@ -400,9 +462,10 @@ fn upstream(t: &Text, p: &mut Problems<'_>) -> Option<UpstreamUrl> {
             return None;
         }
     };
-    let port = auth.port_u16().unwrap_or(80);
+    let port = auth.port_u16().unwrap_or(if https { 443 } else { 80 });
     Some(UpstreamUrl {
         url: url.clone(),
+        https,
         host,
         port,
         authority: auth.as_str().to_owned(),

@@ -147,7 +147,9 @@ async fn decide(
             ))
         }
     };
-    let mut rsp = forward(req, conn, route, snap, id, &resource, head).await;
+    let mut rsp = forward(req, conn, route, snap, id, &resource, head)
+        .await
+        .response;
     if let Some(v) = flag {
         rsp.headers_mut().append(DECISION_HEADER.clone(), v);
     }
@@ -216,6 +218,17 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
     }
 }
 
+/// What the upstream side came to: the response and, for the evidence, the
+/// address that answered and the upstream verdict if it failed the policy.
+pub struct Forwarded {
+    /// The response for the client.
+    pub response: Response<Body>,
+    /// The judged address the request was sent to.
+    pub upstream: Option<(SocketAddr, Verdict)>,
+    /// The failed upstream verdict (blocked, or flagged in monitor mode).
+    pub failed: Option<Verdict>,
+}
+
 async fn forward(
     req: Request<Incoming>,
     conn: &ConnInfo,
@@ -224,27 +237,13 @@ async fn forward(
     id: RequestId,
     resource: &str,
     head: bool,
-) -> Response<Body> {
-    let (mut parts, body) = req.into_parts();
-    let chunked = is_chunked(&parts.headers);
-    strip_hop_by_hop(&mut parts.headers);
-    if chunked {
-        set_chunked(&mut parts.headers);
-    }
-    add_forwarding(&mut parts.headers, conn.peer, conn.peer_trusted);
-    // Origin-form target, byte for byte as received: SigV4 signs it.
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-    parts.version = Version::HTTP_11;
-    let mut req = Request::from_parts(parts, body);
-
+) -> Forwarded {
+    let mut req = upstream_request(req, conn);
     let policy = &route.spec.policy.policy;
-    let mut upstream_block: Option<Verdict> = None;
+    let mut blocked: Option<Verdict> = None;
     let mut last_error = String::from("no upstream");
     for upstream in route.upstream_order() {
-        let addrs = match upstream.resolve().await {
+        let addrs = match upstream.resolve(&snap.resolver).await {
             Ok(a) => a,
             Err(e) => {
                 last_error = e.to_string();
@@ -259,40 +258,61 @@ async fn forward(
                 %addr, upstream = %upstream.url.url, request_id = %id, "upstream address rejected"
             );
         }
-        let candidates = if judged.allowed.is_empty() {
-            let first = judged.rejected.first().map(|(_, v)| *v);
-            if policy.mode == Mode::Enforce {
-                upstream_block = upstream_block.or(first);
+        // Only judged-allowed addresses are candidates; in monitor mode the
+        // rejected ones are used (flagged) when nothing else exists.
+        let (candidates, failed) = match (judged.allowed.is_empty(), policy.mode) {
+            (false, _) => (judged.allowed, None),
+            (true, Mode::Enforce) => {
+                blocked = blocked.or(judged.rejected.first().map(|(_, v)| *v));
                 continue;
             }
-            if let Some(v) = first {
-                log_verdict(
-                    Decision::Flagged,
-                    Side::Upstream,
-                    &route.spec.name,
-                    &v,
-                    Reason::NoAllowedUpstreamIp,
-                    id,
-                    conn,
-                );
+            (true, Mode::Monitor) => {
+                let first = judged.rejected.first().map(|(_, v)| *v);
+                (judged.rejected, first)
             }
-            judged.rejected
-        } else {
-            judged.allowed
         };
         if !route.spec.preserve_host {
             set_host(req.headers_mut(), &upstream.url.authority);
         }
-        for (addr, _) in candidates {
+        for (addr, verdict) in candidates {
             match send(upstream, addr, req).await {
-                Ok(rsp) => return upstream_response(rsp),
+                Ok(rsp) => {
+                    if let Some(v) = &failed {
+                        log_verdict(
+                            Decision::Flagged,
+                            Side::Upstream,
+                            &route.spec.name,
+                            v,
+                            Reason::NoAllowedUpstreamIp,
+                            id,
+                            conn,
+                        );
+                    }
+                    let mut response = upstream_response(rsp);
+                    if let Some(v) = &failed {
+                        let value = respond::decision_value(
+                            Decision::Flagged,
+                            Side::Upstream,
+                            v.country,
+                            Reason::NoAllowedUpstreamIp,
+                        );
+                        response
+                            .headers_mut()
+                            .append(DECISION_HEADER.clone(), value);
+                    }
+                    return Forwarded {
+                        response,
+                        upstream: Some((addr, verdict)),
+                        failed,
+                    };
+                }
                 Err((e, Some(back))) => {
                     last_error = e;
                     req = back;
                 }
                 Err((e, None)) => {
                     tracing::warn!(route = %route.spec.name, %addr, error = %e, request_id = %id, "upstream request failed");
-                    return respond::xml_error(
+                    let response = respond::xml_error(
                         StatusCode::BAD_GATEWAY,
                         "BadGateway",
                         "the storage upstream failed",
@@ -300,11 +320,16 @@ async fn forward(
                         id,
                         head,
                     );
+                    return Forwarded {
+                        response,
+                        upstream: Some((addr, verdict)),
+                        failed,
+                    };
                 }
             }
         }
     }
-    if let Some(v) = upstream_block {
+    if let Some(v) = blocked {
         log_verdict(
             Decision::Blocked,
             Side::Upstream,
@@ -314,7 +339,7 @@ async fn forward(
             id,
             conn,
         );
-        return respond::blocked(
+        let response = respond::blocked(
             Side::Upstream,
             v.country,
             Reason::NoAllowedUpstreamIp,
@@ -322,16 +347,45 @@ async fn forward(
             id,
             head,
         );
+        return Forwarded {
+            response,
+            upstream: None,
+            failed: Some(v),
+        };
     }
     tracing::warn!(route = %route.spec.name, error = %last_error, request_id = %id, "no upstream reachable");
-    respond::xml_error(
+    let response = respond::xml_error(
         StatusCode::BAD_GATEWAY,
         "BadGateway",
         "the storage upstream cannot be reached",
         resource,
         id,
         head,
-    )
+    );
+    Forwarded {
+        response,
+        upstream: None,
+        failed: None,
+    }
+}
+
+/// The request as the upstream receives it: hop-by-hop fields dropped,
+/// framing as the client sent it, forwarding fields extended, origin-form
+/// target byte for byte as received (SigV4 signs it).
+fn upstream_request(req: Request<Incoming>, conn: &ConnInfo) -> Request<Incoming> {
+    let (mut parts, body) = req.into_parts();
+    let chunked = is_chunked(&parts.headers);
+    strip_hop_by_hop(&mut parts.headers);
+    if chunked {
+        set_chunked(&mut parts.headers);
+    }
+    add_forwarding(&mut parts.headers, conn.peer, conn.peer_trusted);
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    parts.version = Version::HTTP_11;
+    Request::from_parts(parts, body)
 }
 
 type SendError = (String, Option<Request<Incoming>>);

@@ -3,18 +3,28 @@
 //! was judged is the socket address that is connected, with no second
 //! resolution in between.
 //!
-//! Resolution uses the system resolver for now; TTL handling, a configurable
-//! resolver and HTTPS upstreams belong to the upstream-residency work.
+//! Names are resolved by [`Resolver`] (hickory, never hyper's or the
+//! system's getaddrinfo), each address judged by the route's policy, and
+//! [`Upstream::connect`] takes a judged `SocketAddr`: there is no way to dial
+//! a name. Pools are keyed by that address and belong to one snapshot.
 
 mod pool;
+pub mod preflight;
+mod resolver;
+mod tls;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 pub use pool::{Pool, Sender};
+pub use resolver::{Resolver, ResolverError};
+pub use tls::{TlsError, client_config};
 
 use crate::config::{UpstreamHost, UpstreamUrl};
 use crate::geo::GeoDb;
@@ -24,13 +34,12 @@ use crate::policy::{Policy, Verdict};
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// DNS resolution failed.
-    #[error("cannot resolve upstream host {host}")]
+    #[error("cannot resolve upstream host {host}: {why}")]
     Resolve {
         /// The host name.
         host: String,
         /// What the resolver said.
-        #[source]
-        source: std::io::Error,
+        why: String,
     },
     /// The name resolved to no address.
     #[error("upstream host {host} has no address")]
@@ -49,13 +58,21 @@ pub enum UpstreamError {
 }
 
 /// One upstream URL of a route, with its connection pool.
-#[derive(Debug)]
 pub struct Upstream {
     /// Where it is.
     pub url: UpstreamUrl,
-    /// TCP connect timeout per address.
+    /// TCP connect (and TLS handshake) timeout per address.
     pub connect_timeout: Duration,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
     pool: Pool,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("url", &self.url.url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Resolved addresses sorted by the policy.
@@ -68,35 +85,58 @@ pub struct Judged {
 }
 
 impl Upstream {
-    /// An upstream with an empty pool.
-    pub fn new(url: UpstreamUrl, connect_timeout: Duration) -> Self {
-        Self {
+    /// An upstream with an empty pool. `tls` is the client configuration
+    /// for `https://` URLs (ignored for `http://`).
+    ///
+    /// # Errors
+    /// [`TlsError::Config`] when the host is not a valid TLS server name.
+    pub fn new(
+        url: UpstreamUrl,
+        connect_timeout: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, TlsError> {
+        let tls = match (url.https, tls) {
+            (true, Some(config)) => {
+                let name = match &url.host {
+                    UpstreamHost::Name(n) => ServerName::try_from(n.clone())
+                        .map_err(|e| TlsError::Config(format!("upstream {}: {e}", url.url)))?,
+                    UpstreamHost::Ip(ip) => ServerName::IpAddress((*ip).into()),
+                };
+                Some((TlsConnector::from(config), name))
+            }
+            _ => None,
+        };
+        Ok(Self {
             url,
             connect_timeout,
+            tls,
             pool: Pool::default(),
-        }
+        })
     }
 
-    /// Resolves the host to socket addresses (an IP literal resolves to itself).
+    /// Resolves the host to socket addresses (an IP literal resolves to
+    /// itself), through the snapshot's resolver only.
     ///
     /// # Errors
     /// [`UpstreamError::Resolve`] or [`UpstreamError::NoAddress`].
-    pub async fn resolve(&self) -> Result<Vec<SocketAddr>, UpstreamError> {
+    pub async fn resolve(&self, resolver: &Resolver) -> Result<Vec<SocketAddr>, UpstreamError> {
         match &self.url.host {
             UpstreamHost::Ip(ip) => Ok(vec![SocketAddr::new(*ip, self.url.port)]),
             UpstreamHost::Name(host) => {
-                let addrs: Vec<SocketAddr> =
-                    tokio::net::lookup_host((host.as_str(), self.url.port))
-                        .await
-                        .map_err(|source| UpstreamError::Resolve {
-                            host: host.clone(),
-                            source,
-                        })?
-                        .collect();
-                if addrs.is_empty() {
+                let ips = resolver
+                    .lookup(host)
+                    .await
+                    .map_err(|why| UpstreamError::Resolve {
+                        host: host.clone(),
+                        why,
+                    })?;
+                if ips.is_empty() {
                     return Err(UpstreamError::NoAddress { host: host.clone() });
                 }
-                Ok(addrs)
+                Ok(ips
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, self.url.port))
+                    .collect())
             }
         }
     }
@@ -123,33 +163,45 @@ impl Upstream {
         if let Some(sender) = self.pool.checkout(addr) {
             return Ok(sender);
         }
-        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+        let timeout = self.connect_timeout;
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| {
-                format!(
-                    "connect to {addr} timed out after {:?}",
-                    self.connect_timeout
-                )
-            })?
+            .map_err(|_| format!("connect to {addr} timed out after {timeout:?}"))?
             .map_err(|e| format!("connect to {addr}: {e}"))?;
         let _ = tcp.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .preserve_header_case(true)
-            .handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| format!("handshake with {addr}: {e}"))?;
-        // The task ends when the connection closes or its sender is dropped
-        // with no request in flight.
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "upstream connection ended with an error");
+        match &self.tls {
+            None => handshake(addr, tcp).await,
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(timeout, connector.connect(name.clone(), tcp))
+                    .await
+                    .map_err(|_| format!("TLS handshake with {addr} timed out after {timeout:?}"))?
+                    .map_err(|e| format!("TLS handshake with {addr} ({}): {e}", self.url.url))?;
+                handshake(addr, tls).await
             }
-        });
-        Ok(sender)
+        }
     }
 
     /// Returns a connection for reuse after its request was sent.
     pub fn release(&self, addr: SocketAddr, sender: Sender) {
         self.pool.checkin(addr, sender);
     }
+}
+
+/// HTTP/1.1 over an established stream; the connection task ends when the
+/// connection closes or its sender is dropped with no request in flight.
+async fn handshake<T>(addr: SocketAddr, io: T) -> Result<Sender, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("handshake with {addr}: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }

@@ -142,7 +142,7 @@ upstreams = ["ftp://x"]
          bad.toml:4:20: invalid network \"10.0.0.0/33\" (expected CIDR such as \"10.0.0.0/8\" or \"fd00::/8\")\n\
          bad.toml:7:27: unknown country code \"UK\" (did you mean \"GB\"?)\n\
          bad.toml:7:33: unknown country code \"XX\" (expected an ISO 3166-1 alpha-2 code such as \"FR\", or \"EEA\")\n\
-         bad.toml:11:14: invalid upstream \"ftp://x\": scheme must be http (expected \"http://host:port\")\n"
+         bad.toml:11:14: invalid upstream \"ftp://x\": scheme must be http or https (expected \"http://host:port\" or \"https://host:port\")\n"
     );
 }
 

@@ -21,3 +21,4 @@ mod lifecycle;
 mod limits;
 mod policy_engine;
 mod streaming;
+mod upstream_dns;

@@ -4,11 +4,14 @@
 
 pub mod client;
 pub mod data;
+pub mod dns;
 pub mod geo;
 pub mod origin;
 pub mod proxy;
+pub mod tls;
 
 pub use client::{Client, raw_exchange};
+pub use dns::Dns;
 pub use geo::{Layout, TestGeo};
 pub use origin::Origin;
 pub use proxy::Proxy;
@@ -60,6 +63,9 @@ pub fn config(
 [server]
 listen = ["127.0.0.1:0"]
 {server_extra}
+
+[admin]
+listen = "127.0.0.1:0"
 
 [geoip]
 database = "{db}"

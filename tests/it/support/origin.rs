@@ -64,12 +64,17 @@ impl Drop for Origin {
 impl Origin {
     /// Starts on `ip`:0.
     pub async fn start(ip: &str) -> Self {
-        let listener = TcpListener::bind((ip.parse::<std::net::IpAddr>().unwrap(), 0))
-            .await
-            .unwrap();
+        let addr = SocketAddr::new(ip.parse().unwrap(), 0);
+        Self::start_at(addr, None).await
+    }
+
+    /// Starts on exactly `addr`, serving TLS when `tls` is given.
+    pub async fn start_at(addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
         let st = state.clone();
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
@@ -77,11 +82,20 @@ impl Origin {
                 };
                 let conn = st.conns.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(req, st.clone(), conn, peer));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(a) => {
+                            if let Ok(tls) = a.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });

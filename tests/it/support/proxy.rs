@@ -14,6 +14,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_residency-proxy");
 pub struct Proxy {
     child: Child,
     addrs: Vec<SocketAddr>,
+    admin: Option<SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
     config: PathBuf,
@@ -51,22 +52,29 @@ impl Proxy {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(
-                        rest.split_whitespace()
+                for (marker, admin) in [
+                    ("listening on http://", false),
+                    ("admin endpoints on http://", true),
+                ] {
+                    if let Some(rest) = line.split(marker).nth(1) {
+                        let addr = rest
+                            .split_whitespace()
                             .next()
                             .unwrap()
                             .parse::<SocketAddr>()
-                            .unwrap(),
-                    );
+                            .unwrap();
+                        let _ = tx.send((admin, addr));
+                    }
                 }
                 sink.lock().unwrap().push(line);
             }
         });
         let mut addrs = Vec::new();
+        let mut admin = None;
         while addrs.len() < listen_count {
             match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(a) => addrs.push(a),
+                Ok((true, a)) => admin = Some(a),
+                Ok((false, a)) => addrs.push(a),
                 Err(_) => {
                     let status = child.try_wait().unwrap();
                     panic!(
@@ -79,6 +87,7 @@ impl Proxy {
         Self {
             child,
             addrs,
+            admin,
             logs,
             _dir: dir,
             config,
@@ -88,6 +97,11 @@ impl Proxy {
     /// The first listening address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The admin listener's address (logged before the data listeners).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.expect("admin listener enabled")
     }
 
     /// Every listening address, in config order.

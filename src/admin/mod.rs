@@ -1,0 +1,104 @@
+//! The admin listener (SPEC §7): `/healthz` (the process answers) and
+//! `/readyz` (database loaded, config valid — both true for any snapshot —
+//! and every route has at least one upstream address it may dial). Bind it
+//! to loopback or a management network: it tells what the proxy can reach.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::snapshot::Shared;
+use crate::upstream::preflight::preflight;
+
+/// Serves admin requests on `listener` until the task is aborted.
+pub async fn serve(listener: TcpListener, shared: Shared) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(req, shared.clone()));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Binds the admin address.
+///
+/// # Errors
+/// The OS error, naming the address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on admin address {addr}: {e}"),
+        )
+    })
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    shared: Shared,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n"));
+    }
+    let rsp = match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            let snap = shared.load_full();
+            let routes = preflight(&snap).await;
+            let ready = routes.iter().all(|r| r.ready);
+            let body = serde_json::json!({ "ready": ready, "routes": routes });
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json(status, &body)
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz or /readyz\n",
+        ),
+    };
+    Ok(rsp)
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut rsp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    rsp
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut rsp = Response::new(Full::new(Bytes::from(format!("{body:#}\n"))));
+    *rsp.status_mut() = status;
+    rsp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    rsp
+}
