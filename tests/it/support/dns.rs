@@ -46,7 +46,7 @@ impl Dns {
                 break port;
             }
         };
-        let child = Command::new(binary())
+        let mut child = Command::new(binary())
             .args([
                 "--keep-in-foreground",
                 "--conf-file=/dev/null",
@@ -80,6 +80,8 @@ impl Dns {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("dnsmasq did not start on {addr}");
     }
 

@@ -1,6 +1,6 @@
 //! A test PKI made with rcgen: a CA, and server certificates it signs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
@@ -42,11 +42,6 @@ impl TestCa {
     pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
         let (cert, key) = self.leaf(names);
         server_config_from_pem(&cert, &key)
-    }
-
-    /// The directory holding the CA file (for more files next to it).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 
