@@ -15,9 +15,13 @@
 
 pub mod admin;
 pub mod audit;
+pub mod body;
+pub mod cartography;
 pub mod cli;
 pub mod config;
 pub mod geo;
+pub mod markup;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod snapshot;

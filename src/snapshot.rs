@@ -9,12 +9,40 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
+use sha2::{Digest, Sha256};
+
+use crate::audit::writer::AuditSink;
+use crate::cartography::LiveCartography;
 use crate::config::{Config, RouteSpec};
 use crate::geo::{GeoDb, GeoError};
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::{Resolver, ResolverError, TlsError, Upstream, client_config};
 
 /// The snapshot cell shared by every connection.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
+
+/// The process-wide evidence sinks every snapshot shares: they outlive
+/// reloads (counters keep counting, the audit chain keeps chaining).
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// The live cartography of `/transfers`.
+    pub cartography: Arc<LiveCartography>,
+    /// The audit writer; `None` for commands that serve no request.
+    pub audit: Option<AuditSink>,
+}
+
+impl Evidence {
+    /// Sinks for a command that builds a snapshot but serves nothing.
+    pub fn detached() -> Self {
+        Self {
+            metrics: Arc::new(Metrics::new()),
+            cartography: Arc::new(LiveCartography::new()),
+            audit: None,
+        }
+    }
+}
 
 /// Everything a request is decided with.
 #[derive(Debug)]
@@ -27,6 +55,11 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// The DNS resolver and its cache.
     pub resolver: Resolver,
+    /// Short hash of the compiled policies and the database build: every
+    /// audit record names the version it was decided under.
+    pub policy_version: String,
+    /// Metrics, cartography and audit.
+    pub evidence: Evidence,
 }
 
 /// Why a snapshot could not be built from a valid config.
@@ -56,6 +89,8 @@ pub struct Route {
     pub spec: RouteSpec,
     /// One per upstream URL.
     pub upstreams: Vec<Upstream>,
+    /// Pre-resolved metric handles.
+    pub metrics: RouteMetrics,
     next: AtomicUsize,
 }
 
@@ -79,7 +114,7 @@ impl Snapshot {
     ///
     /// # Errors
     /// [`SnapshotError`] naming what could not be loaded.
-    pub fn build(config: Config) -> Result<Self, SnapshotError> {
+    pub fn build(config: Config, evidence: &Evidence) -> Result<Self, SnapshotError> {
         let geo = GeoDb::open(&config.geoip_database)?;
         let resolver = Resolver::new(&config.resolver)?;
         let mut routes = Vec::with_capacity(config.routes.len());
@@ -101,20 +136,58 @@ impl Snapshot {
                 .map_err(tls_err)?;
             routes.push(Route {
                 upstreams,
+                metrics: evidence.metrics.route(&spec.name),
                 spec: spec.clone(),
                 next: AtomicUsize::new(0),
             });
         }
+        let policy_version = policy_version(&config, &geo);
         Ok(Self {
             config,
             geo,
             routes,
             resolver,
+            policy_version,
+            evidence: evidence.clone(),
         })
+    }
+
+    /// Makes this snapshot's facts visible in the metrics (on start and
+    /// after a successful reload).
+    pub fn publish(&self) {
+        let m = &self.evidence.metrics;
+        m.geoip_build
+            .set(i64::try_from(self.geo.build_epoch()).unwrap_or(i64::MAX));
+        m.set_policy_version(&self.policy_version);
     }
 
     /// Wraps the snapshot for sharing.
     pub fn share(self) -> Shared {
         Arc::new(ArcSwap::from_pointee(self))
     }
+}
+
+/// The first 12 hex digits of SHA-256 over everything that decides a
+/// verdict: each policy (global and per route, with the route's name, hosts,
+/// prefix and upstreams) and the database's type, build time and size.
+fn policy_version(config: &Config, geo: &GeoDb) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{:?}", config.policy.policy));
+    for r in &config.routes {
+        h.update(format!(
+            "|{}|{:?}|{}|{:?}|{:?}",
+            r.name, r.hosts, r.path_prefix, r.upstreams, r.policy.policy
+        ));
+    }
+    h.update(format!(
+        "|{}|{}|{}",
+        geo.database_type(),
+        geo.build_epoch(),
+        geo.node_count()
+    ));
+    h.finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

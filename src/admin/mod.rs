@@ -1,7 +1,9 @@
-//! The admin listener (SPEC §7): `/healthz` (the process answers) and
-//! `/readyz` (database loaded, config valid — both true for any snapshot —
-//! and every route has at least one upstream address it may dial). Bind it
-//! to loopback or a management network: it tells what the proxy can reach.
+//! The admin listener (SPEC §7): `/metrics` (Prometheus text format),
+//! `/healthz` (the process answers), `/readyz` (database loaded, config
+//! valid — both true for any snapshot — and every route has at least one
+//! upstream address it may dial), and `/transfers` (the live cartography of
+//! flows outside the EEA, JSON). Bind it to loopback or a management
+//! network: it tells what the proxy can reach.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -65,6 +67,23 @@ async fn handle(
     }
     let rsp = match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/metrics" => {
+            let body = shared.load().evidence.metrics.render();
+            let mut rsp = Response::new(Full::new(Bytes::from(body)));
+            rsp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            rsp
+        }
+        "/transfers" => {
+            let snap = shared.load();
+            let body = serde_json::json!({
+                "area": "EEA",
+                "transfers": snap.evidence.cartography.rows(),
+            });
+            json(StatusCode::OK, &body)
+        }
         "/readyz" => {
             let snap = shared.load_full();
             let routes = preflight(&snap).await;
@@ -79,7 +98,7 @@ async fn handle(
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz or /readyz\n",
+            "not found: try /metrics, /healthz, /readyz or /transfers\n",
         ),
     };
     Ok(rsp)

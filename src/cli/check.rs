@@ -7,11 +7,11 @@ use std::process::ExitCode;
 
 use crate::config::{Config, PolicySpec, UpstreamHost};
 use crate::geo::eea;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Evidence, Snapshot};
 
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    let snap = Snapshot::build(config)?;
+    let snap = Snapshot::build(config, &Evidence::detached())?;
     print!("{}", summary(&snap));
     Ok(ExitCode::SUCCESS)
 }
@@ -30,8 +30,32 @@ fn summary(snap: &Snapshot) -> String {
         snap.geo.build_epoch(),
         snap.geo.node_count()
     );
+    let _ = writeln!(w, "policy version: {}", snap.policy_version);
     let listen: Vec<String> = c.server.listen.iter().map(ToString::to_string).collect();
     let _ = writeln!(w, "listen: {}", listen.join(", "));
+    let _ = writeln!(
+        w,
+        "admin: {}",
+        c.admin_listen
+            .map_or_else(|| "disabled".to_owned(), |a| a.to_string())
+    );
+    let _ = writeln!(
+        w,
+        "audit: {} (object_key {}, purpose header {}{}, on error: {})",
+        c.audit.path.display(),
+        c.audit.object_key.as_str(),
+        c.audit.purpose_header,
+        if c.audit.require_purpose {
+            ", required"
+        } else {
+            ""
+        },
+        if c.audit.fail_closed {
+            "refuse requests"
+        } else {
+            "continue"
+        }
+    );
     let _ = writeln!(
         w,
         "client ip: {} (trusted proxies: {})",

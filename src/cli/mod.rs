@@ -17,9 +17,23 @@ use crate::config::DEFAULT_PATH;
 #[derive(Debug, Parser)]
 #[command(name = "residency-proxy", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
+    /// Log line format on stderr (filter with RUST_LOG, default "info").
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event, `key=value` fields.
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
+    /// Multi-line, human-friendly.
+    Pretty,
 }
 
 /// The subcommands.

@@ -1,28 +1,47 @@
-//! `residency-proxy run`: build the snapshot, bind, serve; SIGHUP reloads,
-//! SIGTERM/SIGINT drain and exit.
+//! `residency-proxy run`: build the snapshot, bind, serve; SIGHUP reloads
+//! and reopens the audit file, SIGTERM/SIGINT drain and exit.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::audit::writer::AuditSink;
+use crate::cartography::LiveCartography;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::proxy::Server;
-use crate::snapshot::{Shared, Snapshot};
+use crate::snapshot::{Evidence, Shared, Snapshot};
 
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    let snapshot = Snapshot::build(config)?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.init_reloads();
+    let (sink, writer) = AuditSink::start(&config.audit.path, config.audit.queue, metrics.clone())
+        .context("cannot start the audit trail")?;
+    let evidence = Evidence {
+        metrics,
+        cartography: Arc::new(LiveCartography::new()),
+        audit: Some(sink),
+    };
+    let snapshot = Snapshot::build(config, &evidence)?;
+    snapshot.publish();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(path, snapshot.share()))
+    let result = runtime.block_on(serve(path, snapshot.share(), evidence));
+    // Connections past the grace are dropped with the runtime; their
+    // records are queued on drop. Then the writer drains and stops.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    writer.join();
+    result
 }
 
-async fn serve(path: &Path, shared: Shared) -> anyhow::Result<ExitCode> {
+async fn serve(path: &Path, shared: Shared, evidence: Evidence) -> anyhow::Result<ExitCode> {
     let server = Server::bind(shared.clone()).await?;
     let admin = match shared.load().config.admin_listen {
         Some(addr) => {
@@ -46,36 +65,47 @@ async fn serve(path: &Path, shared: Shared) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => reload(&path, &reload_shared),
+                _ = hup.recv() => reload(&path, &reload_shared, &evidence).await,
             }
         }
         tracing::info!("shutting down: no new connections, draining");
     };
     let left = server.run(shutdown).await;
-    if let Some(task) = admin {
-        task.abort();
-    }
     if left > 0 {
         tracing::warn!(
             connections = left,
             "shutdown grace over; closing remaining connections"
         );
     }
+    if let Some(task) = admin {
+        task.abort();
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds a whole new snapshot; swaps it in only if everything compiled.
-fn reload(path: &Path, shared: &Shared) {
+/// Builds a whole new snapshot and swaps it in only if everything compiled;
+/// then reopens the audit file (logrotate), at the path now in force.
+async fn reload(path: &Path, shared: &Shared, evidence: &Evidence) {
     let built = Config::load(path)
         .map_err(anyhow::Error::from)
-        .and_then(|c| Snapshot::build(c).map_err(anyhow::Error::from));
+        .and_then(|c| Snapshot::build(c, evidence).map_err(anyhow::Error::from));
     match built {
         Ok(snap) => {
+            snap.publish();
+            tracing::info!(config = %path.display(), policy_version = %snap.policy_version, "reloaded");
             shared.store(Arc::new(snap));
-            tracing::info!(config = %path.display(), "reloaded");
+            evidence.metrics.reload(true);
         }
         Err(e) => {
-            tracing::error!(config = %path.display(), error = format!("{e:#}"), "reload refused; the previous configuration keeps serving")
+            evidence.metrics.reload(false);
+            tracing::error!(
+                config = %path.display(),
+                error = format!("{e:#}"),
+                "reload refused; the previous configuration keeps serving"
+            );
         }
+    }
+    if let Some(sink) = &evidence.audit {
+        sink.reopen(shared.load().config.audit.path.clone()).await;
     }
 }

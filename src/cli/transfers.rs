@@ -1,10 +1,40 @@
-//! `residency-proxy transfers --audit PATH...` (being written).
+//! `residency-proxy transfers --audit PATH... [--format md|json|html]`: the
+//! cartography of flows outside the EEA, from audit files.
+//!
+//! The files are verified while they are read (one pass): a report is only
+//! printed from a chain that verifies whole. Otherwise the first bad record
+//! is printed to stderr as by `audit verify`, and the exit code is 1.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::ReportFormat;
+use anyhow::Context as _;
 
-pub fn transfers(_audit: &[PathBuf], _format: ReportFormat) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("transfers is not implemented yet")
+use super::ReportFormat;
+use super::audit::report;
+use crate::audit::{self, Failure};
+
+/// Runs `transfers`.
+///
+/// # Errors
+/// A file that cannot be read (the error names it), or stdout closed.
+pub fn transfers(paths: &[PathBuf], format: ReportFormat) -> anyhow::Result<ExitCode> {
+    let mut failure: Option<Failure> = None;
+    let cartography = audit::aggregate(
+        audit::records(paths).map_while(|r| r.map_err(|f| failure = Some(f)).ok()),
+    );
+    if let Some(failure) = failure {
+        return report(failure);
+    }
+    let text = match format {
+        ReportFormat::Md => cartography.to_markdown(),
+        ReportFormat::Json => cartography.to_json(),
+        ReportFormat::Html => cartography.to_html(),
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(text.as_bytes())
+        .context("cannot write the report to stdout")?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Evidence, Snapshot};
 use crate::upstream::preflight::{RouteReport, preflight};
 
 pub fn upstreams(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let snap = Snapshot::build(Config::load(path)?)?;
+    let snap = Snapshot::build(Config::load(path)?, &Evidence::detached())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -37,6 +37,25 @@ pub struct Config {
     pub policy: PolicySpec,
     /// `[[route]]`, in file order.
     pub routes: Vec<RouteSpec>,
+    /// `[audit]`
+    pub audit: AuditSpec,
+}
+
+/// `[audit]`, typed.
+#[derive(Debug, Clone)]
+pub struct AuditSpec {
+    /// The JSON Lines file.
+    pub path: PathBuf,
+    /// Header carrying the purpose of access.
+    pub purpose_header: http::HeaderName,
+    /// A request without purpose gets 428.
+    pub require_purpose: bool,
+    /// How object keys are recorded.
+    pub object_key: crate::audit::ObjectKeyMode,
+    /// Refuse requests (503) while the trail cannot be written.
+    pub fail_closed: bool,
+    /// Queue capacity, in records.
+    pub queue: usize,
 }
 
 /// `[server]`, typed.

@@ -30,6 +30,70 @@ pub struct RawConfig {
     /// `[[route]]`
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
+    /// `[audit]`
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+/// `[audit]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// The JSON Lines file.
+    #[serde(default = "default_audit_path")]
+    pub path: Text,
+    /// Request header carrying the purpose of access.
+    #[serde(default = "default_purpose_header")]
+    pub purpose_header: Text,
+    /// Refuse requests without a purpose (428).
+    #[serde(default)]
+    pub require_purpose: bool,
+    /// How object keys are recorded.
+    #[serde(default)]
+    pub object_key: RawObjectKey,
+    /// What to do when the audit file cannot be written.
+    #[serde(default)]
+    pub on_error: RawOnError,
+    /// Records waiting for the writer before requests wait for a slot.
+    #[serde(default = "default_audit_queue")]
+    pub queue: Spanned<u64>,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            path: default_audit_path(),
+            purpose_header: default_purpose_header(),
+            require_purpose: false,
+            object_key: RawObjectKey::default(),
+            on_error: RawOnError::default(),
+            queue: default_audit_queue(),
+        }
+    }
+}
+
+/// `object_key = "full" | "sha256" | "none"`
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RawObjectKey {
+    /// The key as requested.
+    #[default]
+    Full,
+    /// Its SHA-256.
+    Sha256,
+    /// Not recorded.
+    None,
+}
+
+/// `on_error = "fail-closed" | "continue"`
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawOnError {
+    /// Refuse requests with 503 while records cannot be written.
+    #[default]
+    FailClosed,
+    /// Serve requests untraced, counting the failures.
+    Continue,
 }
 
 /// `[admin]`
@@ -304,6 +368,15 @@ fn default_max_headers() -> Spanned<u64> {
 }
 fn default_max_connections() -> Spanned<u64> {
     Spanned::new(0..0, 10_000)
+}
+fn default_audit_path() -> Text {
+    text("audit/audit.jsonl")
+}
+fn default_purpose_header() -> Text {
+    text("x-access-purpose")
+}
+fn default_audit_queue() -> Spanned<u64> {
+    Spanned::new(0..0, 4096)
 }
 fn default_admin_listen() -> Text {
     text("127.0.0.1:9090")

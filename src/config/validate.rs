@@ -9,9 +9,12 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::error::{ConfigError, Problem, Problems, line_col};
-use super::raw::{RawConfig, RawMode, RawPolicy, RawRoute, RawUnknown, Text};
+use super::raw::{
+    RawConfig, RawMode, RawObjectKey, RawOnError, RawPolicy, RawRoute, RawUnknown, Text,
+};
 use super::{
-    Config, HostPattern, PolicySpec, ResolverSpec, RouteSpec, Server, UpstreamHost, UpstreamUrl,
+    AuditSpec, Config, HostPattern, PolicySpec, ResolverSpec, RouteSpec, Server, UpstreamHost,
+    UpstreamUrl,
 };
 use crate::geo::{Country, CountrySet, eea, known_codes, suggestion};
 use crate::policy::{Mode, NetworkTable, Policy};
@@ -58,12 +61,14 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     let admin_listen = admin(&raw, &mut p);
     let resolver = resolver(&raw, &mut p);
+    let audit = audit(&raw, &mut p);
     p.finish(path)?;
     Ok(Config {
         path: path.to_owned(),
         server,
         admin_listen,
         resolver,
+        audit,
         geoip_database,
         policy,
         routes,
@@ -114,6 +119,36 @@ fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
         max_headers: bounded(&s.max_headers, 8, 1000, "max_headers", p),
         max_connections: bounded(&s.max_connections, 1, 1_000_000, "max_connections", p),
         shutdown_grace: duration(&s.shutdown_grace, p, true),
+    }
+}
+
+fn audit(raw: &RawConfig, p: &mut Problems<'_>) -> AuditSpec {
+    let a = &raw.audit;
+    if a.path.get_ref().is_empty() {
+        p.at(
+            a.path.span(),
+            "audit path is empty (the trail is required; give a file path)",
+        );
+    }
+    let header = a.purpose_header.get_ref();
+    let purpose_header = http::HeaderName::from_bytes(header.as_bytes()).unwrap_or_else(|_| {
+        p.at(
+            a.purpose_header.span(),
+            format!("invalid header name \"{header}\""),
+        );
+        http::HeaderName::from_static("x-access-purpose")
+    });
+    AuditSpec {
+        path: PathBuf::from(a.path.get_ref()),
+        purpose_header,
+        require_purpose: a.require_purpose,
+        object_key: match a.object_key {
+            RawObjectKey::Full => crate::audit::ObjectKeyMode::Full,
+            RawObjectKey::Sha256 => crate::audit::ObjectKeyMode::Sha256,
+            RawObjectKey::None => crate::audit::ObjectKeyMode::None,
+        },
+        fail_closed: a.on_error == RawOnError::FailClosed,
+        queue: bounded(&a.queue, 1, 1 << 20, "queue", p),
     }
 }
 

@@ -35,9 +35,9 @@ impl Country {
         std::str::from_utf8(&self.0).expect("country codes are ASCII letters")
     }
 
-    /// Position in the 26×26 code space, 0..676.
+    /// Position in the 26×26 code space, 0..676 (676 is free for "unknown").
     #[inline]
-    const fn index(self) -> usize {
+    pub const fn index(self) -> usize {
         (self.0[0] - b'A') as usize * 26 + (self.0[1] - b'A') as usize
     }
 }
@@ -56,6 +56,24 @@ impl fmt::Debug for Country {
 
 /// The label used for an address the database has no country for.
 pub const UNKNOWN_LABEL: &str = "unknown";
+
+/// Number of slots for "a country or unknown": 676 codes plus one.
+pub const COUNTRY_SLOTS: usize = 26 * 26 + 1;
+
+/// The slot of a country or unknown, for fixed-size per-country tables.
+#[inline]
+pub const fn slot(country: Option<Country>) -> usize {
+    match country {
+        Some(c) => c.index(),
+        None => COUNTRY_SLOTS - 1,
+    }
+}
+
+/// The country of a slot (`None` for the unknown slot).
+pub fn from_slot(slot: usize) -> Option<Country> {
+    (slot < COUNTRY_SLOTS - 1)
+        .then(|| Country([b'A' + (slot / 26) as u8, b'A' + (slot % 26) as u8]))
+}
 
 /// A country or `unknown`, as written in headers, metric labels and audit.
 pub fn label(country: Option<Country>) -> &'static str {

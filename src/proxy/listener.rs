@@ -161,6 +161,7 @@ async fn serve_connection(
         peer,
         client,
         peer_trusted,
+        mtls_subject: None,
     });
     let io = TokioIo::new(ClientIo::new(stream, prefix, server.idle_timeout));
     let svc_shared = shared.clone();

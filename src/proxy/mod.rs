@@ -2,6 +2,8 @@
 //! choosing the route, judging, and forwarding or refusing.
 
 pub mod client_ip;
+pub mod evidence;
+pub mod forward;
 pub mod headers;
 pub mod io;
 pub mod listener;

@@ -4,17 +4,20 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::body::Audited;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
 use crate::geo::{Country, label};
 use crate::policy::{Decision, Reason, Side};
 
-/// The body of a response to the client: proxied or generated.
-pub type Body = Either<Incoming, Full<Bytes>>;
+/// The body of a response the proxy writes itself.
+pub type Generated = Full<Bytes>;
+
+/// The body of a response to the client: proxied (and audited) or generated.
+pub type Body = Either<Audited, Generated>;
 
 /// `x-residency-decision` (SPEC §4).
 pub static DECISION_HEADER: HeaderName = HeaderName::from_static("x-residency-decision");
@@ -90,7 +93,7 @@ pub fn blocked(
     resource: &str,
     id: RequestId,
     head: bool,
-) -> Response<Body> {
+) -> Response<Generated> {
     let message = match (side, reason) {
         (Side::Client, Reason::UntraceableAddress) => {
             "client address cannot be established".to_owned()
@@ -127,7 +130,7 @@ pub fn xml_error(
     resource: &str,
     id: RequestId,
     head: bool,
-) -> Response<Body> {
+) -> Response<Generated> {
     let xml = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>\n",
         escape(code),
@@ -137,7 +140,7 @@ pub fn xml_error(
     );
     let len = xml.len();
     let body = if head { Bytes::new() } else { Bytes::from(xml) };
-    let mut rsp = Response::new(Either::Right(Full::new(body)));
+    let mut rsp = Response::new(Full::new(body));
     *rsp.status_mut() = status;
     let h = rsp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/xml"));
@@ -150,22 +153,7 @@ pub fn xml_error(
     rsp
 }
 
-/// XML text escaping for element content.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if c.is_control() => out.push_str(&format!("&#x{:X};", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::markup::escape;
 
 #[cfg(test)]
 mod tests {
@@ -185,7 +173,7 @@ mod tests {
 
     #[test]
     fn xml_escapes_resource() {
-        assert_eq!(escape("/b/<a&'\">"), "/b/&lt;a&amp;&apos;&quot;&gt;");
+        assert_eq!(escape("/b/<a&'\">"), "/b/&lt;a&amp;&#39;&quot;&gt;");
     }
 
     #[test]

@@ -1,28 +1,30 @@
 //! One request, start to end: snapshot, route, client verdict, then either a
 //! refusal (before any body byte is read, so `Expect: 100-continue` uploads
 //! nothing) or the forward to a judged upstream address with both bodies
-//! streaming.
+//! streaming; and, whatever happened, its evidence (metrics, cartography,
+//! audit record) before the response completes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{HOST, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
 use super::client_ip::{ClientAddr, client_addr};
-use super::headers::{add_forwarding, is_chunked, set_chunked, set_host, strip_hop_by_hop};
-use super::respond::{self, Body, DECISION_HEADER, REQUEST_ID_HEADER, RequestId};
+use super::evidence::RequestEvidence;
+use super::forward::{Forwarded, forward};
+use super::respond::{self, Body, DECISION_HEADER, Generated, REQUEST_ID_HEADER, RequestId};
 use super::route;
+use crate::body::Audited;
 use crate::geo::label;
-use crate::policy::{Decision, Mode, Reason, Side, Verdict};
-use crate::snapshot::{Route, Shared, Snapshot};
-use crate::upstream::Upstream;
+use crate::policy::{Decision, Reason, Side, Verdict};
+use crate::snapshot::{Shared, Snapshot};
 
 /// What the connection knows about its client.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The socket peer.
     pub peer: SocketAddr,
@@ -30,6 +32,8 @@ pub struct ConnInfo {
     pub client: ClientAddr,
     /// Whether the peer is a trusted proxy.
     pub peer_trusted: bool,
+    /// The verified mTLS client certificate subject, if any.
+    pub mtls_subject: Option<String>,
 }
 
 /// Handles one request. Never fails: every failure becomes a response.
@@ -39,13 +43,19 @@ pub async fn handle(
     shared: Shared,
 ) -> Result<Response<Body>, Infallible> {
     let snap = shared.load_full();
-    let id = RequestId::next();
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         || req
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
-    let mut rsp = decide(req, &conn, &snap, id).await;
+    let head = req.method() == Method::HEAD;
+    let resource = req.uri().path().to_owned();
+    let mut ev = RequestEvidence::start(&req, &snap, conn.mtls_subject.as_deref());
+    let id = ev.id;
+    let mut rsp = match decide(req, &conn, &snap, &mut ev).await {
+        Forwarded::Proxied(rsp) => audited(rsp, ev, snap),
+        Forwarded::Refused(rsp) => finish_generated(rsp, ev, &snap, &resource, head).await,
+    };
     rsp.headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), id.header_value());
     if has_body && matches!(rsp.body(), Either::Right(_)) {
@@ -57,17 +67,88 @@ pub async fn handle(
     Ok(rsp)
 }
 
+/// A generated response: its record is written before it is sent; if that
+/// fails and the policy is fail-closed, the client gets 503 instead.
+async fn finish_generated(
+    rsp: Response<Generated>,
+    ev: RequestEvidence,
+    snap: &Snapshot,
+    resource: &str,
+    head: bool,
+) -> Response<Body> {
+    ev.account(snap, 0);
+    if let Some(sink) = &snap.evidence.audit {
+        let written = sink.write(ev.record(snap, rsp.status().as_u16(), 0)).await;
+        if !written && snap.config.audit.fail_closed {
+            snap.evidence.metrics.audit_refused.inc();
+            return audit_unavailable(resource, ev.id, head).map(Either::Right);
+        }
+    }
+    rsp.map(Either::Right)
+}
+
+fn audit_unavailable(resource: &str, id: RequestId, head: bool) -> Response<Generated> {
+    respond::xml_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        "the access trace cannot be recorded; requests are refused until it can",
+        resource,
+        id,
+        head,
+    )
+}
+
+/// A proxied response: its body streams through [`Audited`], which writes
+/// the record when the body ends (or is dropped).
+fn audited(rsp: Response<Incoming>, ev: RequestEvidence, snap: Arc<Snapshot>) -> Response<Body> {
+    let status = rsp.status().as_u16();
+    let shared = Arc::new((ev, snap));
+    let on_end = shared.clone();
+    let complete: crate::body::Completion = Box::new(move |down, _completed| {
+        Box::pin(async move {
+            let (ev, snap) = &*on_end;
+            ev.account(snap, down);
+            let Some(sink) = &snap.evidence.audit else {
+                return true;
+            };
+            let written = sink.write(ev.record(snap, status, down)).await;
+            if !written && snap.config.audit.fail_closed {
+                snap.evidence.metrics.audit_refused.inc();
+                return false;
+            }
+            true
+        })
+    });
+    let on_drop: crate::body::OnDrop = Box::new(move |down| {
+        let (ev, snap) = &*shared;
+        ev.account(snap, down);
+        if let Some(sink) = &snap.evidence.audit {
+            sink.write_detached(ev.record(snap, status, down));
+        }
+    });
+    rsp.map(|body| Either::Left(Audited::new(body, complete, on_drop)))
+}
+
 async fn decide(
     req: Request<Incoming>,
     conn: &ConnInfo,
     snap: &Snapshot,
-    id: RequestId,
-) -> Response<Body> {
+    ev: &mut RequestEvidence,
+) -> Forwarded {
+    let id = ev.id;
     let head = req.method() == Method::HEAD;
     let resource = req.uri().path().to_owned();
-    let bad =
-        |code: &str, msg: &str, status| respond::xml_error(status, code, msg, &resource, id, head);
+    let bad = |code: &str, msg: &str, status| {
+        Forwarded::Refused(respond::xml_error(status, code, msg, &resource, id, head))
+    };
 
+    if let Some(sink) = &snap.evidence.audit
+        && snap.config.audit.fail_closed
+        && !sink.is_healthy()
+    {
+        snap.evidence.metrics.audit_refused.inc();
+        return Forwarded::Refused(audit_unavailable(&resource, id, head));
+    }
     if req.method() == Method::CONNECT {
         return bad(
             "MethodNotAllowed",
@@ -97,6 +178,7 @@ async fn decide(
             StatusCode::NOT_FOUND,
         );
     };
+    ev.route = Some(index);
     let route = &snap.routes[index];
     let server = &snap.config.server;
     let policy = &route.spec.policy.policy;
@@ -111,6 +193,7 @@ async fn decide(
         ClientAddr::Ip(ip) => policy.judge(ip, &snap.geo),
         ClientAddr::Untraceable => Verdict::untraceable(),
     };
+    ev.client = verdict.ip.map(|ip| (ip, verdict.country));
     let decision = policy.decide(&verdict);
     let flag = match (decision, verdict.reason) {
         (Decision::Allowed, _) | (_, None) => {
@@ -118,6 +201,7 @@ async fn decide(
             None
         }
         (Decision::Blocked, Some(reason)) => {
+            ev.client_failed = Some((decision, reason));
             log_verdict(
                 decision,
                 Side::Client,
@@ -127,9 +211,17 @@ async fn decide(
                 id,
                 conn,
             );
-            return respond::blocked(Side::Client, verdict.country, reason, &resource, id, head);
+            return Forwarded::Refused(respond::blocked(
+                Side::Client,
+                verdict.country,
+                reason,
+                &resource,
+                id,
+                head,
+            ));
         }
         (Decision::Flagged, Some(reason)) => {
+            ev.client_failed = Some((decision, reason));
             log_verdict(
                 decision,
                 Side::Client,
@@ -147,16 +239,25 @@ async fn decide(
             ))
         }
     };
-    let mut rsp = forward(req, conn, route, snap, id, &resource, head)
-        .await
-        .response;
-    if let Some(v) = flag {
+    if snap.config.audit.require_purpose && ev.purpose.is_none() {
+        let msg = format!(
+            "a purpose of access is required in the {} header",
+            snap.config.audit.purpose_header
+        );
+        return bad(
+            "PreconditionRequired",
+            &msg,
+            StatusCode::PRECONDITION_REQUIRED,
+        );
+    }
+    let mut out = forward(req, conn, route, snap, ev, &resource, head).await;
+    if let (Some(v), Forwarded::Proxied(rsp)) = (flag, &mut out) {
         rsp.headers_mut().append(DECISION_HEADER.clone(), v);
     }
-    rsp
+    out
 }
 
-fn log_verdict(
+pub(super) fn log_verdict(
     decision: Decision,
     side: Side,
     route: &str,
@@ -216,218 +317,4 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
         (None, None) if req.version() < Version::HTTP_11 => Some(String::new()),
         (None, None) => None,
     }
-}
-
-/// What the upstream side came to: the response and, for the evidence, the
-/// address that answered and the upstream verdict if it failed the policy.
-pub struct Forwarded {
-    /// The response for the client.
-    pub response: Response<Body>,
-    /// The judged address the request was sent to.
-    pub upstream: Option<(SocketAddr, Verdict)>,
-    /// The failed upstream verdict (blocked, or flagged in monitor mode).
-    pub failed: Option<Verdict>,
-}
-
-async fn forward(
-    req: Request<Incoming>,
-    conn: &ConnInfo,
-    route: &Route,
-    snap: &Snapshot,
-    id: RequestId,
-    resource: &str,
-    head: bool,
-) -> Forwarded {
-    let mut req = upstream_request(req, conn);
-    let policy = &route.spec.policy.policy;
-    let mut blocked: Option<Verdict> = None;
-    let mut last_error = String::from("no upstream");
-    for upstream in route.upstream_order() {
-        let addrs = match upstream.resolve(&snap.resolver).await {
-            Ok(a) => a,
-            Err(e) => {
-                last_error = e.to_string();
-                continue;
-            }
-        };
-        let judged = Upstream::judge(&addrs, policy, &snap.geo);
-        for (addr, v) in &judged.rejected {
-            let reason = v.reason.unwrap_or(Reason::NoAllowedUpstreamIp);
-            tracing::info!(
-                route = %route.spec.name, side = "upstream", country = label(v.country), reason = reason.as_str(),
-                %addr, upstream = %upstream.url.url, request_id = %id, "upstream address rejected"
-            );
-        }
-        // Only judged-allowed addresses are candidates; in monitor mode the
-        // rejected ones are used (flagged) when nothing else exists.
-        let (candidates, failed) = match (judged.allowed.is_empty(), policy.mode) {
-            (false, _) => (judged.allowed, None),
-            (true, Mode::Enforce) => {
-                blocked = blocked.or(judged.rejected.first().map(|(_, v)| *v));
-                continue;
-            }
-            (true, Mode::Monitor) => {
-                let first = judged.rejected.first().map(|(_, v)| *v);
-                (judged.rejected, first)
-            }
-        };
-        if !route.spec.preserve_host {
-            set_host(req.headers_mut(), &upstream.url.authority);
-        }
-        for (addr, verdict) in candidates {
-            match send(upstream, addr, req).await {
-                Ok(rsp) => {
-                    if let Some(v) = &failed {
-                        log_verdict(
-                            Decision::Flagged,
-                            Side::Upstream,
-                            &route.spec.name,
-                            v,
-                            Reason::NoAllowedUpstreamIp,
-                            id,
-                            conn,
-                        );
-                    }
-                    let mut response = upstream_response(rsp);
-                    if let Some(v) = &failed {
-                        let value = respond::decision_value(
-                            Decision::Flagged,
-                            Side::Upstream,
-                            v.country,
-                            Reason::NoAllowedUpstreamIp,
-                        );
-                        response
-                            .headers_mut()
-                            .append(DECISION_HEADER.clone(), value);
-                    }
-                    return Forwarded {
-                        response,
-                        upstream: Some((addr, verdict)),
-                        failed,
-                    };
-                }
-                Err((e, Some(back))) => {
-                    last_error = e;
-                    req = back;
-                }
-                Err((e, None)) => {
-                    tracing::warn!(route = %route.spec.name, %addr, error = %e, request_id = %id, "upstream request failed");
-                    let response = respond::xml_error(
-                        StatusCode::BAD_GATEWAY,
-                        "BadGateway",
-                        "the storage upstream failed",
-                        resource,
-                        id,
-                        head,
-                    );
-                    return Forwarded {
-                        response,
-                        upstream: Some((addr, verdict)),
-                        failed,
-                    };
-                }
-            }
-        }
-    }
-    if let Some(v) = blocked {
-        log_verdict(
-            Decision::Blocked,
-            Side::Upstream,
-            &route.spec.name,
-            &v,
-            Reason::NoAllowedUpstreamIp,
-            id,
-            conn,
-        );
-        let response = respond::blocked(
-            Side::Upstream,
-            v.country,
-            Reason::NoAllowedUpstreamIp,
-            resource,
-            id,
-            head,
-        );
-        return Forwarded {
-            response,
-            upstream: None,
-            failed: Some(v),
-        };
-    }
-    tracing::warn!(route = %route.spec.name, error = %last_error, request_id = %id, "no upstream reachable");
-    let response = respond::xml_error(
-        StatusCode::BAD_GATEWAY,
-        "BadGateway",
-        "the storage upstream cannot be reached",
-        resource,
-        id,
-        head,
-    );
-    Forwarded {
-        response,
-        upstream: None,
-        failed: None,
-    }
-}
-
-/// The request as the upstream receives it: hop-by-hop fields dropped,
-/// framing as the client sent it, forwarding fields extended, origin-form
-/// target byte for byte as received (SigV4 signs it).
-fn upstream_request(req: Request<Incoming>, conn: &ConnInfo) -> Request<Incoming> {
-    let (mut parts, body) = req.into_parts();
-    let chunked = is_chunked(&parts.headers);
-    strip_hop_by_hop(&mut parts.headers);
-    if chunked {
-        set_chunked(&mut parts.headers);
-    }
-    add_forwarding(&mut parts.headers, conn.peer, conn.peer_trusted);
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-    parts.version = Version::HTTP_11;
-    Request::from_parts(parts, body)
-}
-
-type SendError = (String, Option<Request<Incoming>>);
-
-/// Sends on a connection to exactly `addr`. When the request was not written
-/// (connect failure, or a pooled connection that closed under us) it is
-/// handed back so another address or a fresh connection can be tried.
-async fn send(
-    upstream: &Upstream,
-    addr: SocketAddr,
-    mut req: Request<Incoming>,
-) -> Result<Response<Incoming>, SendError> {
-    for _attempt in 0..2 {
-        let mut sender = match upstream.connect(addr).await {
-            Ok(s) => s,
-            Err(e) => return Err((e, Some(req))),
-        };
-        if sender.ready().await.is_err() {
-            continue;
-        }
-        let pending = sender.try_send_request(req);
-        upstream.release(addr, sender);
-        match pending.await {
-            Ok(rsp) => return Ok(rsp),
-            Err(mut e) => match e.take_message() {
-                Some(back) => req = back,
-                None => return Err((format!("upstream {addr}: {}", e.error()), None)),
-            },
-        }
-    }
-    Err((
-        format!("upstream {addr}: connection closed before the request could be sent"),
-        Some(req),
-    ))
-}
-
-fn upstream_response(rsp: Response<Incoming>) -> Response<Body> {
-    let (mut parts, body) = rsp.into_parts();
-    let chunked = is_chunked(&parts.headers);
-    strip_hop_by_hop(&mut parts.headers);
-    if chunked {
-        set_chunked(&mut parts.headers);
-    }
-    Response::from_parts(parts, Either::Left(body))
 }

@@ -8,14 +8,15 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+
+use crate::body::Metered;
 
 /// Most idle connections kept per upstream address.
 const MAX_IDLE_PER_ADDR: usize = 32;
 
 /// A sender for requests over one upstream connection.
-pub type Sender = SendRequest<Incoming>;
+pub type Sender = SendRequest<Metered>;
 
 /// Idle connections by address.
 #[derive(Default)]

@@ -223,4 +223,10 @@ fn shipped_config_parses_to_the_defaults() {
         format!("{:?}", defaults.routes)
     );
     assert_eq!(shipped.geoip_database, defaults.geoip_database);
+    assert_eq!(
+        format!("{:?}", shipped.audit),
+        format!("{:?}", defaults.audit)
+    );
+    assert_eq!(shipped.resolver, defaults.resolver);
+    assert_eq!(shipped.admin_listen, defaults.admin_listen);
 }

@@ -106,3 +106,32 @@ pub async fn raw_exchange(source: &str, to: SocketAddr, bytes: &[u8], quiet: Dur
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Reads one HTTP/1.1 response with a Content-Length body from `s`; returns
+/// its head and body as text.
+pub async fn read_response(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if out.len() >= end + 4 + len {
+                return String::from_utf8_lossy(&out[..end + 4 + len]).into_owned();
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed mid-response: {}",
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&buf[..n]);
+    }
+}

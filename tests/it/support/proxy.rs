@@ -31,11 +31,25 @@ impl Proxy {
     /// Writes `toml` to a temporary file and runs the proxy on it, waiting
     /// until it logs its listening addresses (one per `server.listen`).
     pub fn start(toml: &str) -> Self {
+        Self::start_args(toml, &[])
+    }
+
+    /// The same, with global options before `run` (e.g. `--log-format json`).
+    pub fn start_args(toml: &str, global: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("proxy.toml");
+        let audit = dir.path().join("audit.jsonl");
+        // Every proxy gets its own audit file unless the test chose one.
+        let toml = if toml.contains("[audit]") {
+            toml.to_owned()
+        } else {
+            format!("{toml}\n[audit]\npath = \"{}\"\n", audit.display())
+        };
+        let toml = toml.as_str();
         std::fs::write(&config, toml).unwrap();
         let listen_count = count_listen(toml);
         let mut child = Command::new(BIN)
+            .args(global)
             .args(["run", "--config"])
             .arg(&config)
             .env("RUST_LOG", "info,residency_proxy=debug")
@@ -57,12 +71,10 @@ impl Proxy {
                     ("admin endpoints on http://", true),
                 ] {
                     if let Some(rest) = line.split(marker).nth(1) {
-                        let addr = rest
-                            .split_whitespace()
-                            .next()
-                            .unwrap()
-                            .parse::<SocketAddr>()
-                            .unwrap();
+                        let end = rest
+                            .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
+                            .unwrap_or(rest.len());
+                        let addr = rest[..end].parse::<SocketAddr>().unwrap();
                         let _ = tx.send((admin, addr));
                     }
                 }
@@ -117,6 +129,20 @@ impl Proxy {
     /// The config file it runs on (tests may rewrite it and send SIGHUP).
     pub fn config_path(&self) -> &Path {
         &self.config
+    }
+
+    /// The audit file (when the test did not configure one).
+    pub fn audit_path(&self) -> PathBuf {
+        self._dir.path().join("audit.jsonl")
+    }
+
+    /// The audit records written so far, parsed.
+    pub fn audit_records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.audit_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// Everything logged so far.

@@ -1,0 +1,225 @@
+//! What the request path extracts from a request for its audit record: the
+//! identity (an S3 access key id) and the object key. Pure functions of the
+//! request head.
+//!
+//! The identity is what the client *claims*: the proxy holds no secret keys
+//! and does not check signatures (the storage does, and answers 403 to a
+//! forged one, which the record's `status` shows). Only the access key id is
+//! ever returned; signatures, dates and scopes are never copied anywhere.
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+use sha2::{Digest, Sha256};
+
+use super::chain::hex;
+
+/// The longest access key id accepted (AWS documents 16..=128 characters;
+/// other S3 implementations use shorter ones, so the floor is 1).
+const MAX_KEY_ID: usize = 128;
+
+/// The access key id the request claims, from (in SigV4 or SigV2 form) the
+/// `Authorization` header or a presigned URL's query (`query` is the URI's
+/// query string, without `?`).
+///
+/// - `Authorization: AWS4-HMAC-SHA256 Credential=AKID/date/region/s3/aws4_request, SignedHeaders=…, Signature=…`
+///   (parts in any order, spaces after commas optional; `AWS4-ECDSA-P256-SHA256`, SigV4a, alike);
+/// - `Authorization: AWS AKID:signature` (SigV2);
+/// - query `X-Amz-Credential=AKID%2Fdate%2F…` (presigned SigV4; the value is
+///   percent-decoded, parameter names are matched exactly);
+/// - query `AWSAccessKeyId=AKID` (presigned SigV2).
+///
+/// `None` when the request claims no credential, when the claim is
+/// malformed, when it makes more than one claim (two headers, a header and a
+/// presigned query, a repeated parameter: which one the storage believes is
+/// not ours to guess), or when the id is not 1..=128 ASCII letters, digits,
+/// `-`, `_` or `.`. The caller then records the mTLS subject or `anonymous`.
+pub fn identity(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    let mut claims = Claims::default();
+    for value in headers.get_all(AUTHORIZATION) {
+        match value.to_str() {
+            Ok(text) => {
+                if let Some(claim) = authorization_claim(text) {
+                    claims.add(claim);
+                }
+            }
+            // Not visible ASCII: cannot even tell the scheme, so distrust it.
+            Err(_) => claims.add(None),
+        }
+    }
+    for pair in query.unwrap_or("").split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "X-Amz-Credential" => {
+                let decoded = percent_decode(value);
+                claims.add(decoded.as_deref().and_then(sigv4_scope_key_id));
+            }
+            "AWSAccessKeyId" => {
+                let decoded = percent_decode(value);
+                claims.add(decoded.as_deref().and_then(valid_key_id));
+            }
+            _ => {}
+        }
+    }
+    claims.only()
+}
+
+/// The credential claims of one request: `Some(id)` for a well-formed one,
+/// `None` for a malformed one.
+#[derive(Default)]
+struct Claims {
+    first: Option<Option<String>>,
+    several: bool,
+}
+
+impl Claims {
+    fn add(&mut self, claim: Option<&str>) {
+        if self.first.is_some() {
+            self.several = true;
+        } else {
+            self.first = Some(claim.map(str::to_owned));
+        }
+    }
+
+    fn only(self) -> Option<String> {
+        if self.several {
+            return None;
+        }
+        self.first.flatten()
+    }
+}
+
+/// The claim of an `Authorization` value: `None` if it is not an AWS scheme
+/// (not a claim at all), `Some(None)` if it is one but malformed.
+fn authorization_claim(value: &str) -> Option<Option<&str>> {
+    let value = value.trim_matches(is_space);
+    let (scheme, params) = value.split_once(is_space).unwrap_or((value, ""));
+    match scheme {
+        "AWS4-HMAC-SHA256" | "AWS4-ECDSA-P256-SHA256" => Some(sigv4_header_key_id(params)),
+        "AWS" => Some(sigv2_key_id(params.trim_matches(is_space))),
+        _ => None,
+    }
+}
+
+fn is_space(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+/// `Credential=AKID/scope…, SignedHeaders=…, Signature=…`, in any order.
+fn sigv4_header_key_id(params: &str) -> Option<&str> {
+    let mut credential = None;
+    for part in params.split(',') {
+        if let Some(value) = part.trim_matches(is_space).strip_prefix("Credential=") {
+            if credential.is_some() {
+                return None;
+            }
+            credential = Some(value);
+        }
+    }
+    sigv4_scope_key_id(credential?)
+}
+
+/// The key id of a SigV4 credential `AKID/date/region/service/aws4_request`;
+/// the scope must be there (a bare id is not a SigV4 credential).
+fn sigv4_scope_key_id(credential: &str) -> Option<&str> {
+    let (key_id, scope) = credential.split_once('/')?;
+    if scope.is_empty() {
+        return None;
+    }
+    valid_key_id(key_id)
+}
+
+/// `AKID:signature` (SigV2). The signature must be present, and is dropped.
+fn sigv2_key_id(params: &str) -> Option<&str> {
+    let (key_id, signature) = params.split_once(':')?;
+    if signature.is_empty() {
+        return None;
+    }
+    valid_key_id(key_id)
+}
+
+fn valid_key_id(id: &str) -> Option<&str> {
+    let ok = (1..=MAX_KEY_ID).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok.then_some(id)
+}
+
+/// Decodes `%XX` escapes (either case); `None` if an escape is malformed or
+/// the result is not UTF-8. `+` is left as is (it is never part of an id).
+fn percent_decode(value: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !value.contains('%') {
+        return Some(value.into());
+    }
+    let mut out = Vec::with_capacity(value.len());
+    let mut bytes = value.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = hex_value(bytes.next()?)?;
+            let lo = hex_value(bytes.next()?)?;
+            out.push((hi << 4) | lo);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok().map(Into::into)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `audit.object_key`: how much of the object key the trail keeps (keys may
+/// hold patient identifiers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectKeyMode {
+    /// `bucket/key` as received.
+    #[default]
+    Full,
+    /// Lower-case hex SHA-256 of what `Full` would record. Unkeyed: it
+    /// links records of one object without showing its key, but a guessable
+    /// key (a patient number) can be found by hashing candidates.
+    Sha256,
+    /// Nothing.
+    None,
+}
+
+impl ObjectKeyMode {
+    /// Public contract: the config value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Sha256 => "sha256",
+            Self::None => "none",
+        }
+    }
+}
+
+/// The object key of a path-style request path (`/bucket/key/with/slashes`,
+/// without the query) as the audit records it under `mode`.
+///
+/// `Full` gives `bucket/key/with/slashes`: the path without its leading
+/// `/`, byte for byte as received (percent escapes are kept, so two
+/// spellings of one key stay distinguishable in the evidence). `/` and the
+/// empty path have no key: `None`. A bucket alone (`/bucket`) is recorded
+/// as `bucket`.
+pub fn object_key(path: &str, mode: ObjectKeyMode) -> Option<String> {
+    let key = path.strip_prefix('/').unwrap_or(path);
+    if key.is_empty() {
+        return None;
+    }
+    match mode {
+        ObjectKeyMode::Full => Some(key.to_owned()),
+        ObjectKeyMode::Sha256 => Some(hex(&Sha256::digest(key.as_bytes()))),
+        ObjectKeyMode::None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,277 @@
+use http::HeaderValue;
+
+use super::*;
+
+const SIG: &str = "fe5f80f77d5fa3beca038a248ff027d0445342fe2855ddc963176630326f1024";
+
+fn auth(values: &[&str]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for v in values {
+        h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+    }
+    h
+}
+
+fn from_header(value: &str) -> Option<String> {
+    identity(&auth(&[value]), None)
+}
+
+fn from_query(query: &str) -> Option<String> {
+    identity(&HeaderMap::new(), Some(query))
+}
+
+#[test]
+fn sigv4_header_in_any_order_with_or_without_spaces() {
+    for value in [
+        format!(
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/eu-west-3/s3/aws4_request, SignedHeaders=host;range;x-amz-date, Signature={SIG}"
+        ),
+        format!(
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/eu-west-3/s3/aws4_request,SignedHeaders=host,Signature={SIG}"
+        ),
+        format!(
+            "AWS4-HMAC-SHA256 Signature={SIG}, SignedHeaders=host, Credential=AKIAIOSFODNN7EXAMPLE/20260101/eu-west-3/s3/aws4_request"
+        ),
+        format!(
+            "AWS4-HMAC-SHA256   SignedHeaders=host ,\tCredential=AKIAIOSFODNN7EXAMPLE/20260101/eu-west-3/s3/aws4_request ,Signature={SIG}"
+        ),
+        // SigV4a: no region in the scope.
+        format!(
+            "AWS4-ECDSA-P256-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/s3/aws4_request, SignedHeaders=host, Signature={SIG}"
+        ),
+    ] {
+        assert_eq!(
+            from_header(&value).as_deref(),
+            Some("AKIAIOSFODNN7EXAMPLE"),
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn sigv2_header() {
+    assert_eq!(
+        from_header("AWS AKIAIOSFODNN7EXAMPLE:frJIUN8DYpKDtOLCwo//yllqDzg=").as_deref(),
+        Some("AKIAIOSFODNN7EXAMPLE")
+    );
+    assert_eq!(
+        from_header("AWS   minio-user_1.x:c2lnbmF0dXJl").as_deref(),
+        Some("minio-user_1.x")
+    );
+}
+
+#[test]
+fn malformed_authorization_gives_no_identity() {
+    for value in [
+        "AWS4-HMAC-SHA256",
+        "AWS4-HMAC-SHA256 ",
+        "AWS4-HMAC-SHA256 SignedHeaders=host, Signature=abc",
+        // no scope after the id
+        "AWS4-HMAC-SHA256 Credential=AKID, Signature=abc",
+        "AWS4-HMAC-SHA256 Credential=AKID/, Signature=abc",
+        // empty id
+        "AWS4-HMAC-SHA256 Credential=/20260101/eu-west-3/s3/aws4_request",
+        // parameter names are case-sensitive, like the storage's parser
+        "AWS4-HMAC-SHA256 credential=AKID/20260101/eu-west-3/s3/aws4_request",
+        // no space after the scheme: it is not this scheme
+        "AWS4-HMAC-SHA256Credential=AKID/20260101/eu-west-3/s3/aws4_request",
+        "aws4-hmac-sha256 Credential=AKID/20260101/eu-west-3/s3/aws4_request",
+        // two credentials: which one would the storage use?
+        "AWS4-HMAC-SHA256 Credential=EVIL/20260101/x/s3/aws4_request, Credential=AKID/20260101/x/s3/aws4_request",
+        // characters outside the id alphabet
+        "AWS4-HMAC-SHA256 Credential=AK ID/20260101/x/s3/aws4_request",
+        "AWS4-HMAC-SHA256 Credential=AK\"ID/20260101/x/s3/aws4_request",
+        "AWS4-HMAC-SHA256 Credential=<script>/20260101/x/s3/aws4_request",
+        "AWS4-HMAC-SHA256 Credential=AK%49D/20260101/x/s3/aws4_request",
+        "AWS AKID",
+        "AWS :signature",
+        "AWS AKID:",
+        "AWS AK ID:signature",
+        "AWS",
+        "Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig",
+        "Basic QUtJRDpzZWNyZXQ=",
+        "",
+    ] {
+        assert_eq!(from_header(value), None, "{value:?}");
+    }
+}
+
+#[test]
+fn key_id_length_is_bounded() {
+    let id128 = "A".repeat(128);
+    let id129 = "A".repeat(129);
+    assert_eq!(
+        from_header(&format!("AWS {id128}:sig")).as_deref(),
+        Some(id128.as_str())
+    );
+    assert_eq!(from_header(&format!("AWS {id129}:sig")), None);
+    assert_eq!(from_header("AWS A:sig").as_deref(), Some("A"));
+}
+
+#[test]
+fn the_signature_never_comes_back() {
+    let v =
+        format!("AWS4-HMAC-SHA256 Credential={SIG}/20260101/x/s3/aws4_request, Signature={SIG}");
+    // An id that looks like a signature is still only the id.
+    assert_eq!(from_header(&v).as_deref(), Some(SIG));
+    let v = "AWS4-HMAC-SHA256 Signature=Credential=AKID/x, Credential=REAL/x";
+    assert_eq!(from_header(v).as_deref(), Some("REAL"));
+}
+
+#[test]
+fn non_ascii_or_repeated_authorization_headers_give_no_identity() {
+    let mut h = HeaderMap::new();
+    h.insert(
+        AUTHORIZATION,
+        HeaderValue::from_bytes(b"AWS AK\xe9ID:sig").unwrap(),
+    );
+    assert_eq!(identity(&h, None), None);
+    let two = auth(&["AWS AKID:sig", "AWS OTHER:sig"]);
+    assert_eq!(identity(&two, None), None);
+    let same = auth(&["AWS AKID:sig", "AWS AKID:sig"]);
+    assert_eq!(identity(&same, None), None);
+    // A foreign scheme alongside is not an AWS claim.
+    let mixed = auth(&["Bearer x", "AWS AKID:sig"]);
+    assert_eq!(identity(&mixed, None).as_deref(), Some("AKID"));
+}
+
+#[test]
+fn presigned_sigv4_query() {
+    let q = format!(
+        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20260101%2Feu-west-3%2Fs3%2Faws4_request&X-Amz-Date=20260101T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature={SIG}"
+    );
+    assert_eq!(from_query(&q).as_deref(), Some("AKIAIOSFODNN7EXAMPLE"));
+    assert_eq!(
+        from_query("X-Amz-Credential=AKID%2f20260101%2fx%2fs3%2faws4_request").as_deref(),
+        Some("AKID")
+    );
+    assert_eq!(
+        from_query("X-Amz-Credential=AKID/20260101/x/s3/aws4_request").as_deref(),
+        Some("AKID")
+    );
+    assert_eq!(
+        from_query("X-Amz-Credential=%41KID%2F20260101").as_deref(),
+        Some("AKID")
+    );
+}
+
+#[test]
+fn presigned_sigv2_query() {
+    assert_eq!(
+        from_query("AWSAccessKeyId=AKIAIOSFODNN7EXAMPLE&Expires=1767225600&Signature=abc%2B%3D")
+            .as_deref(),
+        Some("AKIAIOSFODNN7EXAMPLE")
+    );
+}
+
+#[test]
+fn malformed_or_ambiguous_queries_give_no_identity() {
+    for q in [
+        "",
+        "&&&",
+        "X-Amz-Credential",
+        "X-Amz-Credential=",
+        "X-Amz-Credential=AKID",
+        "X-Amz-Credential=AKID%2",
+        "X-Amz-Credential=AKID%zz%2F2026",
+        "X-Amz-Credential=AKID%252F20260101",
+        "X-Amz-Credential=AK%00ID%2F20260101",
+        "X-Amz-Credential=AK%C3%A9ID%2F20260101",
+        "X-Amz-Credential=AK%FFID%2F20260101",
+        "X-Amz-Credential=AK+ID%2F20260101",
+        "x-amz-credential=AKID%2F20260101",
+        "X-Amz-Credential%3DAKID%2F20260101",
+        "X-Amz-Credential=A%2F1&X-Amz-Credential=B%2F1",
+        "X-Amz-Credential=A%2F1&AWSAccessKeyId=A",
+        "AWSAccessKeyId=",
+        "AWSAccessKeyId=AK/ID",
+        "AWSAccessKeyId=A&AWSAccessKeyId=A",
+        "foo=X-Amz-Credential=AKID%2F20260101",
+    ] {
+        assert_eq!(from_query(q), None, "{q:?}");
+    }
+}
+
+#[test]
+fn a_header_and_a_presigned_query_together_give_no_identity() {
+    let h = auth(&["AWS AKID:sig"]);
+    assert_eq!(identity(&h, Some("AWSAccessKeyId=OTHER")), None);
+    assert_eq!(identity(&h, Some("X-Amz-Credential=AKID%2F20260101")), None);
+    // Unrelated query parameters do not count.
+    assert_eq!(
+        identity(&h, Some("versionId=3&X-Amz-Credentials=1")).as_deref(),
+        Some("AKID")
+    );
+    // A malformed header claim is still a claim: no fallback to the query.
+    let malformed = auth(&["AWS4-HMAC-SHA256 Signature=x"]);
+    assert_eq!(identity(&malformed, Some("AWSAccessKeyId=AKID")), None);
+}
+
+#[test]
+fn no_credential_gives_no_identity() {
+    assert_eq!(identity(&HeaderMap::new(), None), None);
+    assert_eq!(from_query("versionId=1&partNumber=2"), None);
+}
+
+#[test]
+fn percent_decoding() {
+    assert_eq!(percent_decode("a%2Fb%2fc").as_deref(), Some("a/b/c"));
+    assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+    assert_eq!(percent_decode("%").as_deref(), None);
+    assert_eq!(percent_decode("%4").as_deref(), None);
+    assert_eq!(percent_decode("%g0").as_deref(), None);
+    assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
+    assert_eq!(percent_decode("%C3").as_deref(), None);
+    assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"));
+}
+
+#[test]
+fn object_key_full_is_the_path_as_received() {
+    let full = |p| object_key(p, ObjectKeyMode::Full);
+    assert_eq!(
+        full("/bucket/key/with/slashes").as_deref(),
+        Some("bucket/key/with/slashes")
+    );
+    assert_eq!(
+        full("/bucket/a%20b/%E9t%C3%A9").as_deref(),
+        Some("bucket/a%20b/%E9t%C3%A9")
+    );
+    assert_eq!(full("/bucket").as_deref(), Some("bucket"));
+    assert_eq!(full("/bucket/").as_deref(), Some("bucket/"));
+    assert_eq!(full("//double").as_deref(), Some("/double"));
+    assert_eq!(full("/b/../../etc").as_deref(), Some("b/../../etc"));
+    assert_eq!(full("*").as_deref(), Some("*"));
+    assert_eq!(full("/"), None);
+    assert_eq!(full(""), None);
+}
+
+#[test]
+fn object_key_sha256_hashes_the_full_value() {
+    // printf 'bucket/key/with/slashes' | sha256sum
+    assert_eq!(
+        object_key("/bucket/key/with/slashes", ObjectKeyMode::Sha256).as_deref(),
+        Some("ef8f0cc6f4cd9506edb803928b12afd2f52895e8993916ae92095dfca3e75dfc")
+    );
+    assert_eq!(object_key("/", ObjectKeyMode::Sha256), None);
+    assert_eq!(object_key("", ObjectKeyMode::Sha256), None);
+}
+
+#[test]
+fn object_key_none_records_nothing() {
+    assert_eq!(object_key("/bucket/key", ObjectKeyMode::None), None);
+}
+
+#[test]
+fn object_key_mode_config_values() {
+    for (text, mode) in [
+        ("\"full\"", ObjectKeyMode::Full),
+        ("\"sha256\"", ObjectKeyMode::Sha256),
+        ("\"none\"", ObjectKeyMode::None),
+    ] {
+        let parsed: ObjectKeyMode = serde_json::from_str(text).unwrap();
+        assert_eq!(parsed, mode);
+        assert_eq!(format!("\"{}\"", mode.as_str()), text);
+    }
+    assert!(serde_json::from_str::<ObjectKeyMode>("\"Full\"").is_err());
+    assert_eq!(ObjectKeyMode::default(), ObjectKeyMode::Full);
+}

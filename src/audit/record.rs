@@ -1,0 +1,236 @@
+//! `AuditRecord`: the fields of one audit line, in their serialisation order,
+//! and the one timestamp format the trail uses.
+//!
+//! The field order of [`AuditRecord`] is the order of the keys on disk and so
+//! part of the public format: the hash covers the bytes as written (see
+//! [`super::chain`]). New fields go just before `prev`; existing ones are
+//! never reordered or renamed (verifiers ignore fields they do not know). Hashed data holds no floats, so every implementation writes
+//! the same bytes for the same values.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// One request, as the audit trail records it (SPEC §6).
+///
+/// Strings the proxy writes come from [`crate::policy`]'s `as_str`
+/// (decision, side, reason) and [`crate::geo::label`] (countries), so each
+/// wire value is spelled once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// When the request arrived: RFC 3339 UTC with milliseconds, from
+    /// [`format_time`], e.g. `2026-11-28T15:20:13.123Z`.
+    pub time: String,
+    /// The request id: 16 upper-case hex digits, also sent to the client.
+    pub request_id: String,
+    /// The route's name; `None` when no route matched.
+    pub route: Option<String>,
+    /// The HTTP method, e.g. `GET`.
+    pub method: String,
+    /// The object key per `audit.object_key` (see
+    /// [`super::fields::object_key`]); `None` for `none` or no key.
+    pub object_key: Option<String>,
+    /// The client address the policy judged; `None` when untraceable.
+    pub client_ip: Option<String>,
+    /// The client's ISO country code, or `unknown`.
+    pub client_country: String,
+    /// The access key id, else the mTLS subject, else `anonymous`. Claimed by
+    /// the client, not verified by the proxy (the storage checks signatures).
+    pub identity: String,
+    /// The value of `audit.purpose_header`, if sent.
+    pub purpose: Option<String>,
+    /// The upstream address dialled, if any.
+    pub upstream_ip: Option<String>,
+    /// The upstream address's ISO country code or `unknown`, if one was judged.
+    pub upstream_country: Option<String>,
+    /// `allowed`, `blocked` or `flagged`.
+    pub decision: String,
+    /// `client` or `upstream`: the side that was blocked or flagged.
+    pub side: Option<String>,
+    /// A SPEC §4 reason string when blocked or flagged.
+    pub reason: Option<String>,
+    /// The HTTP status sent to the client.
+    pub status: u16,
+    /// Request body bytes forwarded upstream.
+    pub bytes_up: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_down: u64,
+    /// From request arrival to the record, in whole milliseconds.
+    pub duration_ms: u64,
+    /// Short hex hash of the compiled policy and the database build.
+    pub policy_version: String,
+    /// Hex SHA-256 of the previous record's hashed bytes; 64 `0`s for the
+    /// first record of a chain. Set by [`super::Chain::seal`].
+    pub prev: String,
+}
+
+/// The latest time [`format_time`] writes: 9999-12-31T23:59:59.999Z.
+const MAX_SECS: u64 = 253_402_300_799;
+
+/// Formats `t` as RFC 3339 UTC with milliseconds: `2026-11-28T15:20:13.123Z`.
+///
+/// Sub-millisecond digits are truncated, not rounded, so a record never
+/// claims a later time than it had. Times before 1970 are written as the
+/// epoch and times after year 9999 as its last millisecond: the format has
+/// exactly four year digits, and neither bound is reachable by a clock that
+/// is not broken.
+pub fn format_time(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let (secs, millis) = if since.as_secs() > MAX_SECS {
+        (MAX_SECS, 999)
+    } else {
+        (since.as_secs(), since.subsec_millis())
+    };
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let in_day = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        in_day / 3600,
+        in_day % 3600 / 60,
+        in_day % 60,
+    )
+}
+
+/// The proleptic Gregorian date of `days` after 1970-01-01, by Howard
+/// Hinnant's `civil_from_days` (eras of 400 years = 146 097 days, years
+/// counted from March so the leap day is last).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468; // days since 0000-03-01
+    let era = z / 146_097;
+    let doe = z % 146_097; // day of era, 0..=146_096
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // 0..=399
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March, 0..=365
+    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = era * 400 + yoe + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A plausible record for tests: request `n`, a US client blocked.
+#[cfg(test)]
+pub(crate) fn example(n: u64) -> AuditRecord {
+    AuditRecord {
+        time: format!("2026-11-28T15:20:{:02}.123Z", n % 60),
+        request_id: format!("{n:016X}"),
+        route: Some("s3".into()),
+        method: "GET".into(),
+        object_key: Some(format!("bucket/key-{n}")),
+        client_ip: Some("203.0.113.9".into()),
+        client_country: "US".into(),
+        identity: "AKIAEXAMPLE".into(),
+        purpose: None,
+        upstream_ip: None,
+        upstream_country: None,
+        decision: "blocked".into(),
+        side: Some("client".into()),
+        reason: Some("country_not_allowed".into()),
+        status: 451,
+        bytes_up: 0,
+        bytes_down: 0,
+        duration_ms: 1,
+        policy_version: "3f2a9c1e".into(),
+        prev: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64, nanos: u32) -> String {
+        format_time(UNIX_EPOCH + Duration::new(secs, nanos))
+    }
+
+    #[test]
+    fn formats_the_example_of_the_record_doc() {
+        // date -u -d 2026-11-28T15:20:13Z +%s
+        assert_eq!(at(1_795_879_213, 123_000_000), "2026-11-28T15:20:13.123Z");
+    }
+
+    #[test]
+    fn epoch_and_before() {
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        let before = UNIX_EPOCH - Duration::from_secs(86_400);
+        assert_eq!(format_time(before), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn milliseconds_are_truncated_not_rounded() {
+        assert_eq!(at(59, 999_999_999), "1970-01-01T00:00:59.999Z");
+        assert_eq!(at(0, 999_999), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(0, 1_000_000), "1970-01-01T00:00:00.001Z");
+    }
+
+    #[test]
+    fn leap_years_and_century_rules() {
+        assert_eq!(at(951_782_400, 0), "2000-02-29T00:00:00.000Z"); // 400-year rule
+        assert_eq!(at(1_709_164_800, 0), "2024-02-29T00:00:00.000Z");
+        assert_eq!(at(1_709_251_199, 0), "2024-02-29T23:59:59.000Z");
+        assert_eq!(at(4_107_456_000, 0), "2100-02-28T00:00:00.000Z");
+        assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000Z"); // 2100 is not leap
+        assert_eq!(at(946_684_799, 0), "1999-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn far_future_is_clamped_to_four_digit_years() {
+        assert_eq!(at(MAX_SECS, 5_000_000), "9999-12-31T23:59:59.005Z");
+        assert_eq!(at(MAX_SECS + 1, 0), "9999-12-31T23:59:59.999Z");
+        assert_eq!(at(u64::MAX / 2, 0), "9999-12-31T23:59:59.999Z");
+    }
+
+    /// Every day from 1970 to 2400 against a naive month-by-month count.
+    #[test]
+    fn every_day_matches_a_naive_calendar() {
+        let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let (mut y, mut m, mut d) = (1970, 1, 1);
+        for days in 0..(430 * 366) {
+            assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
+            let month_len = match m {
+                2 if leap(y) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            d += 1;
+            if d > month_len {
+                d = 1;
+                m += 1;
+                if m > 12 {
+                    m = 1;
+                    y += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn serialises_fields_in_declaration_order() {
+        let r = AuditRecord {
+            time: "t".into(),
+            request_id: "R".into(),
+            route: None,
+            method: "GET".into(),
+            object_key: None,
+            client_ip: None,
+            client_country: "unknown".into(),
+            identity: "anonymous".into(),
+            purpose: None,
+            upstream_ip: None,
+            upstream_country: None,
+            decision: "allowed".into(),
+            side: None,
+            reason: None,
+            status: 200,
+            bytes_up: 1,
+            bytes_down: 2,
+            duration_ms: 3,
+            policy_version: "ab".into(),
+            prev: "p".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"time":"t","request_id":"R","route":null,"method":"GET","object_key":null,"client_ip":null,"client_country":"unknown","identity":"anonymous","purpose":null,"upstream_ip":null,"upstream_country":null,"decision":"allowed","side":null,"reason":null,"status":200,"bytes_up":1,"bytes_down":2,"duration_ms":3,"policy_version":"ab","prev":"p"}"#
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! The renderings of a [`Cartography`]: a Markdown table, a JSON document,
+//! and one self-contained HTML page (inline CSS and SVG, no script, no
+//! external reference) that can be published or attached as it is.
+//!
+//! Every string in a cartography comes from audit files, which whoever
+//! could write them may have crafted: the Markdown and HTML renderings
+//! escape all of them.
+
+use std::fmt::Write as _;
+
+use super::transfers::{Cartography, Transfer};
+
+const TITLE: &str = "Transfers outside the EEA";
+const NOTHING: &str = "No transfer outside the EEA was recorded.";
+const ALLOWED_NOTE_MD: &str = "A request counts as *allowed* when that side passed the policy \
+     although outside the EEA: an override such as `allow_countries = [\"EEA\", \"CH\"]`, \
+     `allow_networks` or `unknown_country = \"allow\"`, or only the other side was blocked or flagged.";
+const ALLOWED_NOTE_HTML: &str = "A request counts as <em>allowed</em> when that side passed the \
+     policy although outside the EEA: an override such as \
+     <code>allow_countries = [&quot;EEA&quot;, &quot;CH&quot;]</code>, <code>allow_networks</code> \
+     or <code>unknown_country = &quot;allow&quot;</code>, or only the other side was blocked or \
+     flagged.";
+
+/// Bar colours, in stacking order: blocked, flagged, allowed.
+const SEGMENTS: [(&str, &str); 3] = [
+    ("blocked", "#c0392b"),
+    ("flagged", "#e08e0b"),
+    ("allowed", "#2e86c1"),
+];
+
+impl Cartography {
+    /// A Markdown document: title, period, table (or a sentence saying no
+    /// transfer was recorded).
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!("# {TITLE}\n\n{}\n\n", md(&self.period()));
+        if self.transfers.is_empty() {
+            out.push_str(NOTHING);
+            out.push('\n');
+            return out;
+        }
+        out.push_str(
+            "| side | country | requests | blocked | flagged | allowed | bytes up | bytes down | identities | first seen | last seen |\n\
+             |---|---|--:|--:|--:|--:|--:|--:|--:|---|---|\n",
+        );
+        for t in &self.transfers {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                t.side.as_str(),
+                md(&t.country),
+                t.requests,
+                t.blocked,
+                t.flagged,
+                t.allowed,
+                t.bytes_up,
+                t.bytes_down,
+                t.identities,
+                md(&t.first_seen),
+                md(&t.last_seen),
+            );
+        }
+        let _ = writeln!(out, "\n{ALLOWED_NOTE_MD}");
+        out
+    }
+
+    /// The cartography as pretty-printed JSON, ending with a newline. Field
+    /// names are those of [`Cartography`] and [`Transfer`].
+    pub fn to_json(&self) -> String {
+        let mut out = serde_json::to_string_pretty(self)
+            .expect("a cartography holds only strings and integers, which always serialise");
+        out.push('\n');
+        out
+    }
+
+    /// One self-contained HTML page: title, period, table and an inline SVG
+    /// bar chart of requests per side and country, blocked, flagged and
+    /// allowed stacked, with a legend.
+    pub fn to_html(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let _ = write!(
+            out,
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+             <title>{TITLE}</title>\n<style>\n\
+             body{{font-family:system-ui,sans-serif;color:#1d1d1d;margin:2rem auto;max-width:72rem;padding:0 1rem}}\n\
+             table{{border-collapse:collapse;margin:1rem 0}}\n\
+             th,td{{border:1px solid #c8c8c8;padding:.3rem .6rem;text-align:left}}\n\
+             th{{background:#f0f0f0}}\n\
+             td.n{{text-align:right;font-variant-numeric:tabular-nums}}\n\
+             svg{{font:12px system-ui,sans-serif;max-width:100%;height:auto}}\n\
+             </style>\n</head>\n<body>\n<h1>{TITLE}</h1>\n<p>{}</p>\n",
+            html(&self.period()),
+        );
+        if self.transfers.is_empty() {
+            let _ = writeln!(out, "<p>{NOTHING}</p>");
+        } else {
+            self.html_table(&mut out);
+            let _ = writeln!(out, "<p>{ALLOWED_NOTE_HTML}</p>");
+            self.svg_chart(&mut out);
+        }
+        out.push_str("</body>\n</html>\n");
+        out
+    }
+
+    /// One sentence: how many records, over which period.
+    fn period(&self) -> String {
+        match (&self.from, &self.to) {
+            (Some(from), Some(to)) if self.records > 0 => format!(
+                "Requests whose client or upstream was outside the EEA (or of unknown \
+                 country), per side and country, from {} audit record{} dated {from} to {to}.",
+                self.records,
+                if self.records == 1 { "" } else { "s" },
+            ),
+            _ => "No audit record was read.".to_owned(),
+        }
+    }
+
+    fn html_table(&self, out: &mut String) {
+        out.push_str(
+            "<table>\n<thead><tr><th>side</th><th>country</th><th>requests</th><th>blocked</th>\
+             <th>flagged</th><th>allowed</th><th>bytes up</th><th>bytes down</th>\
+             <th>identities</th><th>first seen</th><th>last seen</th></tr></thead>\n<tbody>\n",
+        );
+        for t in &self.transfers {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td>",
+                t.side.as_str(),
+                html(&t.country)
+            );
+            for n in [
+                t.requests,
+                t.blocked,
+                t.flagged,
+                t.allowed,
+                t.bytes_up,
+                t.bytes_down,
+                t.identities,
+            ] {
+                let _ = write!(out, "<td class=\"n\">{n}</td>");
+            }
+            let _ = writeln!(
+                out,
+                "<td>{}</td><td>{}</td></tr>",
+                html(&t.first_seen),
+                html(&t.last_seen)
+            );
+        }
+        out.push_str("</tbody>\n</table>\n");
+    }
+
+    fn svg_chart(&self, out: &mut String) {
+        const LABEL_W: f64 = 150.0;
+        const BAR_W: f64 = 480.0;
+        const ROW_H: usize = 22;
+        const TOP: usize = 30;
+        let max = self.transfers.iter().map(|t| t.requests).max().unwrap_or(0);
+        let scale = if max == 0 { 0.0 } else { BAR_W / max as f64 };
+        let height = TOP + ROW_H * self.transfers.len();
+        let _ = writeln!(
+            out,
+            "<svg width=\"{w}\" height=\"{height}\" viewBox=\"0 0 {w} {height}\" role=\"img\" \
+             aria-label=\"requests per side and country outside the EEA\">",
+            w = LABEL_W + BAR_W + 60.0,
+        );
+        for (i, (name, colour)) in SEGMENTS.iter().enumerate() {
+            let x = LABEL_W + 100.0 * i as f64;
+            let _ = writeln!(
+                out,
+                "<rect x=\"{x}\" y=\"4\" width=\"12\" height=\"12\" fill=\"{colour}\"/>\
+                 <text x=\"{}\" y=\"14\">{name}</text>",
+                x + 16.0
+            );
+        }
+        for (i, t) in self.transfers.iter().enumerate() {
+            let y = TOP + ROW_H * i;
+            let label = html(&format!("{} {}", t.side.as_str(), t.country));
+            let _ = writeln!(
+                out,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>",
+                LABEL_W - 8.0,
+                y + 13
+            );
+            let mut x = LABEL_W;
+            for ((name, colour), n) in SEGMENTS.iter().zip(segments(t)) {
+                if n == 0 {
+                    continue;
+                }
+                let w = n as f64 * scale;
+                let _ = writeln!(
+                    out,
+                    "<rect x=\"{x:.1}\" y=\"{y}\" width=\"{w:.1}\" height=\"16\" fill=\"{colour}\">\
+                     <title>{label}: {n} {name}</title></rect>"
+                );
+                x += w;
+            }
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{}\">{}</text>",
+                x + 6.0,
+                y + 13,
+                t.requests
+            );
+        }
+        out.push_str("</svg>\n");
+    }
+}
+
+fn segments(t: &Transfer) -> [u64; 3] {
+    [t.blocked, t.flagged, t.allowed]
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+fn html(s: &str) -> String {
+    crate::markup::escape(s)
+}
+
+/// Escapes text for a Markdown table cell: the characters that would start
+/// markup, inline HTML or a new cell are backslash-escaped (CommonMark
+/// §2.4), and control characters, which would end the row, are replaced.
+fn md(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '&' | '#' | '!' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! Prometheus metrics (SPEC §5). One process-wide [`Metrics`] (counters
+//! survive reloads); each snapshot resolves its routes' label handles up
+//! front ([`RouteMetrics`]), so counting a request is an atomic add, never a
+//! label lookup under a lock. Per-country series are created on first use
+//! through lock-free `OnceLock` cells, so only countries actually seen are
+//! exported. Label values are bounded: route names, fixed words, ISO codes
+//! or `unknown` — never addresses, paths or keys.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::geo::{COUNTRY_SLOTS, Country, label, slot};
+use crate::policy::{Decision, Reason, Side};
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    blocked: IntCounterVec,
+    flagged: IntCounterVec,
+    bytes: IntCounterVec,
+    duration: HistogramVec,
+    upstream_rejected: IntCounterVec,
+    /// `residency_geoip_database_build_timestamp_seconds`
+    pub geoip_build: IntGauge,
+    reloads: IntCounterVec,
+    /// `residency_audit_records_total`
+    pub audit_records: IntCounter,
+    /// `residency_audit_write_errors_total`
+    pub audit_write_errors: IntCounter,
+    /// `residency_audit_refused_requests_total`: requests answered 503
+    /// because the audit trail could not be written (fail-closed).
+    pub audit_refused: IntCounter,
+    policy_info: IntGaugeVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    r.register(Box::new(v.clone()))
+        .expect("metric names are unique");
+    v
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("static metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "residency_request_duration_seconds",
+                "Time from request headers to the end of the response body, in seconds.",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0,
+            ]),
+            &["route"],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(duration.clone()))
+            .expect("metric names are unique");
+        let geoip_build = IntGauge::new(
+            "residency_geoip_database_build_timestamp_seconds",
+            "Build time of the GeoIP database in use, in seconds since the Unix epoch.",
+        )
+        .expect("static metric definition");
+        r.register(Box::new(geoip_build.clone()))
+            .expect("metric names are unique");
+        let policy_info = IntGaugeVec::new(
+            Opts::new(
+                "residency_policy_info",
+                "The policy version in force (short hash of the compiled policy and database build); value 1.",
+            ),
+            &["version"],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(policy_info.clone()))
+            .expect("metric names are unique");
+        Self {
+            requests: counter_vec(
+                &r,
+                "residency_requests_total",
+                "Requests by route and decision.",
+                &["route", "decision"],
+            ),
+            blocked: counter_vec(
+                &r,
+                "residency_blocked_transfers_total",
+                "Requests refused by the policy, by route, side, country and reason.",
+                &["route", "side", "country", "reason"],
+            ),
+            flagged: counter_vec(
+                &r,
+                "residency_flagged_transfers_total",
+                "Requests that failed the policy in monitor mode and passed, by route, side, country and reason.",
+                &["route", "side", "country", "reason"],
+            ),
+            bytes: counter_vec(
+                &r,
+                "residency_transfer_bytes_total",
+                "Body bytes proxied, by route and direction (upload: client to storage).",
+                &["route", "direction"],
+            ),
+            duration,
+            upstream_rejected: counter_vec(
+                &r,
+                "residency_upstream_ips_rejected_total",
+                "Resolved upstream addresses the policy rejected, by route and country.",
+                &["route", "country"],
+            ),
+            geoip_build,
+            reloads: counter_vec(
+                &r,
+                "residency_config_reloads_total",
+                "Reloads by result.",
+                &["result"],
+            ),
+            audit_records: counter(
+                &r,
+                "residency_audit_records_total",
+                "Audit records written.",
+            ),
+            audit_write_errors: counter(
+                &r,
+                "residency_audit_write_errors_total",
+                "Failed audit writes.",
+            ),
+            audit_refused: counter(
+                &r,
+                "residency_audit_refused_requests_total",
+                "Requests refused with 503 because the audit trail could not be written.",
+            ),
+            policy_info,
+            registry: r,
+        }
+    }
+
+    /// Label handles for one route.
+    pub fn route(&self, name: &str) -> RouteMetrics {
+        let decisions = [Decision::Allowed, Decision::Blocked, Decision::Flagged]
+            .map(|d| self.requests.with_label_values(&[name, d.as_str()]));
+        RouteMetrics {
+            name: name.to_owned(),
+            requests: decisions,
+            upload: self.bytes.with_label_values(&[name, "upload"]),
+            download: self.bytes.with_label_values(&[name, "download"]),
+            duration: self.duration.with_label_values(&[name]),
+            blocked: Cells::new(self.blocked.clone()),
+            flagged: Cells::new(self.flagged.clone()),
+            rejected: (0..COUNTRY_SLOTS).map(|_| OnceLock::new()).collect(),
+            rejected_vec: self.upstream_rejected.clone(),
+        }
+    }
+
+    /// Counts a reload attempt.
+    pub fn reload(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+    }
+
+    /// Publishes the policy version now in force (and drops the old one).
+    pub fn set_policy_version(&self, version: &str) {
+        self.policy_info.reset();
+        self.policy_info.with_label_values(&[version]).set(1);
+    }
+
+    /// Pre-creates the reload series so both results export 0 from start.
+    pub fn init_reloads(&self) {
+        self.reloads.with_label_values(&["success"]);
+        self.reloads.with_label_values(&["failure"]);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if encoder.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Per-(side, reason, country) counters, created on first use.
+struct Cells {
+    vec: IntCounterVec,
+    cells: Box<[OnceLock<IntCounter>]>,
+}
+
+impl Cells {
+    fn new(vec: IntCounterVec) -> Self {
+        let n = 2 * Reason::ALL.len() * COUNTRY_SLOTS;
+        Self {
+            vec,
+            cells: (0..n).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    fn inc(&self, route: &str, side: Side, country: Option<Country>, reason: Reason) {
+        let side_i = usize::from(side == Side::Upstream);
+        let reason_i = Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+        let i = (side_i * Reason::ALL.len() + reason_i) * COUNTRY_SLOTS + slot(country);
+        if let Some(cell) = self.cells.get(i) {
+            cell.get_or_init(|| {
+                self.vec
+                    .with_label_values(&[route, side.as_str(), label(country), reason.as_str()])
+            })
+            .inc();
+        }
+    }
+}
+
+/// One route's pre-resolved handles.
+pub struct RouteMetrics {
+    name: String,
+    requests: [IntCounter; 3],
+    upload: IntCounter,
+    download: IntCounter,
+    duration: Histogram,
+    blocked: Cells,
+    flagged: Cells,
+    rejected: Box<[OnceLock<IntCounter>]>,
+    rejected_vec: IntCounterVec,
+}
+
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteMetrics")
+            .field("route", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteMetrics {
+    /// Counts one request's decision.
+    #[inline]
+    pub fn request(&self, decision: Decision) {
+        let i = match decision {
+            Decision::Allowed => 0,
+            Decision::Blocked => 1,
+            Decision::Flagged => 2,
+        };
+        self.requests[i].inc();
+    }
+
+    /// Counts a blocked or flagged transfer (allowed ones are not counted here).
+    pub fn failed(&self, decision: Decision, side: Side, country: Option<Country>, reason: Reason) {
+        match decision {
+            Decision::Blocked => self.blocked.inc(&self.name, side, country, reason),
+            Decision::Flagged => self.flagged.inc(&self.name, side, country, reason),
+            Decision::Allowed => {}
+        }
+    }
+
+    /// Counts a rejected upstream address.
+    pub fn upstream_rejected(&self, country: Option<Country>) {
+        if let Some(cell) = self.rejected.get(slot(country)) {
+            cell.get_or_init(|| {
+                self.rejected_vec
+                    .with_label_values(&[&self.name, label(country)])
+            })
+            .inc();
+        }
+    }
+
+    /// Adds proxied body bytes.
+    pub fn bytes(&self, up: u64, down: u64) {
+        self.upload.inc_by(up);
+        self.download.inc_by(down);
+    }
+
+    /// Observes a request's duration.
+    pub fn duration(&self, seconds: f64) {
+        self.duration.observe(seconds);
+    }
+}

@@ -1,0 +1,168 @@
+//! What one request leaves behind: its audit record, its metrics and its
+//! place in the live cartography. Gathered while the request is decided,
+//! emitted once when its response ends.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use http::Request;
+use hyper::body::Incoming;
+
+use super::respond::RequestId;
+use crate::audit::{AuditRecord, format_time, identity, object_key};
+use crate::geo::{Country, label};
+use crate::policy::{Decision, Reason, Side};
+use crate::snapshot::Snapshot;
+
+/// Most characters of the purpose header kept in a record.
+const MAX_PURPOSE: usize = 256;
+
+/// The evidence of one request, filled in as it is decided.
+pub struct RequestEvidence {
+    /// The request id (also in the response and the XML error bodies).
+    pub id: RequestId,
+    time: SystemTime,
+    start: Instant,
+    method: String,
+    object_key: Option<String>,
+    identity: String,
+    /// The purpose of access, from the configured header.
+    pub purpose: Option<String>,
+    /// Index of the route in the snapshot, once chosen.
+    pub route: Option<usize>,
+    /// The client address as judged, and its country.
+    pub client: Option<(IpAddr, Option<Country>)>,
+    /// The client verdict, when it failed the policy.
+    pub client_failed: Option<(Decision, Reason)>,
+    /// The upstream address the request was sent to, and its country.
+    pub upstream: Option<(SocketAddr, Option<Country>)>,
+    /// The upstream verdict, when it failed the policy.
+    pub upstream_failed: Option<(Decision, Option<Country>, Reason)>,
+    /// Request body bytes sent upstream (shared with the body wrapper).
+    pub bytes_up: Arc<AtomicU64>,
+}
+
+impl RequestEvidence {
+    /// Starts the evidence of `req`: id, time, method, identity, purpose
+    /// and object key are taken before anything else happens to it.
+    pub fn start(req: &Request<Incoming>, snap: &Snapshot, mtls_subject: Option<&str>) -> Self {
+        let audit = &snap.config.audit;
+        let purpose = req
+            .headers()
+            .get(&audit.purpose_header)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.chars().take(MAX_PURPOSE).collect());
+        let identity = identity(req.headers(), req.uri().query())
+            .or_else(|| mtls_subject.map(str::to_owned))
+            .unwrap_or_else(|| "anonymous".to_owned());
+        Self {
+            id: RequestId::next(),
+            time: SystemTime::now(),
+            start: Instant::now(),
+            method: req.method().as_str().to_owned(),
+            object_key: object_key(req.uri().path(), audit.object_key),
+            identity,
+            purpose,
+            route: None,
+            client: None,
+            client_failed: None,
+            upstream: None,
+            upstream_failed: None,
+            bytes_up: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The request's decision: blocked if either side was blocked, flagged
+    /// if either was flagged, else allowed.
+    pub fn decision(&self) -> Decision {
+        let sides = [
+            self.client_failed.map(|(d, _)| d),
+            self.upstream_failed.map(|(d, _, _)| d),
+        ];
+        if sides.contains(&Some(Decision::Blocked)) {
+            Decision::Blocked
+        } else if sides.contains(&Some(Decision::Flagged)) {
+            Decision::Flagged
+        } else {
+            Decision::Allowed
+        }
+    }
+
+    /// The audit record, for a response with `status` that sent
+    /// `bytes_down` body bytes.
+    pub fn record(&self, snap: &Snapshot, status: u16, bytes_down: u64) -> AuditRecord {
+        let (side, reason) = match (self.client_failed, self.upstream_failed) {
+            (Some((_, r)), _) => (Some(Side::Client), Some(r)),
+            (None, Some((_, _, r))) => (Some(Side::Upstream), Some(r)),
+            (None, None) => (None, None),
+        };
+        let route = self
+            .route
+            .and_then(|i| snap.routes.get(i))
+            .map(|r| r.spec.name.clone());
+        let upstream_country = self
+            .upstream
+            .map(|(_, c)| c)
+            .or(self.upstream_failed.map(|(_, c, _)| c));
+        AuditRecord {
+            time: format_time(self.time),
+            request_id: self.id.to_string(),
+            route,
+            method: self.method.clone(),
+            object_key: self.object_key.clone(),
+            client_ip: self.client.map(|(ip, _)| ip.to_string()),
+            client_country: label(self.client.and_then(|(_, c)| c)).to_owned(),
+            identity: self.identity.clone(),
+            purpose: self.purpose.clone(),
+            upstream_ip: self.upstream.map(|(a, _)| a.ip().to_string()),
+            upstream_country: upstream_country.map(|c| label(c).to_owned()),
+            decision: self.decision().as_str().to_owned(),
+            side: side.map(|s| s.as_str().to_owned()),
+            reason: reason.map(|r| r.as_str().to_owned()),
+            status,
+            bytes_up: self.bytes_up.load(Ordering::Relaxed),
+            bytes_down,
+            duration_ms: u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX),
+            policy_version: snap.policy_version.clone(),
+            prev: String::new(),
+        }
+    }
+
+    /// Counts the request in the metrics and the live cartography.
+    pub fn account(&self, snap: &Snapshot, bytes_down: u64) {
+        let up = self.bytes_up.load(Ordering::Relaxed);
+        let decision = self.decision();
+        let carto = &snap.evidence.cartography;
+        if let Some((_, country)) = self.client {
+            let side_decision = self.client_failed.map_or(Decision::Allowed, |(d, _)| d);
+            carto.record(Side::Client, country, side_decision, up, bytes_down);
+        }
+        let upstream_country = self
+            .upstream
+            .map(|(_, c)| c)
+            .or(self.upstream_failed.map(|(_, c, _)| c));
+        if let Some(country) = upstream_country {
+            let side_decision = self
+                .upstream_failed
+                .map_or(Decision::Allowed, |(d, _, _)| d);
+            carto.record(Side::Upstream, country, side_decision, up, bytes_down);
+        }
+        let Some(route) = self.route.and_then(|i| snap.routes.get(i)) else {
+            return;
+        };
+        let m = &route.metrics;
+        m.request(decision);
+        if let Some((d, reason)) = self.client_failed {
+            m.failed(d, Side::Client, self.client.and_then(|(_, c)| c), reason);
+        }
+        if let Some((d, country, reason)) = self.upstream_failed {
+            m.failed(d, Side::Upstream, country, reason);
+        }
+        m.bytes(up, bytes_down);
+        m.duration(self.start.elapsed().as_secs_f64());
+    }
+}

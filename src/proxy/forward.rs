@@ -1,0 +1,222 @@
+//! The upstream side of one request: resolve each upstream of the route,
+//! judge every address, send only to judged addresses, and hand back the
+//! upstream's response (or the reason there is none).
+
+use std::net::SocketAddr;
+
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+
+use super::evidence::RequestEvidence;
+use super::headers::{add_forwarding, is_chunked, set_chunked, set_host, strip_hop_by_hop};
+use super::respond::{self, DECISION_HEADER, Generated};
+use super::service::{ConnInfo, log_verdict};
+use crate::body::Metered;
+use crate::geo::label;
+use crate::policy::{Decision, Mode, Reason, Side, Verdict};
+use crate::snapshot::{Route, Snapshot};
+use crate::upstream::Upstream;
+
+/// What the upstream side came to.
+pub enum Forwarded {
+    /// The upstream answered; its body still has to stream.
+    Proxied(Response<Incoming>),
+    /// The proxy answers itself (451 upstream side, 502).
+    Refused(Response<Generated>),
+}
+
+/// Forwards `req` on `route`; records the upstream address and any upstream
+/// verdict failure in `ev`.
+pub async fn forward(
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    route: &Route,
+    snap: &Snapshot,
+    ev: &mut RequestEvidence,
+    resource: &str,
+    head: bool,
+) -> Forwarded {
+    let id = ev.id;
+    let mut req = upstream_request(req, conn, ev);
+    let policy = &route.spec.policy.policy;
+    let mut blocked: Option<Verdict> = None;
+    let mut last_error = String::from("no upstream");
+    for upstream in route.upstream_order() {
+        let addrs = match upstream.resolve(&snap.resolver).await {
+            Ok(a) => a,
+            Err(e) => {
+                last_error = e.to_string();
+                continue;
+            }
+        };
+        let judged = Upstream::judge(&addrs, policy, &snap.geo);
+        for (addr, v) in &judged.rejected {
+            let reason = v.reason.unwrap_or(Reason::NoAllowedUpstreamIp);
+            route.metrics.upstream_rejected(v.country);
+            tracing::info!(
+                route = %route.spec.name, side = "upstream", country = label(v.country), reason = reason.as_str(),
+                %addr, upstream = %upstream.url.url, request_id = %id, "upstream address rejected"
+            );
+        }
+        // Only judged-allowed addresses are candidates; in monitor mode the
+        // rejected ones are used (flagged) when nothing else exists.
+        let (candidates, failed) = match (judged.allowed.is_empty(), policy.mode) {
+            (false, _) => (judged.allowed, None),
+            (true, Mode::Enforce) => {
+                blocked = blocked.or(judged.rejected.first().map(|(_, v)| *v));
+                continue;
+            }
+            (true, Mode::Monitor) => {
+                let first = judged.rejected.first().map(|(_, v)| *v);
+                (judged.rejected, first)
+            }
+        };
+        if !route.spec.preserve_host {
+            set_host(req.headers_mut(), &upstream.url.authority);
+        }
+        for (addr, verdict) in candidates {
+            match send(upstream, addr, req).await {
+                Ok(rsp) => {
+                    let mut rsp = upstream_response(rsp);
+                    ev.upstream = Some((addr, verdict.country));
+                    if let Some(v) = &failed {
+                        let reason = Reason::NoAllowedUpstreamIp;
+                        ev.upstream_failed = Some((Decision::Flagged, v.country, reason));
+                        log_verdict(
+                            Decision::Flagged,
+                            Side::Upstream,
+                            &route.spec.name,
+                            v,
+                            reason,
+                            id,
+                            conn,
+                        );
+                        let value = respond::decision_value(
+                            Decision::Flagged,
+                            Side::Upstream,
+                            v.country,
+                            reason,
+                        );
+                        rsp.headers_mut().append(DECISION_HEADER.clone(), value);
+                    }
+                    return Forwarded::Proxied(rsp);
+                }
+                Err((e, Some(back))) => {
+                    last_error = e;
+                    req = back;
+                }
+                Err((e, None)) => {
+                    ev.upstream = Some((addr, verdict.country));
+                    tracing::warn!(route = %route.spec.name, %addr, error = %e, request_id = %id, "upstream request failed");
+                    return Forwarded::Refused(respond::xml_error(
+                        StatusCode::BAD_GATEWAY,
+                        "BadGateway",
+                        "the storage upstream failed",
+                        resource,
+                        id,
+                        head,
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(v) = blocked {
+        let reason = Reason::NoAllowedUpstreamIp;
+        ev.upstream_failed = Some((Decision::Blocked, v.country, reason));
+        log_verdict(
+            Decision::Blocked,
+            Side::Upstream,
+            &route.spec.name,
+            &v,
+            reason,
+            id,
+            conn,
+        );
+        return Forwarded::Refused(respond::blocked(
+            Side::Upstream,
+            v.country,
+            reason,
+            resource,
+            id,
+            head,
+        ));
+    }
+    tracing::warn!(route = %route.spec.name, error = %last_error, request_id = %id, "no upstream reachable");
+    Forwarded::Refused(respond::xml_error(
+        StatusCode::BAD_GATEWAY,
+        "BadGateway",
+        "the storage upstream cannot be reached",
+        resource,
+        id,
+        head,
+    ))
+}
+
+/// The request as the upstream receives it: hop-by-hop fields dropped,
+/// framing as the client sent it, forwarding fields extended, origin-form
+/// target byte for byte as received (SigV4 signs it), body metered.
+fn upstream_request(
+    req: Request<Incoming>,
+    conn: &ConnInfo,
+    ev: &RequestEvidence,
+) -> Request<Metered> {
+    let (mut parts, body) = req.into_parts();
+    let chunked = is_chunked(&parts.headers);
+    strip_hop_by_hop(&mut parts.headers);
+    if chunked {
+        set_chunked(&mut parts.headers);
+    }
+    add_forwarding(&mut parts.headers, conn.peer, conn.peer_trusted);
+    parts.uri = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    parts.version = Version::HTTP_11;
+    Request::from_parts(parts, Metered::new(body, ev.bytes_up.clone()))
+}
+
+type SendError = (String, Option<Request<Metered>>);
+
+/// Sends on a connection to exactly `addr`. When the request was not written
+/// (connect failure, or a pooled connection that closed under us) it is
+/// handed back so another address or a fresh connection can be tried.
+async fn send(
+    upstream: &Upstream,
+    addr: SocketAddr,
+    mut req: Request<Metered>,
+) -> Result<Response<Incoming>, SendError> {
+    for _attempt in 0..2 {
+        let mut sender = match upstream.connect(addr).await {
+            Ok(s) => s,
+            Err(e) => return Err((e, Some(req))),
+        };
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        let pending = sender.try_send_request(req);
+        upstream.release(addr, sender);
+        match pending.await {
+            Ok(rsp) => return Ok(rsp),
+            Err(mut e) => match e.take_message() {
+                Some(back) => req = back,
+                None => return Err((format!("upstream {addr}: {}", e.error()), None)),
+            },
+        }
+    }
+    Err((
+        format!("upstream {addr}: connection closed before the request could be sent"),
+        Some(req),
+    ))
+}
+
+/// The upstream's response with hop-by-hop and `x-residency-*` fields
+/// removed and its framing kept.
+fn upstream_response(rsp: Response<Incoming>) -> Response<Incoming> {
+    let (mut parts, body) = rsp.into_parts();
+    let chunked = is_chunked(&parts.headers);
+    strip_hop_by_hop(&mut parts.headers);
+    if chunked {
+        set_chunked(&mut parts.headers);
+    }
+    Response::from_parts(parts, body)
+}
