@@ -25,4 +25,5 @@ pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;

@@ -36,6 +36,9 @@ pub struct Metrics {
     /// because the audit trail could not be written (fail-closed).
     pub audit_refused: IntCounter,
     policy_info: IntGaugeVec,
+    /// `residency_tls_handshake_failures_total`: refused or failed TLS
+    /// handshakes (including missing or untrusted client certificates).
+    pub tls_handshake_failures: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -154,6 +157,11 @@ impl Metrics {
                 "Requests refused with 503 because the audit trail could not be written.",
             ),
             policy_info,
+            tls_handshake_failures: counter(
+                &r,
+                "residency_tls_handshake_failures_total",
+                "TLS handshakes that failed or were refused (e.g. no or untrusted client certificate).",
+            ),
             registry: r,
         }
     }

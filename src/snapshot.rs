@@ -55,6 +55,8 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// The DNS resolver and its cache.
     pub resolver: Resolver,
+    /// TLS for `tls_listen`, when configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Short hash of the compiled policies and the database build: every
     /// audit record names the version it was decided under.
     pub policy_version: String,
@@ -71,6 +73,9 @@ pub enum SnapshotError {
     /// The resolver configuration.
     #[error(transparent)]
     Resolver(#[from] ResolverError),
+    /// The server certificates.
+    #[error(transparent)]
+    ServerTls(#[from] crate::tls::ServerTlsError),
     /// An upstream TLS configuration.
     #[error("route {route}: {source}")]
     Tls {
@@ -117,6 +122,12 @@ impl Snapshot {
     pub fn build(config: Config, evidence: &Evidence) -> Result<Self, SnapshotError> {
         let geo = GeoDb::open(&config.geoip_database)?;
         let resolver = Resolver::new(&config.resolver)?;
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(crate::tls::server_config)
+            .transpose()?;
         let mut routes = Vec::with_capacity(config.routes.len());
         for spec in &config.routes {
             let tls_err = |source| SnapshotError::Tls {
@@ -147,6 +158,7 @@ impl Snapshot {
             geo,
             routes,
             resolver,
+            tls,
             policy_version,
             evidence: evidence.clone(),
         })

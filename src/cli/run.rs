@@ -52,20 +52,28 @@ async fn serve(path: &Path, shared: Shared, evidence: Evidence) -> anyhow::Resul
         }
         None => None,
     };
-    for addr in server.local_addrs() {
-        tracing::info!(%addr, "listening on http://{addr}");
+    for (addr, tls) in server.local_addrs() {
+        if tls {
+            tracing::info!(%addr, "listening on https://{addr}");
+        } else {
+            tracing::info!(%addr, "listening on http://{addr}");
+        }
     }
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
     let reload_shared = shared.clone();
     let path = Arc::new(path.to_owned());
+    let fixed = Fixed::of(&shared.load().config);
+    let (watch_tx, mut watch_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let watcher = tokio::spawn(watch_database(shared.clone(), watch_tx));
     let shutdown = async move {
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => reload(&path, &reload_shared, &evidence).await,
+                _ = hup.recv() => reload(&path, &reload_shared, &evidence, &fixed, true).await,
+                Some(()) = watch_rx.recv() => reload(&path, &reload_shared, &evidence, &fixed, false).await,
             }
         }
         tracing::info!("shutting down: no new connections, draining");
@@ -80,15 +88,50 @@ async fn serve(path: &Path, shared: Shared, evidence: Evidence) -> anyhow::Resul
     if let Some(task) = admin {
         task.abort();
     }
+    watcher.abort();
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds a whole new snapshot and swaps it in only if everything compiled;
-/// then reopens the audit file (logrotate), at the path now in force.
-async fn reload(path: &Path, shared: &Shared, evidence: &Evidence) {
-    let built = Config::load(path)
-        .map_err(anyhow::Error::from)
-        .and_then(|c| Snapshot::build(c, evidence).map_err(anyhow::Error::from));
+/// What a reload cannot change: sockets are bound once, at start.
+#[derive(Debug, PartialEq, Eq)]
+struct Fixed {
+    listen: Vec<std::net::SocketAddr>,
+    tls_listen: Vec<std::net::SocketAddr>,
+    admin: Option<std::net::SocketAddr>,
+    max_connections: usize,
+}
+
+impl Fixed {
+    fn of(c: &Config) -> Self {
+        Self {
+            listen: c.server.listen.clone(),
+            tls_listen: c.server.tls_listen.clone(),
+            admin: c.admin_listen,
+            max_connections: c.server.max_connections,
+        }
+    }
+}
+
+/// Builds a whole new snapshot and swaps it in only if everything compiled
+/// (and nothing that needs a restart changed); on SIGHUP, then reopens the
+/// audit file (logrotate), at the path now in force.
+async fn reload(
+    path: &Path,
+    shared: &Shared,
+    evidence: &Evidence,
+    fixed: &Fixed,
+    reopen_audit: bool,
+) {
+    let built = Config::load(path).map_err(anyhow::Error::from).and_then(|c| {
+        let now = Fixed::of(&c);
+        if &now != fixed {
+            anyhow::bail!(
+                "listen, tls_listen, admin listen and max_connections are bound at start and cannot change on reload \
+                 (running with {fixed:?}, file has {now:?}); restart to apply"
+            );
+        }
+        Snapshot::build(c, evidence).map_err(anyhow::Error::from)
+    });
     match built {
         Ok(snap) => {
             snap.publish();
@@ -105,7 +148,43 @@ async fn reload(path: &Path, shared: &Shared, evidence: &Evidence) {
             );
         }
     }
-    if let Some(sink) = &evidence.audit {
+    if reopen_audit && let Some(sink) = &evidence.audit {
         sink.reopen(shared.load().config.audit.path.clone()).await;
+    }
+}
+
+/// With `[geoip] watch = true`, polls the database file and asks for a
+/// reload when it is replaced (a new inode, size or modification time —
+/// what geoipupdate's write-then-rename produces).
+async fn watch_database(shared: Shared, tx: tokio::sync::mpsc::Sender<()>) {
+    use std::os::unix::fs::MetadataExt;
+    /// Device, inode, size and modification time: what a replacement changes.
+    type Stamp = (u64, u64, u64, i64, i64);
+    let stamp = |p: &Path| -> Option<Stamp> {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+    };
+    let mut seen: Option<(std::path::PathBuf, Option<Stamp>)> = None;
+    loop {
+        let (interval, path) = {
+            let snap = shared.load();
+            (snap.config.geoip_watch, snap.config.geoip_database.clone())
+        };
+        let Some(interval) = interval else {
+            seen = None;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let now = stamp(&path);
+        match &seen {
+            Some((p, s)) if *p == path && *s != now && now.is_some() => {
+                tracing::info!(database = %path.display(), "GeoIP database replaced; reloading");
+                let _ = tx.send(()).await;
+            }
+            _ => {}
+        }
+        seen = Some((path, now));
+        tokio::time::sleep(interval).await;
     }
 }

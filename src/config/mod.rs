@@ -33,6 +33,8 @@ pub struct Config {
     pub resolver: ResolverSpec,
     /// `[geoip] database`
     pub geoip_database: PathBuf,
+    /// `[geoip] watch`: poll interval when the database file is watched.
+    pub geoip_watch: Option<Duration>,
     /// `[policy]`, compiled.
     pub policy: PolicySpec,
     /// `[[route]]`, in file order.
@@ -63,6 +65,10 @@ pub struct AuditSpec {
 pub struct Server {
     /// Plain HTTP listen addresses.
     pub listen: Vec<SocketAddr>,
+    /// HTTPS listen addresses.
+    pub tls_listen: Vec<SocketAddr>,
+    /// `[server.tls]`
+    pub tls: Option<TlsSpec>,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: NetworkTable,
     /// The trusted proxy networks as written, for `check`.
@@ -81,6 +87,21 @@ pub struct Server {
     pub max_connections: usize,
     /// Drain time on shutdown.
     pub shutdown_grace: Duration,
+}
+
+/// `[server.tls]`, typed (files are read when the snapshot is built).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSpec {
+    /// Default certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// CA for client certificates; `None`: no mTLS.
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is required (when `client_ca` is set).
+    pub client_auth_required: bool,
+    /// Certificates chosen by SNI: names, chain, key.
+    pub sni: Vec<(Vec<String>, PathBuf, PathBuf)>,
 }
 
 /// `[resolver]`, typed.

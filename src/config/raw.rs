@@ -159,6 +159,11 @@ pub struct RawServer {
     /// Plain HTTP/1.1 listen addresses.
     #[serde(default = "default_listen")]
     pub listen: Vec<Text>,
+    /// HTTPS listen addresses (HTTP/1.1 and h2 by ALPN).
+    #[serde(default)]
+    pub tls_listen: Vec<Text>,
+    /// `[server.tls]`: certificates for `tls_listen`.
+    pub tls: Option<RawServerTls>,
     /// CIDRs whose forwarding headers are believed.
     #[serde(default)]
     pub trusted_proxies: Vec<Text>,
@@ -190,6 +195,8 @@ impl Default for RawServer {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            tls_listen: Vec::new(),
+            tls: None,
             trusted_proxies: Vec::new(),
             client_ip_source: ClientIpSource::default(),
             header_read_timeout: default_header_read_timeout(),
@@ -200,6 +207,47 @@ impl Default for RawServer {
             shutdown_grace: default_shutdown_grace(),
         }
     }
+}
+
+/// `[server.tls]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    /// PEM certificate chain, leaf first.
+    pub cert: Text,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Text,
+    /// PEM CA certificates for client certificates (mTLS); absent: no mTLS.
+    pub client_ca: Option<Text>,
+    /// `required` or `optional` client certificates when `client_ca` is set.
+    #[serde(default)]
+    pub client_auth: RawClientAuth,
+    /// Further certificates, chosen by SNI.
+    #[serde(default)]
+    pub sni: Vec<RawSniCert>,
+}
+
+/// `[[server.tls.sni]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSniCert {
+    /// Host names (or `*.suffix`) this certificate serves.
+    pub names: Vec<Text>,
+    /// PEM certificate chain.
+    pub cert: Text,
+    /// PEM private key.
+    pub key: Text,
+}
+
+/// `client_auth`
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RawClientAuth {
+    /// Handshakes without a valid client certificate are refused.
+    #[default]
+    Required,
+    /// A client certificate is verified if presented, but not demanded.
+    Optional,
 }
 
 /// Where the client address is taken from (SPEC §4).
@@ -236,12 +284,20 @@ pub struct RawGeoip {
     /// Path of the `.mmdb` file, relative to the working directory.
     #[serde(default = "default_database")]
     pub database: Text,
+    /// Reload when the database file is replaced.
+    #[serde(default)]
+    pub watch: bool,
+    /// How often the file is checked when `watch = true`.
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval: Text,
 }
 
 impl Default for RawGeoip {
     fn default() -> Self {
         Self {
             database: default_database(),
+            watch: false,
+            watch_interval: default_watch_interval(),
         }
     }
 }
@@ -368,6 +424,9 @@ fn default_max_headers() -> Spanned<u64> {
 }
 fn default_max_connections() -> Spanned<u64> {
     Spanned::new(0..0, 10_000)
+}
+fn default_watch_interval() -> Text {
+    text("5s")
 }
 fn default_audit_path() -> Text {
     text("audit/audit.jsonl")

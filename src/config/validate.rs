@@ -10,11 +10,12 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Problem, Problems, line_col};
 use super::raw::{
-    RawConfig, RawMode, RawObjectKey, RawOnError, RawPolicy, RawRoute, RawUnknown, Text,
+    RawClientAuth, RawConfig, RawMode, RawObjectKey, RawOnError, RawPolicy, RawRoute, RawUnknown,
+    Text,
 };
 use super::{
-    AuditSpec, Config, HostPattern, PolicySpec, ResolverSpec, RouteSpec, Server, UpstreamHost,
-    UpstreamUrl,
+    AuditSpec, Config, HostPattern, PolicySpec, ResolverSpec, RouteSpec, Server, TlsSpec,
+    UpstreamHost, UpstreamUrl,
 };
 use crate::geo::{Country, CountrySet, eea, known_codes, suggestion};
 use crate::policy::{Mode, NetworkTable, Policy};
@@ -34,6 +35,10 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut p = Problems::new(text);
     let server = server(&raw, &mut p);
     let geoip_database = PathBuf::from(raw.geoip.database.get_ref());
+    let geoip_watch = raw
+        .geoip
+        .watch
+        .then(|| duration(&raw.geoip.watch_interval, &mut p, false));
     if raw.geoip.database.get_ref().is_empty() {
         p.at(raw.geoip.database.span(), "geoip database path is empty");
     }
@@ -70,6 +75,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         resolver,
         audit,
         geoip_database,
+        geoip_watch,
         policy,
         routes,
     })
@@ -93,11 +99,57 @@ fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
             ),
         }
     }
-    if s.listen.is_empty() {
+    if s.listen.is_empty() && s.tls_listen.is_empty() {
         p.at(
             0..0,
-            "server.listen is empty: the proxy would serve nothing",
+            "server.listen and server.tls_listen are empty: the proxy would serve nothing",
         );
+    }
+    let mut tls_listen = Vec::new();
+    for addr in &s.tls_listen {
+        match addr.get_ref().parse::<SocketAddr>() {
+            Ok(a) => tls_listen.push(a),
+            Err(_) => p.at(
+                addr.span(),
+                format!(
+                    "invalid tls_listen address \"{}\" (expected IP:port, e.g. \"0.0.0.0:8443\")",
+                    addr.get_ref()
+                ),
+            ),
+        }
+    }
+    let tls = s.tls.as_ref().map(|t| TlsSpec {
+        cert: PathBuf::from(t.cert.get_ref()),
+        key: PathBuf::from(t.key.get_ref()),
+        client_ca: t.client_ca.as_ref().map(|c| PathBuf::from(c.get_ref())),
+        client_auth_required: t.client_auth == RawClientAuth::Required,
+        sni: t
+            .sni
+            .iter()
+            .map(|c| {
+                let names = c
+                    .names
+                    .iter()
+                    .map(|n| n.get_ref().to_ascii_lowercase())
+                    .collect();
+                (
+                    names,
+                    PathBuf::from(c.cert.get_ref()),
+                    PathBuf::from(c.key.get_ref()),
+                )
+            })
+            .collect(),
+    });
+    match (&tls, s.tls_listen.first()) {
+        (None, Some(first)) => p.at(
+            first.span(),
+            "tls_listen needs [server.tls] with cert and key",
+        ),
+        (Some(_), None) => p.at(
+            0..0,
+            "[server.tls] is set but server.tls_listen is empty: add an HTTPS address",
+        ),
+        _ => {}
     }
     let trusted: Vec<IpNet> = s
         .trusted_proxies
@@ -106,6 +158,8 @@ fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
         .collect();
     Server {
         listen,
+        tls_listen,
+        tls,
         trusted_proxies: NetworkTable::compile(&trusted),
         trusted_proxies_text: s
             .trusted_proxies

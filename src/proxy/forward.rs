@@ -37,6 +37,7 @@ pub async fn forward(
     head: bool,
 ) -> Forwarded {
     let id = ev.id;
+    let client_h2 = req.version() == Version::HTTP_2;
     let mut req = upstream_request(req, conn, ev);
     let policy = &route.spec.policy.policy;
     let mut blocked: Option<Verdict> = None;
@@ -77,7 +78,7 @@ pub async fn forward(
         for (addr, verdict) in candidates {
             match send(upstream, addr, req).await {
                 Ok(rsp) => {
-                    let mut rsp = upstream_response(rsp);
+                    let mut rsp = upstream_response(rsp, client_h2);
                     ev.upstream = Some((addr, verdict.country));
                     if let Some(v) = &failed {
                         let reason = Reason::NoAllowedUpstreamIp;
@@ -167,6 +168,14 @@ fn upstream_request(
         set_chunked(&mut parts.headers);
     }
     add_forwarding(&mut parts.headers, conn.peer, conn.peer_trusted);
+    if !parts.headers.contains_key(http::header::HOST)
+        && let Some(auth) = parts.uri.authority()
+        && let Ok(v) = http::HeaderValue::from_str(auth.as_str())
+    {
+        // An HTTP/2 client names the host in :authority only; HTTP/1.1
+        // upstreams need it as Host (and SigV4 signed it as host).
+        parts.headers.insert(http::header::HOST, v);
+    }
     parts.uri = parts
         .uri
         .path_and_query()
@@ -210,12 +219,13 @@ async fn send(
 }
 
 /// The upstream's response with hop-by-hop and `x-residency-*` fields
-/// removed and its framing kept.
-fn upstream_response(rsp: Response<Incoming>) -> Response<Incoming> {
+/// removed and its framing kept (HTTP/2 frames bodies itself: no
+/// Transfer-Encoding there).
+fn upstream_response(rsp: Response<Incoming>, client_h2: bool) -> Response<Incoming> {
     let (mut parts, body) = rsp.into_parts();
     let chunked = is_chunked(&parts.headers);
     strip_hop_by_hop(&mut parts.headers);
-    if chunked {
+    if chunked && !client_h2 {
         set_chunked(&mut parts.headers);
     }
     Response::from_parts(parts, body)

@@ -1,6 +1,7 @@
 //! Accepting client connections: one task per listen address, a connection
-//! limit, the PROXY protocol header from trusted peers, hyper's HTTP/1.1
-//! server with the configured limits, and graceful shutdown.
+//! limit, the PROXY protocol header from trusted peers, TLS on `tls_listen`
+//! (ALPN `h2` or `http/1.1`), hyper's HTTP/1.1 and HTTP/2 servers with the
+//! configured limits, and graceful shutdown.
 //!
 //! `max_connections` is a semaphore: at the limit the accept loop waits, so
 //! new connections queue in the kernel's backlog while existing ones are
@@ -12,51 +13,60 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 use super::client_ip::{ClientAddr, is_trusted};
 use super::io::ClientIo;
 use super::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader};
 use super::service::{self, ConnInfo};
-use crate::config::ClientIpSource;
+use crate::config::{ClientIpSource, Server as ServerSpec};
 use crate::snapshot::Shared;
 
 /// The bound listeners, ready to serve.
 pub struct Server {
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, bool)>,
     shared: Shared,
     max_connections: usize,
 }
 
 impl Server {
-    /// Binds every `server.listen` address of the current snapshot.
+    /// Binds every `server.listen` and `server.tls_listen` address of the
+    /// current snapshot.
     ///
     /// # Errors
     /// The first address that cannot be bound, with the OS error.
     pub async fn bind(shared: Shared) -> std::io::Result<Self> {
         let snap = shared.load_full();
+        let server = &snap.config.server;
         let mut listeners = Vec::new();
-        for addr in &snap.config.server.listen {
+        let all = server
+            .listen
+            .iter()
+            .map(|a| (a, false))
+            .chain(server.tls_listen.iter().map(|a| (a, true)));
+        for (addr, tls) in all {
             let l = TcpListener::bind(addr).await.map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
             })?;
-            listeners.push(l);
+            listeners.push((l, tls));
         }
         Ok(Self {
             listeners,
             shared,
-            max_connections: snap.config.server.max_connections,
+            max_connections: server.max_connections,
         })
     }
 
-    /// The bound addresses (useful when the config says port 0).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+    /// The bound addresses, each with whether it serves TLS (useful when the
+    /// config says port 0).
+    pub fn local_addrs(&self) -> Vec<(SocketAddr, bool)> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|(l, tls)| l.local_addr().ok().map(|a| (a, *tls)))
             .collect()
     }
 
@@ -68,9 +78,10 @@ impl Server {
         let limit = Arc::new(Semaphore::new(self.max_connections));
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut accept_tasks = Vec::new();
-        for listener in self.listeners {
+        for (listener, tls) in self.listeners {
             accept_tasks.push(tokio::spawn(accept_loop(
                 listener,
+                tls,
                 self.shared.clone(),
                 limit.clone(),
                 stop_rx.clone(),
@@ -93,6 +104,7 @@ impl Server {
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: bool,
     shared: Shared,
     limit: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
@@ -120,7 +132,7 @@ async fn accept_loop(
         let shared = shared.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, shared, stop).await;
+            serve_connection(stream, peer, tls, shared, stop).await;
             drop(permit);
         });
     }
@@ -129,8 +141,9 @@ async fn accept_loop(
 async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
+    tls: bool,
     shared: Shared,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let snap = shared.load_full();
@@ -157,15 +170,76 @@ async fn serve_connection(
     } else {
         (ClientAddr::Ip(peer.ip()), Bytes::new())
     };
-    let info = Arc::new(ConnInfo {
+    let mut info = ConnInfo {
         peer,
         client,
         peer_trusted,
         mtls_subject: None,
-    });
-    let io = TokioIo::new(ClientIo::new(stream, prefix, server.idle_timeout));
-    let svc_shared = shared.clone();
-    let svc = service_fn(move |req| service::handle(req, info.clone(), svc_shared.clone()));
+    };
+    let io = ClientIo::new(stream, prefix, server.idle_timeout);
+    if !tls {
+        serve_http(TokioIo::new(io), false, info, server, shared.clone(), stop).await;
+        return;
+    }
+    let Some(config) = snap.tls.clone() else {
+        return;
+    };
+    let handshake = TlsAcceptor::from(config).accept(io);
+    let stream = match tokio::time::timeout(server.header_read_timeout, handshake).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            snap.evidence.metrics.tls_handshake_failures.inc();
+            tracing::info!(%peer, error = %e, "TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            snap.evidence.metrics.tls_handshake_failures.inc();
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let session = stream.get_ref().1;
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    info.mtls_subject = session
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(crate::tls::subject_of);
+    serve_http(TokioIo::new(stream), h2, info, server, shared.clone(), stop).await;
+}
+
+/// HTTP/1.1 or HTTP/2 on an established stream, until it ends or shutdown.
+async fn serve_http<I>(
+    io: I,
+    h2: bool,
+    info: ConnInfo,
+    server: &ServerSpec,
+    shared: Shared,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let peer = info.peer;
+    let info = Arc::new(info);
+    let svc = service_fn(move |req| service::handle(req, info.clone(), shared.clone()));
+    if h2 {
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(100)
+            .keep_alive_interval(Some(server.idle_timeout / 2))
+            .keep_alive_timeout(server.header_read_timeout);
+        let conn = builder.serve_connection(io, svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => log_end(peer, r),
+            _ = stop.changed() => {
+                conn.as_mut().graceful_shutdown();
+                log_end(peer, conn.await);
+            }
+        }
+        return;
+    }
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -174,7 +248,6 @@ async fn serve_connection(
         .max_headers(server.max_headers)
         .preserve_header_case(true);
     let conn = builder.serve_connection(io, svc);
-    drop(snap);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => log_end(peer, r),

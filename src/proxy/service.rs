@@ -312,6 +312,8 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
     };
     match (req.uri().authority(), header) {
         (Some(auth), Some(h)) if auth.as_str().eq_ignore_ascii_case(h) => Some(h.to_owned()),
+        // HTTP/2 carries the host in :authority; a Host field is optional.
+        (Some(auth), None) if req.version() == Version::HTTP_2 => Some(auth.as_str().to_owned()),
         (Some(_), _) => None,
         (None, Some(h)) => Some(h.to_owned()),
         (None, None) if req.version() < Version::HTTP_11 => Some(String::new()),

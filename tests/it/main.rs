@@ -22,5 +22,6 @@ mod lifecycle;
 mod limits;
 mod policy_engine;
 mod streaming;
+mod tls_reload;
 mod transfers;
 mod upstream_dns;

@@ -14,6 +14,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_residency-proxy");
 pub struct Proxy {
     child: Child,
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     admin: Option<SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
@@ -66,16 +67,17 @@ impl Proxy {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                for (marker, admin) in [
-                    ("listening on http://", false),
-                    ("admin endpoints on http://", true),
+                for (marker, kind) in [
+                    ("listening on http://", 0),
+                    ("admin endpoints on http://", 1),
+                    ("listening on https://", 2),
                 ] {
                     if let Some(rest) = line.split(marker).nth(1) {
                         let end = rest
                             .find(|c: char| !(c.is_ascii_hexdigit() || ".:[]".contains(c)))
                             .unwrap_or(rest.len());
                         let addr = rest[..end].parse::<SocketAddr>().unwrap();
-                        let _ = tx.send((admin, addr));
+                        let _ = tx.send((kind, addr));
                     }
                 }
                 sink.lock().unwrap().push(line);
@@ -83,10 +85,12 @@ impl Proxy {
         });
         let mut addrs = Vec::new();
         let mut admin = None;
-        while addrs.len() < listen_count {
+        let mut tls_addrs = Vec::new();
+        while addrs.len() + tls_addrs.len() < listen_count {
             match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok((true, a)) => admin = Some(a),
-                Ok((false, a)) => addrs.push(a),
+                Ok((1, a)) => admin = Some(a),
+                Ok((2, a)) => tls_addrs.push(a),
+                Ok((_, a)) => addrs.push(a),
                 Err(_) => {
                     let status = child.try_wait().unwrap();
                     panic!(
@@ -99,6 +103,7 @@ impl Proxy {
         Self {
             child,
             addrs,
+            tls_addrs,
             admin,
             logs,
             _dir: dir,
@@ -109,6 +114,11 @@ impl Proxy {
     /// The first listening address.
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    /// The first HTTPS address.
+    pub fn tls_addr(&self) -> SocketAddr {
+        self.tls_addrs[0]
     }
 
     /// The admin listener's address (logged before the data listeners).
@@ -202,8 +212,11 @@ impl Proxy {
 
 fn count_listen(toml: &str) -> usize {
     let v: toml::Value = toml::from_str(toml).unwrap();
-    v.get("server")
-        .and_then(|s| s.get("listen"))
-        .and_then(|l| l.as_array())
-        .map_or(1, Vec::len)
+    let count = |key: &str, default: usize| {
+        v.get("server")
+            .and_then(|s| s.get(key))
+            .and_then(|l| l.as_array())
+            .map_or(default, Vec::len)
+    };
+    count("listen", 1) + count("tls_listen", 0)
 }

@@ -1,0 +1,309 @@
+//! TLS termination for `tls_listen` (rustls, ring provider): TLS 1.2 and
+//! 1.3, ALPN `h2` and `http/1.1`, a default certificate plus certificates
+//! chosen by SNI, and optional client certificates (mTLS) whose verified
+//! subject becomes the audit identity when no SigV4 identity is present.
+//!
+//! The configuration is built with the snapshot, so a reload re-reads the
+//! certificates, and a set that does not load (unreadable file, key that
+//! does not match its certificate) refuses the whole reload.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
+
+use crate::config::TlsSpec;
+
+/// Why the server TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerTlsError {
+    /// A certificate or key file could not be read or parsed.
+    #[error("cannot load {what} from {path}: {why}")]
+    Load {
+        /// `certificate`, `private key` or `client CA`.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// The key does not belong to the certificate.
+    #[error("private key {key} does not match certificate {cert}: {why}")]
+    Mismatch {
+        /// The certificate file.
+        cert: String,
+        /// The key file.
+        key: String,
+        /// rustls' words.
+        why: String,
+    },
+    /// rustls refused the configuration.
+    #[error("invalid TLS configuration: {0}")]
+    Config(String),
+}
+
+fn load_err(what: &'static str, path: &Path, why: impl ToString) -> ServerTlsError {
+    ServerTlsError::Load {
+        what,
+        path: path.display().to_string(),
+        why: why.to_string(),
+    }
+}
+
+fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, ServerTlsError> {
+    let pem = fs::read(path).map_err(|e| load_err(what, path, e))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| load_err(what, path, e))?;
+    if certs.is_empty() {
+        return Err(load_err(what, path, "no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
+fn certified_key(
+    cert: &Path,
+    key: &Path,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, ServerTlsError> {
+    let chain = certs(cert, "certificate")?;
+    let pem = fs::read(key).map_err(|e| load_err("private key", key, e))?;
+    let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| load_err("private key", key, e))?;
+    CertifiedKey::from_der(chain, der, provider)
+        .map(Arc::new)
+        .map_err(|e| ServerTlsError::Mismatch {
+            cert: cert.display().to_string(),
+            key: key.display().to_string(),
+            why: e.to_string(),
+        })
+}
+
+/// Builds the server configuration for `spec`.
+///
+/// # Errors
+/// [`ServerTlsError`] naming the file that failed.
+pub fn server_config(spec: &TlsSpec) -> Result<Arc<ServerConfig>, ServerTlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let default = certified_key(&spec.cert, &spec.key, &provider)?;
+    let mut by_name = Vec::new();
+    for (names, cert, key) in &spec.sni {
+        let ck = certified_key(cert, key, &provider)?;
+        for n in names {
+            by_name.push((n.clone(), ck.clone()));
+        }
+    }
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| ServerTlsError::Config(e.to_string()))?;
+    let builder = match &spec.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for c in certs(ca, "client CA")? {
+                roots.add(c).map_err(|e| load_err("client CA", ca, e))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if spec.client_auth_required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|e| ServerTlsError::Config(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SniResolver { default, by_name }));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The certificate for the SNI name (exact, or `*.suffix`), else the default.
+#[derive(Debug)]
+struct SniResolver {
+    default: Arc<CertifiedKey>,
+    by_name: Vec<(String, Arc<CertifiedKey>)>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let chosen = hello.server_name().and_then(|sni| {
+            self.by_name.iter().find_map(|(pattern, ck)| {
+                let matches = match pattern.strip_prefix("*.") {
+                    Some(suffix) => sni.len().checked_sub(suffix.len() + 1).is_some_and(|i| {
+                        sni.as_bytes()[i] == b'.' && sni[i + 1..].eq_ignore_ascii_case(suffix)
+                    }),
+                    None => sni.eq_ignore_ascii_case(pattern),
+                };
+                matches.then(|| ck.clone())
+            })
+        });
+        Some(chosen.unwrap_or_else(|| self.default.clone()))
+    }
+}
+
+/// The subject of a (verified) client certificate for the audit trail: its
+/// Common Name, else its first subjectAltName (DNS name, e-mail or URI).
+pub fn subject_of(cert: &CertificateDer<'_>) -> Option<String> {
+    let tbs = der::seq(cert.as_ref()).and_then(der::seq)?;
+    let mut fields = der::Items(tbs);
+    // [0] version is optional; the serial number follows it.
+    if fields.next()?.0 == 0xA0 {
+        let _serial = fields.next()?;
+    }
+    let _signature = fields.next()?;
+    let _issuer = fields.next()?;
+    let _validity = fields.next()?;
+    let subject = fields.next()?;
+    if let Some(cn) = common_name(subject.1) {
+        return Some(cn);
+    }
+    let extensions = fields.find(|(tag, _)| *tag == 0xA3)?;
+    first_san(der::seq(extensions.1)?)
+}
+
+const OID_CN: &[u8] = &[0x55, 0x04, 0x03];
+const OID_SAN: &[u8] = &[0x55, 0x1D, 0x11];
+
+fn common_name(name: &[u8]) -> Option<String> {
+    for (_, set) in der::Items(name) {
+        for (_, attr) in der::Items(set) {
+            let mut parts = der::Items(attr);
+            let (_, oid) = parts.next()?;
+            let (_, value) = parts.next()?;
+            if oid == OID_CN {
+                return printable(value);
+            }
+        }
+    }
+    None
+}
+
+fn first_san(extensions: &[u8]) -> Option<String> {
+    for (_, ext) in der::Items(extensions) {
+        let mut parts = der::Items(ext);
+        let (_, oid) = parts.next()?;
+        if oid != OID_SAN {
+            continue;
+        }
+        // extnID, [critical BOOLEAN], extnValue OCTET STRING
+        let value = parts.find(|(tag, _)| *tag == 0x04)?.1;
+        for (tag, name) in der::Items(der::seq(value)?) {
+            if matches!(tag, 0x81 | 0x82 | 0x86) {
+                return printable(name);
+            }
+        }
+    }
+    None
+}
+
+/// Text fit for a record: UTF-8, no control characters, at most 256 chars.
+fn printable(bytes: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    (!s.is_empty() && !s.chars().any(char::is_control)).then(|| s.chars().take(256).collect())
+}
+
+/// Just enough DER to walk a certificate: definite lengths, one-byte tags.
+mod der {
+    /// Splits one TLV off `input`: (tag, value, rest).
+    fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+
+    /// The contents of a SEQUENCE at the start of `input`.
+    pub fn seq(input: &[u8]) -> Option<&[u8]> {
+        match tlv(input)? {
+            (0x30, value, _) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The TLVs of a constructed value, in order.
+    pub struct Items<'a>(pub &'a [u8]);
+
+    impl<'a> Iterator for Items<'a> {
+        type Item = (u8, &'a [u8]);
+        fn next(&mut self) -> Option<Self::Item> {
+            let (tag, value, rest) = tlv(self.0)?;
+            self.0 = rest;
+            Some((tag, value))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+
+    fn cert(cn: Option<&str>, sans: &[&str]) -> CertificateDer<'static> {
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Hospital");
+        if let Some(cn) = cn {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn subject_is_the_common_name() {
+        assert_eq!(
+            subject_of(&cert(Some("lab-42.example"), &["x.example"])),
+            Some("lab-42.example".into())
+        );
+    }
+
+    #[test]
+    fn without_cn_the_first_san_is_used() {
+        assert_eq!(
+            subject_of(&cert(None, &["storage-client.example"])),
+            Some("storage-client.example".into())
+        );
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.subject_alt_names = vec![SanType::Rfc822Name(
+            "dpo@hospital.example".try_into().unwrap(),
+        )];
+        let key = KeyPair::generate().unwrap();
+        let der = params.self_signed(&key).unwrap().der().clone();
+        assert_eq!(subject_of(&der), Some("dpo@hospital.example".into()));
+    }
+
+    #[test]
+    fn garbage_gives_none() {
+        for bytes in [
+            &b""[..],
+            b"\x30",
+            b"\x30\x85\xff\xff\xff\xff\xff",
+            b"\x30\x03\x02\x01",
+        ] {
+            assert_eq!(subject_of(&CertificateDer::from(bytes.to_vec())), None);
+        }
+    }
+}
