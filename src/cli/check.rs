@@ -39,6 +39,12 @@ fn summary(snap: &Snapshot) -> String {
         c.admin_listen
             .map_or_else(|| "disabled".to_owned(), |a| a.to_string())
     );
+    if !c.audit.enabled {
+        let _ = writeln!(
+            w,
+            "WARNING: audit trail disabled ([audit] enabled = false): requests will not be traced"
+        );
+    }
     let _ = writeln!(
         w,
         "audit: {} (object_key {}, purpose header {}{}, on error: {})",

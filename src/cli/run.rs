@@ -20,12 +20,21 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let metrics = Arc::new(Metrics::new());
     metrics.init_reloads();
-    let (sink, writer) = AuditSink::start(&config.audit.path, config.audit.queue, metrics.clone())
-        .context("cannot start the audit trail")?;
+    let (sink, writer) = if config.audit.enabled {
+        let (sink, writer) =
+            AuditSink::start(&config.audit.path, config.audit.queue, metrics.clone())
+                .context("cannot start the audit trail")?;
+        (Some(sink), Some(writer))
+    } else {
+        tracing::warn!(
+            "the audit trail is disabled ([audit] enabled = false): requests are not traced"
+        );
+        (None, None)
+    };
     let evidence = Evidence {
         metrics,
         cartography: Arc::new(LiveCartography::new()),
-        audit: Some(sink),
+        audit: sink,
     };
     let snapshot = Snapshot::build(config, &evidence)?;
     snapshot.publish();
@@ -37,7 +46,9 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     // Connections past the grace are dropped with the runtime; their
     // records are queued on drop. Then the writer drains and stops.
     runtime.shutdown_timeout(Duration::from_secs(2));
-    writer.join();
+    if let Some(writer) = writer {
+        writer.join();
+    }
     result
 }
 

@@ -46,6 +46,8 @@ pub struct Config {
 /// `[audit]`, typed.
 #[derive(Debug, Clone)]
 pub struct AuditSpec {
+    /// Whether the trail is written at all.
+    pub enabled: bool,
     /// The JSON Lines file.
     pub path: PathBuf,
     /// Header carrying the purpose of access.

@@ -39,6 +39,9 @@ pub struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
+    /// false: no trail at all (benchmarks only).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// The JSON Lines file.
     #[serde(default = "default_audit_path")]
     pub path: Text,
@@ -62,6 +65,7 @@ pub struct RawAudit {
 impl Default for RawAudit {
     fn default() -> Self {
         Self {
+            enabled: true,
             path: default_audit_path(),
             purpose_header: default_purpose_header(),
             require_purpose: false,

@@ -193,6 +193,7 @@ fn audit(raw: &RawConfig, p: &mut Problems<'_>) -> AuditSpec {
         http::HeaderName::from_static("x-access-purpose")
     });
     AuditSpec {
+        enabled: a.enabled,
         path: PathBuf::from(a.path.get_ref()),
         purpose_header,
         require_purpose: a.require_purpose,
