@@ -6,8 +6,10 @@
 //! Inputs: the shipped database and a mix of allowed, blocked, unknown,
 //! IPv6, IPv6-wrapped and Teredo addresses, judged under the shipped policy.
 //!
-//! Last ratios seen: see the closing notes of the performance issue; record
-//! them here with date and machine when measured.
+//! Last ratios seen (2026-11-28, 2-core x86_64 VM, other jobs running):
+//! per address, `judge` ≈ 57 ns, `geo_country_only` ≈ 69 ns, the HashSet
+//! baseline ≈ 10 ns: judging costs ≈ 5.7× a bare set lookup, under the
+//! 100 ns target, and allocates nothing (tests/alloc.rs).
 
 use std::collections::HashSet;
 use std::hint::black_box;
