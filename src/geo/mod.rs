@@ -116,6 +116,27 @@ impl GeoDb {
                 });
             }
         }
+        // A tree with no data, or a zeroed one (which loops back to its
+        // root), passes the probes above yet answers "no country" for every
+        // address: with unknown_country = "allow", everyone would pass. The
+        // first network with data is found at once in a sound tree; in a
+        // zeroed one the walk fails at the address bit length.
+        let first = reader
+            .networks(maxminddb::WithinOptions::default())
+            .and_then(|mut n| n.next().transpose());
+        let source = match first {
+            Ok(Some(_)) => None,
+            Ok(None) => Some(maxminddb::MaxMindDbError::invalid_database(
+                "no network in the database has data",
+            )),
+            Err(e) => Some(e),
+        };
+        if let Some(source) = source {
+            return Err(GeoError::Corrupt {
+                path: path.to_owned(),
+                source,
+            });
+        }
         Ok(Self {
             reader,
             path: path.to_owned(),
@@ -154,5 +175,27 @@ impl GeoDb {
     /// Number of nodes in the search tree, a cheap size indicator for `check`.
     pub fn node_count(&self) -> u32 {
         self.reader.metadata().node_count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_whose_search_tree_is_zeroed_is_refused() {
+        // Zeroed, every lookup loops back to the root and finds nothing:
+        // the probes pass, and every address would be "unknown".
+        let shipped =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("geodata/geo-whois-asn-country.mmdb");
+        let mut bytes = std::fs::read(&shipped).unwrap();
+        let third = bytes.len() / 3;
+        bytes[..third].fill(0);
+        let dir = tempfile::tempdir().unwrap();
+        let zeroed = dir.path().join("zeroed.mmdb");
+        std::fs::write(&zeroed, &bytes).unwrap();
+        let err = GeoDb::open(&zeroed).unwrap_err();
+        assert!(matches!(err, GeoError::Corrupt { .. }), "{err:?}");
+        assert!(GeoDb::open(&shipped).is_ok());
     }
 }

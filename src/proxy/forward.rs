@@ -76,13 +76,32 @@ pub async fn forward(
             set_host(req.headers_mut(), &upstream.url.authority);
         }
         for (addr, verdict) in candidates {
+            // Recorded before sending: a request abandoned while the upstream
+            // is still answering is traced with the address it went to.
+            ev.upstream = Some((addr, verdict.country));
+            ev.upstream_failed = failed.map(|v| {
+                let reason = Reason::NoAllowedUpstreamIp;
+                (Decision::Flagged, v.country, reason)
+            });
             match send(upstream, addr, req).await {
+                Ok(rsp) if rsp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    // Upgrade is stripped from every request, so this 101 is
+                    // uninvited; relayed, it would leave the client holding
+                    // what it believes is a tunnel.
+                    tracing::warn!(route = %route.spec.name, %addr, request_id = %id, "upstream switched protocols uninvited");
+                    return Forwarded::Refused(respond::xml_error(
+                        StatusCode::BAD_GATEWAY,
+                        "BadGateway",
+                        "the storage upstream failed",
+                        resource,
+                        id,
+                        head,
+                    ));
+                }
                 Ok(rsp) => {
                     let mut rsp = upstream_response(rsp, client_h2);
-                    ev.upstream = Some((addr, verdict.country));
                     if let Some(v) = &failed {
                         let reason = Reason::NoAllowedUpstreamIp;
-                        ev.upstream_failed = Some((Decision::Flagged, v.country, reason));
                         log_verdict(
                             Decision::Flagged,
                             Side::Upstream,
@@ -103,11 +122,13 @@ pub async fn forward(
                     return Forwarded::Proxied(rsp);
                 }
                 Err((e, Some(back))) => {
+                    // Not sent: this address is not part of the request's story.
+                    ev.upstream = None;
+                    ev.upstream_failed = None;
                     last_error = e;
                     req = back;
                 }
                 Err((e, None)) => {
-                    ev.upstream = Some((addr, verdict.country));
                     tracing::warn!(route = %route.spec.name, %addr, error = %e, request_id = %id, "upstream request failed");
                     return Forwarded::Refused(respond::xml_error(
                         StatusCode::BAD_GATEWAY,

@@ -50,9 +50,15 @@ pub async fn handle(
             .is_some_and(|v| v.as_bytes() != b"0");
     let head = req.method() == Method::HEAD;
     let resource = req.uri().path().to_owned();
-    let mut ev = RequestEvidence::start(&req, &snap, conn.mtls_subject.as_deref());
+    let ev = RequestEvidence::start(&req, &snap, conn.mtls_subject.as_deref());
     let id = ev.id;
-    let mut rsp = match decide(req, &conn, &snap, &mut ev).await {
+    let mut pending = Pending {
+        ev: Some(ev),
+        snap: snap.clone(),
+    };
+    let decided = decide(req, &conn, &snap, pending.ev()).await;
+    let ev = pending.decided();
+    let mut rsp = match decided {
         Forwarded::Proxied(rsp) => audited(rsp, ev, snap),
         Forwarded::Refused(rsp) => finish_generated(rsp, ev, &snap, &resource, head).await,
     };
@@ -65,6 +71,43 @@ pub async fn handle(
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(rsp)
+}
+
+/// The audit status of a request abandoned before its response existed
+/// (nginx's "client closed request").
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// A request's evidence while it is decided and forwarded. If the request
+/// is abandoned before a response exists (the client went away, or its
+/// connection timed out while the upstream was still silent), its record is
+/// written anyway, with status [`CLIENT_CLOSED_REQUEST`]: the request may
+/// already have reached the storage, and every request leaves a record.
+struct Pending {
+    ev: Option<RequestEvidence>,
+    snap: Arc<Snapshot>,
+}
+
+impl Pending {
+    fn ev(&mut self) -> &mut RequestEvidence {
+        self.ev.as_mut().expect("taken only by decided()")
+    }
+
+    /// The evidence, now that a response exists to carry it.
+    fn decided(mut self) -> RequestEvidence {
+        self.ev.take().expect("taken only once")
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let Some(ev) = self.ev.take() else {
+            return;
+        };
+        ev.account(&self.snap, 0);
+        if let Some(sink) = &self.snap.evidence.audit {
+            sink.write_detached(ev.record(&self.snap, CLIENT_CLOSED_REQUEST, 0));
+        }
+    }
 }
 
 /// A generated response: its record is written before it is sent; if that
@@ -154,6 +197,15 @@ async fn decide(
             "MethodNotAllowed",
             "CONNECT is not supported by this proxy",
             StatusCode::METHOD_NOT_ALLOWED,
+        );
+    }
+    if req.headers().len() > snap.config.server.max_headers {
+        // hyper enforces max_headers on HTTP/1.1 only; h2 bounds the bytes
+        // (max_header_bytes) but not the count.
+        return bad(
+            "RequestHeaderFieldsTooLarge",
+            "too many header fields",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         );
     }
     if !framing_is_plain(&req) {

@@ -11,11 +11,13 @@
 
 mod support;
 
+mod adversarial;
 mod audit;
 mod cli;
 mod client_ip;
 mod decisions;
 mod evidence;
+mod faults;
 mod forwarding;
 mod geodb;
 mod lifecycle;
