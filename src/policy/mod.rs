@@ -246,3 +246,6 @@ impl Policy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
