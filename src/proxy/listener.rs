@@ -245,8 +245,7 @@ async fn serve_http<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
         .max_header_size(server.max_header_bytes)
-        .max_headers(server.max_headers)
-        .preserve_header_case(true);
+        .max_headers(server.max_headers);
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
     tokio::select! {

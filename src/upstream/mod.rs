@@ -194,7 +194,6 @@ where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .preserve_header_case(true)
         .handshake(TokioIo::new(io))
         .await
         .map_err(|e| format!("handshake with {addr}: {e}"))?;

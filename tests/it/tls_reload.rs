@@ -285,12 +285,37 @@ async fn two_thousand_requests_over_twenty_reloads_never_fail() {
         let stop = stop.clone();
         loops.push(tokio::spawn(async move {
             let (mut ok, mut wrong) = (0u32, 0u32);
+            // Keep-alive connections, renewed every 50 requests: both the
+            // connections that live across reloads and new ones are tested.
+            let mut sender = None;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) || ok + wrong < 500 {
-                let status = Client::bound_to(ip)
-                    .get(addr, "/b/k", &[])
-                    .await
-                    .status
-                    .as_u16();
+                if (ok + wrong) % 50 == 0 {
+                    sender = None;
+                }
+                if sender.is_none() {
+                    let stream = connect_from(ip, addr).await;
+                    let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                    tokio::spawn(conn);
+                    sender = Some(s);
+                }
+                let s = sender.as_mut().unwrap();
+                let req = http::Request::get("/b/k")
+                    .header("host", "s3.test")
+                    .body(http_body_util::Empty::<Bytes>::new())
+                    .unwrap();
+                let status = match s.send_request(req).await {
+                    Ok(rsp) => {
+                        let status = rsp.status().as_u16();
+                        let _ = http_body_util::BodyExt::collect(rsp.into_body()).await;
+                        status
+                    }
+                    Err(_) => {
+                        sender = None;
+                        0
+                    }
+                };
                 let expected = if ip == ips::US { 451 } else { 200 };
                 if status == expected {
                     ok += 1

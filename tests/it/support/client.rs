@@ -42,6 +42,9 @@ pub async fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
         TcpSocket::new_v6()
     }
     .unwrap();
+    // Many short connections from one source address leave ports in
+    // TIME_WAIT; let bind reuse them rather than fail under a busy suite.
+    socket.set_reuseaddr(true).unwrap();
     socket.bind(SocketAddr::new(ip, 0)).unwrap();
     socket.connect(to).await.unwrap()
 }
