@@ -16,6 +16,7 @@ mod audit;
 mod cli;
 mod client_ip;
 mod decisions;
+mod deploy;
 mod evidence;
 mod faults;
 mod forwarding;
