@@ -33,6 +33,26 @@ fn summary(snap: &Snapshot) -> String {
     let _ = writeln!(w, "policy version: {}", snap.policy_version);
     let listen: Vec<String> = c.server.listen.iter().map(ToString::to_string).collect();
     let _ = writeln!(w, "listen: {}", listen.join(", "));
+    if let Some(tls) = &c.server.tls {
+        let tls_listen: Vec<String> = c
+            .server
+            .tls_listen
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let mtls = match (&tls.client_ca, tls.client_auth_required) {
+            (None, _) => "no client certificates".to_owned(),
+            (Some(ca), true) => format!("client certificates required ({})", ca.display()),
+            (Some(ca), false) => format!("client certificates optional ({})", ca.display()),
+        };
+        let _ = writeln!(
+            w,
+            "tls listen: {} (certificate {}, {} SNI certificate(s), {mtls}): ok",
+            tls_listen.join(", "),
+            tls.cert.display(),
+            tls.sni.len()
+        );
+    }
     let _ = writeln!(
         w,
         "admin: {}",
