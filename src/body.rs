@@ -19,16 +19,46 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+/// Tells when a request body has been sent to its end.
+#[derive(Debug, Default)]
+pub struct Sent {
+    done: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Sent {
+    fn finish(&self) {
+        self.done.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves once the whole body has been handed to the upstream.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.done.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// Request body counted on its way upstream.
 pub struct Metered {
     inner: Incoming,
     count: Arc<AtomicU64>,
+    sent: Arc<Sent>,
 }
 
 impl Metered {
-    /// Wraps `inner`, adding every data byte to `count`.
-    pub fn new(inner: Incoming, count: Arc<AtomicU64>) -> Self {
-        Self { inner, count }
+    /// Wraps `inner`, adding every data byte to `count` and signalling
+    /// `sent` at its end (at once for an empty body).
+    pub fn new(inner: Incoming, count: Arc<AtomicU64>, sent: Arc<Sent>) -> Self {
+        if inner.is_end_stream() {
+            sent.finish();
+        }
+        Self { inner, count, sent }
     }
 }
 
@@ -45,6 +75,9 @@ impl Body for Metered {
             && let Some(d) = f.data_ref()
         {
             self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
+        }
+        if frame.is_none() || self.inner.is_end_stream() {
+            self.sent.finish();
         }
         Poll::Ready(frame)
     }

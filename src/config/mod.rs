@@ -149,6 +149,8 @@ pub struct RouteSpec {
     pub preserve_host: bool,
     /// TCP connect timeout per upstream IP.
     pub connect_timeout: Duration,
+    /// Time allowed for the response head after the request body was sent.
+    pub response_timeout: Duration,
     /// `[route.tls] ca`: private CA for `https://` upstreams.
     pub tls_ca: Option<PathBuf>,
     /// The route's policy (global with the route's overrides).

@@ -385,6 +385,9 @@ pub struct RawRoute {
     /// Time allowed to open a TCP connection to one upstream IP.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: Text,
+    /// Time allowed for the response head once the request is fully sent.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout: Text,
     /// Overrides `[policy] mode`.
     pub mode: Option<RawMode>,
     /// Replaces `[policy] allow_countries`.
@@ -416,6 +419,9 @@ fn default_idle_timeout() -> Text {
 }
 fn default_shutdown_grace() -> Text {
     text("30s")
+}
+fn default_response_timeout() -> Text {
+    text("60s")
 }
 fn default_connect_timeout() -> Text {
     text("5s")

@@ -477,6 +477,7 @@ fn compile_route(
         upstreams,
         preserve_host: r.preserve_host,
         connect_timeout: duration(&r.connect_timeout, p, false),
+        response_timeout: duration(&r.response_timeout, p, false),
         tls_ca: r
             .tls
             .as_ref()

@@ -3,6 +3,8 @@
 //! upstream's response (or the reason there is none).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -11,7 +13,7 @@ use super::evidence::RequestEvidence;
 use super::headers::{add_forwarding, is_chunked, set_chunked, set_host, strip_hop_by_hop};
 use super::respond::{self, DECISION_HEADER, Generated};
 use super::service::{ConnInfo, log_verdict};
-use crate::body::Metered;
+use crate::body::{Metered, Sent};
 use crate::geo::label;
 use crate::policy::{Decision, Mode, Reason, Side, Verdict};
 use crate::snapshot::{Route, Snapshot};
@@ -38,7 +40,8 @@ pub async fn forward(
 ) -> Forwarded {
     let id = ev.id;
     let client_h2 = req.version() == Version::HTTP_2;
-    let mut req = upstream_request(req, conn, ev);
+    let sent = Arc::new(Sent::default());
+    let mut req = upstream_request(req, conn, ev, &sent);
     let policy = &route.spec.policy.policy;
     let mut blocked: Option<Verdict> = None;
     let mut last_error = String::from("no upstream");
@@ -83,7 +86,7 @@ pub async fn forward(
                 let reason = Reason::NoAllowedUpstreamIp;
                 (Decision::Flagged, v.country, reason)
             });
-            match send(upstream, addr, req).await {
+            match send(upstream, addr, req, &sent, route.spec.response_timeout).await {
                 Ok(rsp) if rsp.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     // Upgrade is stripped from every request, so this 101 is
                     // uninvited; relayed, it would leave the client holding
@@ -121,22 +124,30 @@ pub async fn forward(
                     }
                     return Forwarded::Proxied(rsp);
                 }
-                Err((e, Some(back))) => {
+                Err((e, Some(back), _)) => {
                     // Not sent: this address is not part of the request's story.
                     ev.upstream = None;
                     ev.upstream_failed = None;
                     last_error = e;
                     req = back;
                 }
-                Err((e, None)) => {
+                Err((e, None, timed_out)) => {
                     tracing::warn!(route = %route.spec.name, %addr, error = %e, request_id = %id, "upstream request failed");
+                    let (status, code, msg) = if timed_out {
+                        (
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "GatewayTimeout",
+                            "the storage upstream did not answer in time",
+                        )
+                    } else {
+                        (
+                            StatusCode::BAD_GATEWAY,
+                            "BadGateway",
+                            "the storage upstream failed",
+                        )
+                    };
                     return Forwarded::Refused(respond::xml_error(
-                        StatusCode::BAD_GATEWAY,
-                        "BadGateway",
-                        "the storage upstream failed",
-                        resource,
-                        id,
-                        head,
+                        status, code, msg, resource, id, head,
                     ));
                 }
             }
@@ -181,6 +192,7 @@ fn upstream_request(
     req: Request<Incoming>,
     conn: &ConnInfo,
     ev: &RequestEvidence,
+    sent: &Arc<Sent>,
 ) -> Request<Metered> {
     let (mut parts, body) = req.into_parts();
     let chunked = is_chunked(&parts.headers);
@@ -202,40 +214,57 @@ fn upstream_request(
         .path_and_query()
         .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     parts.version = Version::HTTP_11;
-    Request::from_parts(parts, Metered::new(body, ev.bytes_up.clone()))
+    Request::from_parts(parts, Metered::new(body, ev.bytes_up.clone(), sent.clone()))
 }
 
-type SendError = (String, Option<Request<Metered>>);
+/// Why a request got no response: `(message, the request if it was not
+/// written, whether the upstream took too long)`.
+type SendError = (String, Option<Request<Metered>>, bool);
 
 /// Sends on a connection to exactly `addr`. When the request was not written
 /// (connect failure, or a pooled connection that closed under us) it is
-/// handed back so another address or a fresh connection can be tried.
+/// handed back so another address or a fresh connection can be tried. Once
+/// the body is sent, the response head must come within `timeout`.
 async fn send(
     upstream: &Upstream,
     addr: SocketAddr,
     mut req: Request<Metered>,
+    sent: &Sent,
+    timeout: Duration,
 ) -> Result<Response<Incoming>, SendError> {
     for _attempt in 0..2 {
         let mut sender = match upstream.connect(addr).await {
             Ok(s) => s,
-            Err(e) => return Err((e, Some(req))),
+            Err(e) => return Err((e, Some(req), false)),
         };
         if sender.ready().await.is_err() {
             continue;
         }
         let pending = sender.try_send_request(req);
         upstream.release(addr, sender);
-        match pending.await {
+        let deadline = async {
+            sent.wait().await;
+            tokio::time::sleep(timeout).await;
+        };
+        let outcome = tokio::select! {
+            r = pending => r,
+            () = deadline => {
+                let why = format!("upstream {addr} sent no response within {timeout:?} of the request");
+                return Err((why, None, true));
+            }
+        };
+        match outcome {
             Ok(rsp) => return Ok(rsp),
             Err(mut e) => match e.take_message() {
                 Some(back) => req = back,
-                None => return Err((format!("upstream {addr}: {}", e.error()), None)),
+                None => return Err((format!("upstream {addr}: {}", e.error()), None, false)),
             },
         }
     }
     Err((
         format!("upstream {addr}: connection closed before the request could be sent"),
         Some(req),
+        false,
     ))
 }
 

@@ -598,3 +598,53 @@ async fn full_audit_disk_fails_closed_and_the_records_before_it_still_verify() {
 fn records_in(path: &std::path::Path) -> usize {
     std::fs::read_to_string(path).unwrap().lines().count()
 }
+
+#[tokio::test]
+async fn silent_upstream_gets_504_after_response_timeout_over_http1_and_h2() {
+    use crate::support::tls::{TestCa, client_config, https_get};
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = ScriptedOrigin::start(Script::Stall).await;
+    let ca = TestCa::new("Proxy CA");
+    let (cert, key) = ca.write_leaf("server", &["s3.test"]);
+    let placeholder = Origin::start(ips::ORIGIN).await;
+    // idle_timeout is long and h2 pings keep the connection busy: only
+    // response_timeout bounds the wait.
+    let toml = config(
+        &geo,
+        &placeholder,
+        &format!(
+            "idle_timeout = \"60s\"\ntls_listen = [\"127.0.0.1:0\"]\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"",
+            cert.display(),
+            key.display()
+        ),
+        "",
+        "response_timeout = \"500ms\"",
+    )
+    .replace(&placeholder.url(), &origin.url());
+    let proxy = Proxy::start(&toml);
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        try_send(ips::FR, proxy.addr(), get("/b/stalled-h1")),
+    )
+    .await
+    .expect("bounded by response_timeout");
+    assert_eq!(out.status, Some(504));
+    assert!(String::from_utf8_lossy(&out.body.unwrap()).contains("<Code>GatewayTimeout</Code>"));
+    let h2 = client_config(&ca, None, &[b"h2"]);
+    let (version, rsp) = tokio::time::timeout(
+        Duration::from_secs(20),
+        https_get(ips::FR, proxy.tls_addr(), "s3.test", h2, "/b/stalled-h2"),
+    )
+    .await
+    .expect("bounded by response_timeout over h2 too")
+    .unwrap();
+    assert_eq!(version, http::Version::HTTP_2);
+    assert_eq!(rsp.status, 504);
+    let r = records(&proxy, 2).await;
+    assert!(
+        r.iter()
+            .all(|x| x["status"] == 504 && x["upstream_ip"] == ips::ORIGIN),
+        "{r:?}"
+    );
+    assert_eq!(origin.heads().len(), 2);
+}
