@@ -93,6 +93,9 @@ impl Proxy {
                 Ok((_, a)) => addrs.push(a),
                 Err(_) => {
                     let status = child.try_wait().unwrap();
+                    // Never leave a half-started proxy behind.
+                    let _ = child.kill();
+                    let _ = child.wait();
                     panic!(
                         "proxy did not start (exit: {status:?}); logs:\n{}",
                         logs.lock().unwrap().join("\n")
