@@ -39,7 +39,10 @@ impl Pool {
     /// Takes a connection to `addr` that is ready for a request, dropping
     /// closed ones on the way. Busy ones (a response still streaming) stay.
     pub fn checkout(&self, addr: SocketAddr) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let list = idle.get_mut(&addr)?;
         // Newest first: a recently used connection is the likeliest to be
         // ready and open. Closed ones met on the way are dropped.
