@@ -138,11 +138,27 @@ impl AuditSink {
     }
 }
 
+/// Opens `path` for appending and takes an exclusive lock on it: two
+/// processes appending to one file would interleave two chains, and the
+/// trail would no longer verify. The lock lives as long as the file handle.
 fn open(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    OpenOptions::new().create(true).append(true).open(path)
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    if file.metadata()?.is_file() {
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "the file is locked by another process writing its own chain (give each proxy its own audit path)",
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(file)
 }
 
 struct Writer {

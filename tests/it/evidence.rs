@@ -583,3 +583,37 @@ async fn json_logs_carry_one_structured_event_per_blocked_request() {
         "object keys stay out of info logs"
     );
 }
+
+#[tokio::test]
+async fn a_second_proxy_on_the_same_audit_file_is_refused() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let first = Proxy::start(&config(&geo, &origin, "", "", ""));
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "{}\n[audit]\npath = \"{}\"\n",
+        config(&geo, &origin, "", "", ""),
+        first.audit_path().display()
+    );
+    let path = dir.path().join("second.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("locked by another process"), "{stderr}");
+    // The first keeps writing a chain that verifies.
+    Client::bound_to(ips::FR)
+        .get(first.addr(), "/b/k", &[])
+        .await;
+    wait_records(&first, 1).await;
+    let out = Command::new(BIN)
+        .args(["audit", "verify"])
+        .arg(first.audit_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
