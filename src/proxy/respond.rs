@@ -119,6 +119,12 @@ pub fn blocked(
         DECISION_HEADER.clone(),
         decision_value(Decision::Blocked, side, country, reason),
     );
+    // Clients that show only the status line (a HEAD has no body to carry
+    // the XML message; s3cmd prints the reason phrase) still learn why.
+    rsp.extensions_mut()
+        .insert(hyper::ext::ReasonPhrase::from_static(
+            b"Blocked By Data-Residency Policy",
+        ));
     rsp
 }
 

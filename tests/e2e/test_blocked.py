@@ -26,7 +26,7 @@ from clients import BUCKET, CLIENTS, ClientFailed, Rclone, seed
 from servers import FR, STORAGE_US, US, Dns, TcpTrap
 
 BLOCK_MESSAGE = "blocked by data-residency policy"
-HEAD_ONLY = re.compile(r"451|Unavailable\s*For\s*Legal\s*Reasons")
+HEAD_ONLY = re.compile(r"451|Unavailable\s*For\s*Legal\s*Reasons|Blocked By Data-Residency Policy")
 
 # Per client and operation, the requests it consists of when each is
 # refused: one per S3 call, none repeated. rclone, given --retries 1 (see

@@ -304,3 +304,19 @@ async fn unreachable_upstream_is_502_bad_gateway() {
         "internal detail must not reach the client"
     );
 }
+
+#[tokio::test]
+async fn blocked_status_line_names_the_policy_for_head_only_clients() {
+    let (_g, _origin, proxy) = setup("", "").await;
+    let out = crate::support::raw_exchange(
+        ips::US,
+        proxy.addr(),
+        b"HEAD /b/k HTTP/1.1\r\nHost: s3.test\r\nConnection: close\r\n\r\n",
+        std::time::Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        out.starts_with("HTTP/1.1 451 Blocked By Data-Residency Policy\r\n"),
+        "{out}"
+    );
+}
