@@ -56,7 +56,7 @@ pub async fn handle(
         ev: Some(ev),
         snap: snap.clone(),
     };
-    let decided = decide(req, &conn, &snap, pending.ev()).await;
+    let decided = decide(req, &conn, &snap, pending.ev(), &resource, head).await;
     let ev = pending.decided();
     let mut rsp = match decided {
         Forwarded::Proxied(rsp) => audited(rsp, ev, snap),
@@ -177,12 +177,12 @@ async fn decide(
     conn: &ConnInfo,
     snap: &Snapshot,
     ev: &mut RequestEvidence,
+    resource: &str,
+    head: bool,
 ) -> Forwarded {
     let id = ev.id;
-    let head = req.method() == Method::HEAD;
-    let resource = req.uri().path().to_owned();
     let bad = |code: &str, msg: &str, status| {
-        Forwarded::Refused(respond::xml_error(status, code, msg, &resource, id, head))
+        Forwarded::Refused(respond::xml_error(status, code, msg, resource, id, head))
     };
 
     if let Some(sink) = &snap.evidence.audit
@@ -190,7 +190,7 @@ async fn decide(
         && !sink.is_healthy()
     {
         snap.evidence.metrics.audit_refused.inc();
-        return Forwarded::Refused(audit_unavailable(&resource, id, head));
+        return Forwarded::Refused(audit_unavailable(resource, id, head));
     }
     if req.method() == Method::CONNECT {
         return bad(
@@ -247,12 +247,14 @@ async fn decide(
     };
     ev.client = verdict.ip.map(|ip| (ip, verdict.country));
     let decision = policy.decide(&verdict);
-    let flag = match (decision, verdict.reason) {
-        (Decision::Allowed, _) | (_, None) => {
+    // A failing verdict is recorded and logged once; enforce refuses here,
+    // monitor lets the request on with the flag in the response.
+    let flag = match verdict.reason.filter(|_| decision != Decision::Allowed) {
+        None => {
             tracing::trace!(route = %route.spec.name, request_id = %id, "client allowed");
             None
         }
-        (Decision::Blocked, Some(reason)) => {
+        Some(reason) => {
             ev.client_failed = Some((decision, reason));
             log_verdict(
                 decision,
@@ -263,28 +265,18 @@ async fn decide(
                 id,
                 conn,
             );
-            return Forwarded::Refused(respond::blocked(
-                Side::Client,
-                verdict.country,
-                reason,
-                &resource,
-                id,
-                head,
-            ));
-        }
-        (Decision::Flagged, Some(reason)) => {
-            ev.client_failed = Some((decision, reason));
-            log_verdict(
-                decision,
-                Side::Client,
-                &route.spec.name,
-                &verdict,
-                reason,
-                id,
-                conn,
-            );
+            if decision == Decision::Blocked {
+                return Forwarded::Refused(respond::blocked(
+                    Side::Client,
+                    verdict.country,
+                    reason,
+                    resource,
+                    id,
+                    head,
+                ));
+            }
             Some(respond::decision_value(
-                Decision::Flagged,
+                decision,
                 Side::Client,
                 verdict.country,
                 reason,
@@ -302,7 +294,7 @@ async fn decide(
             StatusCode::PRECONDITION_REQUIRED,
         );
     }
-    let mut out = forward(req, conn, route, snap, ev, &resource, head).await;
+    let mut out = forward(req, conn, route, snap, ev, resource, head).await;
     if let (Some(v), Forwarded::Proxied(rsp)) = (flag, &mut out) {
         rsp.headers_mut().append(DECISION_HEADER.clone(), v);
     }
