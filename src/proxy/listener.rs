@@ -207,6 +207,22 @@ async fn serve_connection(
     serve_http(TokioIo::new(stream), h2, info, server, shared.clone(), stop).await;
 }
 
+/// Drives a hyper connection (HTTP/1.1 or HTTP/2: different types with the
+/// same `graceful_shutdown`) until it ends; on shutdown, lets its current
+/// requests finish first.
+macro_rules! serve_until_stopped {
+    ($conn:ident, $stop:ident, $peer:ident) => {
+        tokio::pin!($conn);
+        tokio::select! {
+            r = $conn.as_mut() => log_end($peer, r),
+            _ = $stop.changed() => {
+                $conn.as_mut().graceful_shutdown();
+                log_end($peer, $conn.await);
+            }
+        }
+    };
+}
+
 /// HTTP/1.1 or HTTP/2 on an established stream, until it ends or shutdown.
 async fn serve_http<I>(
     io: I,
@@ -230,14 +246,7 @@ async fn serve_http<I>(
             .keep_alive_interval(Some(server.idle_timeout / 2))
             .keep_alive_timeout(server.header_read_timeout);
         let conn = builder.serve_connection(io, svc);
-        tokio::pin!(conn);
-        tokio::select! {
-            r = conn.as_mut() => log_end(peer, r),
-            _ = stop.changed() => {
-                conn.as_mut().graceful_shutdown();
-                log_end(peer, conn.await);
-            }
-        }
+        serve_until_stopped!(conn, stop, peer);
         return;
     }
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -247,14 +256,7 @@ async fn serve_http<I>(
         .max_header_size(server.max_header_bytes)
         .max_headers(server.max_headers);
     let conn = builder.serve_connection(io, svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => log_end(peer, r),
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            log_end(peer, conn.await);
-        }
-    }
+    serve_until_stopped!(conn, stop, peer);
 }
 
 fn log_end(peer: SocketAddr, r: Result<(), hyper::Error>) {
