@@ -24,6 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 REL = os.path.join(ROOT, "target", "release")
 SECONDS = int(os.environ.get("LOAD_SECONDS", "8"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
+# Which measures to take: small, h2, large, idle (all by default). For a
+# quick look while profiling, e.g. PARTS=small ROUNDS=1.
+PARTS = set(os.environ.get("PARTS", "small,h2,large,idle").split(","))
 CONNS = 64
 IDLE_CONNS = 1000
 EEA = ("AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE "
@@ -235,7 +238,7 @@ path = "{tmp}/audit-{port}.jsonl"
 
     small = {n: [] for n, _, _ in targets}
     cpu = {n: [] for n, _, _ in targets}
-    for r in range(ROUNDS):
+    for r in range(ROUNDS if "small" in PARTS else 0):
         for name, proc, base in targets:
             before = cpu_ticks(proc) if proc else 0
             rps, p50, p99, total = wrk(base + "/small")
@@ -246,12 +249,12 @@ path = "{tmp}/audit-{port}.jsonl"
             print(f"round {r + 1} small {name}: {rps:.0f} req/s p50 {p50:.2f} ms p99 {p99:.2f} ms", file=sys.stderr)
 
     h2 = {"nginx + geoip2": [], "residency-proxy": []}
-    for _ in range(ROUNDS):
+    for _ in range(ROUNDS if "h2" in PARTS else 0):
         h2["nginx + geoip2"].append(h2load(f"https://127.0.0.1:{nginx_tls}/small"))
         h2["residency-proxy"].append(h2load(f"https://127.0.0.1:{proxies['residency-proxy'][2]}/small"))
 
     large = {n: {"down": [], "up": []} for n, _, _ in targets[:3]}
-    for _ in range(ROUNDS):
+    for _ in range(ROUNDS if "large" in PARTS else 0):
         for name, _, base in targets[:3]:
             down, _ = curl_speed([base + "/large"])
             _, up = curl_speed(["-T", big, base + "/upload"])
@@ -262,7 +265,7 @@ path = "{tmp}/audit-{port}.jsonl"
 
     held = {}
     for name, proc, port in (("residency-proxy", proxies["residency-proxy"][0], proxies["residency-proxy"][1]),
-                             ("nginx + geoip2", nginx, nginx_port)):
+                             ("nginx + geoip2", nginx, nginx_port)) if "idle" in PARTS else ():
         socks = hold_connections(port, IDLE_CONNS)
         time.sleep(0.5)
         held[name] = rss_kib(proc)
@@ -274,30 +277,36 @@ path = "{tmp}/audit-{port}.jsonl"
         v = small[name]
         return med(x[0] for x in v), med(x[1] for x in v), med(x[2] for x in v)
 
-    rp, ng, di = row("residency-proxy"), row("nginx + geoip2"), row("direct")
-    rp_off = row("residency-proxy, audit off")
     lines = []
     lines.append(f"Load run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
                  f"{SECONDS}s per wrk run, median of {ROUNDS}; wrk -t2 -c{CONNS} on the same machine.")
     lines.append("")
     lines.append("| measure | direct | nginx + geoip2 | residency-proxy | rp, audit off | rp / nginx | rp / direct |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|")
-    lines.append(f"| 1 KiB GET, req/s | {di[0]:.0f} | {ng[0]:.0f} | {rp[0]:.0f} | {rp_off[0]:.0f} | {rp[0] / ng[0]:.2f} | {rp[0] / di[0]:.2f} |")
-    lines.append(f"| 1 KiB GET, p50 ms | {di[1]:.2f} | {ng[1]:.2f} | {rp[1]:.2f} | {rp_off[1]:.2f} | {rp[1] / ng[1]:.2f} | |")
-    lines.append(f"| 1 KiB GET, p99 ms | {di[2]:.2f} | {ng[2]:.2f} | {rp[2]:.2f} | {rp_off[2]:.2f} | {rp[2] / ng[2]:.2f} | |")
-    c_rp, c_ng, c_off = med(cpu["residency-proxy"]), med(cpu["nginx + geoip2"]), med(cpu["residency-proxy, audit off"])
-    lines.append(f"| CPU s per 10,000 requests | | {c_ng:.3f} | {c_rp:.3f} | {c_off:.3f} | {c_rp / c_ng:.2f} | |")
-    h_ng, h_rp = med(h2["nginx + geoip2"]), med(h2["residency-proxy"])
-    lines.append(f"| 1 KiB GET over TLS h2 (h2load -c16 -m10), req/s | | {h_ng:.0f} | {h_rp:.0f} | | {h_rp / h_ng:.2f} | |")
-    for d, label in (("down", "1 GiB download, MB/s"), ("up", "1 GiB upload, MB/s")):
-        dd, nn, rr = (med(large[n][d]) for n in ("direct", "nginx + geoip2", "residency-proxy"))
-        lines.append(f"| {label} | {dd:.0f} | {nn:.0f} | {rr:.0f} | | {rr / nn:.2f} | {rr / dd:.2f} |")
+    if "small" in PARTS:
+        rp, ng, di = row("residency-proxy"), row("nginx + geoip2"), row("direct")
+        rp_off = row("residency-proxy, audit off")
+        lines.append(f"| 1 KiB GET, req/s | {di[0]:.0f} | {ng[0]:.0f} | {rp[0]:.0f} | {rp_off[0]:.0f} | {rp[0] / ng[0]:.2f} | {rp[0] / di[0]:.2f} |")
+        lines.append(f"| 1 KiB GET, p50 ms | {di[1]:.2f} | {ng[1]:.2f} | {rp[1]:.2f} | {rp_off[1]:.2f} | {rp[1] / ng[1]:.2f} | |")
+        lines.append(f"| 1 KiB GET, p99 ms | {di[2]:.2f} | {ng[2]:.2f} | {rp[2]:.2f} | {rp_off[2]:.2f} | {rp[2] / ng[2]:.2f} | |")
+        c_rp, c_ng, c_off = med(cpu["residency-proxy"]), med(cpu["nginx + geoip2"]), med(cpu["residency-proxy, audit off"])
+        lines.append(f"| CPU s per 10,000 requests | | {c_ng:.3f} | {c_rp:.3f} | {c_off:.3f} | {c_rp / c_ng:.2f} | |")
+    if "h2" in PARTS:
+        h_ng, h_rp = med(h2["nginx + geoip2"]), med(h2["residency-proxy"])
+        lines.append(f"| 1 KiB GET over TLS h2 (h2load -c16 -m10), req/s | | {h_ng:.0f} | {h_rp:.0f} | | {h_rp / h_ng:.2f} | |")
+    if "large" in PARTS:
+        for d, label in (("down", "1 GiB download, MB/s"), ("up", "1 GiB upload, MB/s")):
+            dd, nn, rr = (med(large[n][d]) for n in ("direct", "nginx + geoip2", "residency-proxy"))
+            lines.append(f"| {label} | {dd:.0f} | {nn:.0f} | {rr:.0f} | | {rr / nn:.2f} | {rr / dd:.2f} |")
     lines.append(f"| RSS idle, MiB | | {idle_rss['nginx + geoip2'] / 1024:.1f} | {idle_rss['residency-proxy'] / 1024:.1f} | | | |")
-    lines.append(f"| RSS, {IDLE_CONNS} idle keep-alive connections, MiB | | {held['nginx + geoip2'] / 1024:.1f} | {held['residency-proxy'] / 1024:.1f} | | | |")
-    lines.append(f"| peak RSS through the 1 GiB transfers, MiB | | {peak['nginx + geoip2'] / 1024:.1f} | {peak['residency-proxy'] / 1024:.1f} | | | |")
+    if "idle" in PARTS:
+        lines.append(f"| RSS, {IDLE_CONNS} idle keep-alive connections, MiB | | {held['nginx + geoip2'] / 1024:.1f} | {held['residency-proxy'] / 1024:.1f} | | | |")
+    if "large" in PARTS:
+        lines.append(f"| peak RSS through the 1 GiB transfers, MiB | | {peak['nginx + geoip2'] / 1024:.1f} | {peak['residency-proxy'] / 1024:.1f} | | | |")
     table = "\n".join(lines)
     print(table)
-    open(os.path.join(ROOT, "benches", "load", "last-run.md"), "w").write(table + "\n")
+    if PARTS >= {"small", "h2", "large", "idle"}:
+        open(os.path.join(ROOT, "benches", "load", "last-run.md"), "w").write(table + "\n")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@
 //!   object key);
 //! - [`transfers`]: the cartography of flows outside the EEA, from records,
 //!   rendered as Markdown, JSON or one HTML page ([`Cartography::to_html`]);
-//! - [`writer`]: the writer thread that owns the file and the [`Chain`],
-//!   fed through a bounded queue (written with the request path).
+//! - [`writer`]: appends sealed records with group commit from the request
+//!   path; the file and the [`Chain`] belong to whichever request leads a
+//!   batch.
 
 pub mod chain;
 pub mod fields;

@@ -44,7 +44,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(serve(path, snapshot.share(), evidence));
     // Connections past the grace are dropped with the runtime; their
-    // records are queued on drop. Then the writer drains and stops.
+    // records are written as they drop. Then the trail is synced to disk.
     runtime.shutdown_timeout(Duration::from_secs(2));
     if let Some(writer) = writer {
         writer.join();
