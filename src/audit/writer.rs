@@ -223,8 +223,29 @@ pub struct Commit {
 
 enum CommitState {
     Start(Box<AuditRecord>),
+    /// Leading: lets the other requests that are ready in this round of
+    /// the scheduler queue their records first, then writes them together.
+    Lead(Box<AuditRecord>, Pin<Box<dyn Future<Output = ()> + Send>>),
     Queued(Arc<Slot>),
     Done,
+}
+
+impl Drop for Commit {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.state, CommitState::Done) {
+            // Never polled: written without waiting.
+            CommitState::Start(record) => AuditSink {
+                inner: self.inner.clone(),
+            }
+            .write_detached(*record),
+            // Dropped while leading: the queue is this request's to write.
+            CommitState::Lead(record, _) => {
+                self.inner.lead(vec![Entry { record, slot: None }]);
+            }
+            // Queued records are written by their leader.
+            CommitState::Queued(_) | CommitState::Done => {}
+        }
+    }
 }
 
 impl Future for Commit {
@@ -246,8 +267,17 @@ impl Future for Commit {
                         this.state = CommitState::Queued(slot);
                         return Poll::Pending;
                     }
-                    // Lead: what queued before this record goes first.
                     q.leading = true;
+                    drop(q);
+                    this.state = CommitState::Lead(record, Box::pin(tokio::task::yield_now()));
+                }
+                CommitState::Lead(record, mut yielded) => {
+                    if yielded.as_mut().poll(cx).is_pending() {
+                        this.state = CommitState::Lead(record, yielded);
+                        return Poll::Pending;
+                    }
+                    // What queued meanwhile goes first, then this record.
+                    let mut q = lock(&this.inner.queue);
                     let n = q.pending.len().min(this.inner.batch);
                     let mut batch: Vec<Entry> = q.pending.drain(..n).collect();
                     drop(q);
@@ -471,15 +501,31 @@ mod tests {
         }
         sink.write_detached(record(3));
         assert_eq!(lock(&sink.inner.queue).pending.len(), 4);
-        // The busy leader stops; a new one takes the queue first, its own
-        // record last, in batches of 2.
+        // The busy leader stops. A new one yields once before writing, so
+        // that requests ready meanwhile join its batch: r5 queues.
         lock(&sink.inner.queue).leading = false;
+        let leader_woken = Arc::new(Count(AtomicUsize::new(0)));
+        let leader_waker = Waker::from(leader_woken.clone());
+        let mut leader_cx = Context::from_waker(&leader_waker);
         let mut own = sink.write(record(4));
-        assert_eq!(Pin::new(&mut own).poll(&mut cx), Poll::Ready(true));
-        assert_eq!(woken.0.load(Ordering::SeqCst), 3);
+        assert!(Pin::new(&mut own).poll(&mut leader_cx).is_pending());
+        assert_eq!(
+            leader_woken.0.load(Ordering::SeqCst),
+            1,
+            "yield wakes the leader"
+        );
+        let mut late = sink.write(record(5));
+        assert!(Pin::new(&mut late).poll(&mut cx).is_pending());
+        // Its second poll writes everything, in batches of 2: the oldest
+        // queued first, its own record closing the first batch.
+        assert_eq!(Pin::new(&mut own).poll(&mut leader_cx), Poll::Ready(true));
+        assert_eq!(woken.0.load(Ordering::SeqCst), 4, "every waiter is woken");
+        waiting.push(late);
         for c in &mut waiting {
             assert_eq!(Pin::new(c).poll(&mut cx), Poll::Ready(true));
         }
+        // A record whose future is dropped unpolled is written all the same.
+        drop(sink.write(record(6)));
         writer.join();
         let text = std::fs::read_to_string(&path).unwrap();
         let ids: Vec<u64> = text
@@ -492,10 +538,8 @@ mod tests {
                 u64::from_str_radix(&id, 16).unwrap()
             })
             .collect();
-        // The first batch: two queued records, then the leader's own; then
-        // the rest of the queue.
-        assert_eq!(ids, [0, 1, 4, 2, 3]);
+        assert_eq!(ids, [0, 1, 4, 2, 3, 5, 6]);
         let summary = crate::audit::verify(&[path]).unwrap();
-        assert_eq!(summary.records, 5);
+        assert_eq!(summary.records, 7);
     }
 }

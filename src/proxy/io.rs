@@ -40,19 +40,23 @@ impl<T> ClientIo<T> {
     }
 
     /// Called when the stream would block: fails once the connection has
-    /// been idle for the whole timeout. The sleep is only re-armed here, not
-    /// on every byte, so activity costs one clock read.
+    /// been idle for the whole timeout. The timer stays armed at its first
+    /// deadline and is only moved when it fires early (activity pushed the
+    /// deadline on meanwhile): moving it at every request cost a timer-wheel
+    /// update per request.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let deadline = self.last_activity + self.timeout;
-        if self.sleep.deadline() != deadline {
+        loop {
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Ok(());
+            }
+            let deadline = self.last_activity + self.timeout;
+            if deadline <= self.sleep.deadline() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client connection idle timeout",
+                ));
+            }
             self.sleep.as_mut().reset(deadline);
-        }
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "client connection idle timeout",
-            )),
-            Poll::Pending => Ok(()),
         }
     }
 }

@@ -57,14 +57,22 @@ pub async fn handle(
         snap: snap.clone(),
     };
     let decided = decide(req, &conn, &snap, pending.ev(), &resource, head).await;
-    let ev = pending.decided();
-    let mut rsp = match decided {
-        Forwarded::Proxied(rsp) => audited(rsp, ev, snap),
-        Forwarded::Refused(rsp) => finish_generated(rsp, ev, &snap, &resource, head).await,
+    let (mut rsp, refused) = match decided {
+        Forwarded::Proxied(rsp) => match held_length(&rsp, head) {
+            Some(_) => held(rsp, pending, snap, &resource, head).await,
+            None => (audited(rsp, pending.decided(), snap), false),
+        },
+        Forwarded::Refused(rsp) => {
+            let ev = pending.decided();
+            (
+                finish_generated(rsp, ev, &snap, &resource, head).await,
+                true,
+            )
+        }
     };
     rsp.headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), id.header_value());
-    if has_body && matches!(rsp.body(), Either::Right(_)) {
+    if has_body && refused {
         // A refusal leaves the request body unread: close the connection
         // rather than guess where the next request starts.
         rsp.headers_mut()
@@ -140,6 +148,93 @@ fn audit_unavailable(resource: &str, id: RequestId, head: bool) -> Response<Gene
         head,
     )
 }
+
+/// Largest upstream body held back whole: its record is written before the
+/// response head goes out, so the response leaves in one write and the
+/// record can share a batch with others; larger bodies stream.
+const HOLD_MAX: u64 = 64 * 1024;
+
+/// The body length of an upstream response small enough to hold back, if
+/// it is (a `Content-Length` body, not the answer to HEAD).
+fn held_length(rsp: &Response<Incoming>, head: bool) -> Option<u64> {
+    let status = rsp.status();
+    if head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return None;
+    }
+    hyper::body::Body::size_hint(rsp.body())
+        .exact()
+        .filter(|&n| n <= HOLD_MAX)
+}
+
+/// A small proxied response, read whole (within the route's response
+/// timeout), recorded, then sent. Nothing has reached the client yet, so an
+/// upstream failing mid-body becomes a clean 502 (504 if it stalls), and an
+/// unwritable record a 503 under fail-closed. Returns the response and
+/// whether the proxy answered itself.
+async fn held(
+    rsp: Response<Incoming>,
+    mut pending: Pending,
+    snap: Arc<Snapshot>,
+    resource: &str,
+    head: bool,
+) -> (Response<Body>, bool) {
+    let status = rsp.status().as_u16();
+    let (parts, body) = rsp.into_parts();
+    let ev = pending.ev();
+    let (id, route) = (ev.id, ev.route);
+    let timeout = route.map_or(DEFAULT_HOLD_TIMEOUT, |i| {
+        snap.routes[i].spec.response_timeout
+    });
+    // Dropped while reading (client gone), `pending` still writes the record.
+    let read = tokio::time::timeout(timeout, http_body_util::BodyExt::collect(body)).await;
+    let ev = pending.decided();
+    let bytes = match read {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        failed => {
+            let timed_out = failed.is_err();
+            tracing::warn!(request_id = %id, timed_out, "upstream response body failed before its end");
+            let (status, code, msg) = if timed_out {
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "GatewayTimeout",
+                    "the storage upstream did not answer in time",
+                )
+            } else {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "BadGateway",
+                    "the storage upstream failed",
+                )
+            };
+            let rsp = respond::xml_error(status, code, msg, resource, id, head);
+            return (finish_generated(rsp, ev, &snap, resource, head).await, true);
+        }
+    };
+    let down = bytes.len() as u64;
+    ev.account(&snap, down);
+    if let Some(sink) = &snap.evidence.audit {
+        let written = sink.write(ev.record(&snap, status, down)).await;
+        if !written && snap.config.audit.fail_closed {
+            snap.evidence.metrics.audit_refused.inc();
+            return (
+                audit_unavailable(resource, id, head).map(Either::Right),
+                true,
+            );
+        }
+    }
+    (
+        Response::from_parts(parts, Either::Right(Generated::new(bytes))),
+        false,
+    )
+}
+
+/// The hold timeout when a response has no route (cannot happen for a
+/// proxied response; a bound all the same).
+const DEFAULT_HOLD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A proxied response: its body streams through [`Audited`], which writes
 /// the record when the body ends (or is dropped).

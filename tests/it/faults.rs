@@ -372,6 +372,30 @@ async fn upstream_reset_mid_response_is_a_truncation_the_client_detects() {
     }
 }
 
+/// A small sized response (at most 64 KiB) is read whole before its head
+/// goes out, so an upstream failing inside it becomes a clean 502: the
+/// client never holds a 200 for an object it did not get.
+#[tokio::test]
+async fn upstream_reset_mid_small_response_is_a_clean_502() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = ScriptedOrigin::start(Script::ResetMidResponse {
+        total: 20_000,
+        sent: 5_000,
+        chunked: false,
+    })
+    .await;
+    let proxy = proxy_to(&geo, &origin.url(), "").await;
+    let out = try_send(ips::FR, proxy.addr(), get("/b/small")).await;
+    assert_eq!(out.status, Some(502), "{:?}", out.body);
+    let body = String::from_utf8(out.body.unwrap().to_vec()).unwrap();
+    assert!(body.contains("<Code>BadGateway</Code>"), "{body}");
+    let r = records(&proxy, 1).await;
+    assert_eq!(r[0]["status"], 502, "{}", r[0]);
+    assert_eq!(r[0]["request_id"], out.request_id.as_str());
+    assert_eq!(r[0]["upstream_ip"], ips::ORIGIN);
+    assert_verifies(&[&proxy.audit_path()], 1);
+}
+
 #[tokio::test]
 async fn upstream_reset_mid_upload_is_never_acknowledged() {
     let geo = standard_geo(Layout::IpLocationDb).build();
