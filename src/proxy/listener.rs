@@ -223,6 +223,9 @@ macro_rules! serve_until_stopped {
     };
 }
 
+/// hyper's HTTP/1.1 header count limit when none is set.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// HTTP/1.1 or HTTP/2 on an established stream, until it ends or shutdown.
 async fn serve_http<I>(
     io: I,
@@ -253,8 +256,13 @@ async fn serve_http<I>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
-        .max_header_size(server.max_header_bytes)
-        .max_headers(server.max_headers);
+        .max_header_size(server.max_header_bytes);
+    // hyper's own limit is 100 and parses into uninitialised stack space;
+    // an explicit limit, even the same one, costs a zero-filled array of
+    // that many headers per request.
+    if server.max_headers != HYPER_MAX_HEADERS {
+        builder.max_headers(server.max_headers);
+    }
     let conn = builder.serve_connection(io, svc);
     serve_until_stopped!(conn, stop, peer);
 }

@@ -62,6 +62,28 @@ async fn too_many_header_fields_get_431() {
     assert_eq!(origin.request_count(), 0);
 }
 
+/// The default limit (100 fields, left to hyper's own default) holds too.
+#[tokio::test]
+async fn default_header_count_limit_is_100() {
+    let (_g, origin, proxy) = setup("").await;
+    // Host, Connection and n fields; the same bounds as an explicit
+    // `max_headers = 100` (checked before the limit was left to hyper).
+    for (n, want) in [(97, "HTTP/1.1 200"), (101, "HTTP/1.1 431")] {
+        let fields: String = (0..n).map(|i| format!("X-F{i}: v\r\n")).collect();
+        let req =
+            format!("GET /b/k HTTP/1.1\r\nHost: s3.test\r\nConnection: close\r\n{fields}\r\n");
+        let out = raw_exchange(
+            ips::FR,
+            proxy.addr(),
+            req.as_bytes(),
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(out.starts_with(want), "{n} fields: {out}");
+    }
+    assert_eq!(origin.request_count(), 1);
+}
+
 #[tokio::test]
 async fn slow_header_section_is_cut_off() {
     let (_g, origin, proxy) = setup("header_read_timeout = \"1s\"\nidle_timeout = \"30s\"").await;
