@@ -16,12 +16,31 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const RESIDENCY_PREFIX: &str = "x-residency-";
 
+/// Fields that only concern one connection (`TE` aside, handled apart).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    PROXY_CONNECTION,
+    KEEP_ALIVE,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::PROXY_AUTHENTICATE,
+];
+
 /// Removes the hop-by-hop fields, those named in `Connection`, and the
 /// proxy's own `x-residency-*` fields. `Transfer-Encoding` is removed here
 /// and re-added by the caller when the body is chunked, so only `chunked`
 /// ever reaches the other side. `TE: trailers` is kept: it only announces
 /// that trailers are understood, which the proxy passes through.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of these: one pass over the names instead
+    // of a lookup per field.
+    if !headers
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(k) || k == TE || k.as_str().starts_with(RESIDENCY_PREFIX))
+    {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -34,15 +53,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(&name);
         }
     }
-    for name in [
-        CONNECTION,
-        PROXY_CONNECTION,
-        KEEP_ALIVE,
-        TRANSFER_ENCODING,
-        UPGRADE,
-        http::header::PROXY_AUTHORIZATION,
-        http::header::PROXY_AUTHENTICATE,
-    ] {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     let te_trailers = headers
