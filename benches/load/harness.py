@@ -158,7 +158,7 @@ def main():
     start([os.path.join(REL, "examples", "bench-origin"), f"127.0.0.10:{origin_port}"])
     wait_port("127.0.0.10", origin_port)
 
-    nginx_port, nginx_tls = free_port(), free_port()
+    nginx_port, nginx_tls, nginx_logged = free_port(), free_port(), free_port()
     allowed = "\n".join(f"        {c} 1;" for c in EEA)
     conf = f"""
 load_module /usr/lib/nginx/modules/ngx_http_geoip2_module.so;
@@ -186,6 +186,21 @@ http {{
         ssl_certificate_key {tmp}/key.pem;
         keepalive_requests 1000000;
         client_max_body_size 0;
+        location / {{
+            if ($eea = 0) {{ return 451; }}
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }}
+    }}
+    # The same, with nginx's per-request access log (unbuffered, as the
+    # proxy's audit trail is): for comparison with the audit trail's cost.
+    server {{
+        listen 127.0.0.1:{nginx_logged};
+        keepalive_requests 1000000;
+        access_log {tmp}/nginx-access.log;
         location / {{
             if ($eea = 0) {{ return 451; }}
             proxy_pass http://origin;
@@ -235,11 +250,13 @@ path = "{tmp}/audit-{port}.jsonl"
     targets = [("direct", None, f"http://127.0.0.10:{origin_port}"),
                ("nginx + geoip2", nginx, f"http://127.0.0.1:{nginx_port}")]
     targets += [(n, p, f"http://127.0.0.1:{port}") for n, (p, port, _) in proxies.items()]
+    # Small objects only: nginx with its access log on.
+    logged = ("nginx, access log on", nginx, f"http://127.0.0.1:{nginx_logged}")
 
-    small = {n: [] for n, _, _ in targets}
-    cpu = {n: [] for n, _, _ in targets}
+    small = {n: [] for n, _, _ in targets + [logged]}
+    cpu = {n: [] for n, _, _ in targets + [logged]}
     for r in range(ROUNDS if "small" in PARTS else 0):
-        for name, proc, base in targets:
+        for name, proc, base in targets + [logged]:
             before = cpu_ticks(proc) if proc else 0
             rps, p50, p99, total = wrk(base + "/small")
             if proc:
@@ -281,28 +298,29 @@ path = "{tmp}/audit-{port}.jsonl"
     lines.append(f"Load run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
                  f"{SECONDS}s per wrk run, median of {ROUNDS}; wrk -t2 -c{CONNS} on the same machine.")
     lines.append("")
-    lines.append("| measure | direct | nginx + geoip2 | residency-proxy | rp, audit off | rp / nginx | rp / direct |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    lines.append("| measure | direct | nginx + geoip2 | nginx, access log on | residency-proxy | rp, audit off | rp / nginx | rp / direct |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     if "small" in PARTS:
         rp, ng, di = row("residency-proxy"), row("nginx + geoip2"), row("direct")
-        rp_off = row("residency-proxy, audit off")
-        lines.append(f"| 1 KiB GET, req/s | {di[0]:.0f} | {ng[0]:.0f} | {rp[0]:.0f} | {rp_off[0]:.0f} | {rp[0] / ng[0]:.2f} | {rp[0] / di[0]:.2f} |")
-        lines.append(f"| 1 KiB GET, p50 ms | {di[1]:.2f} | {ng[1]:.2f} | {rp[1]:.2f} | {rp_off[1]:.2f} | {rp[1] / ng[1]:.2f} | |")
-        lines.append(f"| 1 KiB GET, p99 ms | {di[2]:.2f} | {ng[2]:.2f} | {rp[2]:.2f} | {rp_off[2]:.2f} | {rp[2] / ng[2]:.2f} | |")
+        rp_off, ng_log = row("residency-proxy, audit off"), row("nginx, access log on")
+        lines.append(f"| 1 KiB GET, req/s | {di[0]:.0f} | {ng[0]:.0f} | {ng_log[0]:.0f} | {rp[0]:.0f} | {rp_off[0]:.0f} | {rp[0] / ng[0]:.2f} | {rp[0] / di[0]:.2f} |")
+        lines.append(f"| 1 KiB GET, p50 ms | {di[1]:.2f} | {ng[1]:.2f} | {ng_log[1]:.2f} | {rp[1]:.2f} | {rp_off[1]:.2f} | {rp[1] / ng[1]:.2f} | |")
+        lines.append(f"| 1 KiB GET, p99 ms | {di[2]:.2f} | {ng[2]:.2f} | {ng_log[2]:.2f} | {rp[2]:.2f} | {rp_off[2]:.2f} | {rp[2] / ng[2]:.2f} | |")
         c_rp, c_ng, c_off = med(cpu["residency-proxy"]), med(cpu["nginx + geoip2"]), med(cpu["residency-proxy, audit off"])
-        lines.append(f"| CPU s per 10,000 requests | | {c_ng:.3f} | {c_rp:.3f} | {c_off:.3f} | {c_rp / c_ng:.2f} | |")
+        c_log = med(cpu["nginx, access log on"])
+        lines.append(f"| CPU s per 10,000 requests | | {c_ng:.3f} | {c_log:.3f} | {c_rp:.3f} | {c_off:.3f} | {c_rp / c_ng:.2f} | |")
     if "h2" in PARTS:
         h_ng, h_rp = med(h2["nginx + geoip2"]), med(h2["residency-proxy"])
-        lines.append(f"| 1 KiB GET over TLS h2 (h2load -c16 -m10), req/s | | {h_ng:.0f} | {h_rp:.0f} | | {h_rp / h_ng:.2f} | |")
+        lines.append(f"| 1 KiB GET over TLS h2 (h2load -c16 -m10), req/s | | {h_ng:.0f} | | {h_rp:.0f} | | {h_rp / h_ng:.2f} | |")
     if "large" in PARTS:
         for d, label in (("down", "1 GiB download, MB/s"), ("up", "1 GiB upload, MB/s")):
             dd, nn, rr = (med(large[n][d]) for n in ("direct", "nginx + geoip2", "residency-proxy"))
-            lines.append(f"| {label} | {dd:.0f} | {nn:.0f} | {rr:.0f} | | {rr / nn:.2f} | {rr / dd:.2f} |")
-    lines.append(f"| RSS idle, MiB | | {idle_rss['nginx + geoip2'] / 1024:.1f} | {idle_rss['residency-proxy'] / 1024:.1f} | | | |")
+            lines.append(f"| {label} | {dd:.0f} | {nn:.0f} | | {rr:.0f} | | {rr / nn:.2f} | {rr / dd:.2f} |")
+    lines.append(f"| RSS idle, MiB | | {idle_rss['nginx + geoip2'] / 1024:.1f} | | {idle_rss['residency-proxy'] / 1024:.1f} | | | |")
     if "idle" in PARTS:
-        lines.append(f"| RSS, {IDLE_CONNS} idle keep-alive connections, MiB | | {held['nginx + geoip2'] / 1024:.1f} | {held['residency-proxy'] / 1024:.1f} | | | |")
+        lines.append(f"| RSS, {IDLE_CONNS} idle keep-alive connections, MiB | | {held['nginx + geoip2'] / 1024:.1f} | | {held['residency-proxy'] / 1024:.1f} | | | |")
     if "large" in PARTS:
-        lines.append(f"| peak RSS through the 1 GiB transfers, MiB | | {peak['nginx + geoip2'] / 1024:.1f} | {peak['residency-proxy'] / 1024:.1f} | | | |")
+        lines.append(f"| peak RSS through the 1 GiB transfers, MiB | | {peak['nginx + geoip2'] / 1024:.1f} | | {peak['residency-proxy'] / 1024:.1f} | | | |")
     table = "\n".join(lines)
     print(table)
     if PARTS >= {"small", "h2", "large", "idle"}:

@@ -1,9 +1,11 @@
 //! The audit writer: records are sealed into the chain and appended to the
-//! file by the request that finishes them, with group commit. A request
-//! whose record is ready takes the writer if nobody holds it and writes its
-//! record together with every record queued meanwhile (one `write` per
-//! batch); requests arriving while a batch is being written queue their
-//! records and wait for that writer to acknowledge them. No response
+//! file by the request that finishes them, with group commit. Each worker
+//! thread has its own queue. A request whose record is ready leads its
+//! worker's queue if nobody does, lets the worker's other ready requests run
+//! first (one yield), then writes its record together with every record they
+//! queued (one `write` per batch); requests arriving while a batch is being
+//! written queue their records and wait for that leader to acknowledge them.
+//! Leaders of different workers take turns on the file. No response
 //! completes before its record is written, and no record is ever dropped.
 //!
 //! Why in the request path and not on a thread of its own: at tens of
@@ -40,6 +42,14 @@ use crate::metrics::Metrics;
 /// load.
 const LEAD_ROUNDS: usize = 8;
 
+/// Queues, one per worker thread modulo this.
+const SHARES: usize = 64;
+
+/// This thread's queue.
+fn share() -> usize {
+    crate::proxy::listener::worker_index() % SHARES
+}
+
 /// The request path's handle on the trail. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditSink {
@@ -73,7 +83,10 @@ impl AuditWriter {
 }
 
 struct Inner {
-    queue: Mutex<Queue>,
+    /// One queue per worker thread (modulo [`SHARES`]): a batch gathers the
+    /// records of one worker, whose requests it wakes without crossing to
+    /// another thread. Leaders of different workers take turns on `writer`.
+    queues: Box<[Mutex<Queue>]>,
     /// The file and the chain; held by the leader while it writes.
     writer: Mutex<Writer>,
     healthy: AtomicBool,
@@ -150,7 +163,7 @@ impl AuditSink {
         let file = open(path).map_err(read_error)?;
         let len = file.metadata().map_err(read_error)?.len();
         let inner = Arc::new(Inner {
-            queue: Mutex::new(Queue::default()),
+            queues: (0..SHARES).map(|_| Mutex::default()).collect(),
             writer: Mutex::new(Writer {
                 path: path.to_owned(),
                 file: Some(file),
@@ -180,6 +193,7 @@ impl AuditSink {
     pub fn write(&self, record: AuditRecord) -> Commit {
         Commit {
             inner: self.inner.clone(),
+            share: share(),
             state: CommitState::Start(Box::new(record)),
         }
     }
@@ -192,14 +206,15 @@ impl AuditSink {
             record: Box::new(record),
             slot: None,
         };
-        let mut q = lock(&self.inner.queue);
+        let share = share();
+        let mut q = lock(&self.inner.queues[share]);
         if q.leading {
             q.pending.push(entry);
             return;
         }
         q.leading = true;
         drop(q);
-        self.inner.lead(vec![entry]);
+        self.inner.lead(share, vec![entry]);
     }
 
     /// Closes the file and opens `path` (the same path after rotation, or a
@@ -218,6 +233,8 @@ impl AuditSink {
 /// The future of one record's write.
 pub struct Commit {
     inner: Arc<Inner>,
+    /// The queue this record goes through (the writing thread's).
+    share: usize,
     state: CommitState,
 }
 
@@ -240,7 +257,8 @@ impl Drop for Commit {
             .write_detached(*record),
             // Dropped while leading: the queue is this request's to write.
             CommitState::Lead(record, _) => {
-                self.inner.lead(vec![Entry { record, slot: None }]);
+                self.inner
+                    .lead(self.share, vec![Entry { record, slot: None }]);
             }
             // Queued records are written by their leader.
             CommitState::Queued(_) | CommitState::Done => {}
@@ -256,7 +274,7 @@ impl Future for Commit {
         loop {
             match std::mem::replace(&mut this.state, CommitState::Done) {
                 CommitState::Start(record) => {
-                    let mut q = lock(&this.inner.queue);
+                    let mut q = lock(&this.inner.queues[this.share]);
                     if q.leading {
                         let slot = Arc::new(Slot::default());
                         let _ = slot.poll(cx.waker());
@@ -277,18 +295,18 @@ impl Future for Commit {
                         return Poll::Pending;
                     }
                     // What queued meanwhile goes first, then this record.
-                    let mut q = lock(&this.inner.queue);
+                    let mut q = lock(&this.inner.queues[this.share]);
                     let n = q.pending.len().min(this.inner.batch);
                     let mut batch: Vec<Entry> = q.pending.drain(..n).collect();
                     drop(q);
                     batch.push(Entry { record, slot: None });
-                    return Poll::Ready(this.inner.lead(batch));
+                    return Poll::Ready(this.inner.lead(this.share, batch));
                 }
                 CommitState::Queued(slot) => {
                     if let Some(ok) = slot.poll(cx.waker()) {
                         return Poll::Ready(ok);
                     }
-                    let mut q = lock(&this.inner.queue);
+                    let mut q = lock(&this.inner.queues[this.share]);
                     if q.leading {
                         this.state = CommitState::Queued(slot);
                         return Poll::Pending;
@@ -299,7 +317,7 @@ impl Future for Commit {
                     let n = q.pending.len().min(this.inner.batch);
                     let batch: Vec<Entry> = q.pending.drain(..n).collect();
                     drop(q);
-                    this.inner.lead(batch);
+                    this.inner.lead(this.share, batch);
                     this.state = CommitState::Queued(slot);
                 }
                 CommitState::Done => panic!("Commit polled after completion"),
@@ -313,12 +331,12 @@ impl Inner {
     /// meanwhile, until the queue is empty or, after [`LEAD_ROUNDS`]
     /// batches, a waiting request can take over. Returns whether `first`
     /// was written.
-    fn lead(&self, mut batch: Vec<Entry>) -> bool {
+    fn lead(&self, share: usize, mut batch: Vec<Entry>) -> bool {
         let mut writer = lock(&self.writer);
         let first = writer.write_batch(&mut batch, &self.healthy);
         let mut rounds = 1;
         loop {
-            let mut q = lock(&self.queue);
+            let mut q = lock(&self.queues[share]);
             if q.pending.is_empty() {
                 q.leading = false;
                 return first;
@@ -345,15 +363,17 @@ impl Inner {
 
     /// Writes whatever is queued and has no leader (at exit).
     fn flush_queued(&self) {
-        let mut q = lock(&self.queue);
-        if q.leading || q.pending.is_empty() {
-            return;
+        for share in 0..self.queues.len() {
+            let mut q = lock(&self.queues[share]);
+            if q.leading || q.pending.is_empty() {
+                continue;
+            }
+            q.leading = true;
+            let n = q.pending.len().min(self.batch);
+            let batch: Vec<Entry> = q.pending.drain(..n).collect();
+            drop(q);
+            self.lead(share, batch);
         }
-        q.leading = true;
-        let n = q.pending.len().min(self.batch);
-        let batch: Vec<Entry> = q.pending.drain(..n).collect();
-        drop(q);
-        self.lead(batch);
     }
 }
 
@@ -494,16 +514,16 @@ mod tests {
         let waker = Waker::from(woken.clone());
         let mut cx = Context::from_waker(&waker);
         // Pretend a leader is busy: the next three records queue.
-        lock(&sink.inner.queue).leading = true;
+        lock(&sink.inner.queues[share()]).leading = true;
         let mut waiting: Vec<Commit> = (0..3).map(|n| sink.write(record(n))).collect();
         for c in &mut waiting {
             assert!(Pin::new(c).poll(&mut cx).is_pending());
         }
         sink.write_detached(record(3));
-        assert_eq!(lock(&sink.inner.queue).pending.len(), 4);
+        assert_eq!(lock(&sink.inner.queues[share()]).pending.len(), 4);
         // The busy leader stops. A new one yields once before writing, so
         // that requests ready meanwhile join its batch: r5 queues.
-        lock(&sink.inner.queue).leading = false;
+        lock(&sink.inner.queues[share()]).leading = false;
         let leader_woken = Arc::new(Count(AtomicUsize::new(0)));
         let leader_waker = Waker::from(leader_woken.clone());
         let mut leader_cx = Context::from_waker(&leader_waker);

@@ -38,13 +38,15 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     };
     let snapshot = Snapshot::build(config, &evidence)?;
     snapshot.publish();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // This thread runs signals, reloads and the admin endpoints; the
+    // traffic runs on one worker thread per core (see proxy::listener).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(serve(path, snapshot.share(), evidence));
-    // Connections past the grace are dropped with the runtime; their
-    // records are written as they drop. Then the trail is synced to disk.
+    // Connections past the grace were dropped with their workers; their
+    // records were written as they dropped. Then the trail is synced to disk.
     runtime.shutdown_timeout(Duration::from_secs(2));
     if let Some(writer) = writer {
         writer.join();
@@ -89,7 +91,11 @@ async fn serve(path: &Path, shared: Shared, evidence: Evidence) -> anyhow::Resul
         }
         tracing::info!("shutting down: no new connections, draining");
     };
-    let left = server.run(shutdown).await;
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let left = server
+        .run(workers, shutdown)
+        .await
+        .context("cannot start the worker threads")?;
     if left > 0 {
         tracing::warn!(
             connections = left,

@@ -1,9 +1,16 @@
-//! Accepting client connections: one task per listen address, a connection
-//! limit, the PROXY protocol header from trusted peers, TLS on `tls_listen`
-//! (ALPN `h2` or `http/1.1`), hyper's HTTP/1.1 and HTTP/2 servers with the
-//! configured limits, and graceful shutdown.
+//! Accepting client connections: a worker thread per core, each with its
+//! own single-threaded runtime accepting on every listen address, a
+//! connection limit, the PROXY protocol header from trusted peers, TLS on
+//! `tls_listen` (ALPN `h2` or `http/1.1`), hyper's HTTP/1.1 and HTTP/2
+//! servers with the configured limits, and graceful shutdown.
 //!
-//! `max_connections` is a semaphore: at the limit the accept loop waits, so
+//! A connection lives on the worker that accepted it, with its requests,
+//! their upstream connections (each worker has its own share of the pools)
+//! and their audit batches: nothing hops between threads on the request
+//! path. All workers wait on the same sockets and whichever is free first
+//! takes a new connection, so a busy worker takes fewer.
+//!
+//! `max_connections` is a semaphore: at the limit the accept loops wait, so
 //! new connections queue in the kernel's backlog while existing ones are
 //! unharmed. The same semaphore tells shutdown when every connection is done.
 
@@ -28,7 +35,7 @@ use crate::snapshot::Shared;
 
 /// The bound listeners, ready to serve.
 pub struct Server {
-    listeners: Vec<(TcpListener, bool)>,
+    listeners: Vec<(std::net::TcpListener, bool)>,
     shared: Shared,
     max_connections: usize,
 }
@@ -52,7 +59,7 @@ impl Server {
             let l = TcpListener::bind(addr).await.map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
             })?;
-            listeners.push((l, tls));
+            listeners.push((l.into_std()?, tls));
         }
         Ok(Self {
             listeners,
@@ -70,35 +77,121 @@ impl Server {
             .collect()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, asks every
-    /// connection to finish its current request, and waits up to
-    /// `shutdown_grace` for them. Returns the number of connections that
-    /// were still open when the grace ran out.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> usize {
+    /// Starts `workers` worker threads and serves until `shutdown`
+    /// completes, then stops accepting, asks every connection to finish its
+    /// current request, and waits up to `shutdown_grace` for them; the
+    /// connections left are then dropped with their workers. Returns the
+    /// number of connections that were still open when the grace ran out.
+    ///
+    /// # Errors
+    /// A worker thread or its runtime could not be started.
+    pub async fn run(
+        self,
+        workers: usize,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<usize> {
         let limit = Arc::new(Semaphore::new(self.max_connections));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut accept_tasks = Vec::new();
-        for (listener, tls) in self.listeners {
-            accept_tasks.push(tokio::spawn(accept_loop(
-                listener,
-                tls,
-                self.shared.clone(),
-                limit.clone(),
-                stop_rx.clone(),
-            )));
+        let (exit_tx, exit_rx) = watch::channel(false);
+        let mut threads = Vec::new();
+        let bound = self.listeners;
+        for index in 1..=workers.max(1) {
+            let listeners = bound
+                .iter()
+                .map(|(l, tls)| Ok((l.try_clone()?, *tls)))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let worker = Worker {
+                index,
+                listeners,
+                shared: self.shared.clone(),
+                limit: limit.clone(),
+                stop: stop_rx.clone(),
+                exit: exit_rx.clone(),
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{index}"))
+                    .spawn(move || worker.run(runtime))?,
+            );
         }
+        // The workers hold the sockets now: once their accept loops end,
+        // the listening sockets close and new connections are refused.
+        drop(bound);
         shutdown.await;
         let _ = stop_tx.send(true);
-        for t in accept_tasks {
-            // Ends at once: the loop watches the same signal.
-            let _ = t.await;
-        }
         let grace = self.shared.load().config.server.shutdown_grace;
         let all = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
-        match tokio::time::timeout(grace, limit.acquire_many(all)).await {
+        let left = match tokio::time::timeout(grace, limit.acquire_many(all)).await {
             Ok(_) => 0,
             Err(_) => self.max_connections - limit.available_permits(),
-        }
+        };
+        let _ = exit_tx.send(true);
+        // The workers drop what is left (its records are written as it
+        // drops); joining them is brief.
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        Ok(left)
+    }
+}
+
+/// The index of the worker running on this thread (0 off the workers):
+/// what picks this thread's share of the upstream pools.
+pub fn worker_index() -> usize {
+    WORKER.with(std::cell::Cell::get)
+}
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One worker thread: its runtime accepts on every listener until stopped,
+/// serves its connections, and drops the ones still open at exit.
+struct Worker {
+    index: usize,
+    listeners: Vec<(std::net::TcpListener, bool)>,
+    shared: Shared,
+    limit: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+    exit: watch::Receiver<bool>,
+}
+
+impl Worker {
+    fn run(self, runtime: tokio::runtime::Runtime) {
+        WORKER.with(|w| w.set(self.index));
+        let Self {
+            listeners,
+            shared,
+            limit,
+            stop,
+            mut exit,
+            ..
+        } = self;
+        runtime.block_on(async move {
+            for (listener, tls) in listeners {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        tokio::spawn(accept_loop(
+                            l,
+                            tls,
+                            shared.clone(),
+                            limit.clone(),
+                            stop.clone(),
+                        ));
+                    }
+                    Err(e) => tracing::error!(error = %e, "worker cannot use a listener"),
+                }
+            }
+            let _ = exit.wait_for(|e| *e).await;
+        });
+        // Dropping the runtime drops the connections still open.
+        drop(runtime);
     }
 }
 

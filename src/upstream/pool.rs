@@ -23,10 +23,24 @@ const MAX_PER_ADDR: usize = 1024;
 /// A sender for requests over one upstream connection.
 pub type Sender = SendRequest<Metered>;
 
-/// Idle connections by address.
-#[derive(Default)]
+/// Shares of a pool: one per worker thread (modulo this), so that a
+/// connection is reused by the worker whose runtime drives it.
+const SHARES: usize = 64;
+
+/// One worker's connections by address.
+type Share = Mutex<HashMap<SocketAddr, Vec<Sender>>>;
+
+/// Idle connections by address, in one share per worker thread.
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Sender>>>,
+    shares: Box<[Share]>,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Self {
+            shares: (0..SHARES).map(|_| Mutex::default()).collect(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -36,11 +50,18 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// This worker's share. A connection's task runs on the runtime that
+    /// opened it; used from another worker, every request would wake a
+    /// thread across.
+    fn share(&self) -> &Share {
+        &self.shares[crate::proxy::listener::worker_index() % SHARES]
+    }
+
     /// Takes a connection to `addr` that is ready for a request, dropping
     /// closed ones on the way. Busy ones (a response still streaming) stay.
     pub fn checkout(&self, addr: SocketAddr) -> Option<Sender> {
         let mut idle = self
-            .idle
+            .share()
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let list = idle.get_mut(&addr)?;
@@ -65,7 +86,7 @@ impl Pool {
             return;
         }
         let mut idle = self
-            .idle
+            .share()
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let list = idle.entry(addr).or_default();

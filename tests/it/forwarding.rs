@@ -192,17 +192,19 @@ async fn expect_continue_blocked_client_uploads_nothing() {
 #[tokio::test]
 async fn upstream_connections_are_pooled_and_reused() {
     let (_g, origin, proxy) = setup("").await;
-    for _ in 0..5 {
+    for _ in 0..20 {
         let rsp = Client::bound_to(ips::FR)
             .get(proxy.addr(), "/b/k", &[])
             .await;
         assert_eq!(rsp.status, 200);
     }
-    assert_eq!(origin.request_count(), 5);
-    assert_eq!(
-        origin.connection_count(),
-        1,
-        "sequential requests reuse one upstream connection"
+    assert_eq!(origin.request_count(), 20);
+    // Each worker thread (one per core) keeps its own upstream connections.
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    assert!(
+        origin.connection_count() <= workers.min(20),
+        "sequential requests reuse at most one upstream connection per worker: {} connections, {workers} workers",
+        origin.connection_count()
     );
-    assert!(origin.seen().iter().all(|s| s.conn == 0));
+    assert!(origin.seen().iter().all(|s| s.conn < workers));
 }
