@@ -7,8 +7,8 @@
 //! A connection lives on the worker that accepted it, with its requests,
 //! their upstream connections (each worker has its own share of the pools)
 //! and their audit batches: nothing hops between threads on the request
-//! path. All workers wait on the same sockets and whichever is free first
-//! takes a new connection, so a busy worker takes fewer.
+//! path. All workers wait on the same sockets; a worker serving more than
+//! its share lets the others take new connections.
 //!
 //! `max_connections` is a semaphore: at the limit the accept loops wait, so
 //! new connections queue in the kernel's backlog while existing ones are
@@ -16,6 +16,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -94,14 +95,20 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (exit_tx, exit_rx) = watch::channel(false);
         let mut threads = Vec::new();
+        let workers = workers.max(1);
+        let loads: Arc<[AtomicUsize]> = (0..workers).map(|_| AtomicUsize::new(0)).collect();
         let bound = self.listeners;
-        for index in 1..=workers.max(1) {
+        for index in 1..=workers {
             let listeners = bound
                 .iter()
                 .map(|(l, tls)| Ok((l.try_clone()?, *tls)))
                 .collect::<std::io::Result<Vec<_>>>()?;
             let worker = Worker {
                 index,
+                balance: Balance {
+                    loads: loads.clone(),
+                    me: index - 1,
+                },
                 listeners,
                 shared: self.shared.clone(),
                 limit: limit.clone(),
@@ -155,6 +162,7 @@ thread_local! {
 /// serves its connections, and drops the ones still open at exit.
 struct Worker {
     index: usize,
+    balance: Balance,
     listeners: Vec<(std::net::TcpListener, bool)>,
     shared: Shared,
     limit: Arc<Semaphore>,
@@ -166,6 +174,7 @@ impl Worker {
     fn run(self, runtime: tokio::runtime::Runtime) {
         WORKER.with(|w| w.set(self.index));
         let Self {
+            balance,
             listeners,
             shared,
             limit,
@@ -182,6 +191,7 @@ impl Worker {
                             tls,
                             shared.clone(),
                             limit.clone(),
+                            balance.clone(),
                             stop.clone(),
                         ));
                     }
@@ -195,14 +205,61 @@ impl Worker {
     }
 }
 
+/// How many connections each worker serves, so that none takes far more
+/// than the others.
+#[derive(Clone)]
+struct Balance {
+    loads: Arc<[AtomicUsize]>,
+    me: usize,
+}
+
+impl Balance {
+    /// Whether this worker may take another connection: it serves at most
+    /// one more (or an eighth more) than the least loaded worker. The
+    /// least loaded one always may, so connections are never left waiting.
+    fn may_accept(&self) -> bool {
+        let mine = self.loads[self.me].load(Ordering::Relaxed);
+        let least = self
+            .loads
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        mine <= least + 1 + least / 8
+    }
+
+    /// Counts a connection on this worker until the guard drops.
+    fn hold(&self) -> impl Drop + Send + use<> {
+        struct Held(Arc<[AtomicUsize]>, usize);
+        impl Drop for Held {
+            fn drop(&mut self) {
+                self.0[self.1].fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.loads[self.me].fetch_add(1, Ordering::Relaxed);
+        Held(self.loads.clone(), self.me)
+    }
+}
+
+/// How long a worker that has more than its share waits before looking
+/// again (the others take the new connections meanwhile).
+const REBALANCE: Duration = Duration::from_millis(2);
+
 async fn accept_loop(
     listener: TcpListener,
     tls: bool,
     shared: Shared,
     limit: Arc<Semaphore>,
+    balance: Balance,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
+        while !balance.may_accept() {
+            tokio::select! {
+                () = tokio::time::sleep(REBALANCE) => {}
+                _ = stop.changed() => return,
+            }
+        }
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => match p {
                 Ok(p) => p,
@@ -222,11 +279,13 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
+        let held = balance.hold();
         let shared = shared.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             serve_connection(stream, peer, tls, shared, stop).await;
             drop(permit);
+            drop(held);
         });
     }
 }
@@ -385,5 +444,44 @@ async fn read_proxy_header(stream: &mut TcpStream) -> Result<(ProxyHeader, Bytes
         if n == 0 {
             return Err("connection closed before the PROXY header ended".into());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balance(loads: &[usize], me: usize) -> Balance {
+        Balance {
+            loads: loads.iter().map(|&n| AtomicUsize::new(n)).collect(),
+            me,
+        }
+    }
+
+    #[test]
+    fn a_worker_ahead_of_the_least_loaded_one_lets_it_accept() {
+        assert!(balance(&[1, 1], 0).may_accept());
+        assert!(
+            balance(&[2, 1], 0).may_accept(),
+            "one ahead is within slack"
+        );
+        assert!(!balance(&[3, 1], 0).may_accept());
+        assert!(
+            balance(&[3, 1], 1).may_accept(),
+            "the least loaded always may"
+        );
+        // An eighth more is tolerated at higher counts.
+        assert!(balance(&[90, 80], 0).may_accept());
+        assert!(balance(&[91, 80], 0).may_accept());
+        assert!(!balance(&[92, 80], 0).may_accept());
+    }
+
+    #[test]
+    fn a_held_connection_counts_until_dropped() {
+        let b = balance(&[0, 0], 1);
+        let held = b.hold();
+        assert_eq!(b.loads[1].load(Ordering::Relaxed), 1);
+        drop(held);
+        assert_eq!(b.loads[1].load(Ordering::Relaxed), 0);
     }
 }
