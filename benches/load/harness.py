@@ -160,6 +160,15 @@ def main():
 
     nginx_port, nginx_tls, nginx_logged = free_port(), free_port(), free_port()
     allowed = "\n".join(f"        {c} 1;" for c in EEA)
+    # The job: 451 outside the EEA, else to the origin, streaming both ways.
+    location = """        location / {
+            if ($eea = 0) { return 451; }
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }"""
     conf = f"""
 load_module /usr/lib/nginx/modules/ngx_http_geoip2_module.so;
 worker_processes 2;
@@ -186,14 +195,7 @@ http {{
         ssl_certificate_key {tmp}/key.pem;
         keepalive_requests 1000000;
         client_max_body_size 0;
-        location / {{
-            if ($eea = 0) {{ return 451; }}
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-            proxy_request_buffering off;
-        }}
+{location}
     }}
     # The same, with nginx's per-request access log (unbuffered, as the
     # proxy's audit trail is): for comparison with the audit trail's cost.
@@ -201,14 +203,7 @@ http {{
         listen 127.0.0.1:{nginx_logged};
         keepalive_requests 1000000;
         access_log {tmp}/nginx-access.log;
-        location / {{
-            if ($eea = 0) {{ return 451; }}
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-            proxy_request_buffering off;
-        }}
+{location}
     }}
 }}
 """

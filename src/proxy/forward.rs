@@ -133,21 +133,8 @@ pub async fn forward(
                 }
                 Err((e, None, timed_out)) => {
                     tracing::warn!(route = %route.spec.name, %addr, error = %e, request_id = %id, "upstream request failed");
-                    let (status, code, msg) = if timed_out {
-                        (
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "GatewayTimeout",
-                            "the storage upstream did not answer in time",
-                        )
-                    } else {
-                        (
-                            StatusCode::BAD_GATEWAY,
-                            "BadGateway",
-                            "the storage upstream failed",
-                        )
-                    };
-                    return Forwarded::Refused(respond::xml_error(
-                        status, code, msg, resource, id, head,
+                    return Forwarded::Refused(respond::upstream_failed(
+                        timed_out, resource, id, head,
                     ));
                 }
             }

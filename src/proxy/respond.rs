@@ -128,6 +128,30 @@ pub fn blocked(
     rsp
 }
 
+/// The answer when the upstream failed after the request was sent: 504 if
+/// it took too long, 502 otherwise.
+pub fn upstream_failed(
+    timed_out: bool,
+    resource: &str,
+    id: RequestId,
+    head: bool,
+) -> Response<Generated> {
+    let (status, code, msg) = if timed_out {
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "GatewayTimeout",
+            "the storage upstream did not answer in time",
+        )
+    } else {
+        (
+            StatusCode::BAD_GATEWAY,
+            "BadGateway",
+            "the storage upstream failed",
+        )
+    };
+    xml_error(status, code, msg, resource, id, head)
+}
+
 /// An S3-style error response. `resource` is the request path.
 pub fn xml_error(
     status: StatusCode,

@@ -197,20 +197,7 @@ async fn held(
         failed => {
             let timed_out = failed.is_err();
             tracing::warn!(request_id = %id, timed_out, "upstream response body failed before its end");
-            let (status, code, msg) = if timed_out {
-                (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "GatewayTimeout",
-                    "the storage upstream did not answer in time",
-                )
-            } else {
-                (
-                    StatusCode::BAD_GATEWAY,
-                    "BadGateway",
-                    "the storage upstream failed",
-                )
-            };
-            let rsp = respond::xml_error(status, code, msg, resource, id, head);
+            let rsp = respond::upstream_failed(timed_out, resource, id, head);
             return (finish_generated(rsp, ev, &snap, resource, head).await, true);
         }
     };
