@@ -96,3 +96,48 @@ async fn sigterm_lets_an_in_flight_upload_finish_then_exits_zero() {
     );
     assert_eq!(proxy.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+/// One worker thread per CPU the process may use, beside the main thread
+/// (signals, reloads, admin): the architecture the README describes.
+#[tokio::test]
+async fn one_worker_thread_per_cpu() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let proxy = Proxy::start(&config(&geo, &origin, "", "", ""));
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let threads = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", proxy.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .map(|n| n.trim().to_owned())
+            .filter(|n| n.starts_with("worker-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let expected: Vec<String> = (1..=cpus).map(|i| format!("worker-{i}")).collect();
+    // The workers start just after the listening sockets are bound (and
+    // logged); connections made meanwhile wait in the backlog.
+    for _ in 0..100 {
+        if threads() == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(threads(), expected);
+    // Concurrent connections are all served.
+    let mut gets = tokio::task::JoinSet::new();
+    for _ in 0..4 * cpus {
+        let addr = proxy.addr();
+        gets.spawn(async move {
+            Client::bound_to(ips::FR)
+                .get(addr, "/b/k", &[])
+                .await
+                .status
+        });
+    }
+    while let Some(status) = gets.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    assert_eq!(origin.request_count(), 4 * cpus);
+}
