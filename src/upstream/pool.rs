@@ -12,12 +12,12 @@ use hyper::client::conn::http1::SendRequest;
 
 use crate::body::Metered;
 
-/// Most connections kept per upstream address, busy ones included: a
-/// connection is checked back in as soon as its request is written, so this
-/// must exceed the concurrency the proxy is expected to carry, or connections
-/// are closed after one request and opened again (measured: at 64
-/// concurrent clients, a cap of 32 spent a fifth of the CPU in connect and
-/// shutdown).
+/// Most connections kept per upstream address and worker, busy ones
+/// included: a connection is checked back in as soon as its request is
+/// written, so this must exceed the concurrency the proxy is expected to
+/// carry, or connections are closed after one request and opened again
+/// (measured: at 64 concurrent clients, a cap of 32 spent a fifth of the CPU
+/// in connect and shutdown).
 const MAX_PER_ADDR: usize = 1024;
 
 /// A sender for requests over one upstream connection.
