@@ -96,7 +96,7 @@ impl Server {
         let (exit_tx, exit_rx) = watch::channel(false);
         let mut threads = Vec::new();
         let workers = workers.max(1);
-        let loads: Arc<[AtomicUsize]> = (0..workers).map(|_| AtomicUsize::new(0)).collect();
+        let balance = Balance::new(workers);
         let bound = self.listeners;
         for index in 1..=workers {
             let listeners = bound
@@ -105,10 +105,7 @@ impl Server {
                 .collect::<std::io::Result<Vec<_>>>()?;
             let worker = Worker {
                 index,
-                balance: Balance {
-                    loads: loads.clone(),
-                    me: index - 1,
-                },
+                balance: balance.worker(index - 1),
                 listeners,
                 shared: self.shared.clone(),
                 limit: limit.clone(),
@@ -210,10 +207,25 @@ impl Worker {
 #[derive(Clone)]
 struct Balance {
     loads: Arc<[AtomicUsize]>,
+    /// Signalled when a count changes, for a worker waiting for its turn.
+    changed: Arc<tokio::sync::Notify>,
     me: usize,
 }
 
 impl Balance {
+    fn new(workers: usize) -> Self {
+        Self {
+            loads: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            changed: Arc::new(tokio::sync::Notify::new()),
+            me: 0,
+        }
+    }
+
+    /// The same counts, seen from worker `me` (from 0).
+    fn worker(&self, me: usize) -> Self {
+        Self { me, ..self.clone() }
+    }
+
     /// Whether this worker may take another connection: it serves at most
     /// one more (or an eighth more) than the least loaded worker. The
     /// least loaded one always may, so connections are never left waiting.
@@ -228,22 +240,34 @@ impl Balance {
         mine <= least + 1 + least / 8
     }
 
+    /// Waits until this worker may take another connection. No timer: a
+    /// worker over its share sleeps until some worker's count changes.
+    async fn my_turn(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.may_accept() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
     /// Counts a connection on this worker until the guard drops.
     fn hold(&self) -> impl Drop + Send + use<> {
-        struct Held(Arc<[AtomicUsize]>, usize);
+        struct Held(Balance);
         impl Drop for Held {
             fn drop(&mut self) {
-                self.0[self.1].fetch_sub(1, Ordering::Relaxed);
+                self.0.loads[self.0.me].fetch_sub(1, Ordering::Relaxed);
+                self.0.changed.notify_waiters();
             }
         }
         self.loads[self.me].fetch_add(1, Ordering::Relaxed);
-        Held(self.loads.clone(), self.me)
+        self.changed.notify_waiters();
+        Held(self.clone())
     }
 }
-
-/// How long a worker that has more than its share waits before looking
-/// again (the others take the new connections meanwhile).
-const REBALANCE: Duration = Duration::from_millis(2);
 
 async fn accept_loop(
     listener: TcpListener,
@@ -254,11 +278,9 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        while !balance.may_accept() {
-            tokio::select! {
-                () = tokio::time::sleep(REBALANCE) => {}
-                _ = stop.changed() => return,
-            }
+        tokio::select! {
+            () = balance.my_turn() => {}
+            _ = stop.changed() => return,
         }
         let permit = tokio::select! {
             p = limit.clone().acquire_owned() => match p {
@@ -457,6 +479,7 @@ mod tests {
     fn balance(loads: &[usize], me: usize) -> Balance {
         Balance {
             loads: loads.iter().map(|&n| AtomicUsize::new(n)).collect(),
+            changed: Arc::new(tokio::sync::Notify::new()),
             me,
         }
     }
@@ -477,6 +500,29 @@ mod tests {
         assert!(balance(&[90, 80], 0).may_accept());
         assert!(balance(&[91, 80], 0).may_accept());
         assert!(!balance(&[92, 80], 0).may_accept());
+    }
+
+    /// A worker over its share waits without polling, and gets its turn
+    /// as soon as the counts change (here: another worker takes one).
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_over_its_share_waits_for_a_change() {
+        let all = Balance::new(2);
+        let (first, second) = (all.worker(0), all.worker(1));
+        let held: Vec<_> = (0..2).map(|_| first.hold()).collect();
+        assert!(!first.may_accept());
+        let turn = tokio::spawn({
+            let first = first.clone();
+            async move { first.my_turn().await }
+        });
+        // Time passes: no turn, and no timer drives it.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!turn.is_finished());
+        let other = second.hold();
+        tokio::time::timeout(Duration::from_secs(1), turn)
+            .await
+            .expect("woken when the other worker took a connection")
+            .unwrap();
+        drop((held, other));
     }
 
     #[test]
