@@ -65,13 +65,16 @@ async fn serve(path: &Path, shared: Shared, evidence: Evidence) -> anyhow::Resul
         }
         None => None,
     };
-    for (addr, tls) in server.local_addrs() {
-        if tls {
-            tracing::info!(%addr, "listening on https://{addr}");
-        } else {
-            tracing::info!(%addr, "listening on http://{addr}");
+    let addrs = server.local_addrs();
+    let ready = move || {
+        for (addr, tls) in addrs {
+            if tls {
+                tracing::info!(%addr, "listening on https://{addr}");
+            } else {
+                tracing::info!(%addr, "listening on http://{addr}");
+            }
         }
-    }
+    };
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
@@ -93,7 +96,7 @@ async fn serve(path: &Path, shared: Shared, evidence: Evidence) -> anyhow::Resul
     };
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let left = server
-        .run(workers, shutdown)
+        .run(workers, ready, shutdown)
         .await
         .context("cannot start the worker threads")?;
     if left > 0 {

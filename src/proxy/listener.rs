@@ -78,9 +78,10 @@ impl Server {
             .collect()
     }
 
-    /// Starts `workers` worker threads and serves until `shutdown`
-    /// completes, then stops accepting, asks every connection to finish its
-    /// current request, and waits up to `shutdown_grace` for them; the
+    /// Starts `workers` worker threads, calls `ready` once they all accept,
+    /// and serves until `shutdown` completes, then stops accepting, asks
+    /// every connection to finish its current request, and waits up to
+    /// `shutdown_grace` for them; the
     /// connections left are then dropped with their workers. Returns the
     /// number of connections that were still open when the grace ran out.
     ///
@@ -89,6 +90,7 @@ impl Server {
     pub async fn run(
         self,
         workers: usize,
+        ready: impl FnOnce(),
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<usize> {
         let limit = Arc::new(Semaphore::new(self.max_connections));
@@ -96,6 +98,7 @@ impl Server {
         let (exit_tx, exit_rx) = watch::channel(false);
         let mut threads = Vec::new();
         let workers = workers.max(1);
+        let (started_tx, mut started) = tokio::sync::mpsc::channel::<()>(workers);
         let balance = Balance::new(workers);
         let bound = self.listeners;
         for index in 1..=workers {
@@ -111,6 +114,7 @@ impl Server {
                 limit: limit.clone(),
                 stop: stop_rx.clone(),
                 exit: exit_rx.clone(),
+                started: started_tx.clone(),
             };
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -124,6 +128,14 @@ impl Server {
         // The workers hold the sockets now: once their accept loops end,
         // the listening sockets close and new connections are refused.
         drop(bound);
+        drop(started_tx);
+        for _ in 0..workers {
+            // None: a worker died before it started; the others serve.
+            if started.recv().await.is_none() {
+                break;
+            }
+        }
+        ready();
         shutdown.await;
         let _ = stop_tx.send(true);
         let grace = self.shared.load().config.server.shutdown_grace;
@@ -165,6 +177,8 @@ struct Worker {
     limit: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
     exit: watch::Receiver<bool>,
+    /// Told once the accept loops run.
+    started: tokio::sync::mpsc::Sender<()>,
 }
 
 impl Worker {
@@ -177,6 +191,7 @@ impl Worker {
             limit,
             stop,
             mut exit,
+            started,
             ..
         } = self;
         runtime.block_on(async move {
@@ -195,6 +210,8 @@ impl Worker {
                     Err(e) => tracing::error!(error = %e, "worker cannot use a listener"),
                 }
             }
+            let _ = started.send(()).await;
+            drop(started);
             let _ = exit.wait_for(|e| *e).await;
         });
         // Dropping the runtime drops the connections still open.
