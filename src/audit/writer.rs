@@ -36,19 +36,12 @@ use std::task::{Context, Poll, Waker};
 
 use super::{AuditError, AuditRecord, Chain};
 use crate::metrics::Metrics;
+use crate::proxy::listener::{PerWorker, WORKER_SLOTS, worker_slot};
 
 /// Batches a leader writes before handing the rest to a waiting request, so
 /// that one request is not kept writing for everybody else under sustained
 /// load.
 const LEAD_ROUNDS: usize = 8;
-
-/// Queues, one per worker thread modulo this.
-const SHARES: usize = 64;
-
-/// This thread's queue.
-fn share() -> usize {
-    crate::proxy::listener::worker_index() % SHARES
-}
 
 /// The request path's handle on the trail. Cheap to clone.
 #[derive(Clone)]
@@ -83,10 +76,10 @@ impl AuditWriter {
 }
 
 struct Inner {
-    /// One queue per worker thread (modulo [`SHARES`]): a batch gathers the
-    /// records of one worker, whose requests it wakes without crossing to
-    /// another thread. Leaders of different workers take turns on `writer`.
-    queues: Box<[Mutex<Queue>]>,
+    /// One queue per worker thread: a batch gathers the records of one
+    /// worker, whose requests it wakes without crossing to another thread.
+    /// Leaders of different workers take turns on `writer`.
+    queues: PerWorker<Mutex<Queue>>,
     /// The file and the chain; held by the leader while it writes.
     writer: Mutex<Writer>,
     healthy: AtomicBool,
@@ -99,6 +92,14 @@ struct Queue {
     pending: Vec<Entry>,
     /// Somebody is leading: it will write what is pending before it stops.
     leading: bool,
+}
+
+impl Queue {
+    /// The oldest `most` pending records (or all, if fewer).
+    fn take(&mut self, most: usize) -> Vec<Entry> {
+        let n = self.pending.len().min(most);
+        self.pending.drain(..n).collect()
+    }
 }
 
 struct Entry {
@@ -163,7 +164,7 @@ impl AuditSink {
         let file = open(path).map_err(read_error)?;
         let len = file.metadata().map_err(read_error)?.len();
         let inner = Arc::new(Inner {
-            queues: (0..SHARES).map(|_| Mutex::default()).collect(),
+            queues: PerWorker::default(),
             writer: Mutex::new(Writer {
                 path: path.to_owned(),
                 file: Some(file),
@@ -193,7 +194,7 @@ impl AuditSink {
     pub fn write(&self, record: AuditRecord) -> Commit {
         Commit {
             inner: self.inner.clone(),
-            share: share(),
+            share: worker_slot(),
             state: CommitState::Start(Box::new(record)),
         }
     }
@@ -206,8 +207,8 @@ impl AuditSink {
             record: Box::new(record),
             slot: None,
         };
-        let share = share();
-        let mut q = lock(&self.inner.queues[share]);
+        let share = worker_slot();
+        let mut q = lock(self.inner.queues.get(share));
         if q.leading {
             q.pending.push(entry);
             return;
@@ -274,7 +275,7 @@ impl Future for Commit {
         loop {
             match std::mem::replace(&mut this.state, CommitState::Done) {
                 CommitState::Start(record) => {
-                    let mut q = lock(&this.inner.queues[this.share]);
+                    let mut q = lock(this.inner.queues.get(this.share));
                     if q.leading {
                         let slot = Arc::new(Slot::default());
                         let _ = slot.poll(cx.waker());
@@ -295,9 +296,8 @@ impl Future for Commit {
                         return Poll::Pending;
                     }
                     // What queued meanwhile goes first, then this record.
-                    let mut q = lock(&this.inner.queues[this.share]);
-                    let n = q.pending.len().min(this.inner.batch);
-                    let mut batch: Vec<Entry> = q.pending.drain(..n).collect();
+                    let mut q = lock(this.inner.queues.get(this.share));
+                    let mut batch = q.take(this.inner.batch);
                     drop(q);
                     batch.push(Entry { record, slot: None });
                     return Poll::Ready(this.inner.lead(this.share, batch));
@@ -306,7 +306,7 @@ impl Future for Commit {
                     if let Some(ok) = slot.poll(cx.waker()) {
                         return Poll::Ready(ok);
                     }
-                    let mut q = lock(&this.inner.queues[this.share]);
+                    let mut q = lock(this.inner.queues.get(this.share));
                     if q.leading {
                         this.state = CommitState::Queued(slot);
                         return Poll::Pending;
@@ -314,8 +314,7 @@ impl Future for Commit {
                     // Handed over (or the leader stopped before reaching
                     // this record): lead the rest.
                     q.leading = true;
-                    let n = q.pending.len().min(this.inner.batch);
-                    let batch: Vec<Entry> = q.pending.drain(..n).collect();
+                    let batch = q.take(this.inner.batch);
                     drop(q);
                     this.inner.lead(this.share, batch);
                     this.state = CommitState::Queued(slot);
@@ -336,7 +335,7 @@ impl Inner {
         let first = writer.write_batch(&mut batch, &self.healthy);
         let mut rounds = 1;
         loop {
-            let mut q = lock(&self.queues[share]);
+            let mut q = lock(self.queues.get(share));
             if q.pending.is_empty() {
                 q.leading = false;
                 return first;
@@ -353,8 +352,7 @@ impl Inner {
                 w.wake();
                 return first;
             }
-            let n = q.pending.len().min(self.batch);
-            batch.extend(q.pending.drain(..n));
+            batch.extend(q.take(self.batch));
             drop(q);
             writer.write_batch(&mut batch, &self.healthy);
             rounds += 1;
@@ -363,14 +361,13 @@ impl Inner {
 
     /// Writes whatever is queued and has no leader (at exit).
     fn flush_queued(&self) {
-        for share in 0..self.queues.len() {
-            let mut q = lock(&self.queues[share]);
+        for share in 0..WORKER_SLOTS {
+            let mut q = lock(self.queues.get(share));
             if q.leading || q.pending.is_empty() {
                 continue;
             }
             q.leading = true;
-            let n = q.pending.len().min(self.batch);
-            let batch: Vec<Entry> = q.pending.drain(..n).collect();
+            let batch = q.take(self.batch);
             drop(q);
             self.lead(share, batch);
         }
@@ -514,16 +511,16 @@ mod tests {
         let waker = Waker::from(woken.clone());
         let mut cx = Context::from_waker(&waker);
         // Pretend a leader is busy: the next three records queue.
-        lock(&sink.inner.queues[share()]).leading = true;
+        lock(sink.inner.queues.mine()).leading = true;
         let mut waiting: Vec<Commit> = (0..3).map(|n| sink.write(record(n))).collect();
         for c in &mut waiting {
             assert!(Pin::new(c).poll(&mut cx).is_pending());
         }
         sink.write_detached(record(3));
-        assert_eq!(lock(&sink.inner.queues[share()]).pending.len(), 4);
+        assert_eq!(lock(sink.inner.queues.mine()).pending.len(), 4);
         // The busy leader stops. A new one yields once before writing, so
         // that requests ready meanwhile join its batch: r5 queues.
-        lock(&sink.inner.queues[share()]).leading = false;
+        lock(sink.inner.queues.mine()).leading = false;
         let leader_woken = Arc::new(Count(AtomicUsize::new(0)));
         let leader_waker = Waker::from(leader_woken.clone());
         let mut leader_cx = Context::from_waker(&leader_waker);

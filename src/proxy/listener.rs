@@ -157,10 +157,36 @@ impl Server {
     }
 }
 
-/// The index of the worker running on this thread (0 off the workers):
-/// what picks this thread's share of the upstream pools.
-pub fn worker_index() -> usize {
-    WORKER.with(std::cell::Cell::get)
+/// Slots of a [`PerWorker`]: more than the workers of any machine this is
+/// expected on, so that no two workers share one.
+pub const WORKER_SLOTS: usize = 64;
+
+/// The [`PerWorker`] slot of the calling thread: worker `i` (from 1) takes
+/// slot `i` modulo [`WORKER_SLOTS`], threads off the workers slot 0.
+pub fn worker_slot() -> usize {
+    WORKER.with(std::cell::Cell::get) % WORKER_SLOTS
+}
+
+/// One `T` per worker thread, for what a worker uses on its own: its share
+/// of the upstream pools, its audit queue.
+pub struct PerWorker<T>(Box<[T]>);
+
+impl<T: Default> Default for PerWorker<T> {
+    fn default() -> Self {
+        Self((0..WORKER_SLOTS).map(|_| T::default()).collect())
+    }
+}
+
+impl<T> PerWorker<T> {
+    /// The calling thread's `T`.
+    pub fn mine(&self) -> &T {
+        &self.0[worker_slot()]
+    }
+
+    /// The `T` of `slot`.
+    pub fn get(&self, slot: usize) -> &T {
+        &self.0[slot]
+    }
 }
 
 thread_local! {

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use hyper::client::conn::http1::SendRequest;
 
 use crate::body::Metered;
+use crate::proxy::listener::PerWorker;
 
 /// Most connections kept per upstream address and worker, busy ones
 /// included: a connection is checked back in as soon as its request is
@@ -23,24 +24,15 @@ const MAX_PER_ADDR: usize = 1024;
 /// A sender for requests over one upstream connection.
 pub type Sender = SendRequest<Metered>;
 
-/// Shares of a pool: one per worker thread (modulo this), so that a
-/// connection is reused by the worker whose runtime drives it.
-const SHARES: usize = 64;
-
 /// One worker's connections by address.
 type Share = Mutex<HashMap<SocketAddr, Vec<Sender>>>;
 
-/// Idle connections by address, in one share per worker thread.
+/// Idle connections by address, in one share per worker thread: a
+/// connection's task runs on the runtime that opened it; used from another
+/// worker, every request would wake a thread across.
+#[derive(Default)]
 pub struct Pool {
-    shares: Box<[Share]>,
-}
-
-impl Default for Pool {
-    fn default() -> Self {
-        Self {
-            shares: (0..SHARES).map(|_| Mutex::default()).collect(),
-        }
-    }
+    shares: PerWorker<Share>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -50,18 +42,12 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// This worker's share. A connection's task runs on the runtime that
-    /// opened it; used from another worker, every request would wake a
-    /// thread across.
-    fn share(&self) -> &Share {
-        &self.shares[crate::proxy::listener::worker_index() % SHARES]
-    }
-
     /// Takes a connection to `addr` that is ready for a request, dropping
     /// closed ones on the way. Busy ones (a response still streaming) stay.
     pub fn checkout(&self, addr: SocketAddr) -> Option<Sender> {
         let mut idle = self
-            .share()
+            .shares
+            .mine()
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let list = idle.get_mut(&addr)?;
@@ -86,7 +72,8 @@ impl Pool {
             return;
         }
         let mut idle = self
-            .share()
+            .shares
+            .mine()
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let list = idle.entry(addr).or_default();
