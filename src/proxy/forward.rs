@@ -21,8 +21,9 @@ use crate::upstream::Upstream;
 
 /// What the upstream side came to.
 pub enum Forwarded {
-    /// The upstream answered; its body still has to stream.
-    Proxied(Response<Incoming>),
+    /// The upstream answered; its body still has to stream. With the
+    /// route's response timeout, which also bounds reading a held body.
+    Proxied(Response<Incoming>, Duration),
     /// The proxy answers itself (451 upstream side, 502).
     Refused(Response<Generated>),
 }
@@ -122,7 +123,7 @@ pub async fn forward(
                         );
                         rsp.headers_mut().append(DECISION_HEADER.clone(), value);
                     }
-                    return Forwarded::Proxied(rsp);
+                    return Forwarded::Proxied(rsp, route.spec.response_timeout);
                 }
                 Err((e, Some(back), _)) => {
                     // Not sent: this address is not part of the request's story.

@@ -58,10 +58,10 @@ pub async fn handle(
     };
     let decided = decide(req, &conn, &snap, pending.ev(), &resource, head).await;
     let (mut rsp, refused) = match decided {
-        Forwarded::Proxied(rsp) => match held_length(&rsp, head) {
-            Some(_) => held(rsp, pending, snap, &resource, head).await,
-            None => (audited(rsp, pending.decided(), snap), false),
-        },
+        Forwarded::Proxied(rsp, timeout) if holds(&rsp, head) => {
+            held(rsp, timeout, pending, snap, &resource, head).await
+        }
+        Forwarded::Proxied(rsp, _) => (audited(rsp, pending.decided(), snap), false),
         Forwarded::Refused(rsp) => {
             let ev = pending.decided();
             (
@@ -127,15 +127,25 @@ async fn finish_generated(
     resource: &str,
     head: bool,
 ) -> Response<Body> {
-    ev.account(snap, 0);
-    if let Some(sink) = &snap.evidence.audit {
-        let written = sink.write(ev.record(snap, rsp.status().as_u16(), 0)).await;
-        if !written && snap.config.audit.fail_closed {
-            snap.evidence.metrics.audit_refused.inc();
-            return audit_unavailable(resource, ev.id, head).map(Either::Right);
-        }
+    if !trace(&ev, snap, rsp.status().as_u16(), 0).await {
+        return audit_unavailable(resource, ev.id, head).map(Either::Right);
     }
     rsp.map(Either::Right)
+}
+
+/// Counts the request and writes its record. False when the record could
+/// not be written and the policy is fail-closed (the response must not
+/// complete; counted as refused).
+async fn trace(ev: &RequestEvidence, snap: &Snapshot, status: u16, bytes_down: u64) -> bool {
+    ev.account(snap, bytes_down);
+    let Some(sink) = &snap.evidence.audit else {
+        return true;
+    };
+    if sink.write(ev.record(snap, status, bytes_down)).await || !snap.config.audit.fail_closed {
+        return true;
+    }
+    snap.evidence.metrics.audit_refused.inc();
+    false
 }
 
 fn audit_unavailable(resource: &str, id: RequestId, head: bool) -> Response<Generated> {
@@ -154,20 +164,17 @@ fn audit_unavailable(resource: &str, id: RequestId, head: bool) -> Response<Gene
 /// record can share a batch with others; larger bodies stream.
 const HOLD_MAX: u64 = 64 * 1024;
 
-/// The body length of an upstream response small enough to hold back, if
-/// it is (a `Content-Length` body, not the answer to HEAD).
-fn held_length(rsp: &Response<Incoming>, head: bool) -> Option<u64> {
+/// Whether an upstream response is small enough to hold back: a
+/// `Content-Length` body of at most [`HOLD_MAX`], not the answer to HEAD.
+fn holds(rsp: &Response<Incoming>, head: bool) -> bool {
     let status = rsp.status();
-    if head
+    !(head
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        return None;
-    }
-    hyper::body::Body::size_hint(rsp.body())
-        .exact()
-        .filter(|&n| n <= HOLD_MAX)
+        || status == StatusCode::NOT_MODIFIED)
+        && hyper::body::Body::size_hint(rsp.body())
+            .exact()
+            .is_some_and(|n| n <= HOLD_MAX)
 }
 
 /// A small proxied response, read whole (within the route's response
@@ -177,6 +184,7 @@ fn held_length(rsp: &Response<Incoming>, head: bool) -> Option<u64> {
 /// whether the proxy answered itself.
 async fn held(
     rsp: Response<Incoming>,
+    timeout: std::time::Duration,
     mut pending: Pending,
     snap: Arc<Snapshot>,
     resource: &str,
@@ -184,11 +192,7 @@ async fn held(
 ) -> (Response<Body>, bool) {
     let status = rsp.status().as_u16();
     let (parts, body) = rsp.into_parts();
-    let ev = pending.ev();
-    let (id, route) = (ev.id, ev.route);
-    let timeout = route.map_or(DEFAULT_HOLD_TIMEOUT, |i| {
-        snap.routes[i].spec.response_timeout
-    });
+    let id = pending.ev().id;
     // Dropped while reading (client gone), `pending` still writes the record.
     let read = tokio::time::timeout(timeout, http_body_util::BodyExt::collect(body)).await;
     let ev = pending.decided();
@@ -201,27 +205,17 @@ async fn held(
             return (finish_generated(rsp, ev, &snap, resource, head).await, true);
         }
     };
-    let down = bytes.len() as u64;
-    ev.account(&snap, down);
-    if let Some(sink) = &snap.evidence.audit {
-        let written = sink.write(ev.record(&snap, status, down)).await;
-        if !written && snap.config.audit.fail_closed {
-            snap.evidence.metrics.audit_refused.inc();
-            return (
-                audit_unavailable(resource, id, head).map(Either::Right),
-                true,
-            );
-        }
+    if !trace(&ev, &snap, status, bytes.len() as u64).await {
+        return (
+            audit_unavailable(resource, id, head).map(Either::Right),
+            true,
+        );
     }
     (
         Response::from_parts(parts, Either::Right(Generated::new(bytes))),
         false,
     )
 }
-
-/// The hold timeout when a response has no route (cannot happen for a
-/// proxied response; a bound all the same).
-const DEFAULT_HOLD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A proxied response: its body streams through [`Audited`], which writes
 /// the record when the body ends (or is dropped).
@@ -232,16 +226,7 @@ fn audited(rsp: Response<Incoming>, ev: RequestEvidence, snap: Arc<Snapshot>) ->
     let complete: crate::body::Completion = Box::new(move |down, _completed| {
         Box::pin(async move {
             let (ev, snap) = &*on_end;
-            ev.account(snap, down);
-            let Some(sink) = &snap.evidence.audit else {
-                return true;
-            };
-            let written = sink.write(ev.record(snap, status, down)).await;
-            if !written && snap.config.audit.fail_closed {
-                snap.evidence.metrics.audit_refused.inc();
-                return false;
-            }
-            true
+            trace(ev, snap, status, down).await
         })
     });
     let on_drop: crate::body::OnDrop = Box::new(move |down| {
@@ -377,7 +362,7 @@ async fn decide(
         );
     }
     let mut out = forward(req, conn, route, snap, ev, resource, head).await;
-    if let (Some(v), Forwarded::Proxied(rsp)) = (flag, &mut out) {
+    if let (Some(v), Forwarded::Proxied(rsp, _)) = (flag, &mut out) {
         rsp.headers_mut().append(DECISION_HEADER.clone(), v);
     }
     out
