@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::proxy::BIN;
+use crate::support::proxy::{BIN, assert_audit_verifies, audit_verify};
 use crate::support::{Client, Layout, Origin, Proxy, config, ips, standard_geo};
 
 async fn scrape(proxy: &Proxy) -> String {
@@ -273,17 +273,8 @@ async fn every_request_leaves_one_audit_record_with_identity_and_purpose() {
     assert!(anonymous["purpose"].is_null());
 
     // The trail verifies.
-    let out = Command::new(BIN)
-        .args(["audit", "verify"])
-        .arg(proxy.audit_path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 3 records in 1 file,"));
+    let stdout = assert_audit_verifies(&[&proxy.audit_path()]);
+    assert!(stdout.starts_with("ok: 3 records in 1 file,"));
 }
 
 #[tokio::test]
@@ -450,29 +441,10 @@ async fn sighup_reopens_the_audit_file_and_the_chain_continues() {
             .await;
     }
     wait_records(&proxy, 2).await;
-    let out = Command::new(BIN)
-        .args(["audit", "verify"])
-        .arg(&rotated)
-        .arg(proxy.audit_path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("ok: 5 records in 2 files"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let stdout = assert_audit_verifies(&[&rotated, &proxy.audit_path()]);
+    assert!(stdout.starts_with("ok: 5 records in 2 files"), "{stdout}");
     // In the wrong order the chain breaks, at the first record of the first file given.
-    let out = Command::new(BIN)
-        .args(["audit", "verify"])
-        .arg(proxy.audit_path())
-        .arg(&rotated)
-        .output()
-        .unwrap();
+    let out = audit_verify(&[&proxy.audit_path(), &rotated]);
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -501,17 +473,8 @@ async fn five_hundred_concurrent_requests_make_five_hundred_verified_records() {
     assert_eq!(statuses.iter().filter(|s| **s == 451).count(), 250);
     let records = wait_records(&proxy, 500).await;
     assert_eq!(records.len(), 500);
-    let out = Command::new(BIN)
-        .args(["audit", "verify"])
-        .arg(proxy.audit_path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 500 records in 1 file,"));
+    let stdout = assert_audit_verifies(&[&proxy.audit_path()]);
+    assert!(stdout.starts_with("ok: 500 records in 1 file,"));
 }
 
 #[tokio::test]
@@ -610,10 +573,5 @@ async fn a_second_proxy_on_the_same_audit_file_is_refused() {
         .get(first.addr(), "/b/k", &[])
         .await;
     wait_records(&first, 1).await;
-    let out = Command::new(BIN)
-        .args(["audit", "verify"])
-        .arg(first.audit_path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    assert_audit_verifies(&[&first.audit_path()]);
 }

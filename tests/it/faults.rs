@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::client::connect_from;
-use crate::support::proxy::BIN;
+use crate::support::proxy::assert_audit_verifies;
 use crate::support::{Client, Layout, Origin, Proxy, TestGeo, config, ips, standard_geo};
 
 /// What a scripted origin does once it has read a request head.
@@ -241,22 +241,8 @@ async fn records(proxy: &Proxy, n: usize) -> Vec<serde_json::Value> {
     );
 }
 
-fn verify(paths: &[&std::path::Path]) -> std::process::Output {
-    Command::new(BIN)
-        .args(["audit", "verify"])
-        .args(paths)
-        .output()
-        .unwrap()
-}
-
 fn assert_verifies(paths: &[&std::path::Path], records: usize) {
-    let out = verify(paths);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = assert_audit_verifies(paths);
     let noun = if records == 1 { "record" } else { "records" };
     assert!(
         stdout.starts_with(&format!("ok: {records} {noun} in")),
@@ -476,10 +462,7 @@ async fn garbage_database_renamed_over_the_real_one_is_refused_and_the_old_one_s
     proxy.signal("HUP");
     proxy.wait_for_log("reloaded", 1).await;
     check().await;
-    let m = Client::bound_to("127.0.0.1")
-        .get(proxy.admin_addr(), "/metrics", &[])
-        .await
-        .text();
+    let m = proxy.metrics().await;
     assert!(
         m.contains("residency_config_reloads_total{result=\"failure\"} 4"),
         "{m}"
@@ -586,10 +569,7 @@ async fn full_audit_disk_fails_closed_and_the_records_before_it_still_verify() {
         }
     }
     assert!(faulted >= 30, "the full disk was noticed: {faulted}");
-    let m = Client::bound_to("127.0.0.1")
-        .get(proxy.admin_addr(), "/metrics", &[])
-        .await
-        .text();
+    let m = proxy.metrics().await;
     assert!(!m.contains("residency_audit_write_errors_total 0\n"), "{m}");
     let written = records_in(&audit);
     assert!(

@@ -158,10 +158,7 @@ async fn mtls_accepts_good_certificates_and_refuses_the_rest() {
     // failed, which may be just after the client saw the alert.
     let mut m = String::new();
     for _ in 0..100 {
-        m = Client::bound_to("127.0.0.1")
-            .get(proxy.admin_addr(), "/metrics", &[])
-            .await
-            .text();
+        m = proxy.metrics().await;
         let failures = m
             .lines()
             .find_map(|l| l.strip_prefix("residency_tls_handshake_failures_total "))
@@ -271,10 +268,7 @@ async fn bad_reloads_are_refused_whole_and_the_old_state_serves() {
     let logs = proxy.logs();
     assert!(logs.contains("does not match certificate"), "{logs}");
     assert!(logs.contains("cannot change on reload"), "{logs}");
-    let m = Client::bound_to("127.0.0.1")
-        .get(proxy.admin_addr(), "/metrics", &[])
-        .await
-        .text();
+    let m = proxy.metrics().await;
     assert!(
         m.contains("residency_config_reloads_total{result=\"failure\"} 5"),
         "{m}"

@@ -10,6 +10,27 @@ use std::time::Duration;
 /// Path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_residency-proxy");
 
+/// Runs `residency-proxy audit verify` on `paths`, in that order.
+pub fn audit_verify(paths: &[&Path]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["audit", "verify"])
+        .args(paths)
+        .output()
+        .unwrap()
+}
+
+/// Asserts that `audit verify` accepts `paths`; returns what it printed.
+pub fn assert_audit_verifies(paths: &[&Path]) -> String {
+    let out = audit_verify(paths);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A running proxy process; killed when dropped.
 pub struct Proxy {
     child: Child,
@@ -127,6 +148,14 @@ impl Proxy {
     /// The admin listener's address (logged before the data listeners).
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.expect("admin listener enabled")
+    }
+
+    /// The admin `/metrics` text (any status).
+    pub async fn metrics(&self) -> String {
+        super::Client::bound_to("127.0.0.1")
+            .get(self.admin_addr(), "/metrics", &[])
+            .await
+            .text()
     }
 
     /// Every listening address, in config order.
