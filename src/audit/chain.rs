@@ -5,10 +5,15 @@
 //! An audit file is UTF-8 JSON Lines: one sealed record per line, each line
 //! ended by `\n` (0x0A). A sealed line is built from an [`AuditRecord`]:
 //!
-//! 1. `prev` is set to the `hash` of the previous record of the chain, or 64
-//!    `0`s for the first record of a new chain. The chain continues across
-//!    files: the first record of a rotated file has the last `hash` of the
-//!    file before it.
+//! 1. `prev` is set to the `hash` of the previous record of the chain, or
+//!    [`GENESIS`] (64 `0`s) for the first record of a new chain: a trail
+//!    starts at genesis. The chain continues across files: the first record
+//!    of a rotated file has the last `hash` of the file before it. A writer
+//!    that opens a file which already holds records continues *that file's*
+//!    chain from its last line (at start, and when a reload points `[audit]
+//!    path` at an existing file); a new, empty file continues the chain the
+//!    writer was on (a new trail at genesis, or the next file after a
+//!    rotation).
 //! 2. The record is serialised as compact JSON, keys in the order of
 //!    [`AuditRecord`]'s fields (`time` first, `prev` last), no whitespace
 //!    between tokens, `null` for absent values: these are the bytes `B`,
@@ -34,11 +39,15 @@
 //! # What the chain proves, and what it does not
 //!
 //! Editing a record breaks its hash; deleting, inserting or reordering
-//! records breaks the next record's `prev`. Removing records from the *end*
-//! of the last file, or a whole chain rewritten from a chosen point, is not
-//! detectable from the files alone: keep the latest `hash` somewhere the
-//! writer of the files cannot change (the `audit verify` summary prints it),
-//! and compare.
+//! records breaks the next record's `prev`; deleting the *first* records
+//! leaves a first `prev` that is not [`GENESIS`], which `audit verify`
+//! refuses unless told where the segment starts (`--from HASH`, the last
+//! hash of the segment before, as its verification printed it). Removing
+//! records from the *end* of the last file, or a whole chain rewritten from
+//! a chosen point, is not detectable from the files alone: keep the last
+//! `hash` somewhere the writer of the files cannot change (the `audit
+//! verify` summary prints it in full), and compare it later with `audit
+//! verify --expect-last HASH`.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -93,26 +102,41 @@ impl Chain {
     /// [`AuditError::LastRecord`] if its last line is not a sealed record
     /// whose hash verifies.
     pub fn resume(path: &Path) -> Result<Self, AuditError> {
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::new()),
+            Err(source) => {
+                return Err(AuditError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        Ok(Self::resume_file(&mut file, path)?.unwrap_or_default())
+    }
+
+    /// The chain of the open audit `file` (named `path` in errors),
+    /// continued from the hash of its last line; `None` if the file is
+    /// empty (the caller decides which chain a new file continues).
+    ///
+    /// # Errors
+    /// As [`Chain::resume`].
+    pub fn resume_file(file: &mut File, path: &Path) -> Result<Option<Self>, AuditError> {
         let read_error = |source| AuditError::Read {
             path: path.to_owned(),
             source,
         };
-        let mut file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::new()),
-            Err(e) => return Err(read_error(e)),
-        };
         let len = file.metadata().map_err(read_error)?.len();
         if len == 0 {
-            return Ok(Self::new());
+            return Ok(None);
         }
-        let line = last_line(&mut file, len)
-            .map_err(read_error)?
-            .ok_or_else(|| AuditError::UnfinishedLine {
+        let line = last_line(file, len).map_err(read_error)?.ok_or_else(|| {
+            AuditError::UnfinishedLine {
                 path: path.to_owned(),
-            })?;
+            }
+        })?;
         match unseal(&line) {
-            Ok(sealed) => Ok(Self { last: sealed.hash }),
+            Ok(sealed) => Ok(Some(Self { last: sealed.hash })),
             Err(rejected) => Err(AuditError::LastRecord {
                 path: path.to_owned(),
                 problem: rejected.problem,
@@ -206,6 +230,18 @@ pub enum Problem {
     /// `prev` is not the hash of the record before it.
     #[error("prev does not match the previous record (record deleted, inserted or reordered)")]
     PrevMismatch,
+    /// The first record's `prev` is not [`GENESIS`], and no other start
+    /// was given: the records before it are missing.
+    #[error(
+        "the trail does not start at genesis (prev is not 64 zeros): the records before this one are missing \
+         (if this file continues an earlier one, give that file first, or --from its last hash)"
+    )]
+    NotGenesis,
+    /// The first record's `prev` is not the hash given as the start.
+    #[error(
+        "prev does not match --from (the records before this one are missing, or --from names another point)"
+    )]
+    FromMismatch,
 }
 
 /// A line that did not unseal: why, and its `request_id` if it has one.

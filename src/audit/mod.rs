@@ -28,7 +28,7 @@ pub use chain::{Chain, GENESIS, Problem, Rejected, Sealed, unseal};
 pub use fields::{ObjectKeyMode, identity, object_key};
 pub use record::{AuditRecord, format_time};
 pub use transfers::{Cartography, Transfer, aggregate};
-pub use verify::{Failure, Summary, VerifiedRecords, records, verify};
+pub use verify::{Expect, Failure, Summary, VerifiedRecords, records, verify};
 
 /// Why an audit file could not be used to continue a chain.
 #[derive(Debug, thiserror::Error)]

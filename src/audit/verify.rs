@@ -6,19 +6,33 @@
 //! files. [`records`] is the same walk as an iterator of verified records,
 //! for readers (such as `transfers`) that must not use unverified data.
 //!
-//! The first record's `prev` is accepted as the starting point and reported
-//! in the [`Summary`]: it is [`super::GENESIS`] for a chain that starts in
-//! these files, and the last hash of an earlier file otherwise. A file that
-//! ends without a final newline is accepted if its last line verifies (the
-//! writer then cannot resume it, see [`super::Chain::resume`]).
+//! A trail starts at genesis: the first record's `prev` must be
+//! [`GENESIS`], or the hash given in [`Expect::from`] (the last hash of the
+//! segment before, as its verification printed it), so that records
+//! deleted from the head of the trail are caught. Files with no record at
+//! all fail: an empty trail proves nothing. [`Expect::last`] is the hash the
+//! last record must have, kept elsewhere by the operator, which catches
+//! records removed from the end. A file that ends without a final newline is
+//! accepted if its last line verifies (the writer then cannot resume it, see
+//! [`super::Chain::resume`]).
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::chain::{MAX_LINE, Problem, unseal};
+use super::chain::{GENESIS, MAX_LINE, Problem, unseal};
 use super::record::AuditRecord;
+
+/// Where the verified chain must start and end (`--from`,
+/// `--expect-last`). Hashes are 64 lower-case hex characters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Expect {
+    /// `prev` of the first record; `None` means [`GENESIS`].
+    pub from: Option<String>,
+    /// `hash` the last record must have; `None` accepts any.
+    pub last: Option<String>,
+}
 
 /// What a successful verification saw.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -27,8 +41,8 @@ pub struct Summary {
     pub records: u64,
     /// Files read.
     pub files: usize,
-    /// `prev` of the first record: where the verified chain starts. `None`
-    /// when the files hold no record.
+    /// `prev` of the first record: where the verified chain starts
+    /// ([`GENESIS`] or [`Expect::from`]). `None` until a record verified.
     pub first_prev: Option<String>,
     /// `hash` of the last record: what to compare with a hash kept
     /// elsewhere, to detect records removed from the end.
@@ -60,6 +74,47 @@ pub enum Failure {
         /// What is wrong.
         problem: Problem,
     },
+    /// The files hold no record: an empty trail proves nothing (its
+    /// records may all have been removed).
+    #[error(
+        "no audit record in {}: an empty trail proves nothing",
+        PathList(paths)
+    )]
+    Empty {
+        /// The files read.
+        paths: Vec<PathBuf>,
+    },
+    /// The last record's hash is not the one expected: records were
+    /// removed from the end (or added after the expected hash was kept).
+    #[error(
+        "{}:{line}: the trail ends with hash {found}, not {expected} (--expect-last): records removed from the end, or added after it",
+        path.display()
+    )]
+    LastMismatch {
+        /// The file holding the last record.
+        path: PathBuf,
+        /// 1-based line of the last record in that file.
+        line: u64,
+        /// The last record's hash.
+        found: String,
+        /// The hash given.
+        expected: String,
+    },
+}
+
+/// Paths separated by `, `.
+struct PathList<'a>(&'a [PathBuf]);
+
+impl fmt::Display for PathList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}", p.display())?;
+        }
+        Ok(())
+    }
 }
 
 /// ` (request_id ID)`, with the id cut to 64 characters and escaped: it
@@ -81,13 +136,16 @@ impl fmt::Display for RequestIdNote<'_> {
     }
 }
 
-/// Verifies every line of every file in `paths`, in order, as one chain.
+/// Verifies every line of every file in `paths`, in order, as one chain
+/// that starts and ends as `expect` says.
 ///
 /// # Errors
 /// [`Failure::Read`] if a file cannot be read; [`Failure::Record`] for the
-/// first line that does not verify.
-pub fn verify(paths: &[PathBuf]) -> Result<Summary, Failure> {
-    let mut walk = records(paths);
+/// first line that does not verify (a first record that does not start
+/// where expected included); [`Failure::Empty`] if there is no record;
+/// [`Failure::LastMismatch`] if the last hash is not [`Expect::last`].
+pub fn verify(paths: &[PathBuf], expect: &Expect) -> Result<Summary, Failure> {
+    let mut walk = records(paths, expect);
     for record in walk.by_ref() {
         record?;
     }
@@ -95,13 +153,18 @@ pub fn verify(paths: &[PathBuf]) -> Result<Summary, Failure> {
 }
 
 /// The records of `paths`, each yielded once it has verified; the first
-/// failure is yielded as an error and ends the iteration.
-pub fn records(paths: &[PathBuf]) -> VerifiedRecords<'_> {
+/// failure is yielded as an error and ends the iteration. The checks of the
+/// whole trail ([`Failure::Empty`], [`Failure::LastMismatch`]) come as a
+/// last error after the last record: a reader must not use what it read
+/// before it has seen the iteration end without an error.
+pub fn records<'a>(paths: &'a [PathBuf], expect: &'a Expect) -> VerifiedRecords<'a> {
     VerifiedRecords {
         paths,
+        expect,
         next_file: 0,
         reader: None,
         line: 0,
+        last_at: None,
         buf: Vec::new(),
         summary: Summary::default(),
         done: false,
@@ -112,9 +175,12 @@ pub fn records(paths: &[PathBuf]) -> VerifiedRecords<'_> {
 #[derive(Debug)]
 pub struct VerifiedRecords<'a> {
     paths: &'a [PathBuf],
+    expect: &'a Expect,
     next_file: usize,
     reader: Option<BufReader<File>>,
     line: u64,
+    /// File index and line of the last record verified.
+    last_at: Option<(usize, u64)>,
     buf: Vec<u8>,
     summary: Summary,
     done: bool,
@@ -168,17 +234,40 @@ impl VerifiedRecords<'_> {
     /// Checks the line in `buf` and links it to the chain.
     fn check(&mut self) -> Result<AuditRecord, Failure> {
         let sealed = unseal(&self.buf).map_err(|r| self.failure(r.problem, r.request_id))?;
-        match &self.summary.last_hash {
-            None => self.summary.first_prev = Some(sealed.record.prev.clone()),
-            Some(last) if *last != sealed.record.prev => {
-                let id = Some(sealed.record.request_id);
-                return Err(self.failure(Problem::PrevMismatch, id));
-            }
-            Some(_) => {}
+        let (expected, problem) = match (&self.summary.last_hash, &self.expect.from) {
+            (Some(last), _) => (last.as_str(), Problem::PrevMismatch),
+            (None, Some(from)) => (from.as_str(), Problem::FromMismatch),
+            (None, None) => (GENESIS, Problem::NotGenesis),
+        };
+        if sealed.record.prev != expected {
+            return Err(self.failure(problem, Some(sealed.record.request_id)));
+        }
+        if self.summary.last_hash.is_none() {
+            self.summary.first_prev = Some(sealed.record.prev.clone());
         }
         self.summary.records += 1;
         self.summary.last_hash = Some(sealed.hash);
+        self.last_at = Some((self.next_file - 1, self.line));
         Ok(sealed.record)
+    }
+
+    /// The checks of the whole trail, once every file has been read.
+    fn finish(&self) -> Option<Failure> {
+        let Some((file, line)) = self.last_at else {
+            return Some(Failure::Empty {
+                paths: self.paths.to_vec(),
+            });
+        };
+        let found = self.summary.last_hash.as_deref().unwrap_or_default();
+        match &self.expect.last {
+            Some(expected) if expected != found => Some(Failure::LastMismatch {
+                path: self.paths[file].clone(),
+                line,
+                found: found.to_owned(),
+                expected: expected.clone(),
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -189,7 +278,10 @@ impl Iterator for VerifiedRecords<'_> {
         if self.done {
             return None;
         }
-        let item = self.step();
+        let item = match self.step() {
+            Some(item) => Some(item),
+            None => self.finish().map(Err),
+        };
         self.done = !matches!(item, Some(Ok(_)));
         item
     }

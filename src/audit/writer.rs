@@ -22,8 +22,12 @@
 //! 503 unless `on_error = "continue"` — and the next batch retries,
 //! reopening the file. A failed batch is cut back off the file and does not
 //! advance the chain, so the trail holds no half record and no gap.
-//! `reopen` (SIGHUP, for logrotate) closes and reopens the path; the chain
-//! continues in the new file from the last hash written.
+//! `reopen` (SIGHUP, for logrotate; or a reload that changes `[audit]
+//! path`) opens the path anew: a new, empty file continues the chain from
+//! the last hash written; a file that already holds records continues its
+//! own chain from its last record, so that each file verifies on its own.
+//! If the new file cannot be opened, or its last line is not a sealed
+//! record, the old file is kept and the reopen refused.
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
@@ -156,12 +160,12 @@ impl AuditSink {
         batch: usize,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, AuditWriter), AuditError> {
-        let chain = Chain::resume(path)?;
         let read_error = |source| AuditError::Read {
             path: path.to_owned(),
             source,
         };
-        let file = open(path).map_err(read_error)?;
+        let mut file = open(path).map_err(read_error)?;
+        let chain = Chain::resume_file(&mut file, path)?.unwrap_or_default();
         let len = file.metadata().map_err(read_error)?.len();
         let inner = Arc::new(Inner {
             queues: PerWorker::default(),
@@ -218,17 +222,65 @@ impl AuditSink {
         self.inner.lead(share, vec![entry]);
     }
 
-    /// Closes the file and opens `path` (the same path after rotation, or a
-    /// new one after a reload); the chain continues. Waits for a batch being
-    /// written to finish.
-    pub async fn reopen(&self, path: PathBuf) {
+    /// Opens `path` (the same path after rotation, or a new one after a
+    /// reload) and writes there from now on: an empty file continues the
+    /// chain, a file with records continues its own (see the module
+    /// documentation). Waits for a batch being written to finish.
+    ///
+    /// # Errors
+    /// [`AuditError`] if `path` cannot be opened, or its last line is not a
+    /// sealed record: nothing changed, records keep going to the old file.
+    pub async fn reopen(&self, path: PathBuf) -> Result<(), AuditError> {
         let mut w = lock(&self.inner.writer);
+        if w.is_open_at(&path) {
+            // The same file (not rotated): a second handle could not take
+            // the lock, and there is nothing to change.
+            tracing::info!(path = %path.display(), "audit file reopened");
+            return Ok(());
+        }
+        let (file, len, chain) = open_resumed(&path)?;
+        let own_chain = chain.is_some();
+        w.file = Some(file);
+        w.len = len;
+        if let Some(chain) = chain {
+            w.chain = chain;
+        }
         w.path = path;
-        w.file = None;
-        if w.ensure_open() {
+        if own_chain {
+            tracing::info!(
+                path = %w.path.display(),
+                "audit file reopened; it holds records, their chain continues from its last record"
+            );
+        } else {
             tracing::info!(path = %w.path.display(), "audit file reopened");
         }
+        Ok(())
     }
+}
+
+/// `error: cause: cause`, for a log line.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Opens `path` for appending (see [`open`]), with its length and, if it
+/// holds records, the chain of its last record.
+fn open_resumed(path: &Path) -> Result<(File, u64, Option<Chain>), AuditError> {
+    let read_error = |source| AuditError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = open(path).map_err(read_error)?;
+    let chain = Chain::resume_file(&mut file, path)?;
+    let len = file.metadata().map_err(read_error)?.len();
+    Ok((file, len, chain))
 }
 
 /// The future of one record's write.
@@ -381,7 +433,13 @@ fn open(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    // Readable too: the chain continues from the last line of the file
+    // this handle (and its lock) holds, not from another open of the path.
+    let file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
     if file.metadata()?.is_file() {
         match file.try_lock() {
             Ok(()) => {}
@@ -410,21 +468,40 @@ struct Writer {
 }
 
 impl Writer {
+    /// Reopens the file after a failed write. Records already in it (ours,
+    /// or those of a file put in its place meanwhile) are continued from
+    /// its last record; one whose last line is not a sealed record (a cut
+    /// that could not be undone) is not appended to.
     fn ensure_open(&mut self) -> bool {
         if self.file.is_none() {
-            let opened = open(&self.path).and_then(|f| Ok((f.metadata()?.len(), f)));
-            match opened {
-                Ok((len, f)) => {
+            match open_resumed(&self.path) {
+                Ok((f, len, chain)) => {
                     self.len = len;
                     self.file = Some(f);
+                    if let Some(chain) = chain {
+                        self.chain = chain;
+                    }
                 }
                 Err(e) => {
-                    tracing::error!(path = %self.path.display(), error = %e, "cannot open audit file");
+                    tracing::error!(path = %self.path.display(), error = %with_causes(&e), "cannot open audit file");
                     return false;
                 }
             }
         }
         true
+    }
+
+    /// Whether the open file is the one at `path` now (same device and
+    /// inode).
+    fn is_open_at(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(file) = &self.file else {
+            return false;
+        };
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
     }
 
     /// Seals and appends `batch` (emptied on return), tells each waiting
@@ -556,7 +633,95 @@ mod tests {
             })
             .collect();
         assert_eq!(ids, [0, 1, 4, 2, 3, 5, 6]);
-        let summary = crate::audit::verify(&[path]).unwrap();
+        let summary = crate::audit::verify(&[path], &crate::audit::Expect::default()).unwrap();
         assert_eq!(summary.records, 7);
+    }
+
+    fn verify(paths: &[PathBuf]) -> crate::audit::Summary {
+        crate::audit::verify(paths, &crate::audit::Expect::default()).unwrap()
+    }
+
+    fn write_now(sink: &AuditSink, n: u64) {
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        let mut commit = sink.write(record(n));
+        // Uncontended: the first poll yields, the second writes.
+        let _ = Pin::new(&mut commit).poll(&mut cx);
+        assert_eq!(Pin::new(&mut commit).poll(&mut cx), Poll::Ready(true));
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// Reopening at a file that holds another chain continues that chain:
+    /// both files verify on their own, from genesis.
+    #[test]
+    fn reopen_at_a_file_with_records_continues_its_own_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let b = dir.path().join("b.jsonl");
+        let mut other = Chain::new();
+        let lines: String = (10..12)
+            .map(|n| format!("{}\n", other.seal(&mut record(n))))
+            .collect();
+        std::fs::write(&b, lines).unwrap();
+        let (sink, writer) = AuditSink::start(&a, 8, Arc::new(Metrics::new())).unwrap();
+        write_now(&sink, 1);
+        block_on(sink.reopen(b.clone())).unwrap();
+        write_now(&sink, 2);
+        block_on(sink.reopen(a.clone())).unwrap();
+        write_now(&sink, 3);
+        writer.join();
+        assert_eq!(verify(&[a]).records, 2);
+        assert_eq!(verify(&[b]).records, 3);
+    }
+
+    /// A file whose last line is not a sealed record is not appended to:
+    /// the reopen is refused and records keep going to the old file.
+    #[test]
+    fn reopen_at_a_file_with_a_broken_tail_is_refused_and_the_old_file_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let b = dir.path().join("b.jsonl");
+        std::fs::write(&b, "{\"not\":\"sealed\"}\n").unwrap();
+        let (sink, writer) = AuditSink::start(&a, 8, Arc::new(Metrics::new())).unwrap();
+        write_now(&sink, 1);
+        let err = block_on(sink.reopen(b.clone())).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("the last line of audit file {}", b.display())),
+            "{err}"
+        );
+        write_now(&sink, 2);
+        writer.join();
+        assert_eq!(verify(&[a]).records, 2);
+        assert_eq!(
+            std::fs::read_to_string(&b).unwrap(),
+            "{\"not\":\"sealed\"}\n"
+        );
+    }
+
+    /// Rotation: the file renamed away, the path reopened empty; the chain
+    /// continues across the two files. Reopening the same file again
+    /// changes nothing (a second handle could not take the lock).
+    #[test]
+    fn reopen_after_rotation_continues_the_chain_in_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let rotated = dir.path().join("a.jsonl.1");
+        let (sink, writer) = AuditSink::start(&a, 8, Arc::new(Metrics::new())).unwrap();
+        write_now(&sink, 1);
+        block_on(sink.reopen(a.clone())).unwrap();
+        write_now(&sink, 2);
+        std::fs::rename(&a, &rotated).unwrap();
+        block_on(sink.reopen(a.clone())).unwrap();
+        write_now(&sink, 3);
+        writer.join();
+        assert_eq!(verify(&[rotated.clone(), a.clone()]).records, 3);
+        assert_eq!(verify(&[rotated]).records, 2);
     }
 }

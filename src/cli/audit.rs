@@ -1,23 +1,34 @@
-//! `residency-proxy audit verify PATH...`: checks the hash chain across the
-//! files, in the order given (oldest first).
+//! `residency-proxy audit verify [--from HASH] [--expect-last HASH] PATH...`:
+//! checks the hash chain across the files, in the order given (oldest
+//! first), from genesis (or `--from`) to its last record.
 //!
-//! Success prints one line to stdout and exits 0:
-//! `ok: 12 records in 2 files, chain 0000000000000000… → 5e1c0a9d27b4f3e8…`
-//! (where the verified chain starts, and its last hash: keep it elsewhere to
-//! detect records later removed from the end). The first bad record prints
-//! one line to stderr, `PATH:LINE: what (request_id ID)`, and exits 1.
+//! Success prints one line to stdout and exits 0, with the full hashes
+//! where the verified chain starts and ends:
+//!
+//! ```text
+//! ok: 12 records in 2 files, from genesis to 5e1c0a9d27b4f3e8…(64 hex)
+//! ok: 7 records in 1 file, from bc2cf4fe…(64 hex) to 8d36e523…(64 hex)
+//! ```
+//!
+//! Keep the last hash elsewhere: `--expect-last` compares it later (records
+//! removed from the end), and `--from` starts the verification of the next
+//! segment from it. A failure prints one line to stderr and exits 1: the
+//! first bad record as `PATH:LINE: what (request_id ID)` (a first record
+//! that does not start at genesis or `--from` included), `no audit record
+//! in PATH…` for a trail without records, or `PATH:LINE: the trail ends
+//! with hash …` for a last hash other than `--expect-last`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::audit::{self, Failure, Summary};
+use crate::audit::{self, Expect, Failure, GENESIS, Summary};
 
 /// Runs `audit verify`.
 ///
 /// # Errors
 /// A file that cannot be read (the error names it).
-pub fn verify(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    match audit::verify(paths) {
+pub fn verify(paths: &[PathBuf], expect: &Expect) -> anyhow::Result<ExitCode> {
+    match audit::verify(paths, expect) {
         Ok(summary) => {
             println!("{}", ok_line(&summary));
             Ok(ExitCode::SUCCESS)
@@ -26,11 +37,12 @@ pub fn verify(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Prints a bad record as its one stderr line and exits 1; an unreadable
-/// file becomes an error for `main` to print. Shared with `transfers`.
+/// Prints a failed verification as its one stderr line and exits 1; an
+/// unreadable file becomes an error for `main` to print. Shared with
+/// `transfers`.
 pub(super) fn report(failure: Failure) -> anyhow::Result<ExitCode> {
     match failure {
-        Failure::Record { .. } => {
+        Failure::Record { .. } | Failure::Empty { .. } | Failure::LastMismatch { .. } => {
             eprintln!("{failure}");
             Ok(ExitCode::FAILURE)
         }
@@ -39,20 +51,16 @@ pub(super) fn report(failure: Failure) -> anyhow::Result<ExitCode> {
 }
 
 fn ok_line(s: &Summary) -> String {
-    let chain = match (&s.first_prev, &s.last_hash) {
-        (Some(first), Some(last)) => format!("chain {}… → {}…", short(first), short(last)),
-        _ => "chain empty".to_owned(),
+    let from = match s.first_prev.as_deref() {
+        Some(GENESIS) | None => "genesis",
+        Some(hash) => hash,
     };
     format!(
-        "ok: {} {} in {} {}, {chain}",
+        "ok: {} {} in {} {}, from {from} to {}",
         s.records,
         if s.records == 1 { "record" } else { "records" },
         s.files,
         if s.files == 1 { "file" } else { "files" },
+        s.last_hash.as_deref().unwrap_or_default(),
     )
-}
-
-/// The first 16 characters of a hash (verified hashes are ASCII hex).
-fn short(hash: &str) -> &str {
-    hash.get(..16).unwrap_or(hash)
 }

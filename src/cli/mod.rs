@@ -74,6 +74,8 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
         format: ReportFormat,
+        #[command(flatten)]
+        expect: ExpectArgs,
     },
 }
 
@@ -85,7 +87,41 @@ pub enum AuditCommand {
         /// Audit files, oldest first.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        expect: ExpectArgs,
     },
+}
+
+/// Where the chain must start and end (`audit verify`, `transfers`).
+#[derive(Debug, clap::Args)]
+pub struct ExpectArgs {
+    /// The first record's prev must be HASH (the last hash printed by the
+    /// verification of the segment before), instead of genesis (64 zeros).
+    #[arg(long, value_name = "HASH", value_parser = parse_hash)]
+    pub from: Option<String>,
+    /// The last record's hash must be HASH (a hash kept elsewhere): catches
+    /// records removed from the end.
+    #[arg(long = "expect-last", value_name = "HASH", value_parser = parse_hash)]
+    pub expect_last: Option<String>,
+}
+
+impl ExpectArgs {
+    fn expect(self) -> crate::audit::Expect {
+        crate::audit::Expect {
+            from: self.from,
+            last: self.expect_last,
+        }
+    }
+}
+
+/// A full hash as `audit verify` prints it: 64 hex characters (upper case
+/// accepted, kept in lower case).
+fn parse_hash(s: &str) -> Result<String, String> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err("expected 64 hex characters (a full hash as `audit verify` prints it)".to_owned())
+    }
 }
 
 /// `transfers --format`
@@ -117,7 +153,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Check(c) => check::check(&c.config),
         Command::Lookup { config, json, ips } => lookup::lookup(&config.config, json, &ips),
         Command::Upstreams { config, json } => upstreams::upstreams(&config.config, json),
-        Command::Audit(AuditCommand::Verify { paths }) => audit::verify(&paths),
-        Command::Transfers { audit, format } => transfers::transfers(&audit, format),
+        Command::Audit(AuditCommand::Verify { paths, expect }) => {
+            audit::verify(&paths, &expect.expect())
+        }
+        Command::Transfers {
+            audit,
+            format,
+            expect,
+        } => transfers::transfers(&audit, format, &expect.expect()),
     }
 }

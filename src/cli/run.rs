@@ -1,5 +1,6 @@
 //! `residency-proxy run`: build the snapshot, bind, serve; SIGHUP reloads
-//! and reopens the audit file, SIGTERM/SIGINT drain and exit.
+//! and reopens the audit file (both or neither), SIGTERM/SIGINT drain and
+//! exit.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -112,13 +113,16 @@ async fn serve(path: &Path, shared: Shared, evidence: Evidence) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// What a reload cannot change: sockets are bound once, at start.
+/// What a reload cannot change: sockets are bound, and the audit writer
+/// started (or not), once at start.
 #[derive(Debug, PartialEq, Eq)]
 struct Fixed {
     listen: Vec<std::net::SocketAddr>,
     tls_listen: Vec<std::net::SocketAddr>,
     admin: Option<std::net::SocketAddr>,
     max_connections: usize,
+    audit_enabled: bool,
+    audit_queue: usize,
 }
 
 impl Fixed {
@@ -128,13 +132,55 @@ impl Fixed {
             tls_listen: c.server.tls_listen.clone(),
             admin: c.admin_listen,
             max_connections: c.server.max_connections,
+            audit_enabled: c.audit.enabled,
+            audit_queue: c.audit.queue,
         }
+    }
+
+    /// Each key whose value differs in `now`, with both values.
+    fn changed(&self, now: &Self) -> Vec<String> {
+        fn key<T: PartialEq + std::fmt::Debug>(out: &mut Vec<String>, name: &str, a: &T, b: &T) {
+            if a != b {
+                out.push(format!("{name} (running with {a:?}, file has {b:?})"));
+            }
+        }
+        let mut out = Vec::new();
+        key(&mut out, "[server] listen", &self.listen, &now.listen);
+        key(
+            &mut out,
+            "[server] tls_listen",
+            &self.tls_listen,
+            &now.tls_listen,
+        );
+        key(&mut out, "[admin] listen", &self.admin, &now.admin);
+        key(
+            &mut out,
+            "[server] max_connections",
+            &self.max_connections,
+            &now.max_connections,
+        );
+        key(
+            &mut out,
+            "[audit] enabled",
+            &self.audit_enabled,
+            &now.audit_enabled,
+        );
+        key(
+            &mut out,
+            "[audit] queue",
+            &self.audit_queue,
+            &now.audit_queue,
+        );
+        out
     }
 }
 
-/// Builds a whole new snapshot and swaps it in only if everything compiled
-/// (and nothing that needs a restart changed); on SIGHUP, then reopens the
-/// audit file (logrotate), at the path now in force.
+/// Builds a whole new snapshot and swaps it in only if everything compiled,
+/// nothing read only at start changed, and the audit file could be opened:
+/// on SIGHUP (logrotate), or when `[audit] path` changed, the audit file is
+/// reopened at the path of the new configuration first (a file with records
+/// continues its own chain); if that fails the whole reload is refused and
+/// records keep going to the old file.
 async fn reload(
     path: &Path,
     shared: &Shared,
@@ -142,16 +188,32 @@ async fn reload(
     fixed: &Fixed,
     reopen_audit: bool,
 ) {
-    let built = Config::load(path).map_err(anyhow::Error::from).and_then(|c| {
-        let now = Fixed::of(&c);
-        if &now != fixed {
-            anyhow::bail!(
-                "listen, tls_listen, admin listen and max_connections are bound at start and cannot change on reload \
-                 (running with {fixed:?}, file has {now:?}); restart to apply"
-            );
+    let built = Config::load(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| {
+            let changed = fixed.changed(&Fixed::of(&c));
+            if !changed.is_empty() {
+                anyhow::bail!(
+                    "{} cannot change on reload (read only at start); restart to apply",
+                    changed.join(", ")
+                );
+            }
+            Snapshot::build(c, evidence).map_err(anyhow::Error::from)
+        });
+    let built = match (built, &evidence.audit) {
+        (Ok(snap), Some(sink))
+            if reopen_audit || snap.config.audit.path != shared.load().config.audit.path =>
+        {
+            let audit_path = snap.config.audit.path.clone();
+            match sink.reopen(audit_path).await {
+                Ok(()) => Ok(snap),
+                Err(e) => Err(anyhow::Error::from(e).context(
+                    "cannot reopen the audit trail; records keep going to the current file",
+                )),
+            }
         }
-        Snapshot::build(c, evidence).map_err(anyhow::Error::from)
-    });
+        (built, _) => built,
+    };
     match built {
         Ok(snap) => {
             snap.publish();
@@ -167,9 +229,6 @@ async fn reload(
                 "reload refused; the previous configuration keeps serving"
             );
         }
-    }
-    if reopen_audit && let Some(sink) = &evidence.audit {
-        sink.reopen(shared.load().config.audit.path.clone()).await;
     }
 }
 

@@ -1,9 +1,12 @@
-//! `residency-proxy transfers --audit PATH... [--format md|json|html]`: the
-//! cartography of flows outside the EEA, from audit files.
+//! `residency-proxy transfers --audit PATH... [--format md|json|html]
+//! [--from HASH] [--expect-last HASH]`: the cartography of flows outside
+//! the EEA, from audit files.
 //!
-//! The files are verified while they are read (one pass): a report is only
-//! printed from a chain that verifies whole. Otherwise the first bad record
-//! is printed to stderr as by `audit verify`, and the exit code is 1.
+//! The files are verified while they are read (one pass), with the checks
+//! of `audit verify` (start at genesis or `--from`, at least one record,
+//! last hash `--expect-last`): a report is only printed from a chain that
+//! verifies whole. Otherwise the failure is printed to stderr as by `audit
+//! verify`, and the exit code is 1.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -13,16 +16,20 @@ use anyhow::Context as _;
 
 use super::ReportFormat;
 use super::audit::report;
-use crate::audit::{self, Failure};
+use crate::audit::{self, Expect, Failure};
 
 /// Runs `transfers`.
 ///
 /// # Errors
 /// A file that cannot be read (the error names it), or stdout closed.
-pub fn transfers(paths: &[PathBuf], format: ReportFormat) -> anyhow::Result<ExitCode> {
+pub fn transfers(
+    paths: &[PathBuf],
+    format: ReportFormat,
+    expect: &Expect,
+) -> anyhow::Result<ExitCode> {
     let mut failure: Option<Failure> = None;
     let cartography = audit::aggregate(
-        audit::records(paths).map_while(|r| r.map_err(|f| failure = Some(f)).ok()),
+        audit::records(paths, expect).map_while(|r| r.map_err(|f| failure = Some(f)).ok()),
     );
     if let Some(failure) = failure {
         return report(failure);
