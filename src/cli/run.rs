@@ -180,7 +180,8 @@ impl Fixed {
 /// on SIGHUP (logrotate), or when `[audit] path` changed, the audit file is
 /// reopened at the path of the new configuration first (a file with records
 /// continues its own chain); if that fails the whole reload is refused and
-/// records keep going to the old file.
+/// records keep going to the old file. A refused configuration still
+/// reopens the audit file at the current path on SIGHUP.
 async fn reload(
     path: &Path,
     shared: &Shared,
@@ -200,19 +201,30 @@ async fn reload(
             }
             Snapshot::build(c, evidence).map_err(anyhow::Error::from)
         });
-    let built = match (built, &evidence.audit) {
-        (Ok(snap), Some(sink))
-            if reopen_audit || snap.config.audit.path != shared.load().config.audit.path =>
-        {
-            let audit_path = snap.config.audit.path.clone();
-            match sink.reopen(audit_path).await {
-                Ok(()) => Ok(snap),
-                Err(e) => Err(anyhow::Error::from(e).context(
+    // The audit file is reopened at the path of the new configuration, or
+    // at the current one if the configuration was refused: logrotate's
+    // SIGHUP must not be lost to an unrelated error in the file.
+    let current = shared.load().config.audit.path.clone();
+    let target = built
+        .as_ref()
+        .map_or_else(|_| current.clone(), |snap| snap.config.audit.path.clone());
+    let built = match &evidence.audit {
+        Some(sink) if reopen_audit || target != current => match sink.reopen(target).await {
+            Ok(()) => built,
+            Err(e) => {
+                let e = anyhow::Error::from(e).context(
                     "cannot reopen the audit trail; records keep going to the current file",
-                )),
+                );
+                match built {
+                    Ok(_) => Err(e),
+                    Err(refused) => {
+                        tracing::error!(error = format!("{e:#}"), "audit file not reopened");
+                        Err(refused)
+                    }
+                }
             }
-        }
-        (built, _) => built,
+        },
+        _ => built,
     };
     match built {
         Ok(snap) => {

@@ -609,6 +609,20 @@ async fn a_reload_changing_audit_enabled_or_queue_is_refused_naming_the_key() {
         series(&m, "residency_config_reloads_total{result=\"failure\"}").as_deref(),
         Some("2")
     );
+    // A refused file on disk does not stop rotation: SIGHUP still reopens
+    // the audit file (at the path in force), and the chain continues.
+    let rotated = proxy.audit_path().with_extension("jsonl.1");
+    std::fs::rename(proxy.audit_path(), &rotated).unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log("audit file reopened", 1).await;
+    proxy.wait_for_log("reload refused", 3).await;
+    get(&proxy, 1).await;
+    wait_lines(&proxy.audit_path(), 1).await;
+    let stdout = assert_audit_verifies(&[&rotated, &proxy.audit_path()]);
+    assert!(
+        stdout.starts_with("ok: 2 records in 2 files, from genesis to "),
+        "{stdout}"
+    );
 
     let off = format!(
         "{}\n[audit]\nenabled = false\n",

@@ -392,3 +392,45 @@ fn records_yields_verified_records_then_stops_at_the_first_failure() {
     assert!(walk.next().is_none());
     assert_eq!(walk.summary().records, 2);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any trail cut at its head or tail, in any split into two files:
+    /// verified from genesis with the kept last hash it fails exactly when
+    /// something was cut; told the right start (`--from`), a head cut alone
+    /// verifies, and the failure for a head cut names the first file's
+    /// first line.
+    #[test]
+    fn any_cut_at_either_end_is_caught(
+        n in 1u64..10,
+        head in 0usize..10,
+        tail in 0usize..10,
+        split in 0usize..10,
+    ) {
+        let files = Files::new();
+        let mut chain = Chain::new();
+        let l = lines(&mut chain, 1, n + 1);
+        let head = head.min(l.len());
+        let tail = tail.min(l.len() - head);
+        let kept = &l[head..l.len() - tail];
+        let split = split.min(kept.len());
+        let paths = [
+            files.write("a", file_text(&kept[..split])),
+            files.write("b", file_text(&kept[split..])),
+        ];
+        let kept_last = Expect { from: None, last: Some(chain.last().to_owned()) };
+        let result = verify(&paths, &kept_last);
+        proptest::prop_assert_eq!(result.is_ok(), head == 0 && tail == 0, "{:?}", result);
+        let from = (head > 0).then(|| unseal(l[head - 1].as_bytes()).unwrap().hash);
+        let started = verify(&paths, &Expect { from, last: None });
+        proptest::prop_assert_eq!(started.is_ok(), !kept.is_empty(), "{:?}", started);
+        if head > 0 && !kept.is_empty() {
+            let first = if split > 0 { &paths[0] } else { &paths[1] };
+            proptest::prop_assert_eq!(
+                bad(check(&paths)),
+                (first.clone(), 1, Some(format!("{:016X}", head + 1)), Problem::NotGenesis)
+            );
+        }
+    }
+}
