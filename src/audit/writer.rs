@@ -259,7 +259,7 @@ impl AuditSink {
 }
 
 /// `error: cause: cause`, for a log line.
-pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

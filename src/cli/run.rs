@@ -1,6 +1,6 @@
 //! `residency-proxy run`: build the snapshot, bind, serve; SIGHUP reloads
-//! and reopens the audit file (both or neither), SIGTERM/SIGINT drain and
-//! exit.
+//! and reopens the audit file (a reload that cannot reopen it is refused),
+//! SIGTERM/SIGINT drain and exit.
 
 use std::path::Path;
 use std::process::ExitCode;
