@@ -13,6 +13,12 @@
 //! `max_connections` is a semaphore: at the limit the accept loops wait, so
 //! new connections queue in the kernel's backlog while existing ones are
 //! unharmed. The same semaphore tells shutdown when every connection is done.
+//! Only connections hold slots (accept loops wait for a free one without
+//! taking it), and no connection holds one forever: the PROXY header and
+//! the TLS handshake have `header_read_timeout`, a connection on which no
+//! byte moves has `idle_timeout` ([`ClientIo`]), and so does an HTTP/2
+//! connection with no open stream, however many PINGs it exchanges
+//! ([`idle`](super::idle)).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +34,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::client_ip::{ClientAddr, is_trusted};
+use super::idle::Streams;
 use super::io::ClientIo;
 use super::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader};
 use super::service::{self, ConnInfo};
@@ -325,13 +332,19 @@ async fn accept_loop(
             () = balance.my_turn() => {}
             _ = stop.changed() => return,
         }
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
+        // Wait for a free slot, but do not keep it while waiting for a
+        // connection: every worker runs an accept loop per listener, and a
+        // slot held by a loop waiting on a quiet listener is a slot no
+        // connection can use. Holding them took `workers x listeners` of
+        // `max_connections` (with 2 workers and 2 plain listeners, 6 of 10
+        // usable over TLS). The slot is taken once a connection is accepted.
+        tokio::select! {
+            p = limit.acquire() => match p {
+                Ok(p) => drop(p),
                 Err(_) => return,
             },
             _ = stop.changed() => return,
-        };
+        }
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
@@ -343,6 +356,19 @@ async fn accept_loop(
                 }
             },
             _ = stop.changed() => return,
+        };
+        // Several loops may have seen the same free slot: the ones that lose
+        // it wait here with their connection accepted but not served (at most
+        // one per loop), served in turn as slots free.
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => tokio::select! {
+                p = limit.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = stop.changed() => return,
+            },
         };
         let held = balance.hold();
         let shared = shared.clone();
@@ -456,8 +482,14 @@ async fn serve_http<I>(
 {
     let peer = info.peer;
     let info = Arc::new(info);
-    let svc = service_fn(move |req| service::handle(req, info.clone(), shared.clone()));
     if h2 {
+        let streams = Arc::new(Streams::default());
+        let counting = streams.clone();
+        let svc = service_fn(move |req| {
+            let open = counting.open();
+            let rsp = service::handle(req, info.clone(), shared.clone());
+            async move { rsp.await.map(|r| r.map(|body| open.counts(body))) }
+        });
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -466,9 +498,29 @@ async fn serve_http<I>(
             .keep_alive_interval(Some(server.idle_timeout / 2))
             .keep_alive_timeout(server.header_read_timeout);
         let conn = builder.serve_connection(io, svc);
-        serve_until_stopped!(conn, stop, peer);
+        tokio::pin!(conn);
+        // hyper closes an h2 connection on errors and GOAWAY only, and
+        // PINGs keep its bytes moving: close it after `idle_timeout` with
+        // no open stream (GOAWAY, then the close), as on shutdown.
+        let idle = streams.idle_for(server.idle_timeout);
+        tokio::select! {
+            r = conn.as_mut() => return log_end(peer, r),
+            _ = stop.changed() => {}
+            () = idle => tracing::debug!(%peer, "closing HTTP/2 connection: no open stream for idle_timeout"),
+        }
+        conn.as_mut().graceful_shutdown();
+        // Its open streams finish; a client that does not let the GOAWAY
+        // end the connection (it never acknowledges the PING that goes
+        // with it) is dropped after another idle period.
+        tokio::select! {
+            r = conn.as_mut() => log_end(peer, r),
+            () = streams.idle_for(server.idle_timeout) => {
+                tracing::debug!(%peer, "dropping HTTP/2 connection: still open after GOAWAY");
+            }
+        }
         return;
     }
+    let svc = service_fn(move |req| service::handle(req, info.clone(), shared.clone()));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
