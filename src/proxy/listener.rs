@@ -335,9 +335,10 @@ async fn accept_loop(
         // Wait for a free slot, but do not keep it while waiting for a
         // connection: every worker runs an accept loop per listener, and a
         // slot held by a loop waiting on a quiet listener is a slot no
-        // connection can use. Holding them took `workers x listeners` of
-        // `max_connections` (with 2 workers and 2 plain listeners, 6 of 10
-        // usable over TLS). The slot is taken once a connection is accepted.
+        // connection can use. The loops of the other listeners held
+        // `workers x (listeners - 1)` of `max_connections` that way (6 of 10
+        // usable over TLS with 4 workers and one plain listener, or with 2
+        // workers and two). The slot is taken once a connection is accepted.
         tokio::select! {
             p = limit.acquire() => match p {
                 Ok(p) => drop(p),

@@ -165,7 +165,7 @@ async fn idle_h2_connections_are_closed_and_an_allowed_client_is_served() {
 async fn tls_connections_that_never_finish_the_handshake_are_closed() {
     // idle_timeout far away: only the handshake's bound can close them.
     let (_g, origin, ca, proxy) =
-        start(1, "header_read_timeout = \"1s\"\nidle_timeout = \"600s\"").await;
+        start(1, "header_read_timeout = \"1s\"\nidle_timeout = \"120s\"").await;
     // The first trickles a byte of its ClientHello every 200 ms: bytes keep
     // moving, but the handshake as a whole is late.
     let mut trickler = connect_from(ips::US, proxy.tls_addr()).await;
@@ -208,7 +208,7 @@ async fn tls_connections_that_never_finish_the_handshake_are_closed() {
 async fn trusted_peers_that_never_send_the_proxy_header_are_closed() {
     let (_g, origin, _ca, proxy) = start(
         1,
-        "client_ip_source = \"proxy-protocol\"\nheader_read_timeout = \"1s\"\nidle_timeout = \"600s\"",
+        "client_ip_source = \"proxy-protocol\"\nheader_read_timeout = \"1s\"\nidle_timeout = \"120s\"",
     )
     .await;
     let mut stalled = Vec::new();
@@ -244,7 +244,9 @@ async fn trusted_peers_that_never_send_the_proxy_header_are_closed() {
 /// other listeners (two plain ones here) kept slots no TLS client could use.
 #[tokio::test]
 async fn every_connection_slot_is_usable_over_tls() {
-    let (_g, origin, ca, proxy) = start(2, "").await;
+    // Timeouts far away: no slot frees while the test runs.
+    let (_g, origin, ca, proxy) =
+        start(2, "header_read_timeout = \"120s\"\nidle_timeout = \"120s\"").await;
     let mut open = Vec::new();
     for i in 0..SLOTS {
         let tls = tls_connect(ips::FR, proxy.tls_addr(), &ca, &[b"http/1.1"]).await;
