@@ -1,155 +1,309 @@
 //! When an HTTP/2 connection is idle. Bytes alone cannot tell: PINGs (the
-//! client's, or the answers to ours) keep an h2 connection busy forever
-//! without a single request, so [`ClientIo`](super::io::ClientIo)'s idle
-//! timeout never fires on it. An h2 connection is idle when no stream is
-//! open: no request whose response has not been sent to its end (or
-//! dropped, when the client reset the stream).
+//! client's, or the answers to ours), SETTINGS and WINDOW_UPDATE frames
+//! keep an h2 connection busy forever without moving any request or
+//! response, so [`ClientIo`](super::io::ClientIo)'s idle timeout never
+//! fires on it. An h2 connection is active when request or response
+//! content moves: a HEADERS frame (a request, a response) or a non-empty
+//! DATA frame, either way. That is HTTP/1.1's rule ("no byte moves") with
+//! the control frames left out: it covers a connection with no stream
+//! open, and streams that stall (a download the client never opens its
+//! window for, an upload it stops sending) while PINGs go on.
 //!
-//! [`Streams`] counts the open streams of one connection: the service takes
-//! an [`Open`] guard as a request starts, and the guard travels in the
-//! response body ([`Counted`]) until hyper drops the body, finished or not.
-//! [`Streams::idle_for`] resolves once no stream has been open for the
-//! whole duration.
+//! [`H2Watch`] wraps the (decrypted) stream under hyper and reads the frame
+//! headers going by, counting the active ones in [`Activity`];
+//! [`Activity::quiet_for`] resolves once none has moved for the duration.
 
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body::{Body, Frame, SizeHint};
-use tokio::sync::Notify;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The open streams of one connection.
+/// Active frames seen on one connection, either way.
 #[derive(Debug, Default)]
-pub struct Streams {
-    open: AtomicUsize,
-    /// Streams ever opened: a stream that opens and ends while
-    /// [`Streams::idle_for`] sleeps starts the idle period again.
-    started: AtomicU64,
-    /// Told when the last open stream ends.
-    none_open: Notify,
-}
+pub struct Activity(AtomicU64);
 
-impl Streams {
-    /// Counts a stream as open until the guard drops.
-    pub fn open(self: &Arc<Self>) -> Open {
-        self.started.fetch_add(1, Ordering::AcqRel);
-        self.open.fetch_add(1, Ordering::AcqRel);
-        Open(self.clone())
-    }
-
-    /// Resolves once no stream has been open for `idle`: at least `idle`
-    /// and at most twice `idle` after the last one ended. One timer per
-    /// `idle` period, nothing per request.
-    pub async fn idle_for(&self, idle: Duration) {
+impl Activity {
+    /// Resolves once no active frame has moved for `idle`: at least `idle`
+    /// and at most twice `idle` after the last one. One timer per `idle`
+    /// period, nothing per frame but an atomic add.
+    pub async fn quiet_for(&self, idle: Duration) {
         loop {
-            while self.open.load(Ordering::Acquire) != 0 {
-                // notify_one keeps a permit when nobody waits, so an end
-                // between the load and this await is not missed.
-                self.none_open.notified().await;
-            }
-            let seen = self.started.load(Ordering::Acquire);
+            let seen = self.0.load(Ordering::Relaxed);
             tokio::time::sleep(idle).await;
-            if self.open.load(Ordering::Acquire) == 0
-                && self.started.load(Ordering::Acquire) == seen
-            {
+            if self.0.load(Ordering::Relaxed) == seen {
                 return;
             }
         }
     }
-}
 
-/// One open stream, counted until dropped.
-#[derive(Debug)]
-pub struct Open(Arc<Streams>);
-
-impl Open {
-    /// Moves the guard into `body`, so that the stream counts as open until
-    /// the body has been sent (or dropped).
-    pub fn counts<B>(self, body: B) -> Counted<B> {
-        Counted {
-            inner: body,
-            _open: self,
+    fn add(&self, n: u64) {
+        if n > 0 {
+            self.0.fetch_add(n, Ordering::Relaxed);
         }
     }
 }
 
-impl Drop for Open {
-    fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.none_open.notify_one();
+/// The client connection preface, before the client's first frame.
+const PREFACE_LEN: usize = 24;
+const FRAME_HEADER_LEN: usize = 9;
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+
+/// Follows the frame boundaries of one direction of an h2 connection.
+#[derive(Debug)]
+struct FrameScan {
+    /// Bytes to pass over: the preface, or the current frame's payload.
+    skip: usize,
+    head: [u8; FRAME_HEADER_LEN],
+    have: usize,
+}
+
+impl FrameScan {
+    /// What the client sends: the preface, then frames.
+    fn client() -> Self {
+        Self {
+            skip: PREFACE_LEN,
+            head: [0; FRAME_HEADER_LEN],
+            have: 0,
         }
+    }
+
+    /// What the server sends: frames from the first byte.
+    fn server() -> Self {
+        Self {
+            skip: 0,
+            ..Self::client()
+        }
+    }
+
+    /// Reads the next bytes of the direction; returns how many active
+    /// frames (HEADERS, non-empty DATA) start in them.
+    fn scan(&mut self, mut bytes: &[u8]) -> u64 {
+        let mut active = 0;
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (FRAME_HEADER_LEN - self.have).min(bytes.len());
+            self.head[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have == FRAME_HEADER_LEN {
+                self.have = 0;
+                let len = usize::from(self.head[0]) << 16
+                    | usize::from(self.head[1]) << 8
+                    | usize::from(self.head[2]);
+                self.skip = len;
+                if self.head[3] == HEADERS || (self.head[3] == DATA && len > 0) {
+                    active += 1;
+                }
+            }
+        }
+        active
     }
 }
 
-/// A response body that keeps its stream counted as open.
-#[derive(Debug)]
-pub struct Counted<B> {
-    inner: B,
-    _open: Open,
+/// An h2 server connection's stream, counting its active frames.
+pub struct H2Watch<T> {
+    inner: T,
+    read: FrameScan,
+    write: FrameScan,
+    activity: Arc<Activity>,
 }
 
-impl<B: Body + Unpin> Body for Counted<B> {
-    type Data = B::Data;
-    type Error = B::Error;
+impl<T> H2Watch<T> {
+    /// Wraps `inner` (what hyper reads and writes, after TLS) from its
+    /// first byte; counts into `activity`.
+    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
+        Self {
+            inner,
+            read: FrameScan::client(),
+            write: FrameScan::server(),
+            activity,
+        }
+    }
 
-    fn poll_frame(
+    fn wrote(&mut self, data: &[u8]) {
+        let n = self.write.scan(data);
+        self.activity.add(n);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for H2Watch<T> {
+    fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            let n = this.read.scan(&buf.filled()[before..]);
+            this.activity.add(n);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for H2Watch<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = r {
+            this.wrote(&data[..n]);
+        }
+        r
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            let mut left = n;
+            for b in bufs {
+                if left == 0 {
+                    break;
+                }
+                let k = left.min(b.len());
+                this.wrote(&b[..k]);
+                left -= k;
+            }
+        }
+        r
     }
 
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test(start_paused = true)]
-    async fn idle_only_once_no_stream_has_been_open_for_the_duration() {
-        let streams = Arc::new(Streams::default());
-        let idle = Duration::from_secs(10);
-        let open = streams.open();
-        let watch = tokio::spawn({
-            let streams = streams.clone();
-            async move { streams.idle_for(idle).await }
-        });
-        // An open stream keeps the connection busy however long it lasts.
-        tokio::time::sleep(Duration::from_secs(100)).await;
-        assert!(!watch.is_finished());
-        // Its body carries the count; dropping the body ends the stream.
-        let body = open.counts(http_body_util::Empty::<bytes::Bytes>::new());
-        tokio::time::sleep(Duration::from_secs(100)).await;
-        assert!(!watch.is_finished());
-        drop(body);
-        // A stream that opens and ends within the period restarts it.
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        drop(streams.open());
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        assert!(!watch.is_finished());
-        tokio::time::timeout(Duration::from_secs(25), watch)
-            .await
-            .expect("idle once nothing opens for the duration")
-            .unwrap();
+    /// A frame of `kind` with `len` payload bytes that each look like the
+    /// first byte of a HEADERS frame header.
+    fn frame(kind: u8, len: usize) -> Vec<u8> {
+        let l = u32::try_from(len).unwrap().to_be_bytes();
+        let mut f = vec![l[1], l[2], l[3], kind, 0, 0, 0, 0, 1];
+        f.resize(FRAME_HEADER_LEN + len, HEADERS);
+        f
+    }
+
+    const PREFACE: &[u8; PREFACE_LEN] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    proptest! {
+        /// However the bytes are cut, the scan counts the frames a whole
+        /// reading would: HEADERS and non-empty DATA, nothing else (PING,
+        /// SETTINGS, WINDOW_UPDATE, empty DATA, payload bytes that look
+        /// like frame headers).
+        #[test]
+        fn counts_active_frames_however_the_stream_is_cut(
+            frames in prop::collection::vec((0u8..12, 0usize..300), 0..40),
+            cuts in prop::collection::vec(1usize..64, 1..20),
+            client in any::<bool>(),
+        ) {
+            let mut bytes = if client { PREFACE.to_vec() } else { Vec::new() };
+            let mut want = 0;
+            for &(kind, len) in &frames {
+                bytes.extend(frame(kind, len));
+                if kind == HEADERS || (kind == DATA && len > 0) {
+                    want += 1;
+                }
+            }
+            let mut scan = if client { FrameScan::client() } else { FrameScan::server() };
+            let mut got = 0;
+            let mut rest = &bytes[..];
+            for &cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let n = cut.min(rest.len());
+                got += scan.scan(&rest[..n]);
+                rest = &rest[n..];
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn large_frame_lengths_are_skipped_whole() {
+        // A 16 MiB - 1 DATA frame, then a PING: one active frame.
+        let mut scan = FrameScan::server();
+        let mut head = frame(DATA, 0);
+        head[..3].copy_from_slice(&[0xff, 0xff, 0xff]);
+        assert_eq!(scan.scan(&head), 1);
+        assert_eq!(scan.scan(&vec![0; 0xff_ffff]), 0);
+        assert_eq!(scan.scan(&frame(0x6, 8)), 0);
+    }
+
+    /// Through the stream: PINGs both ways are not activity, a request's
+    /// HEADERS read and a response's DATA written are.
+    #[tokio::test]
+    async fn the_watched_stream_counts_both_ways() {
+        let (server, mut client) = tokio::io::duplex(1 << 16);
+        let activity = Arc::new(Activity::default());
+        let mut watched = H2Watch::new(server, activity.clone());
+        let total = |a: &Activity| a.0.load(Ordering::Relaxed);
+        let mut sent = PREFACE.to_vec();
+        sent.extend(frame(0x4, 0));
+        sent.extend(frame(0x6, 8));
+        client.write_all(&sent).await.unwrap();
+        let mut buf = vec![0; sent.len()];
+        watched.read_exact(&mut buf).await.unwrap();
+        assert_eq!(total(&activity), 0);
+        watched.write_all(&frame(0x6, 8)).await.unwrap();
+        assert_eq!(total(&activity), 0);
+        client.write_all(&frame(HEADERS, 20)).await.unwrap();
+        let mut buf = vec![0; FRAME_HEADER_LEN + 20];
+        watched.read_exact(&mut buf).await.unwrap();
+        assert_eq!(total(&activity), 1);
+        watched.write_all(&frame(DATA, 100)).await.unwrap();
+        assert_eq!(total(&activity), 2);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_connection_that_never_opens_a_stream_is_idle() {
-        let streams = Arc::new(Streams::default());
-        tokio::time::timeout(
-            Duration::from_secs(11),
-            streams.idle_for(Duration::from_secs(10)),
-        )
-        .await
-        .expect("idle after the duration");
+    async fn quiet_only_once_nothing_moved_for_the_duration() {
+        let activity = Arc::new(Activity::default());
+        let idle = Duration::from_secs(10);
+        let watch = tokio::spawn({
+            let activity = activity.clone();
+            async move { activity.quiet_for(idle).await }
+        });
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            activity.add(1);
+        }
+        assert!(!watch.is_finished());
+        tokio::time::timeout(Duration::from_secs(21), watch)
+            .await
+            .expect("quiet once nothing moves for the duration")
+            .unwrap();
     }
 }

@@ -17,7 +17,8 @@
 //! taking it), and no connection holds one forever: the PROXY header and
 //! the TLS handshake have `header_read_timeout`, a connection on which no
 //! byte moves has `idle_timeout` ([`ClientIo`]), and so does an HTTP/2
-//! connection with no open stream, however many PINGs it exchanges
+//! connection on which no request or response content moves (no stream
+//! open, or every stream stalled), however many PINGs it exchanges
 //! ([`idle`](super::idle)).
 
 use std::net::SocketAddr;
@@ -34,7 +35,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::client_ip::{ClientAddr, is_trusted};
-use super::idle::Streams;
+use super::idle::{Activity, H2Watch};
 use super::io::ClientIo;
 use super::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader};
 use super::service::{self, ConnInfo};
@@ -422,7 +423,7 @@ async fn serve_connection(
     };
     let io = ClientIo::new(stream, prefix, server.idle_timeout);
     if !tls {
-        serve_http(TokioIo::new(io), false, info, server, shared.clone(), stop).await;
+        serve_http(TokioIo::new(io), None, info, server, shared.clone(), stop).await;
         return;
     }
     let Some(config) = snap.tls.clone() else {
@@ -448,7 +449,21 @@ async fn serve_connection(
         .peer_certificates()
         .and_then(|c| c.first())
         .and_then(crate::tls::subject_of);
-    serve_http(TokioIo::new(stream), h2, info, server, shared.clone(), stop).await;
+    if h2 {
+        let activity = Arc::new(Activity::default());
+        let io = TokioIo::new(H2Watch::new(stream, activity.clone()));
+        serve_http(io, Some(activity), info, server, shared.clone(), stop).await;
+    } else {
+        serve_http(
+            TokioIo::new(stream),
+            None,
+            info,
+            server,
+            shared.clone(),
+            stop,
+        )
+        .await;
+    }
 }
 
 /// Drives a hyper connection (HTTP/1.1 or HTTP/2: different types with the
@@ -470,10 +485,11 @@ macro_rules! serve_until_stopped {
 /// hyper's HTTP/1.1 header count limit when none is set.
 const HYPER_MAX_HEADERS: usize = 100;
 
-/// HTTP/1.1 or HTTP/2 on an established stream, until it ends or shutdown.
+/// HTTP/1.1, or HTTP/2 when `h2` counts its activity, on an established
+/// stream, until it ends or shutdown.
 async fn serve_http<I>(
     io: I,
-    h2: bool,
+    h2: Option<Arc<Activity>>,
     info: ConnInfo,
     server: &ServerSpec,
     shared: Shared,
@@ -483,14 +499,8 @@ async fn serve_http<I>(
 {
     let peer = info.peer;
     let info = Arc::new(info);
-    if h2 {
-        let streams = Arc::new(Streams::default());
-        let counting = streams.clone();
-        let svc = service_fn(move |req| {
-            let open = counting.open();
-            let rsp = service::handle(req, info.clone(), shared.clone());
-            async move { rsp.await.map(|r| r.map(|body| open.counts(body))) }
-        });
+    let svc = service_fn(move |req| service::handle(req, info.clone(), shared.clone()));
+    if let Some(activity) = h2 {
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -501,27 +511,28 @@ async fn serve_http<I>(
         let conn = builder.serve_connection(io, svc);
         tokio::pin!(conn);
         // hyper closes an h2 connection on errors and GOAWAY only, and
-        // PINGs keep its bytes moving: close it after `idle_timeout` with
-        // no open stream (GOAWAY, then the close), as on shutdown.
-        let idle = streams.idle_for(server.idle_timeout);
+        // PINGs keep its bytes moving: after `idle_timeout` with no request
+        // or response content moving (no stream open, or all stalled),
+        // GOAWAY, as on shutdown.
         tokio::select! {
             r = conn.as_mut() => return log_end(peer, r),
             _ = stop.changed() => {}
-            () = idle => tracing::debug!(%peer, "closing HTTP/2 connection: no open stream for idle_timeout"),
+            () = activity.quiet_for(server.idle_timeout) => {
+                tracing::debug!(%peer, "closing HTTP/2 connection: nothing moved for idle_timeout");
+            }
         }
         conn.as_mut().graceful_shutdown();
-        // Its open streams finish; a client that does not let the GOAWAY
-        // end the connection (it never acknowledges the PING that goes
-        // with it) is dropped after another idle period.
+        // Open streams that move finish; a connection where nothing moves
+        // for another idle period (stalled streams, or a client that never
+        // lets the GOAWAY end the connection) is dropped.
         tokio::select! {
             r = conn.as_mut() => log_end(peer, r),
-            () = streams.idle_for(server.idle_timeout) => {
-                tracing::debug!(%peer, "dropping HTTP/2 connection: still open after GOAWAY");
+            () = activity.quiet_for(server.idle_timeout) => {
+                tracing::debug!(%peer, "dropping HTTP/2 connection: nothing moved after GOAWAY");
             }
         }
         return;
     }
-    let svc = service_fn(move |req| service::handle(req, info.clone(), shared.clone()));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

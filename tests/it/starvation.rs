@@ -1,6 +1,6 @@
 //! Blocked or idle clients cannot starve allowed ones of connection slots:
 //! with `max_connections = 10`, idle HTTP/2 connections (PINGs answered,
-//! no request), TLS connections that never finish their handshake, trusted
+//! no request, or only stalled streams), TLS connections that never finish their handshake, trusted
 //! peers that never send their PROXY header and blocked clients that keep
 //! their connection after the 451 are all closed, and every one of the 10
 //! slots is usable over TLS (the accept loops hold none).
@@ -323,4 +323,63 @@ async fn blocked_clients_idle_after_their_451_are_closed_and_an_allowed_client_i
     }
     allowed_client_served(&proxy, &ca).await;
     assert_eq!(origin.request_count(), 2);
+}
+
+/// A request body that sends `first` bytes, then nothing, never ending.
+struct StalledUpload(Option<Bytes>);
+
+impl http_body::Body for StalledUpload {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.0.take() {
+            Some(b) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(b)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+/// Streams that stall while the connection answers PINGs: a download the
+/// client never reads (its flow-control window stays closed) and an upload
+/// it stops sending. Both would hold their slot forever if only open
+/// streams counted.
+#[tokio::test]
+async fn stalled_h2_streams_are_cut_off_and_an_allowed_client_is_served() {
+    let (_g, _origin, ca, proxy) = start(1, "idle_timeout = \"1s\"").await;
+    let mut held = Vec::new();
+    let mut drivers = Vec::new();
+    for i in 0..SLOTS / 2 {
+        // 3 MB: more than hyper's client windows, never read.
+        let (mut sender, driver) = h2_connect(ips::FR, &proxy, &ca).await;
+        let req = http::Request::get(format!("https://s3.test/download/3000000?i={i}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let rsp = sender.send_request(req).await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        held.push(rsp);
+        drivers.push(driver);
+    }
+    let mut uploads = Vec::new();
+    for i in 0..SLOTS / 2 {
+        let tls = tls_connect(ips::FR, proxy.tls_addr(), &ca, &[b"h2"]).await;
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        drivers.push(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        let req = http::Request::put(format!("https://s3.test/b/upload-{i}"))
+            .header("content-length", "1000000")
+            .body(StalledUpload(Some(Bytes::from_static(&[7; 1000]))))
+            .unwrap();
+        uploads.push(tokio::spawn(async move { sender.send_request(req).await }));
+    }
+    all_closed(drivers, "a connection with a stalled stream").await;
+    drop((held, uploads));
+    allowed_client_served(&proxy, &ca).await;
 }
