@@ -11,7 +11,8 @@
 //! its share lets the others take new connections.
 //!
 //! `max_connections` is a semaphore: at the limit the accept loops wait, so
-//! new connections queue in the kernel's backlog while existing ones are
+//! new connections queue in the kernel's backlog (or, at most one per
+//! accept loop, accepted and waiting for a slot) while existing ones are
 //! unharmed. The same semaphore tells shutdown when every connection is done.
 //! Only connections hold slots (accept loops wait for a free one without
 //! taking it), and no connection holds one forever: the PROXY header and
