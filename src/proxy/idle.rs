@@ -3,38 +3,60 @@
 //! keep an h2 connection busy forever without moving any request or
 //! response, so [`ClientIo`](super::io::ClientIo)'s idle timeout never
 //! fires on it. An h2 connection is active when request or response
-//! content moves: a HEADERS frame (a request, a response) or a non-empty
-//! DATA frame, either way. That is HTTP/1.1's rule ("no byte moves") with
-//! the control frames left out: it covers a connection with no stream
-//! open, and streams that stall (a download the client never opens its
-//! window for, an upload it stops sending) while PINGs go on.
+//! content moves: a request starts, the proxy writes a response's HEADERS
+//! or a non-empty DATA frame, or the client sends a non-empty DATA frame
+//! while a request of the connection still waits for its response (an
+//! upload). That is HTTP/1.1's rule ("no byte moves") with the control
+//! frames left out, and with what the client sends counted only when the
+//! proxy is taking it in, as an HTTP/1.1 connection only counts the bytes
+//! hyper reads: frames that start no request (a malformed HEADERS), DATA
+//! on a finished stream, or DATA while the only response is stuck behind a
+//! closed flow-control window do not keep a connection open. It covers a
+//! connection with no stream open, and streams that stall (a download the
+//! client never opens its window for, an upload it stops sending) while
+//! PINGs go on.
 //!
 //! [`H2Watch`] wraps the (decrypted) stream under hyper and reads the frame
-//! headers going by, counting the active ones in [`Activity`];
-//! [`Activity::quiet_for`] resolves once none has moved for the duration.
+//! headers going by; the service counts requests and their waits with
+//! [`Activity::request`]; [`Activity::quiet_for`] resolves once nothing
+//! has moved for the duration.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Active frames seen on one connection, either way.
+/// What moved on one connection.
 #[derive(Debug, Default)]
-pub struct Activity(AtomicU64);
+pub struct Activity {
+    /// Requests started and content frames counted.
+    moved: AtomicU64,
+    /// Requests still waiting for their response.
+    awaiting: AtomicUsize,
+}
 
 impl Activity {
-    /// Resolves once no active frame has moved for `idle`: at least `idle`
-    /// and at most twice `idle` after the last one. One timer per `idle`
+    /// Counts a request as started, and as waiting for its response until
+    /// the guard drops (when the service has produced the response, or
+    /// the stream was reset before).
+    pub fn request(self: &Arc<Self>) -> Awaiting {
+        self.add(1);
+        self.awaiting.fetch_add(1, Ordering::Relaxed);
+        Awaiting(self.clone())
+    }
+
+    /// Resolves once nothing has moved for `idle`: at least `idle` and at
+    /// most twice `idle` after the last movement. One timer per `idle`
     /// period, nothing per frame but an atomic add.
     pub async fn quiet_for(&self, idle: Duration) {
         loop {
-            let seen = self.0.load(Ordering::Relaxed);
+            let seen = self.moved.load(Ordering::Relaxed);
             tokio::time::sleep(idle).await;
-            if self.0.load(Ordering::Relaxed) == seen {
+            if self.moved.load(Ordering::Relaxed) == seen {
                 return;
             }
         }
@@ -42,9 +64,31 @@ impl Activity {
 
     fn add(&self, n: u64) {
         if n > 0 {
-            self.0.fetch_add(n, Ordering::Relaxed);
+            self.moved.fetch_add(n, Ordering::Relaxed);
         }
     }
+
+    fn uploading(&self) -> bool {
+        self.awaiting.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// A request waiting for its response; see [`Activity::request`].
+#[derive(Debug)]
+pub struct Awaiting(Arc<Activity>);
+
+impl Drop for Awaiting {
+    fn drop(&mut self) {
+        self.0.awaiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Content frames that started in some bytes of one direction.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Content {
+    headers: u64,
+    /// Non-empty DATA frames.
+    data: u64,
 }
 
 /// The client connection preface, before the client's first frame.
@@ -80,10 +124,10 @@ impl FrameScan {
         }
     }
 
-    /// Reads the next bytes of the direction; returns how many active
-    /// frames (HEADERS, non-empty DATA) start in them.
-    fn scan(&mut self, mut bytes: &[u8]) -> u64 {
-        let mut active = 0;
+    /// Reads the next bytes of the direction; returns the content frames
+    /// (HEADERS, non-empty DATA) that start in them.
+    fn scan(&mut self, mut bytes: &[u8]) -> Content {
+        let mut found = Content::default();
         while !bytes.is_empty() {
             if self.skip > 0 {
                 let n = self.skip.min(bytes.len());
@@ -101,16 +145,18 @@ impl FrameScan {
                     | usize::from(self.head[1]) << 8
                     | usize::from(self.head[2]);
                 self.skip = len;
-                if self.head[3] == HEADERS || (self.head[3] == DATA && len > 0) {
-                    active += 1;
+                match self.head[3] {
+                    HEADERS => found.headers += 1,
+                    DATA if len > 0 => found.data += 1,
+                    _ => {}
                 }
             }
         }
-        active
+        found
     }
 }
 
-/// An h2 server connection's stream, counting its active frames.
+/// An h2 server connection's stream, counting the content frames that move.
 pub struct H2Watch<T> {
     inner: T,
     read: FrameScan,
@@ -130,9 +176,21 @@ impl<T> H2Watch<T> {
         }
     }
 
+    /// Everything the proxy writes is taken in by the client.
     fn wrote(&mut self, data: &[u8]) {
-        let n = self.write.scan(data);
-        self.activity.add(n);
+        let c = self.write.scan(data);
+        self.activity.add(c.headers + c.data);
+    }
+
+    /// What the client sends counts when it starts a request (counted by
+    /// the service, not here: a HEADERS frame may start none) or uploads
+    /// while a request waits. The check is per read, not per frame: a
+    /// frame read with the last waiting request's end may count once.
+    fn read(&mut self, data: &[u8]) {
+        let c = self.read.scan(data);
+        if c.data > 0 && self.activity.uploading() {
+            self.activity.add(c.data);
+        }
     }
 }
 
@@ -146,8 +204,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for H2Watch<T> {
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
-            let n = this.read.scan(&buf.filled()[before..]);
-            this.activity.add(n);
+            this.read(&buf.filled()[before..]);
         }
         r
     }
@@ -230,22 +287,26 @@ mod tests {
             client in any::<bool>(),
         ) {
             let mut bytes = if client { PREFACE.to_vec() } else { Vec::new() };
-            let mut want = 0;
+            let mut want = Content::default();
             for &(kind, len) in &frames {
                 bytes.extend(frame(kind, len));
-                if kind == HEADERS || (kind == DATA && len > 0) {
-                    want += 1;
+                match kind {
+                    HEADERS => want.headers += 1,
+                    DATA if len > 0 => want.data += 1,
+                    _ => {}
                 }
             }
             let mut scan = if client { FrameScan::client() } else { FrameScan::server() };
-            let mut got = 0;
+            let mut got = Content::default();
             let mut rest = &bytes[..];
             for &cut in cuts.iter().cycle() {
                 if rest.is_empty() {
                     break;
                 }
                 let n = cut.min(rest.len());
-                got += scan.scan(&rest[..n]);
+                let c = scan.scan(&rest[..n]);
+                got.headers += c.headers;
+                got.data += c.data;
                 rest = &rest[n..];
             }
             prop_assert_eq!(got, want);
@@ -258,34 +319,52 @@ mod tests {
         let mut scan = FrameScan::server();
         let mut head = frame(DATA, 0);
         head[..3].copy_from_slice(&[0xff, 0xff, 0xff]);
-        assert_eq!(scan.scan(&head), 1);
-        assert_eq!(scan.scan(&vec![0; 0xff_ffff]), 0);
-        assert_eq!(scan.scan(&frame(0x6, 8)), 0);
+        assert_eq!(
+            scan.scan(&head),
+            Content {
+                headers: 0,
+                data: 1
+            }
+        );
+        assert_eq!(scan.scan(&vec![0; 0xff_ffff]), Content::default());
+        assert_eq!(scan.scan(&frame(0x6, 8)), Content::default());
     }
 
-    /// Through the stream: PINGs both ways are not activity, a request's
-    /// HEADERS read and a response's DATA written are.
+    /// Through the stream: PINGs both ways are not activity, nor is a
+    /// client's HEADERS frame (the service counts requests) or DATA while
+    /// no request waits; DATA while one waits is, and so is every content
+    /// frame the proxy writes.
     #[tokio::test]
-    async fn the_watched_stream_counts_both_ways() {
+    async fn the_watched_stream_counts_what_the_proxy_takes_in() {
         let (server, mut client) = tokio::io::duplex(1 << 16);
         let activity = Arc::new(Activity::default());
         let mut watched = H2Watch::new(server, activity.clone());
-        let total = |a: &Activity| a.0.load(Ordering::Relaxed);
+        let moved = |a: &Activity| a.moved.load(Ordering::Relaxed);
         let mut sent = PREFACE.to_vec();
         sent.extend(frame(0x4, 0));
         sent.extend(frame(0x6, 8));
+        sent.extend(frame(HEADERS, 20));
+        sent.extend(frame(DATA, 10));
         client.write_all(&sent).await.unwrap();
         let mut buf = vec![0; sent.len()];
         watched.read_exact(&mut buf).await.unwrap();
-        assert_eq!(total(&activity), 0);
+        assert_eq!(moved(&activity), 0);
         watched.write_all(&frame(0x6, 8)).await.unwrap();
-        assert_eq!(total(&activity), 0);
-        client.write_all(&frame(HEADERS, 20)).await.unwrap();
-        let mut buf = vec![0; FRAME_HEADER_LEN + 20];
+        assert_eq!(moved(&activity), 0);
+        let waiting = activity.request();
+        assert_eq!(moved(&activity), 1);
+        client.write_all(&frame(DATA, 10)).await.unwrap();
+        let mut buf = vec![0; FRAME_HEADER_LEN + 10];
         watched.read_exact(&mut buf).await.unwrap();
-        assert_eq!(total(&activity), 1);
+        assert_eq!(moved(&activity), 2);
+        drop(waiting);
+        client.write_all(&frame(DATA, 10)).await.unwrap();
+        watched.read_exact(&mut buf).await.unwrap();
+        assert_eq!(moved(&activity), 2);
+        watched.write_all(&frame(HEADERS, 5)).await.unwrap();
         watched.write_all(&frame(DATA, 100)).await.unwrap();
-        assert_eq!(total(&activity), 2);
+        watched.write_all(&frame(DATA, 0)).await.unwrap();
+        assert_eq!(moved(&activity), 4);
     }
 
     #[tokio::test(start_paused = true)]

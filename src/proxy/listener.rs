@@ -500,8 +500,17 @@ async fn serve_http<I>(
 {
     let peer = info.peer;
     let info = Arc::new(info);
-    let svc = service_fn(move |req| service::handle(req, info.clone(), shared.clone()));
     if let Some(activity) = h2 {
+        let requests = activity.clone();
+        let svc = service_fn(move |req| {
+            let awaiting = requests.request();
+            let rsp = service::handle(req, info.clone(), shared.clone());
+            async move {
+                let rsp = rsp.await;
+                drop(awaiting);
+                rsp
+            }
+        });
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -513,8 +522,8 @@ async fn serve_http<I>(
         tokio::pin!(conn);
         // hyper closes an h2 connection on errors and GOAWAY only, and
         // PINGs keep its bytes moving: after `idle_timeout` with no request
-        // or response content moving (no stream open, or all stalled),
-        // GOAWAY, as on shutdown.
+        // or response content moving (no stream open, or all stalled; see
+        // `idle`), GOAWAY, as on shutdown.
         tokio::select! {
             r = conn.as_mut() => return log_end(peer, r),
             _ = stop.changed() => {}
@@ -534,6 +543,7 @@ async fn serve_http<I>(
         }
         return;
     }
+    let svc = service_fn(move |req| service::handle(req, info.clone(), shared.clone()));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -383,3 +383,108 @@ async fn stalled_h2_streams_are_cut_off_and_an_allowed_client_is_served() {
     drop((held, uploads));
     allowed_client_served(&proxy, &ca).await;
 }
+
+// ------------------------------------------------- raw HTTP/2, frame by frame
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A header block of literal fields without indexing (RFC 7541 §6.2.2),
+/// names and values under 127 bytes.
+fn h2_block(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.push(0);
+        out.push(u8::try_from(name.len()).unwrap());
+        out.extend_from_slice(name.as_bytes());
+        out.push(u8::try_from(value.len()).unwrap());
+        out.extend_from_slice(value.as_bytes());
+    }
+    out
+}
+
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+/// Opens an h2 connection from a blocked client with `settings`, sends
+/// `first`, then one `trickle` frame every 200 ms; true once the proxy
+/// has closed the connection, false if it was still open at the deadline.
+async fn trickle_until_closed(
+    proxy: &Proxy,
+    ca: &TestCa,
+    settings: &[u8],
+    first: Vec<u8>,
+    trickle: impl Fn(u32) -> Vec<u8> + Send + 'static,
+) -> bool {
+    let tls = tls_connect(ips::US, proxy.tls_addr(), ca, &[b"h2"]).await;
+    let (mut r, mut w) = tokio::io::split(tls);
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0; 1 << 16];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    start.extend(h2_frame(0x4, 0, 0, settings));
+    start.extend(first);
+    w.write_all(&start).await.unwrap();
+    let writer = tokio::spawn(async move {
+        for i in 0.. {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if w.write_all(&trickle(i)).await.is_err() || w.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    let closed = tokio::time::timeout(DEADLINE, reader).await.is_ok();
+    writer.abort();
+    closed
+}
+
+/// What a client sends keeps its connection only when the proxy takes it
+/// in: frames that start no request, DATA on a finished stream, or DATA
+/// beside a response stuck behind a window the client keeps closed, do
+/// not hold a slot, however often they come.
+#[tokio::test]
+async fn h2_frames_that_carry_no_request_do_not_keep_a_connection() {
+    // The proxy's PINGs go unanswered here: a PING timeout far away, so
+    // that only the idle rule can close these connections.
+    let (_g, origin, ca, proxy) =
+        start(1, "idle_timeout = \"1s\"\nheader_read_timeout = \"120s\"").await;
+    let get = |path: &str, method: &str| {
+        h2_block(&[
+            (":method", method),
+            (":scheme", "https"),
+            (":path", path),
+            (":authority", "s3.test"),
+        ])
+    };
+    // A GET answered 451, then DATA on its finished stream.
+    let first = h2_frame(0x1, END_STREAM | END_HEADERS, 1, &get("/b/a", "GET"));
+    let closed = trickle_until_closed(&proxy, &ca, &[], first, |_| h2_frame(0x0, 0, 1, b"x")).await;
+    assert!(closed, "DATA on a finished stream kept the connection");
+    // A window of 0, so the 451's body never leaves; an upload that goes on.
+    let first = h2_frame(0x1, END_HEADERS, 1, &get("/b/b", "PUT"));
+    let closed = trickle_until_closed(&proxy, &ca, &[0, 4, 0, 0, 0, 0], first, |_| {
+        h2_frame(0x0, 0, 1, b"x")
+    })
+    .await;
+    assert!(closed, "DATA beside a stuck response kept the connection");
+    // Header blocks that are no request (no :method), each on a new stream.
+    let closed = trickle_until_closed(&proxy, &ca, &[], Vec::new(), |i| {
+        let block = h2_block(&[(":path", "/b/c"), (":authority", "s3.test")]);
+        h2_frame(0x1, END_STREAM | END_HEADERS, 2 * i + 1, &block)
+    })
+    .await;
+    assert!(closed, "requestless header blocks kept the connection");
+    allowed_client_served(&proxy, &ca).await;
+    assert_eq!(origin.request_count(), 2);
+}
