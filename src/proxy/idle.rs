@@ -176,7 +176,8 @@ impl<T> H2Watch<T> {
         }
     }
 
-    /// Everything the proxy writes is taken in by the client.
+    /// What the proxy writes counts: DATA only leaves within the window
+    /// the client opens, HEADERS only as a response to a request.
     fn wrote(&mut self, data: &[u8]) {
         let c = self.write.scan(data);
         self.activity.add(c.headers + c.data);
