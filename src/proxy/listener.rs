@@ -11,8 +11,16 @@
 //! its share lets the others take new connections.
 //!
 //! `max_connections` is a semaphore: at the limit the accept loops wait, so
-//! new connections queue in the kernel's backlog while existing ones are
+//! new connections queue in the kernel's backlog (or, at most one per
+//! accept loop, accepted and waiting for a slot) while existing ones are
 //! unharmed. The same semaphore tells shutdown when every connection is done.
+//! Only connections hold slots (accept loops wait for a free one without
+//! taking it), and no connection holds one forever: the PROXY header and
+//! the TLS handshake have `header_read_timeout`, a connection on which no
+//! byte moves has `idle_timeout` ([`ClientIo`]), and so does an HTTP/2
+//! connection on which no request or response content moves (no stream
+//! open, or every stream stalled), however many PINGs it exchanges
+//! ([`idle`](super::idle)).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +36,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::client_ip::{ClientAddr, is_trusted};
+use super::idle::{Activity, H2Watch};
 use super::io::ClientIo;
 use super::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader};
 use super::service::{self, ConnInfo};
@@ -325,13 +334,20 @@ async fn accept_loop(
             () = balance.my_turn() => {}
             _ = stop.changed() => return,
         }
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
+        // Wait for a free slot, but do not keep it while waiting for a
+        // connection: every worker runs an accept loop per listener, and a
+        // slot held by a loop waiting on a quiet listener is a slot no
+        // connection can use. The loops of the other listeners held
+        // `workers x (listeners - 1)` of `max_connections` that way (6 of 10
+        // usable over TLS with 4 workers and one plain listener, or with 2
+        // workers and two). The slot is taken once a connection is accepted.
+        tokio::select! {
+            p = limit.acquire() => match p {
+                Ok(p) => drop(p),
                 Err(_) => return,
             },
             _ = stop.changed() => return,
-        };
+        }
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
@@ -343,6 +359,19 @@ async fn accept_loop(
                 }
             },
             _ = stop.changed() => return,
+        };
+        // Several loops may have seen the same free slot: the ones that lose
+        // it wait here with their connection accepted but not served (at most
+        // one per loop), served in turn as slots free.
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => tokio::select! {
+                p = limit.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = stop.changed() => return,
+            },
         };
         let held = balance.hold();
         let shared = shared.clone();
@@ -395,7 +424,7 @@ async fn serve_connection(
     };
     let io = ClientIo::new(stream, prefix, server.idle_timeout);
     if !tls {
-        serve_http(TokioIo::new(io), false, info, server, shared.clone(), stop).await;
+        serve_http(TokioIo::new(io), None, info, server, shared.clone(), stop).await;
         return;
     }
     let Some(config) = snap.tls.clone() else {
@@ -421,7 +450,21 @@ async fn serve_connection(
         .peer_certificates()
         .and_then(|c| c.first())
         .and_then(crate::tls::subject_of);
-    serve_http(TokioIo::new(stream), h2, info, server, shared.clone(), stop).await;
+    if h2 {
+        let activity = Arc::new(Activity::default());
+        let io = TokioIo::new(H2Watch::new(stream, activity.clone()));
+        serve_http(io, Some(activity), info, server, shared.clone(), stop).await;
+    } else {
+        serve_http(
+            TokioIo::new(stream),
+            None,
+            info,
+            server,
+            shared.clone(),
+            stop,
+        )
+        .await;
+    }
 }
 
 /// Drives a hyper connection (HTTP/1.1 or HTTP/2: different types with the
@@ -443,10 +486,11 @@ macro_rules! serve_until_stopped {
 /// hyper's HTTP/1.1 header count limit when none is set.
 const HYPER_MAX_HEADERS: usize = 100;
 
-/// HTTP/1.1 or HTTP/2 on an established stream, until it ends or shutdown.
+/// HTTP/1.1, or HTTP/2 when `h2` counts its activity, on an established
+/// stream, until it ends or shutdown.
 async fn serve_http<I>(
     io: I,
-    h2: bool,
+    h2: Option<Arc<Activity>>,
     info: ConnInfo,
     server: &ServerSpec,
     shared: Shared,
@@ -456,8 +500,17 @@ async fn serve_http<I>(
 {
     let peer = info.peer;
     let info = Arc::new(info);
-    let svc = service_fn(move |req| service::handle(req, info.clone(), shared.clone()));
-    if h2 {
+    if let Some(activity) = h2 {
+        let requests = activity.clone();
+        let svc = service_fn(move |req| {
+            let awaiting = requests.request();
+            let rsp = service::handle(req, info.clone(), shared.clone());
+            async move {
+                let rsp = rsp.await;
+                drop(awaiting);
+                rsp
+            }
+        });
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -466,9 +519,31 @@ async fn serve_http<I>(
             .keep_alive_interval(Some(server.idle_timeout / 2))
             .keep_alive_timeout(server.header_read_timeout);
         let conn = builder.serve_connection(io, svc);
-        serve_until_stopped!(conn, stop, peer);
+        tokio::pin!(conn);
+        // hyper closes an h2 connection on errors and GOAWAY only, and
+        // PINGs keep its bytes moving: after `idle_timeout` with no request
+        // or response content moving (no stream open, or all stalled; see
+        // `idle`), GOAWAY, as on shutdown.
+        tokio::select! {
+            r = conn.as_mut() => return log_end(peer, r),
+            _ = stop.changed() => {}
+            () = activity.quiet_for(server.idle_timeout) => {
+                tracing::debug!(%peer, "closing HTTP/2 connection: nothing moved for idle_timeout");
+            }
+        }
+        conn.as_mut().graceful_shutdown();
+        // Open streams that move finish; a connection where nothing moves
+        // for another idle period (stalled streams, or a client that never
+        // lets the GOAWAY end the connection) is dropped.
+        tokio::select! {
+            r = conn.as_mut() => log_end(peer, r),
+            () = activity.quiet_for(server.idle_timeout) => {
+                tracing::debug!(%peer, "dropping HTTP/2 connection: nothing moved after GOAWAY");
+            }
+        }
         return;
     }
+    let svc = service_fn(move |req| service::handle(req, info.clone(), shared.clone()));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

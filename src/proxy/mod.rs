@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod evidence;
 pub mod forward;
 pub mod headers;
+pub mod idle;
 pub mod io;
 pub mod listener;
 pub mod proxy_protocol;

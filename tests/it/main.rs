@@ -24,6 +24,7 @@ mod geodb;
 mod lifecycle;
 mod limits;
 mod policy_engine;
+mod starvation;
 mod streaming;
 mod tls_reload;
 mod transfers;
