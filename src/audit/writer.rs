@@ -28,6 +28,7 @@
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -381,7 +382,14 @@ fn open(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    // 0600: records hold client addresses, identities and object keys. The
+    // mode applies when the file is created (less the umask); an existing
+    // file keeps the mode it has.
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
     if file.metadata()?.is_file() {
         match file.try_lock() {
             Ok(()) => {}
