@@ -1,17 +1,20 @@
-// Validates Prometheus Operator custom resources against the CRD schemas
-// of @kubernetes-models/prometheus-operator (generated from the operator's
-// CRDs). Input: the JSON array written by validate_k8s.py.
+// Validates Prometheus Operator and cert-manager custom resources against
+// the CRD schemas of @kubernetes-models/prometheus-operator and
+// @kubernetes-models/cert-manager (generated from each project's CRDs).
+// Input: the JSON array written by validate_k8s.py.
 //
 //   node validate_crds.mjs CUSTOM.json
 import { readFileSync } from "node:fs";
 import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor";
 import { PodMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor";
 import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
+import { Certificate } from "@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate";
 
 const models = {
   "monitoring.coreos.com/v1/ServiceMonitor": ServiceMonitor,
   "monitoring.coreos.com/v1/PodMonitor": PodMonitor,
   "monitoring.coreos.com/v1/PrometheusRule": PrometheusRule,
+  "cert-manager.io/v1/Certificate": Certificate,
 };
 
 let failures = 0;
