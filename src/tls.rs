@@ -282,8 +282,15 @@ fn asn1_time(tag: u8, bytes: &[u8]) -> Option<i64> {
     };
     let [month, day, hour, minute, second] =
         [0, 2, 4, 6, 8].map(|i| num(&rest[i..i + 2]).unwrap_or(-1));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
     let valid = (1..=12).contains(&month)
-        && (1..=31).contains(&day)
+        && (1..=month_days).contains(&day)
         && (0..=23).contains(&hour)
         && (0..=59).contains(&minute)
         && (0..=60).contains(&second);
@@ -408,6 +415,8 @@ mod tests {
         assert_eq!(asn1_time(0x17, b"491231000000Z"), Some(2_524_521_600));
         assert_eq!(asn1_time(0x17, b"500101000000Z"), Some(-631_152_000));
         assert_eq!(asn1_time(0x18, b"20500101000000Z"), Some(2_524_608_000));
+        assert_eq!(asn1_time(0x18, b"20000229000000Z"), Some(951_782_400));
+        assert_eq!(asn1_time(0x17, b"240229000000Z"), Some(1_709_164_800));
         for (tag, bad) in [
             (0x17, &b"491231000000"[..]),
             (0x17, b"4912310000Z"),
@@ -416,12 +425,49 @@ mod tests {
             (0x18, b"20491301000000Z"),
             (0x18, b"20491200000000Z"),
             (0x18, b"20491231240000Z"),
+            (0x18, b"20260230000000Z"),
+            (0x18, b"20230229000000Z"),
+            (0x18, b"21000229000000Z"),
+            (0x18, b"20260431000000Z"),
             (0x18, b"2049123100000+Z"),
             (0x18, b"20491231000000.5Z"),
             (0x04, b"20491231000000Z"),
             (0x18, b"\xff"),
         ] {
             assert_eq!(asn1_time(tag, bad), None, "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Every valid GeneralizedTime, and every UTCTime of 1950-2049,
+        /// converts to the same second as the `time` crate computes; any
+        /// other byte string gives a value or `None`, never a panic.
+        #[test]
+        fn asn1_times_convert_to_their_date(
+            year in 1950i64..=2200,
+            month in 1i64..=12,
+            day in 1i64..=28,
+            hour in 0i64..=23,
+            minute in 0i64..=59,
+            second in 0i64..=59,
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..20),
+        ) {
+            let rest = format!("{month:02}{day:02}{hour:02}{minute:02}{second:02}Z");
+            let t = asn1_time(0x18, format!("{year:04}{rest}").as_bytes()).unwrap();
+            // The `time` crate (through rcgen) is the independent reference.
+            let midnight = rcgen::date_time_ymd(
+                i32::try_from(year).unwrap(),
+                u8::try_from(month).unwrap(),
+                u8::try_from(day).unwrap(),
+            )
+            .unix_timestamp();
+            proptest::prop_assert_eq!(t, midnight + hour * 3600 + minute * 60 + second);
+            if year < 2050 {
+                let utc = asn1_time(0x17, format!("{:02}{rest}", year % 100).as_bytes());
+                proptest::prop_assert_eq!(utc, Some(t));
+            }
+            let _ = asn1_time(0x17, &junk);
+            let _ = asn1_time(0x18, &junk);
         }
     }
 
