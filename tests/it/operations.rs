@@ -75,6 +75,21 @@ fn with_tls(geo: &TestGeo, origin: &Origin, tls: &str) -> String {
     )
 }
 
+/// HTTPS GET of /b/k until it succeeds: "reloaded" is logged just before
+/// the new snapshot (and its certificates) is stored.
+async fn https_status_once_reloaded(
+    addr: std::net::SocketAddr,
+    client: std::sync::Arc<rustls::ClientConfig>,
+) -> u16 {
+    for _ in 0..100 {
+        if let Ok((_, rsp)) = https_get(ips::FR, addr, "s3.test", client.clone(), "/b/k").await {
+            return rsp.status.as_u16();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no TLS handshake succeeded after the reload");
+}
+
 #[tokio::test]
 async fn audit_files_are_created_readable_by_their_owner_only() {
     let geo = standard_geo(Layout::IpLocationDb).build();
@@ -138,7 +153,16 @@ async fn sigusr1_reopens_the_audit_file_and_applies_no_config_edit() {
     // The edit was valid: SIGHUP applies it.
     proxy.signal("HUP");
     proxy.wait_for_log("reloaded", 1).await;
-    assert_eq!(get(ips::US).await, 200);
+    // "reloaded" is logged just before the new snapshot is stored.
+    let mut status = 0;
+    for _ in 0..100 {
+        status = get(ips::US).await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, 200);
 }
 
 #[test]
@@ -290,13 +314,59 @@ async fn watched_certificate_is_served_once_renewed() {
         .wait_for_log("TLS certificate or key replaced; reloading", 1)
         .await;
     proxy.wait_for_log("reloaded", 1).await;
-    let (_, rsp) = https_get(ips::FR, proxy.tls_addr(), "s3.test", h1, "/b/k")
-        .await
-        .unwrap();
-    assert_eq!(rsp.status, 200);
+    assert_eq!(https_status_once_reloaded(proxy.tls_addr(), h1).await, 200);
     let after = proxy.metrics().await;
     assert!(
         !after.contains(&format!("{{name=\"default\"}} {}", t + 5 * 86_400)),
         "{after}"
     );
+}
+
+#[tokio::test]
+async fn watched_certificate_follows_a_kubernetes_secret_volume_update() {
+    // The kubelet's layout: tls.crt -> ..data/tls.crt, ..data -> a
+    // timestamped directory; an update writes a new directory and renames
+    // a new ..data symlink over the old one.
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let ca = TestCa::new("Cluster CA");
+    let other = TestCa::new("Old CA");
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path();
+    let write_version = |name: &str, issuer: &TestCa| {
+        let (cert, key) = issuer.leaf(&["s3.test"]);
+        std::fs::create_dir(volume.join(name)).unwrap();
+        std::fs::write(volume.join(name).join("tls.crt"), cert).unwrap();
+        std::fs::write(volume.join(name).join("tls.key"), key).unwrap();
+        std::os::unix::fs::symlink(name, volume.join("..data_tmp")).unwrap();
+        std::fs::rename(volume.join("..data_tmp"), volume.join("..data")).unwrap();
+    };
+    write_version("..2026_12_01_00_00_00.1", &other);
+    for f in ["tls.crt", "tls.key"] {
+        std::os::unix::fs::symlink(format!("..data/{f}"), volume.join(f)).unwrap();
+    }
+    let toml = with_tls(
+        &geo,
+        &origin,
+        &format!(
+            "[server.tls]\ncert = \"{}\"\nkey = \"{}\"\nwatch = true\nwatch_interval = \"200ms\"\n",
+            volume.join("tls.crt").display(),
+            volume.join("tls.key").display()
+        ),
+    );
+    let proxy = Proxy::start(&toml);
+    let client = client_config(&ca, None, &[b"http/1.1"]);
+    assert!(
+        https_get(ips::FR, proxy.tls_addr(), "s3.test", client.clone(), "/b/k")
+            .await
+            .is_err()
+    );
+    write_version("..2026_12_02_00_00_00.2", &ca);
+    proxy.wait_for_log("reloaded", 1).await;
+    assert_eq!(
+        https_status_once_reloaded(proxy.tls_addr(), client).await,
+        200
+    );
+    // One reload for one update: the certificate and key changed together.
+    assert_eq!(proxy.logs().matches("reload refused").count(), 0);
 }
