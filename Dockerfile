@@ -2,7 +2,8 @@
 #
 # residency-proxy container image.
 #
-#   docker build -t residency-proxy:0.1.0 .
+#   docker build -t residency-proxy:0.1.0 \
+#       --build-arg RESIDENCY_PROXY_COMMIT="$(git rev-parse --short HEAD)" .
 #   docker run --rm -p 8080:8080 -p 127.0.0.1:9090:9090 residency-proxy:0.1.0
 #
 # Builder: the dependencies are compiled in a layer of their own, from
@@ -28,9 +29,12 @@ RUN mkdir src \
     && rm -rf src target/release/.fingerprint/residency-proxy-*
 
 # The crate itself. The stub's fingerprint is gone, so cargo rebuilds it
-# whatever the timestamps of the copied files.
+# whatever the timestamps of the copied files. The commit shown by
+# residency_build_info: docker build --build-arg
+# RESIDENCY_PROXY_COMMIT=$(git rev-parse --short HEAD) . ("unknown" if unset).
+ARG RESIDENCY_PROXY_COMMIT=unknown
 COPY src ./src
-RUN cargo build --release --locked --bin residency-proxy \
+RUN RESIDENCY_PROXY_COMMIT="${RESIDENCY_PROXY_COMMIT}" cargo build --release --locked --bin residency-proxy \
     && install -D -m 0755 target/release/residency-proxy /out/residency-proxy
 
 

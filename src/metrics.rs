@@ -39,7 +39,17 @@ pub struct Metrics {
     /// `residency_tls_handshake_failures_total`: refused or failed TLS
     /// handshakes (including missing or untrusted client certificates).
     pub tls_handshake_failures: IntCounter,
+    /// `residency_tls_certificate_expiry_timestamp_seconds{name}`
+    tls_expiry: IntGaugeVec,
 }
+
+/// The commit the binary was built from: `RESIDENCY_PROXY_COMMIT` in the
+/// build's environment (`RESIDENCY_PROXY_COMMIT=$(git rev-parse --short HEAD)
+/// cargo build`), else `unknown` (a build from a source archive).
+pub const COMMIT: &str = match option_env!("RESIDENCY_PROXY_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,6 +112,29 @@ impl Metrics {
         .expect("static metric definition");
         r.register(Box::new(policy_info.clone()))
             .expect("metric names are unique");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "residency_build_info",
+                "The running binary: its version and the commit it was built from; value 1.",
+            ),
+            &["version", "commit"],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(build_info.clone()))
+            .expect("metric names are unique");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), COMMIT])
+            .set(1);
+        let tls_expiry = IntGaugeVec::new(
+            Opts::new(
+                "residency_tls_certificate_expiry_timestamp_seconds",
+                "notAfter of each server certificate (default, first SNI name) and of the client CA, in seconds since the Unix epoch.",
+            ),
+            &["name"],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(tls_expiry.clone()))
+            .expect("metric names are unique");
         Self {
             requests: counter_vec(
                 &r,
@@ -162,6 +195,7 @@ impl Metrics {
                 "residency_tls_handshake_failures_total",
                 "TLS handshakes that failed or were refused (e.g. no or untrusted client certificate).",
             ),
+            tls_expiry,
             registry: r,
         }
     }
@@ -194,6 +228,17 @@ impl Metrics {
     pub fn set_policy_version(&self, version: &str) {
         self.policy_info.reset();
         self.policy_info.with_label_values(&[version]).set(1);
+    }
+
+    /// Publishes the certificates in force (and drops those no longer
+    /// configured). A certificate whose expiry could not be read is left out.
+    pub fn set_certificate_expiries(&self, certs: &[crate::tls::CertExpiry]) {
+        self.tls_expiry.reset();
+        for c in certs {
+            if let Some(t) = c.not_after {
+                self.tls_expiry.with_label_values(&[&c.name]).set(t);
+            }
+        }
     }
 
     /// Pre-creates the reload series so both results export 0 from start.

@@ -57,6 +57,8 @@ pub struct Snapshot {
     pub resolver: Resolver,
     /// TLS for `tls_listen`, when configured.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// When each server certificate and the client CA expire.
+    pub certificates: Vec<crate::tls::CertExpiry>,
     /// Short hash of the compiled policies and the database build: every
     /// audit record names the version it was decided under.
     pub policy_version: String,
@@ -128,6 +130,12 @@ impl Snapshot {
             .as_ref()
             .map(crate::tls::server_config)
             .transpose()?;
+        let certificates = config
+            .server
+            .tls
+            .as_ref()
+            .map(crate::tls::expiries)
+            .unwrap_or_default();
         let mut routes = Vec::with_capacity(config.routes.len());
         for spec in &config.routes {
             let tls_err = |source| SnapshotError::Tls {
@@ -159,6 +167,7 @@ impl Snapshot {
             routes,
             resolver,
             tls,
+            certificates,
             policy_version,
             evidence: evidence.clone(),
         })
@@ -171,6 +180,7 @@ impl Snapshot {
         m.geoip_build
             .set(i64::try_from(self.geo.build_epoch()).unwrap_or(i64::MAX));
         m.set_policy_version(&self.policy_version);
+        m.set_certificate_expiries(&self.certificates);
     }
 
     /// Wraps the snapshot for sharing.

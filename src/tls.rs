@@ -209,6 +209,105 @@ fn printable(bytes: &[u8]) -> Option<String> {
     (!s.is_empty() && !s.chars().any(char::is_control)).then(|| s.chars().take(256).collect())
 }
 
+/// One certificate file the server presents or trusts, and when its first
+/// certificate (the leaf, or the first CA) stops being valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertExpiry {
+    /// `default`, the first SNI name of an `[[server.tls.sni]]` entry, or
+    /// `client_ca`: the `name` label of
+    /// `residency_tls_certificate_expiry_timestamp_seconds`.
+    pub name: String,
+    /// The PEM file.
+    pub path: std::path::PathBuf,
+    /// notAfter in seconds since the Unix epoch; `None` when the file cannot
+    /// be read or its first certificate parsed.
+    pub not_after: Option<i64>,
+}
+
+/// The expiry of every certificate file of `spec`: the default certificate,
+/// each SNI certificate, the client CA.
+pub fn expiries(spec: &TlsSpec) -> Vec<CertExpiry> {
+    let one = |name: &str, path: &Path| CertExpiry {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        not_after: certs(path, "certificate")
+            .ok()
+            .and_then(|c| c.first().and_then(not_after)),
+    };
+    let mut out = vec![one("default", &spec.cert)];
+    for (names, cert, _) in &spec.sni {
+        out.push(one(names.first().map_or("sni", String::as_str), cert));
+    }
+    if let Some(ca) = &spec.client_ca {
+        out.push(one("client_ca", ca));
+    }
+    out
+}
+
+/// The notAfter of a certificate, in seconds since the Unix epoch.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    let tbs = der::seq(cert.as_ref()).and_then(der::seq)?;
+    let mut fields = der::Items(tbs);
+    if fields.next()?.0 == 0xA0 {
+        let _serial = fields.next()?;
+    }
+    let _signature = fields.next()?;
+    let _issuer = fields.next()?;
+    let (tag, validity) = fields.next()?;
+    if tag != 0x30 {
+        return None;
+    }
+    let mut times = der::Items(validity);
+    let _not_before = times.next()?;
+    let (tag, time) = times.next()?;
+    asn1_time(tag, time)
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`, years 1950–2049) or GeneralizedTime
+/// (`YYYYMMDDHHMMSSZ`), as RFC 5280 §4.1.2.5 allows them, to Unix seconds.
+fn asn1_time(tag: u8, bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let digits = text.strip_suffix('Z')?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let num = |s: &str| s.parse::<i64>().ok();
+    let (year, rest) = match (tag, digits.len()) {
+        (0x17, 12) => {
+            let yy = num(&digits[..2])?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &digits[2..])
+        }
+        (0x18, 14) => (num(&digits[..4])?, &digits[4..]),
+        _ => return None,
+    };
+    let [month, day, hour, minute, second] =
+        [0, 2, 4, 6, 8].map(|i| num(&rest[i..i + 2]).unwrap_or(-1));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    let valid = (1..=12).contains(&month)
+        && (1..=month_days).contains(&day)
+        && (0..=23).contains(&hour)
+        && (0..=59).contains(&minute)
+        && (0..=60).contains(&second);
+    if !valid {
+        return None;
+    }
+    // days-from-civil (H. Hinnant), proleptic Gregorian, UTC.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
 /// Just enough DER to walk a certificate: definite lengths, one-byte tags.
 mod der {
     /// Splits one TLV off `input`: (tag, value, rest).
@@ -293,6 +392,90 @@ mod tests {
         let key = KeyPair::generate().unwrap();
         let der = params.self_signed(&key).unwrap().der().clone();
         assert_eq!(subject_of(&der), Some("dpo@hospital.example".into()));
+    }
+
+    #[test]
+    fn not_after_is_the_certificates_expiry() {
+        let key = KeyPair::generate().unwrap();
+        for (year, month, day, expected) in [
+            (2049, 12, 31, 2_524_521_600),
+            (2050, 1, 1, 2_524_608_000),
+            (2027, 3, 1, 1_803_859_200),
+            (2000, 2, 29, 951_782_400),
+        ] {
+            let mut params = CertificateParams::new(vec!["x.example".to_owned()]).unwrap();
+            params.not_after = rcgen::date_time_ymd(year, month, day);
+            let der = params.self_signed(&key).unwrap().der().clone();
+            assert_eq!(not_after(&der), Some(expected), "{year}-{month}-{day}");
+        }
+    }
+
+    #[test]
+    fn asn1_times_outside_the_grammar_are_refused() {
+        assert_eq!(asn1_time(0x17, b"491231000000Z"), Some(2_524_521_600));
+        assert_eq!(asn1_time(0x17, b"500101000000Z"), Some(-631_152_000));
+        assert_eq!(asn1_time(0x18, b"20500101000000Z"), Some(2_524_608_000));
+        assert_eq!(asn1_time(0x18, b"20000229000000Z"), Some(951_782_400));
+        assert_eq!(asn1_time(0x17, b"240229000000Z"), Some(1_709_164_800));
+        for (tag, bad) in [
+            (0x17, &b"491231000000"[..]),
+            (0x17, b"4912310000Z"),
+            (0x17, b"20491231000000Z"),
+            (0x18, b"491231000000Z"),
+            (0x18, b"20491301000000Z"),
+            (0x18, b"20491200000000Z"),
+            (0x18, b"20491231240000Z"),
+            (0x18, b"20260230000000Z"),
+            (0x18, b"20230229000000Z"),
+            (0x18, b"21000229000000Z"),
+            (0x18, b"20260431000000Z"),
+            (0x18, b"2049123100000+Z"),
+            (0x18, b"20491231000000.5Z"),
+            (0x04, b"20491231000000Z"),
+            (0x18, b"\xff"),
+        ] {
+            assert_eq!(asn1_time(tag, bad), None, "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Every valid GeneralizedTime, and every UTCTime of 1950-2049,
+        /// converts to the same second as the `time` crate computes; any
+        /// other byte string gives a value or `None`, never a panic.
+        #[test]
+        fn asn1_times_convert_to_their_date(
+            year in 1950i64..=2200,
+            month in 1i64..=12,
+            day in 1i64..=28,
+            hour in 0i64..=23,
+            minute in 0i64..=59,
+            second in 0i64..=59,
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..20),
+        ) {
+            let rest = format!("{month:02}{day:02}{hour:02}{minute:02}{second:02}Z");
+            let t = asn1_time(0x18, format!("{year:04}{rest}").as_bytes()).unwrap();
+            // The `time` crate (through rcgen) is the independent reference.
+            let midnight = rcgen::date_time_ymd(
+                i32::try_from(year).unwrap(),
+                u8::try_from(month).unwrap(),
+                u8::try_from(day).unwrap(),
+            )
+            .unix_timestamp();
+            proptest::prop_assert_eq!(t, midnight + hour * 3600 + minute * 60 + second);
+            if year < 2050 {
+                let utc = asn1_time(0x17, format!("{:02}{rest}", year % 100).as_bytes());
+                proptest::prop_assert_eq!(utc, Some(t));
+            }
+            let _ = asn1_time(0x17, &junk);
+            let _ = asn1_time(0x18, &junk);
+        }
+    }
+
+    #[test]
+    fn garbage_has_no_expiry() {
+        for bytes in [&b""[..], b"\x30", b"\x30\x03\x02\x01"] {
+            assert_eq!(not_after(&CertificateDer::from(bytes.to_vec())), None);
+        }
     }
 
     #[test]

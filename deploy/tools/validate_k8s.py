@@ -15,7 +15,7 @@ import sys
 import yaml
 from kubernetes_validate import utils
 
-CUSTOM_GROUPS = ("monitoring.coreos.com/",)
+CUSTOM_GROUPS = ("monitoring.coreos.com/", "cert-manager.io/")
 
 
 def main() -> int:

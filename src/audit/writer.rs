@@ -32,6 +32,7 @@
 use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -435,10 +436,14 @@ fn open(path: &Path) -> std::io::Result<File> {
     }
     // Readable too: the chain continues from the last line of the file
     // this handle (and its lock) holds, not from another open of the path.
+    // 0600: records hold client addresses, identities and object keys. The
+    // mode applies when the file is created (less the umask); an existing
+    // file keeps the mode it has.
     let file = OpenOptions::new()
         .create(true)
         .read(true)
         .append(true)
+        .mode(0o600)
         .open(path)?;
     if file.metadata()?.is_file() {
         match file.try_lock() {

@@ -13,7 +13,72 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let snap = Snapshot::build(config, &Evidence::detached())?;
     print!("{}", summary(&snap));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    print!("{}", expiry(&snap, now));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A certificate expiring within this many days is warned about.
+const CERTIFICATE_WARN_DAYS: i64 = 30;
+
+/// Certificate expiry dates, and warnings (not failures: the proxy would
+/// serve with them) for a certificate that expires within 30 days or has
+/// expired, and for a database older than `[geoip] max_age`.
+fn expiry(snap: &Snapshot, now: u64) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let now_i = i64::try_from(now).unwrap_or(i64::MAX);
+    for c in &snap.certificates {
+        let Some(t) = c.not_after else {
+            let _ = writeln!(
+                w,
+                "WARNING: certificate {} ({}): expiry date unreadable",
+                c.name,
+                c.path.display()
+            );
+            continue;
+        };
+        let date = format_epoch(u64::try_from(t).unwrap_or(0));
+        let days = (t - now_i).div_euclid(86_400);
+        let _ = writeln!(
+            w,
+            "certificate {} ({}): expires {date} ({days} days)",
+            c.name,
+            c.path.display()
+        );
+        if t <= now_i {
+            let _ = writeln!(
+                w,
+                "WARNING: certificate {} ({}) expired on {date}: clients refuse it",
+                c.name,
+                c.path.display()
+            );
+        } else if days < CERTIFICATE_WARN_DAYS {
+            let _ = writeln!(
+                w,
+                "WARNING: certificate {} ({}) expires in {days} days ({date}): renew it",
+                c.name,
+                c.path.display()
+            );
+        }
+    }
+    let built = snap.geo.build_epoch();
+    let age = now.saturating_sub(built);
+    let max_age = snap.config.geoip_max_age.as_secs();
+    if age > max_age {
+        let _ = writeln!(
+            w,
+            "WARNING: geoip {}: built {} ({} days ago), older than [geoip] max_age ({} days): \
+             address blocks move between countries; install a fresh database",
+            snap.geo.path().display(),
+            format_epoch(built),
+            age / 86_400,
+            max_age / 86_400
+        );
+    }
+    out
 }
 
 fn summary(snap: &Snapshot) -> String {

@@ -1,5 +1,6 @@
 //! `residency-proxy run`: build the snapshot, bind, serve; SIGHUP reloads
 //! and reopens the audit file (a reload that cannot reopen it is refused),
+//! SIGUSR1 only reopens the audit file,
 //! SIGTERM/SIGINT drain and exit.
 
 use std::path::Path;
@@ -79,17 +80,25 @@ async fn serve(path: &Path, shared: Shared, evidence: Evidence) -> anyhow::Resul
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("cannot install SIGUSR1 handler")?;
     let reload_shared = shared.clone();
     let path = Arc::new(path.to_owned());
     let fixed = Fixed::of(&shared.load().config);
     let (watch_tx, mut watch_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let watcher = tokio::spawn(watch_database(shared.clone(), watch_tx));
+    let watcher = spawn_watch(&shared, watch_tx.clone(), "GeoIP database", database_files);
+    let cert_watcher = spawn_watch(
+        &shared,
+        watch_tx,
+        "TLS certificate or key",
+        certificate_files,
+    );
     let shutdown = async move {
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => reload(&path, &reload_shared, &evidence, &fixed, true).await,
+                _ = usr1.recv() => reopen_audit(&reload_shared, &evidence).await,
                 Some(()) = watch_rx.recv() => reload(&path, &reload_shared, &evidence, &fixed, false).await,
             }
         }
@@ -110,6 +119,7 @@ async fn serve(path: &Path, shared: Shared, evidence: Evidence) -> anyhow::Resul
         task.abort();
     }
     watcher.abort();
+    cert_watcher.abort();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -244,38 +254,114 @@ async fn reload(
     }
 }
 
-/// With `[geoip] watch = true`, polls the database file and asks for a
-/// reload when it is replaced (a new inode, size or modification time —
-/// what geoipupdate's write-then-rename produces).
-async fn watch_database(shared: Shared, tx: tokio::sync::mpsc::Sender<()>) {
+/// SIGUSR1: reopens the audit file at the path in force (after logrotate
+/// renamed it) and nothing else: edits pending in the config file stay
+/// pending until SIGHUP.
+async fn reopen_audit(shared: &Shared, evidence: &Evidence) {
+    tracing::info!("SIGUSR1: reopening the audit file; configuration left as it is");
+    if let Some(sink) = &evidence.audit {
+        if let Err(e) = sink.reopen(shared.load().config.audit.path.clone()).await {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "audit file not reopened; records keep going to the current file"
+            );
+        }
+    }
+}
+
+/// Files watched for a reload, and how often: what `select` names in the
+/// config in force, or `None` when nothing is watched.
+type Watched = Option<(Duration, Vec<std::path::PathBuf>)>;
+
+/// `[geoip] watch = true`: the database file.
+fn database_files(c: &Config) -> Watched {
+    c.geoip_watch
+        .map(|interval| (interval, vec![c.geoip_database.clone()]))
+}
+
+/// `[server.tls] watch = true`: every certificate, key and client CA file.
+fn certificate_files(c: &Config) -> Watched {
+    let tls = c.server.tls.as_ref()?;
+    let mut files = vec![tls.cert.clone(), tls.key.clone()];
+    for (_, cert, key) in &tls.sni {
+        files.push(cert.clone());
+        files.push(key.clone());
+    }
+    files.extend(tls.client_ca.clone());
+    tls.watch.map(|interval| (interval, files))
+}
+
+/// Device, inode, size and modification time of each file: what a
+/// replacement changes (`None`: missing).
+type Stamps = Vec<(std::path::PathBuf, Option<(u64, u64, u64, i64, i64)>)>;
+
+fn stamps(paths: Vec<std::path::PathBuf>) -> Stamps {
     use std::os::unix::fs::MetadataExt;
-    /// Device, inode, size and modification time: what a replacement changes.
-    type Stamp = (u64, u64, u64, i64, i64);
-    let stamp = |p: &Path| -> Option<Stamp> {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
-    };
-    let mut seen: Option<(std::path::PathBuf, Option<Stamp>)> = None;
+    paths
+        .into_iter()
+        .map(|p| {
+            let s = std::fs::metadata(&p)
+                .ok()
+                .map(|m| (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
+            (p, s)
+        })
+        .collect()
+}
+
+/// Starts polling the files `select` names in the config in force. Their
+/// first stamps are taken now, before the listeners accept, so that a file
+/// replaced after that is always seen as replaced.
+fn spawn_watch(
+    shared: &Shared,
+    tx: tokio::sync::mpsc::Sender<()>,
+    what: &'static str,
+    select: fn(&Config) -> Watched,
+) -> tokio::task::JoinHandle<()> {
+    let first = select(&shared.load().config).map(|(_, paths)| stamps(paths));
+    tokio::spawn(watch_files(shared.clone(), tx, what, select, first))
+}
+
+/// Polls the files `select` names and asks for a reload when one was
+/// replaced (a new inode, size or modification time — what geoipupdate's
+/// write-then-rename, certbot's renewal or a Kubernetes Secret update
+/// produce) and then left alone for one interval, so that a certificate
+/// and its key renamed one after the other reload once, together. A file
+/// missing for a moment is not a change.
+async fn watch_files(
+    shared: Shared,
+    tx: tokio::sync::mpsc::Sender<()>,
+    what: &'static str,
+    select: fn(&Config) -> Watched,
+    first: Option<Stamps>,
+) {
+    // What the snapshot in force was built from, and the previous poll.
+    let mut applied: Option<Stamps> = first.clone();
+    let mut last: Option<Stamps> = first;
     loop {
-        let (interval, path) = {
-            let snap = shared.load();
-            (snap.config.geoip_watch, snap.config.geoip_database.clone())
-        };
-        let Some(interval) = interval else {
-            seen = None;
+        let Some((interval, paths)) = select(&shared.load().config) else {
+            (applied, last) = (None, None);
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let now = stamp(&path);
-        match &seen {
-            Some((p, s)) if *p == path && *s != now && now.is_some() => {
-                tracing::info!(database = %path.display(), "GeoIP database replaced; reloading");
-                let _ = tx.send(()).await;
+        let now = stamps(paths);
+        let same_files = |a: &Stamps| a.iter().map(|f| &f.0).eq(now.iter().map(|f| &f.0));
+        match &applied {
+            Some(a) if same_files(a) => {
+                let settled = last.as_ref() == Some(&now);
+                if settled && *a != now && now.iter().all(|f| f.1.is_some()) {
+                    for ((p, s0), (_, s1)) in a.iter().zip(&now) {
+                        if s0 != s1 {
+                            tracing::info!(file = %p.display(), "{what} replaced; reloading");
+                        }
+                    }
+                    let _ = tx.send(()).await;
+                    applied = Some(now.clone());
+                }
             }
-            _ => {}
+            // Watching starts, or the config now names other files.
+            _ => applied = Some(now.clone()),
         }
-        seen = Some((path, now));
+        last = Some(now);
         tokio::time::sleep(interval).await;
     }
 }

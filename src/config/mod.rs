@@ -35,6 +35,8 @@ pub struct Config {
     pub geoip_database: PathBuf,
     /// `[geoip] watch`: poll interval when the database file is watched.
     pub geoip_watch: Option<Duration>,
+    /// `[geoip] max_age`: `check` warns when the database is older.
+    pub geoip_max_age: Duration,
     /// `[policy]`, compiled.
     pub policy: PolicySpec,
     /// `[[route]]`, in file order.
@@ -104,6 +106,8 @@ pub struct TlsSpec {
     pub client_auth_required: bool,
     /// Certificates chosen by SNI: names, chain, key.
     pub sni: Vec<(Vec<String>, PathBuf, PathBuf)>,
+    /// `watch`: poll interval when the certificate and key files are watched.
+    pub watch: Option<Duration>,
 }
 
 /// `[resolver]`, typed.

@@ -229,6 +229,12 @@ pub struct RawServerTls {
     /// Further certificates, chosen by SNI.
     #[serde(default)]
     pub sni: Vec<RawSniCert>,
+    /// Reload when a certificate or key file is replaced (renewal).
+    #[serde(default)]
+    pub watch: bool,
+    /// How often the files are checked when `watch = true`.
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval: Text,
 }
 
 /// `[[server.tls.sni]]`
@@ -294,6 +300,9 @@ pub struct RawGeoip {
     /// How often the file is checked when `watch = true`.
     #[serde(default = "default_watch_interval")]
     pub watch_interval: Text,
+    /// Age of the database's build past which `check` warns.
+    #[serde(default = "default_geoip_max_age")]
+    pub max_age: Text,
 }
 
 impl Default for RawGeoip {
@@ -302,6 +311,7 @@ impl Default for RawGeoip {
             database: default_database(),
             watch: false,
             watch_interval: default_watch_interval(),
+            max_age: default_geoip_max_age(),
         }
     }
 }
@@ -470,6 +480,9 @@ fn default_allow_networks() -> Vec<Text> {
 }
 fn default_path_prefix() -> Text {
     text("/")
+}
+fn default_geoip_max_age() -> Text {
+    text("720h")
 }
 const fn default_true() -> bool {
     true

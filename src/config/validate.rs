@@ -39,6 +39,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         .geoip
         .watch
         .then(|| duration(&raw.geoip.watch_interval, &mut p, false));
+    let geoip_max_age = duration(&raw.geoip.max_age, &mut p, false);
     if raw.geoip.database.get_ref().is_empty() {
         p.at(raw.geoip.database.span(), "geoip database path is empty");
     }
@@ -76,6 +77,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         audit,
         geoip_database,
         geoip_watch,
+        geoip_max_age,
         policy,
         routes,
     })
@@ -118,6 +120,10 @@ fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
             ),
         }
     }
+    let tls_watch = s
+        .tls
+        .as_ref()
+        .and_then(|t| t.watch.then(|| duration(&t.watch_interval, p, false)));
     let tls = s.tls.as_ref().map(|t| TlsSpec {
         cert: PathBuf::from(t.cert.get_ref()),
         key: PathBuf::from(t.key.get_ref()),
@@ -139,6 +145,7 @@ fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
                 )
             })
             .collect(),
+        watch: tls_watch,
     });
     match (&tls, s.tls_listen.first()) {
         (None, Some(first)) => p.at(

@@ -223,6 +223,7 @@ fn shipped_config_parses_to_the_defaults() {
         format!("{:?}", defaults.routes)
     );
     assert_eq!(shipped.geoip_database, defaults.geoip_database);
+    assert_eq!(shipped.geoip_max_age, defaults.geoip_max_age);
     assert_eq!(
         format!("{:?}", shipped.audit),
         format!("{:?}", defaults.audit)

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::proxy::BIN;
+use crate::support::tls::TestCa;
 use crate::support::{Client, Layout, Origin, Proxy, config, ips, standard_geo};
 
 fn repo(path: &str) -> PathBuf {
@@ -259,7 +260,17 @@ async fn scrape_after_every_decision() -> String {
     let geo = standard_geo(Layout::IpLocationDb).build();
     let origin = Origin::start(ips::ORIGIN).await;
     let abroad = Origin::start(ips::ORIGIN_US).await;
-    let mut toml = config(&geo, &origin, "", "", "");
+    // HTTPS too, for the certificate expiry series.
+    let ca = TestCa::new("Proxy CA");
+    let (cert, key) = ca.write_leaf("server", &["s3.test"]);
+    let mut toml = config(&geo, &origin, "", "", "").replace(
+        "[admin]",
+        &format!(
+            "tls_listen = [\"127.0.0.1:0\"]\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[admin]",
+            cert.display(),
+            key.display()
+        ),
+    );
     toml.push_str(&format!(
         "\n[[route]]\nname = \"watch\"\npath_prefix = \"/watch/\"\nupstreams = [\"{}\"]\nmode = \"monitor\"\n\
          \n[[route]]\nname = \"abroad\"\npath_prefix = \"/abroad/\"\nupstreams = [\"{}\"]\n",
@@ -312,6 +323,8 @@ async fn dashboard_and_alerts_query_only_what_the_proxy_exports() {
         "residency_flagged_transfers_total",
         "residency_upstream_ips_rejected_total",
         "residency_request_duration_seconds_bucket",
+        "residency_tls_certificate_expiry_timestamp_seconds",
+        "residency_build_info",
     ] {
         assert!(exported.names.contains(family), "{family} not in scrape");
     }
@@ -335,6 +348,8 @@ async fn dashboard_and_alerts_query_only_what_the_proxy_exports() {
         "residency_requests_total",
         "residency_request_duration_seconds_bucket",
         "residency_geoip_database_build_timestamp_seconds",
+        "residency_tls_certificate_expiry_timestamp_seconds",
+        "residency_build_info",
         "up",
     ] {
         assert!(used.contains(name), "{name} not found in any query");
@@ -404,14 +419,24 @@ fn dashboard_uses_its_datasource_variable_everywhere() {
 }
 
 /// A shipped config with the paths that only exist in the image or the pod
-/// pointed at the repository's database and a temporary audit directory.
+/// pointed at the repository's database, a temporary audit directory and a
+/// test certificate (for the Secret the tls component mounts).
 fn localised(path: &str, audit_dir: &Path) -> String {
     let db = repo("geodata/geo-whois-asn-country.mmdb");
+    let ca = TestCa::new("Pod CA");
+    let (cert, key) = ca.leaf(&["s3.hds.example"]);
+    let (cert_path, key_path) = (audit_dir.join("tls.crt"), audit_dir.join("tls.key"));
+    std::fs::write(&cert_path, cert).unwrap();
+    std::fs::write(&key_path, key).unwrap();
     read(path)
         .lines()
         .map(|line| {
             if line.starts_with("database = ") {
                 format!("database = \"{}\"", db.display())
+            } else if line.starts_with("cert = ") {
+                format!("cert = \"{}\"", cert_path.display())
+            } else if line.starts_with("key = ") {
+                format!("key = \"{}\"", key_path.display())
             } else if line.starts_with("path = ") {
                 format!("path = \"{}\"", audit_dir.join("audit.jsonl").display())
             } else {
@@ -565,4 +590,50 @@ fn systemd_unit_reloads_with_sighup_inside_its_sandbox() {
     // Stopping waits longer than the default shutdown_grace (30 s) drains.
     let stop: u64 = one("TimeoutStopSec").trim_end_matches('s').parse().unwrap();
     assert!(stop > 30, "TimeoutStopSec={stop}");
+}
+
+#[test]
+fn logrotate_reopens_with_sigusr1_and_systemd_passes_the_key_as_a_credential() {
+    // SIGUSR1 reopens the audit file only; SIGHUP would apply pending edits.
+    let logrotate = read("deploy/logrotate/residency-proxy");
+    let post: Vec<&str> = logrotate
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| *l != "postrotate")
+        .skip(1)
+        .take_while(|l| *l != "endscript")
+        .collect();
+    assert_eq!(
+        post,
+        ["systemctl kill --kill-who=main --signal=USR1 residency-proxy.service"]
+    );
+    assert!(logrotate.contains("/var/lib/residency-proxy/audit/audit.jsonl {"));
+    let dropin = unit_directives(&read("deploy/systemd/tls.conf"));
+    assert_eq!(
+        dropin,
+        [
+            (
+                "Service",
+                "LoadCredential",
+                "tls.crt:/etc/residency-proxy/tls/tls.crt"
+            ),
+            (
+                "Service",
+                "LoadCredential",
+                "tls.key:/etc/residency-proxy/tls/tls.key"
+            ),
+        ]
+        .map(|(s, k, v)| (s.to_owned(), k.to_owned(), v.to_owned()))
+    );
+    // The paths the drop-in's header tells the config to use are where
+    // systemd puts the credentials of this unit.
+    let header = read("deploy/systemd/tls.conf");
+    for name in ["tls.crt", "tls.key"] {
+        assert!(
+            header.contains(&format!(
+                "\"/run/credentials/residency-proxy.service/{name}\""
+            )),
+            "{name}"
+        );
+    }
 }

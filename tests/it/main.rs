@@ -23,6 +23,7 @@ mod forwarding;
 mod geodb;
 mod lifecycle;
 mod limits;
+mod operations;
 mod policy_engine;
 mod starvation;
 mod streaming;
