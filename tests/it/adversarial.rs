@@ -943,6 +943,14 @@ async fn every_spelling_of_a_protected_bucket_or_host_is_refused_451_by_its_enfo
         let last = records.last().unwrap();
         assert_eq!(last["route"], *route, "{target} {host}: {last}");
     }
+    // Absolute-form: its authority is the host (and must agree with Host).
+    let absolute = "GET http://Records.S3.Test.:8080/b/k HTTP/1.1\r\nHost: records.s3.test.:8080\r\nConnection: close\r\n\r\n";
+    let out = raw_exchange(ips::US, proxy.addr(), absolute.as_bytes(), QUIET).await;
+    assert!(out.starts_with("HTTP/1.1 451"), "{out}");
+    assert_eq!(proxy.audit_records().last().unwrap()["route"], "s3");
+    let disagreeing = "GET http://records.s3.test./b/k HTTP/1.1\r\nHost: records.s3.test\r\nConnection: close\r\n\r\n";
+    let out = raw_exchange(ips::US, proxy.addr(), disagreeing.as_bytes(), QUIET).await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert_eq!(origin.request_count(), 0, "{:?}", targets(&origin));
     assert_eq!(other.request_count(), 0);
     // The set-up is real: the catch-all lets the US client through, flagged.
