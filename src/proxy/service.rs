@@ -289,7 +289,7 @@ async fn decide(
             StatusCode::BAD_REQUEST,
         );
     };
-    // Matched on what the storage will act on (route.rs); forwarded as sent.
+    // Matched on what the storage will act on (proxy::route); forwarded as sent.
     let routes = snap.routes.iter().map(|r| &r.spec);
     let chosen = route::choose(
         routes,
