@@ -49,7 +49,7 @@ impl Unroutable {
             }
             Self::BadHost => "the Host is not a valid host name or IP literal",
             Self::Ambiguous => {
-                "the request path or host can be read as addressing routes with different policies; spell it canonically (no %2F, '//', '.' or '..' segments)"
+                "the request path or host can be read as addressing routes that judge differently; spell it canonically (the bucket in lower case, no %2F, '//', '.' or '..' segments)"
             }
         }
     }
