@@ -16,7 +16,8 @@
 //! Host: ASCII case folded, the port removed, one trailing dot removed (the
 //! fully qualified form names the same host), an IPv6 literal in its
 //! canonical text (`[0::1]` is `::1`). Anything else than letters, digits,
-//! `-`, `_` and dots between non-empty labels is not a host name (`400`).
+//! `-`, `_` and dots between non-empty labels, or beyond DNS's lengths
+//! (253 characters, 63 per label), is not a host name (`400`).
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv6Addr};
@@ -226,11 +227,14 @@ pub fn host(host: &str) -> Result<Cow<'_, str>, Unroutable> {
             Err(Unroutable::BadHost)
         };
     }
-    let labels_ok = name.split('.').all(|l| {
-        !l.is_empty()
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
+    // DNS bounds (RFC 1035 §2.3.4) also bound the work of matching.
+    let labels_ok = name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
     if !labels_ok {
         return Err(Unroutable::BadHost);
     }

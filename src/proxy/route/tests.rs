@@ -227,6 +227,10 @@ fn hosts_match_as_dns_does() {
         pick(&c, "records.s3.test.evil", "/x"),
         Ok(Some("catch-all".into()))
     );
+    let long_label = format!("{}.s3.test", "a".repeat(64));
+    let long_name = format!("{}s3.test", "abc.".repeat(62));
+    assert_eq!(pick(&c, &long_label, "/x"), Err(Unroutable::BadHost));
+    assert_eq!(pick(&c, &long_name, "/x"), Err(Unroutable::BadHost));
     for bad in [
         "records.s3.test..",
         ".records.s3.test",
