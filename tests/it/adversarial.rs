@@ -1039,3 +1039,54 @@ async fn spellings_the_storages_read_differently_are_refused_400_when_no_route_i
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert_eq!(other.request_count(), 1);
 }
+
+#[tokio::test]
+async fn h2_spellings_of_a_protected_bucket_or_host_meet_their_enforce_route() {
+    use http_body_util::Empty;
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let ca = TestCa::new("Proxy CA");
+    let (cert, key) = ca.write_leaf("server", &["s3.test"]);
+    let mut toml = config(&geo, &origin, "", "", r#"hosts = ["records.s3.test"]"#).replace(
+        "[admin]",
+        &format!(
+            "tls_listen = [\"127.0.0.1:0\"]\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[admin]",
+            cert.display(),
+            key.display()
+        ),
+    );
+    toml.push_str(&format!(
+        "\n[[route]]\nname = \"hds\"\npath_prefix = \"/hds-bucket/\"\nupstreams = [\"{0}\"]\n\
+         \n[[route]]\nname = \"catch-all\"\nmode = \"monitor\"\nupstreams = [\"{0}\"]\n",
+        origin.url()
+    ));
+    let proxy = Proxy::start(&toml);
+    // :authority and :path as the client wrote them.
+    for uri in [
+        "https://storage.test/%68ds-bucket/patient.pdf",
+        "https://storage.test//hds-bucket/patient.pdf",
+        "https://storage.test/hds-bucket?list-type=2",
+        "https://records.s3.test./b/k",
+        "https://RECORDS.s3.test.:8443/b/k",
+    ] {
+        let tcp = connect_from(ips::US, proxy.tls_addr()).await;
+        let name = rustls::pki_types::ServerName::try_from("s3.test").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(client_config(&ca, None, &[b"h2"]))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(uri)
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let rsp = sender.send_request(req).await.unwrap();
+        assert_eq!(rsp.status(), 451, "{uri}");
+    }
+    assert_eq!(origin.request_count(), 0, "{:?}", targets(&origin));
+}
