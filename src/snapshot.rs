@@ -191,16 +191,18 @@ impl Snapshot {
 
 /// The first 12 hex digits of SHA-256 over everything that decides a
 /// verdict: each policy (global and per route, with the route's name, hosts,
-/// prefix and upstreams) and the database's type, build time and size.
+/// prefix, upstreams and buckets, and the S3 domains) and the database's
+/// type, build time and size.
 fn policy_version(config: &Config, geo: &GeoDb) -> String {
     let mut h = Sha256::new();
     h.update(format!("{:?}", config.policy.policy));
     for r in &config.routes {
         h.update(format!(
-            "|{}|{:?}|{}|{:?}|{:?}",
-            r.name, r.hosts, r.path_prefix, r.upstreams, r.policy.policy
+            "|{}|{:?}|{}|{:?}|{:?}|{:?}",
+            r.name, r.hosts, r.path_prefix, r.upstreams, r.policy.policy, r.buckets
         ));
     }
+    h.update(format!("|{:?}", config.server.s3_domains));
     h.update(format!(
         "|{}|{}|{}",
         geo.database_type(),

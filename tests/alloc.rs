@@ -114,3 +114,49 @@ fn the_counter_sees_allocations() {
     drop(v);
     assert_eq!(allocations() - before, 1);
 }
+
+/// Choosing the route of a canonically spelled request (the common case:
+/// lower-case host, with port or trailing dot, a path without `%`, `//` or
+/// dot segments) allocates nothing either.
+#[test]
+fn choosing_a_route_for_a_plain_spelling_allocates_nothing() {
+    let toml = "[server]\ns3_domains = [\"s3.example\"]\n\
+        [[route]]\nname = \"records\"\nhosts = [\"records.s3.test\"]\nupstreams = [\"http://127.0.0.1:9\"]\n\
+        [[route]]\nname = \"hds\"\npath_prefix = \"/hds-bucket/\"\nupstreams = [\"http://127.0.0.1:9\"]\n\
+        [[route]]\nname = \"vault\"\nbuckets = [\"vault-bucket\"]\nupstreams = [\"http://127.0.0.1:9\"]\n\
+        [[route]]\nname = \"any\"\nmode = \"monitor\"\nupstreams = [\"http://127.0.0.1:9\"]\n";
+    let config = Config::parse(Path::new("alloc.toml"), toml).unwrap();
+    let requests = [
+        ("storage.test:9000", "/hds-bucket/patient.pdf", 1),
+        ("storage.test", "/hds-bucket", 1),
+        ("storage.test", "/vault-bucket/a/b", 2),
+        ("records.s3.test.", "/b/k", 0),
+        ("records.s3.test:8080", "/", 0),
+        ("s3.example", "/other/k", 3),
+        ("[::1]", "/other/k", 3),
+    ];
+    let choose = |host: &str, path: &str| {
+        residency_proxy::proxy::route::choose(
+            config.routes.iter(),
+            &config.server.s3_domains,
+            host,
+            path,
+        )
+    };
+    for (host, path, want) in requests {
+        assert_eq!(choose(host, path), Ok(Some(want)), "{host} {path}");
+    }
+    let before = allocations();
+    for _ in 0..1_000 {
+        for (host, path, _) in requests.iter().take(6) {
+            black_box(choose(black_box(host), black_box(path))).unwrap();
+        }
+    }
+    let after = allocations();
+    assert_eq!(
+        after - before,
+        0,
+        "choosing 6,000 routes allocated {} times",
+        after - before
+    );
+}

@@ -184,6 +184,9 @@ fn summary(snap: &Snapshot) -> String {
             s.path_prefix,
             s.preserve_host
         );
+        if !s.buckets.is_empty() {
+            let _ = writeln!(w, "  buckets: {}", s.buckets.join(" "));
+        }
         policy(w, &s.policy, "  ");
         for u in &s.upstreams {
             let _ = write!(w, "  upstream {}", u.url);
@@ -204,7 +207,51 @@ fn summary(snap: &Snapshot) -> String {
             }
         }
     }
+    route_warnings(w, &snap.config);
     out
+}
+
+/// Routes to the same storage that judge differently are where a request
+/// spelled to match the laxer route would dodge the stricter one (issue 13):
+/// the proxy reads every spelling the storage may act on, but the operator
+/// should know where that matters.
+fn route_warnings(w: &mut String, c: &crate::config::Config) {
+    for (i, a) in c.routes.iter().enumerate() {
+        for b in &c.routes[i + 1..] {
+            let Some(shared) = a.upstreams.iter().find(|u| {
+                b.upstreams
+                    .iter()
+                    .any(|v| v.host == u.host && v.port == u.port)
+            }) else {
+                continue;
+            };
+            let (ma, mb) = (a.policy.policy.mode, b.policy.policy.mode);
+            let what = if ma != mb {
+                format!("different modes ({} and {})", ma.as_str(), mb.as_str())
+            } else if !crate::proxy::route::same_rules(&a.policy, &b.policy) {
+                "different policies".to_owned()
+            } else {
+                continue;
+            };
+            let _ = writeln!(
+                w,
+                "WARNING: routes \"{}\" and \"{}\" reach the same upstream {} with {what}: \
+                 a request is judged by the route its host, path_prefix and buckets match on \
+                 what the storage acts on (or refused 400 when its spellings match both and \
+                 neither is stricter); make sure the storage serves nothing of the stricter \
+                 route's data outside what it matches",
+                a.name, b.name, shared.url
+            );
+        }
+    }
+    if c.server.s3_domains.is_empty() && c.routes.iter().any(|r| !r.buckets.is_empty()) {
+        let _ = writeln!(
+            w,
+            "WARNING: routes name buckets but [server] s3_domains is empty: a virtual-hosted \
+             request (bucket.<domain>) is recognised only by a host starting with a bucket the \
+             config names; declare the storage's domains"
+        );
+    }
 }
 
 fn policy(w: &mut String, p: &PolicySpec, indent: &str) {

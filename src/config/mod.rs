@@ -91,6 +91,9 @@ pub struct Server {
     pub max_connections: usize,
     /// Drain time on shutdown.
     pub shutdown_grace: Duration,
+    /// Virtual-hosting domains of the storage, canonical (lower case, no
+    /// trailing dot).
+    pub s3_domains: Vec<String>,
 }
 
 /// `[server.tls]`, typed (files are read when the snapshot is built).
@@ -145,7 +148,8 @@ pub struct RouteSpec {
     pub name: String,
     /// Host patterns; empty matches any host.
     pub hosts: Vec<HostPattern>,
-    /// Path prefix, byte-compared with the request target.
+    /// Path prefix, compared with the decoded, normalised path
+    /// (`proxy::route`); one ending in `/` also matches without it.
     pub path_prefix: String,
     /// Upstreams, tried in order.
     pub upstreams: Vec<UpstreamUrl>,
@@ -159,12 +163,15 @@ pub struct RouteSpec {
     pub tls_ca: Option<PathBuf>,
     /// The route's policy (global with the route's overrides).
     pub policy: PolicySpec,
+    /// S3 buckets served (path-style or virtual-hosted); empty: any.
+    pub buckets: Vec<String>,
 }
 
 /// A `hosts` entry: an exact name, or `*.suffix` for virtual-hosted buckets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPattern {
-    /// Matches this name exactly (lower case, no port).
+    /// Matches this name exactly (lower case, no port, no trailing dot; an
+    /// IP literal in its canonical text).
     Exact(String),
     /// `*.example.com`: matches any name ending in `.example.com`.
     Suffix(String),

@@ -193,6 +193,10 @@ pub struct RawServer {
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: Text,
+    /// Domains under which the storage serves virtual-hosted buckets
+    /// (`bucket.<domain>`).
+    #[serde(default)]
+    pub s3_domains: Vec<Text>,
 }
 
 impl Default for RawServer {
@@ -209,6 +213,7 @@ impl Default for RawServer {
             max_headers: default_max_headers(),
             max_connections: default_max_connections(),
             shutdown_grace: default_shutdown_grace(),
+            s3_domains: Vec::new(),
         }
     }
 }
@@ -412,6 +417,9 @@ pub struct RawRoute {
     pub deny_networks: Option<Vec<Text>>,
     /// `[route.tls]`, for `https://` upstreams.
     pub tls: Option<RawRouteTls>,
+    /// S3 buckets (path-style or virtual-hosted) this route serves.
+    #[serde(default)]
+    pub buckets: Vec<Text>,
 }
 
 fn text(s: &str) -> Text {

@@ -19,6 +19,7 @@ use super::{
 };
 use crate::geo::{Country, CountrySet, eea, known_codes, suggestion};
 use crate::policy::{Mode, NetworkTable, Policy};
+use crate::proxy::route::config_host;
 
 pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
@@ -180,6 +181,7 @@ fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
         max_headers: bounded(&s.max_headers, 8, 1000, "max_headers", p),
         max_connections: bounded(&s.max_connections, 1, 1_000_000, "max_connections", p),
         shutdown_grace: duration(&s.shutdown_grace, p, true),
+        s3_domains: s3_domains(&s.s3_domains, p),
     }
 }
 
@@ -431,12 +433,13 @@ fn compile_route(
     }
     let hosts = r.hosts.iter().filter_map(|h| host_pattern(h, p)).collect();
     let prefix = r.path_prefix.get_ref().clone();
-    if !prefix.starts_with('/') {
+    if let Some(why) = prefix_problem(&prefix) {
         p.at(
             r.path_prefix.span(),
-            format!("path_prefix \"{prefix}\" must start with \"/\""),
+            format!("path_prefix \"{prefix}\" {why}"),
         );
     }
+    let buckets = r.buckets.iter().filter_map(|b| bucket(b, p)).collect();
     if r.upstreams.is_empty() {
         p.at(spanned.span(), format!("route \"{name}\" has no upstreams"));
     }
@@ -491,30 +494,30 @@ fn compile_route(
             .and_then(|t| t.ca.as_ref())
             .map(|c| PathBuf::from(c.get_ref())),
         policy,
+        buckets,
     })
 }
 
 fn host_pattern(t: &Text, p: &mut Problems<'_>) -> Option<HostPattern> {
-    let h = t.get_ref().to_ascii_lowercase();
-    let (wild, name) = match h.strip_prefix("*.") {
+    let text = t.get_ref();
+    let (wild, name) = match text.strip_prefix("*.") {
         Some(rest) => (true, rest),
-        None => (false, h.as_str()),
+        None => (false, text.as_str()),
     };
-    let valid = !name.is_empty()
-        && name
-            .split('.')
-            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
-    if !valid {
+    // Written hosts are read as requests' hosts are: case, trailing dot and
+    // IP literal spelling do not matter.
+    let canon = config_host(name).filter(|c| !wild || c.parse::<IpAddr>().is_err());
+    let Some(name) = canon else {
         p.at(
             t.span(),
-            format!("invalid host pattern \"{}\" (expected a name such as \"s3.example.org\" or \"*.s3.example.org\", without port)", t.get_ref()),
+            format!("invalid host pattern \"{text}\" (expected a name such as \"s3.example.org\" or \"*.s3.example.org\", or an IP literal, without port)"),
         );
         return None;
-    }
+    };
     Some(if wild {
         HostPattern::Suffix(format!(".{name}"))
     } else {
-        HostPattern::Exact(name.to_owned())
+        HostPattern::Exact(name)
     })
 }
 
@@ -568,4 +571,70 @@ fn upstream(t: &Text, p: &mut Problems<'_>) -> Option<UpstreamUrl> {
         port,
         authority: auth.as_str().to_owned(),
     })
+}
+
+/// Why a `path_prefix` can never match as written: requests are matched
+/// decoded and normalised (`proxy::route`), so the prefix must be too.
+fn prefix_problem(prefix: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = prefix.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    if !prefix.starts_with('/') {
+        Some("must start with \"/\"")
+    } else if prefix.contains('%') {
+        Some("is matched against the decoded path: write the characters themselves, not %-escapes")
+    } else if prefix.contains(['?', '#']) {
+        Some("is matched against the path only: a query or fragment never matches")
+    } else if segments
+        .iter()
+        .enumerate()
+        .any(|(i, s)| s.is_empty() && i != last)
+    {
+        Some(
+            "has an empty segment (\"//\"): requests are also read with repeated slashes merged, write it once",
+        )
+    } else if segments.iter().any(|s| *s == "." || *s == "..") {
+        Some(
+            "has a \".\" or \"..\" segment: requests are also read with dot segments removed, write the path they lead to",
+        )
+    } else {
+        None
+    }
+}
+
+/// A `buckets` entry: an S3 bucket name (lower case: an upper-case
+/// spelling is another bucket to S3).
+fn bucket(t: &Text, p: &mut Problems<'_>) -> Option<String> {
+    let b = t.get_ref();
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let valid = (3..=63).contains(&b.len())
+        && b.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && edge_ok(b.chars().next())
+        && edge_ok(b.chars().last())
+        && !b.contains("..")
+        && b.parse::<std::net::Ipv4Addr>().is_err();
+    if !valid {
+        p.at(
+            t.span(),
+            format!("invalid bucket \"{b}\" (S3 bucket names are 3 to 63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit)"),
+        );
+        return None;
+    }
+    Some(b.clone())
+}
+
+/// `[server] s3_domains`: domain names, canonical.
+fn s3_domains(list: &[Text], p: &mut Problems<'_>) -> Vec<String> {
+    list.iter()
+        .filter_map(|t| {
+            let d = config_host(t.get_ref()).filter(|d| d.parse::<IpAddr>().is_err());
+            if d.is_none() {
+                p.at(
+                    t.span(),
+                    format!("invalid s3_domains entry \"{}\" (expected a domain such as \"s3.example.org\", without \"*.\" or port)", t.get_ref()),
+                );
+            }
+            d
+        })
+        .collect()
 }

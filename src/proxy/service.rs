@@ -289,13 +289,24 @@ async fn decide(
             StatusCode::BAD_REQUEST,
         );
     };
-    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let Some(index) = route::choose(snap.routes.iter().map(|r| &r.spec), &host, path) else {
-        return bad(
-            "NoSuchRoute",
-            "no route of this proxy matches the host and path",
-            StatusCode::NOT_FOUND,
-        );
+    // Matched on what the storage will act on (proxy::route); forwarded as sent.
+    let routes = snap.routes.iter().map(|r| &r.spec);
+    let chosen = route::choose(
+        routes,
+        &snap.config.server.s3_domains,
+        &host,
+        req.uri().path(),
+    );
+    let index = match chosen {
+        Ok(Some(index)) => index,
+        Ok(None) => {
+            return bad(
+                "NoSuchRoute",
+                "no route of this proxy matches the host and path",
+                StatusCode::NOT_FOUND,
+            );
+        }
+        Err(why) => return bad(why.code(), why.message(), StatusCode::BAD_REQUEST),
     };
     ev.route = Some(index);
     let route = &snap.routes[index];

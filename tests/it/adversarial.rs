@@ -846,3 +846,247 @@ async fn h2_oversize_and_numerous_headers_are_refused() {
     assert!(seen.iter().filter(|t| *t == "/b/crowd").count() <= 200);
     h2_served(&proxy, &ca, "/b/after").await;
 }
+
+// ------------------------------------------------------ route spellings
+// Issue 13, point 2: routes are chosen on what the storage acts on, so no
+// spelling of a protected bucket or host reaches a laxer route.
+
+/// An enforce route for a host, one for a bucket prefix, one for a
+/// `buckets` list, one to another storage, and a monitor catch-all, with
+/// virtual-hosting under `s3.example`.
+async fn spelling_setup() -> (TestGeo, Origin, Origin, Proxy) {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let other = Origin::start(ips::ORIGIN).await;
+    let mut toml = config(
+        &geo,
+        &origin,
+        r#"s3_domains = ["s3.example"]"#,
+        "",
+        r#"hosts = ["records.s3.test"]"#,
+    );
+    toml.push_str(&format!(
+        r#"
+[[route]]
+name = "hds"
+path_prefix = "/hds-bucket/"
+upstreams = ["{0}"]
+
+[[route]]
+name = "vault"
+buckets = ["vault-bucket"]
+upstreams = ["{0}"]
+
+[[route]]
+name = "elsewhere"
+path_prefix = "/other-bucket/"
+upstreams = ["{1}"]
+
+[[route]]
+name = "catch-all"
+mode = "monitor"
+upstreams = ["{0}"]
+"#,
+        origin.url(),
+        other.url()
+    ));
+    let proxy = Proxy::start(&toml);
+    (geo, origin, other, proxy)
+}
+
+/// Every spelling of a protected bucket or host from issue 13 and its
+/// class: (target, Host, the route the storage's reading belongs to).
+const SPELLINGS: &[(&str, &str, &str)] = &[
+    ("/%68ds-bucket/patient.pdf", "storage.test", "hds"),
+    ("/hds%2Dbucket/patient.pdf", "storage.test", "hds"),
+    ("/hds%2dbucket/patient.pdf", "storage.test", "hds"),
+    ("//hds-bucket/patient.pdf", "storage.test", "hds"),
+    ("/hds-bucket?list-type=2", "storage.test", "hds"),
+    ("/hds-bucket/?list-type=2", "storage.test", "hds"),
+    ("/hds-bucket%2Fpatient.pdf", "storage.test", "hds"),
+    ("/public/../hds-bucket/patient.pdf", "storage.test", "hds"),
+    ("/%2E%2E/hds-bucket/patient.pdf", "storage.test", "hds"),
+    ("/./hds-bucket/patient.pdf", "storage.test", "hds"),
+    ("/patient.pdf", "hds-bucket.s3.example", "hds"),
+    ("/patient.pdf", "HDS-Bucket.s3.example.", "hds"),
+    ("/vault-bucket?list-type=2", "storage.test", "vault"),
+    ("/vault%2Dbucket/a.pdf", "storage.test", "vault"),
+    ("/?list-type=2", "vault-bucket.s3.example", "vault"),
+    ("/a.pdf", "vault-bucket.s3.example.:8080", "vault"),
+    ("/a.pdf", "vault-bucket.storage.test", "vault"),
+    ("/b/patient.pdf", "records.s3.test.", "s3"),
+    ("/b/patient.pdf", "RECORDS.S3.TEST", "s3"),
+    ("/b/patient.pdf", "records.s3.test.:8080", "s3"),
+];
+
+fn spelled(target: &str, host: &str) -> String {
+    format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+}
+
+#[tokio::test]
+async fn every_spelling_of_a_protected_bucket_or_host_is_refused_451_by_its_enforce_route() {
+    let (_g, origin, other, proxy) = spelling_setup().await;
+    for (target, host, route) in SPELLINGS {
+        let out = raw_exchange(
+            ips::US,
+            proxy.addr(),
+            spelled(target, host).as_bytes(),
+            QUIET,
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 451"), "{target} {host}: {out}");
+        assert!(
+            out.contains("blocked; side=client; country=US; reason=country_not_allowed"),
+            "{target} {host}: {out}"
+        );
+        let records = proxy.audit_records();
+        let last = records.last().unwrap();
+        assert_eq!(last["route"], *route, "{target} {host}: {last}");
+    }
+    // Absolute-form: its authority is the host (and must agree with Host).
+    let absolute = "GET http://Records.S3.Test.:8080/b/k HTTP/1.1\r\nHost: records.s3.test.:8080\r\nConnection: close\r\n\r\n";
+    let out = raw_exchange(ips::US, proxy.addr(), absolute.as_bytes(), QUIET).await;
+    assert!(out.starts_with("HTTP/1.1 451"), "{out}");
+    assert_eq!(proxy.audit_records().last().unwrap()["route"], "s3");
+    let disagreeing = "GET http://records.s3.test./b/k HTTP/1.1\r\nHost: records.s3.test\r\nConnection: close\r\n\r\n";
+    let out = raw_exchange(ips::US, proxy.addr(), disagreeing.as_bytes(), QUIET).await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert_eq!(origin.request_count(), 0, "{:?}", targets(&origin));
+    assert_eq!(other.request_count(), 0);
+    // The set-up is real: the catch-all lets the US client through, flagged.
+    let out = raw_exchange(
+        ips::US,
+        proxy.addr(),
+        spelled("/public/a", "storage.test").as_bytes(),
+        QUIET,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("flagged; side=client"), "{out}");
+}
+
+#[tokio::test]
+async fn spellings_are_forwarded_byte_exact_for_an_allowed_client() {
+    let (_g, origin, _other, proxy) = spelling_setup().await;
+    for (target, host, _) in SPELLINGS {
+        let out = raw_exchange(
+            ips::FR,
+            proxy.addr(),
+            spelled(target, host).as_bytes(),
+            QUIET,
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{target} {host}: {out}");
+    }
+    let seen = origin.seen();
+    assert_eq!(seen.len(), SPELLINGS.len());
+    for (s, (target, host, _)) in seen.iter().zip(SPELLINGS) {
+        assert_eq!(s.target, *target);
+        assert_eq!(s.headers["host"], *host);
+    }
+}
+
+#[tokio::test]
+async fn spellings_the_storages_read_differently_are_refused_400_when_no_route_is_strictest() {
+    let (_g, origin, other, proxy) = spelling_setup().await;
+    for (target, code) in [
+        // Collapsed, or with %2F as a separator: another storage's route;
+        // as sent: the catch-all.
+        ("//other-bucket/x", "InvalidURI"),
+        ("/other-bucket%2Fx", "InvalidURI"),
+        ("/x/../other-bucket/x", "InvalidURI"),
+        // Not percent-encoding at all.
+        ("/hds-bucket/%zz", "InvalidURI"),
+        ("/%6", "InvalidURI"),
+    ] {
+        let out = raw_exchange(
+            ips::FR,
+            proxy.addr(),
+            spelled(target, "storage.test").as_bytes(),
+            QUIET,
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{target}: {out}");
+        assert!(
+            out.contains(&format!("<Code>{code}</Code>")),
+            "{target}: {out}"
+        );
+    }
+    for host in ["records.s3.test..", "rec%6Frds.s3.test", "[::1"] {
+        let out = raw_exchange(
+            ips::FR,
+            proxy.addr(),
+            spelled("/b/k", host).as_bytes(),
+            QUIET,
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{host}: {out}");
+    }
+    assert_eq!(origin.request_count(), 0, "{:?}", targets(&origin));
+    assert_eq!(other.request_count(), 0);
+    // Every refusal left its record.
+    let records = proxy.audit_records();
+    assert_eq!(records.len(), 8);
+    assert!(records.iter().all(|r| r["status"] == 400), "{records:?}");
+    // A canonical spelling reaches the other storage.
+    let out = raw_exchange(
+        ips::FR,
+        proxy.addr(),
+        spelled("/other-bucket/x", "storage.test").as_bytes(),
+        QUIET,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(other.request_count(), 1);
+}
+
+#[tokio::test]
+async fn h2_spellings_of_a_protected_bucket_or_host_meet_their_enforce_route() {
+    use http_body_util::Empty;
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let ca = TestCa::new("Proxy CA");
+    let (cert, key) = ca.write_leaf("server", &["s3.test"]);
+    let mut toml = config(&geo, &origin, "", "", r#"hosts = ["records.s3.test"]"#).replace(
+        "[admin]",
+        &format!(
+            "tls_listen = [\"127.0.0.1:0\"]\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[admin]",
+            cert.display(),
+            key.display()
+        ),
+    );
+    toml.push_str(&format!(
+        "\n[[route]]\nname = \"hds\"\npath_prefix = \"/hds-bucket/\"\nupstreams = [\"{0}\"]\n\
+         \n[[route]]\nname = \"catch-all\"\nmode = \"monitor\"\nupstreams = [\"{0}\"]\n",
+        origin.url()
+    ));
+    let proxy = Proxy::start(&toml);
+    // :authority and :path as the client wrote them.
+    for uri in [
+        "https://storage.test/%68ds-bucket/patient.pdf",
+        "https://storage.test//hds-bucket/patient.pdf",
+        "https://storage.test/hds-bucket?list-type=2",
+        "https://records.s3.test./b/k",
+        "https://RECORDS.s3.test.:8443/b/k",
+    ] {
+        let tcp = connect_from(ips::US, proxy.tls_addr()).await;
+        let name = rustls::pki_types::ServerName::try_from("s3.test").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(client_config(&ca, None, &[b"h2"]))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::get(uri)
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let rsp = sender.send_request(req).await.unwrap();
+        assert_eq!(rsp.status(), 451, "{uri}");
+    }
+    assert_eq!(origin.request_count(), 0, "{:?}", targets(&origin));
+}

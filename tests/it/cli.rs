@@ -231,3 +231,66 @@ fn shipped_config_parses_to_the_defaults() {
     assert_eq!(shipped.resolver, defaults.resolver);
     assert_eq!(shipped.admin_listen, defaults.admin_listen);
 }
+
+#[test]
+fn check_warns_when_routes_to_one_storage_judge_differently() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let route = |name: &str, extra: &str, port: u16| {
+        format!(
+            "[[route]]\nname = \"{name}\"\nupstreams = [\"http://127.0.0.10:{port}\"]\n{extra}\n"
+        )
+    };
+    let head = format!("[geoip]\ndatabase = \"{}\"\n", geo.path().display());
+    let toml = [
+        head.clone(),
+        route("hds", "buckets = [\"hds-bucket\"]", 9000),
+        route(
+            "records",
+            "path_prefix = \"/records/\"\nallow_countries = [\"FR\"]",
+            9000,
+        ),
+        route("catch-all", "mode = \"monitor\"", 9000),
+        route(
+            "elsewhere",
+            "mode = \"monitor\"\npath_prefix = \"/x/\"",
+            9001,
+        ),
+    ]
+    .concat();
+    let (code, stdout, stderr) = check_file(&toml);
+    assert_eq!(code, Some(0), "{stderr}");
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("WARNING"))
+        .collect();
+    assert_eq!(warnings.len(), 4, "{stdout}");
+    assert!(warnings[0].starts_with("WARNING: routes \"hds\" and \"records\" reach the same upstream http://127.0.0.10:9000 with different policies: "), "{stdout}");
+    assert!(warnings[1].starts_with("WARNING: routes \"hds\" and \"catch-all\" reach the same upstream http://127.0.0.10:9000 with different modes (enforce and monitor): "), "{stdout}");
+    assert!(warnings[2].starts_with("WARNING: routes \"records\" and \"catch-all\" reach the same upstream http://127.0.0.10:9000 with different modes (enforce and monitor): "), "{stdout}");
+    assert!(
+        warnings[3].starts_with("WARNING: routes name buckets but [server] s3_domains is empty"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "route hds: hosts any, path_prefix /, preserve_host true\n  buckets: hds-bucket\n"
+        ),
+        "{stdout}"
+    );
+    // Routes that agree, or reach different storages, are not warned about.
+    let toml = [
+        head,
+        "[server]\ns3_domains = [\"s3.example\"]\n".to_owned(),
+        route("hds", "buckets = [\"hds-bucket\"]", 9000),
+        route("catch-all", "", 9000),
+        route(
+            "elsewhere",
+            "mode = \"monitor\"\npath_prefix = \"/x/\"",
+            9001,
+        ),
+    ]
+    .concat();
+    let (code, stdout, stderr) = check_file(&toml);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stdout.contains("WARNING"), "{stdout}");
+}

@@ -1,0 +1,271 @@
+//! Route choice (SPEC §4), on what the storage will act on rather than on
+//! how the client spelled it: routes whose `hosts` match the request's host
+//! (an empty list matches any), then the most specific match of
+//! `path_prefix` and `buckets`, ties in file order.
+//!
+//! The request is read the ways a storage may read it ([`normalise`]): the
+//! host as DNS does, the path decoded and, where S3 servers differ (`%2F`,
+//! `//`, dot segments), both ways; the bucket path-style (`/bucket/key`) or
+//! virtual-hosted (`bucket.<s3 domain>`). Every reading is matched as the
+//! S3 path-style path `/bucket/key`. When the readings lead to different
+//! routes, the route that is at least as strict as every other one (same
+//! upstreams and rules, enforce over monitor) wins; if there is none, the
+//! request is refused (`400`): a spelling never reaches a laxer route.
+//! Nothing here changes the bytes forwarded.
+
+mod normalise;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+
+pub use normalise::{Unroutable, config_host};
+
+use crate::config::{PolicySpec, RouteSpec};
+use crate::policy::Mode;
+
+/// The index of the route for a request to `host` (the `Host` value, port
+/// included) with target path `path` (without the query); `Ok(None)` when
+/// no route matches. `s3_domains` are the storage's virtual-hosting
+/// domains (`[server] s3_domains`), canonical.
+///
+/// # Errors
+/// [`Unroutable`] when the host or path is invalid, or its readings lead to
+/// routes none of which is the strictest.
+pub fn choose<'a, I>(
+    routes: I,
+    s3_domains: &[String],
+    host: &str,
+    path: &str,
+) -> Result<Option<usize>, Unroutable>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
+    let host = normalise::host(host)?;
+    let spelling = normalise::inspect(path.as_bytes())?;
+    let addressing = Addressing::of(&host, s3_domains);
+    let has_candidates = matches!(addressing, Addressing::Path)
+        && host_buckets(routes.clone(), &host).next().is_some();
+    let upper_bucket = matches!(addressing, Addressing::Path)
+        && upper_case_bucket(routes.clone(), path.as_bytes()).is_some();
+    if spelling.is_plain() && !has_candidates && !upper_bucket {
+        // The common case: one reading, the path as sent; no allocation.
+        if let Addressing::Path = addressing {
+            return Ok(best(routes, &host, path.as_bytes()));
+        }
+    }
+    let mut paths: Vec<Cow<'_, [u8]>> = Vec::new();
+    let both = |f: bool| if f { &[false, true][..] } else { &[true][..] };
+    for &slash in both(spelling.encoded_slash) {
+        for &collapse in both(spelling.empty_segment) {
+            for &dots in both(spelling.dot_segment) {
+                paths.push(if spelling.is_plain() {
+                    Cow::Borrowed(path.as_bytes())
+                } else {
+                    Cow::Owned(normalise::reading(path.as_bytes(), slash, collapse, dots))
+                });
+            }
+        }
+    }
+    let mut found: Vec<Option<usize>> = Vec::new();
+    let mut note = |r: Option<usize>| {
+        if !found.contains(&r) {
+            found.push(r);
+        }
+    };
+    for p in &paths {
+        match addressing {
+            Addressing::Virtual(bucket) => note(best(routes.clone(), &host, &vhosted(bucket, p))),
+            Addressing::Path => {
+                note(best(routes.clone(), &host, p));
+                if let Some(lower) = upper_case_bucket(routes.clone(), p) {
+                    note(best(routes.clone(), &host, &lower));
+                }
+                for bucket in host_buckets(routes.clone(), &host) {
+                    note(best(routes.clone(), &host, &vhosted(bucket, p)));
+                }
+            }
+        }
+    }
+    reconcile(routes, &found)
+}
+
+/// How the request names its bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Addressing<'h> {
+    /// Path-style, `/bucket/key` (the host may still name a bucket the
+    /// config knows, without a declared domain: then both are readings).
+    Path,
+    /// Virtual-hosted under a declared domain: `bucket.<domain>`.
+    Virtual(&'h str),
+}
+
+impl<'h> Addressing<'h> {
+    /// The longest declared domain the host is strictly under decides.
+    fn of(host: &'h str, s3_domains: &[String]) -> Self {
+        s3_domains
+            .iter()
+            .filter(|d| host.len() > d.len() + 1)
+            .filter_map(|d| {
+                let bucket = host.strip_suffix(d.as_str())?.strip_suffix('.')?;
+                Some((d.len(), bucket))
+            })
+            .max_by_key(|(len, _)| *len)
+            .map_or(Self::Path, |(_, bucket)| Self::Virtual(bucket))
+    }
+}
+
+/// The path-style path of a virtual-hosted request: `/bucket` + path.
+fn vhosted(bucket: &str, path: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(bucket.len() + path.len() + 1);
+    p.push(b'/');
+    p.extend_from_slice(bucket.as_bytes());
+    if path.first() != Some(&b'/') {
+        p.push(b'/');
+    }
+    p.extend_from_slice(path);
+    p
+}
+
+/// The buckets the config knows: every `buckets` entry and the first
+/// segment of every `path_prefix` that has one (`/hds-bucket/...`).
+fn is_known_bucket<'a>(mut routes: impl Iterator<Item = &'a RouteSpec>, name: &[u8]) -> bool {
+    routes.any(|r| {
+        r.buckets.iter().any(|b| b.as_bytes() == name)
+            || prefix_bucket(&r.path_prefix) == Some(name)
+    })
+}
+
+/// The first segment of a `path_prefix`, when a `/` ends it.
+fn prefix_bucket(prefix: &str) -> Option<&[u8]> {
+    let rest = prefix.as_bytes().strip_prefix(b"/")?;
+    let end = rest.iter().position(|&b| b == b'/')?;
+    (end > 0).then(|| &rest[..end])
+}
+
+/// The host's leading labels that are a bucket the config knows
+/// (`hds-bucket.storage.example` names `hds-bucket` to a storage that
+/// serves virtual-hosted buckets under a domain nobody declared).
+fn host_buckets<'a, 'h, I>(routes: I, host: &'h str) -> impl Iterator<Item = &'h str>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
+    host.match_indices('.')
+        .map(move |(i, _)| &host[..i])
+        .filter(move |b| is_known_bucket(routes.clone(), b.as_bytes()))
+}
+
+/// `path` with its first segment in lower case, when that segment has
+/// upper case and its lower case is a bucket the config knows. S3 bucket
+/// names are lower case: an upper-case spelling is another (invalid or
+/// legacy) bucket to S3, but read both ways in case a storage folds it.
+fn upper_case_bucket<'a>(
+    routes: impl Iterator<Item = &'a RouteSpec>,
+    path: &[u8],
+) -> Option<Vec<u8>> {
+    let first = first_segment(path)?;
+    if !first.iter().any(u8::is_ascii_uppercase) {
+        return None;
+    }
+    let lower = first.to_ascii_lowercase();
+    if !is_known_bucket(routes, &lower) {
+        return None;
+    }
+    let mut p = path.to_vec();
+    p[1..=first.len()].copy_from_slice(&lower);
+    Some(p)
+}
+
+/// The bucket of a path-style path: its first segment, if not empty.
+fn first_segment(path: &[u8]) -> Option<&[u8]> {
+    let rest = path.strip_prefix(b"/")?;
+    let seg = rest.split(|&b| b == b'/').next()?;
+    (!seg.is_empty()).then_some(seg)
+}
+
+/// How specifically `route` matches the path-style `path`: the length of
+/// its `path_prefix` (a prefix ending in `/` also matches the path without
+/// that slash: `/hds-bucket/` matches the bucket `/hds-bucket`), or of
+/// `/bucket/` for a `buckets` route, whichever is longer.
+fn specificity(route: &RouteSpec, path: &[u8]) -> Option<usize> {
+    let pre = route.path_prefix.as_bytes();
+    let prefix_ok = path.starts_with(pre)
+        || (pre.len() > 1 && pre.ends_with(b"/") && path == &pre[..pre.len() - 1]);
+    if !prefix_ok {
+        return None;
+    }
+    let mut len = pre.len();
+    if !route.buckets.is_empty() {
+        let bucket = first_segment(path)?;
+        if !route.buckets.iter().any(|b| b.as_bytes() == bucket) {
+            return None;
+        }
+        len = len.max(bucket.len() + 2);
+    }
+    Some(len)
+}
+
+/// The route for one reading.
+fn best<'a>(routes: impl Iterator<Item = &'a RouteSpec>, host: &str, path: &[u8]) -> Option<usize> {
+    let mut best: Option<(usize, usize)> = None;
+    for (i, r) in routes.enumerate() {
+        let host_ok = r.hosts.is_empty() || r.hosts.iter().any(|p| p.matches(host));
+        if !host_ok {
+            continue;
+        }
+        let Some(len) = specificity(r, path) else {
+            continue;
+        };
+        if best.is_none_or(|(_, l)| len > l) {
+            best = Some((i, len));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// One route for all readings, or the one at least as strict as all others.
+fn reconcile<'a, I>(routes: I, found: &[Option<usize>]) -> Result<Option<usize>, Unroutable>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
+    match found {
+        [] => return Ok(None),
+        [one] => return Ok(*one),
+        _ => {}
+    }
+    // A reading with no route would be refused: nothing is as strict.
+    let Some(indices) = found.iter().copied().collect::<Option<Vec<usize>>>() else {
+        return Err(Unroutable::Ambiguous);
+    };
+    let route = |i: usize| routes.clone().nth(i);
+    indices
+        .iter()
+        .copied()
+        .find(|&a| {
+            indices.iter().all(|&b| match (route(a), route(b)) {
+                (Some(ra), Some(rb)) => at_least_as_strict(ra, rb),
+                _ => false,
+            })
+        })
+        .map(Some)
+        .ok_or(Unroutable::Ambiguous)
+}
+
+/// `a` refuses whatever `b` refuses and sends the same bytes to the same
+/// storage: same upstreams, same Host handling, same rules, and enforce
+/// unless `b` only monitors.
+fn at_least_as_strict(a: &RouteSpec, b: &RouteSpec) -> bool {
+    a.upstreams == b.upstreams
+        && a.preserve_host == b.preserve_host
+        && same_rules(&a.policy, &b.policy)
+        && (a.policy.policy.mode == Mode::Enforce || b.policy.policy.mode == Mode::Monitor)
+}
+
+/// Whether two policies judge every client alike (their mode aside).
+pub fn same_rules(a: &PolicySpec, b: &PolicySpec) -> bool {
+    a.allow_countries == b.allow_countries
+        && a.deny_countries == b.deny_countries
+        && a.allow_networks == b.allow_networks
+        && a.deny_networks == b.deny_networks
+        && a.policy.unknown_allowed == b.policy.unknown_allowed
+}
