@@ -259,13 +259,13 @@ async fn reload(
 /// pending until SIGHUP.
 async fn reopen_audit(shared: &Shared, evidence: &Evidence) {
     tracing::info!("SIGUSR1: reopening the audit file; configuration left as it is");
-    if let Some(sink) = &evidence.audit {
-        if let Err(e) = sink.reopen(shared.load().config.audit.path.clone()).await {
-            tracing::error!(
-                error = format!("{e:#}"),
-                "audit file not reopened; records keep going to the current file"
-            );
-        }
+    if let Some(sink) = &evidence.audit
+        && let Err(e) = sink.reopen(shared.load().config.audit.path.clone()).await
+    {
+        tracing::error!(
+            error = format!("{e:#}"),
+            "audit file not reopened; records keep going to the current file"
+        );
     }
 }
 
