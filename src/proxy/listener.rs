@@ -30,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use super::client_ip::{ClientAddr, is_trusted};
 use super::io::ClientIo;
 use super::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader};
+use super::refusal::{ConnEnd, H2Watch};
 use super::service::{self, ConnInfo};
 use crate::config::{ClientIpSource, Server as ServerSpec};
 use crate::snapshot::Shared;
@@ -426,15 +427,15 @@ async fn serve_connection(
 
 /// Drives a hyper connection (HTTP/1.1 or HTTP/2: different types with the
 /// same `graceful_shutdown`) until it ends; on shutdown, lets its current
-/// requests finish first.
+/// requests finish first. How it ended goes to `$end` ([`ConnEnd`]).
 macro_rules! serve_until_stopped {
-    ($conn:ident, $stop:ident, $peer:ident) => {
+    ($conn:ident, $stop:ident, $end:ident) => {
         tokio::pin!($conn);
         tokio::select! {
-            r = $conn.as_mut() => log_end($peer, r),
+            r = $conn.as_mut() => $end.ended(r),
             _ = $stop.changed() => {
                 $conn.as_mut().graceful_shutdown();
-                log_end($peer, $conn.await);
+                $end.ended($conn.await);
             }
         }
     };
@@ -454,8 +455,10 @@ async fn serve_http<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let peer = info.peer;
     let info = Arc::new(info);
+    // Refusals by hyper never reach the service: see them as it ends them.
+    let end = ConnEnd::new(info.clone(), shared.clone(), h2);
+    let watched = (info.clone(), shared.clone());
     let svc = service_fn(move |req| service::handle(req, info.clone(), shared.clone()));
     if h2 {
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -465,8 +468,9 @@ async fn serve_http<I>(
             .max_concurrent_streams(100)
             .keep_alive_interval(Some(server.idle_timeout / 2))
             .keep_alive_timeout(server.header_read_timeout);
+        let io = H2Watch::new(io, watched.0, watched.1);
         let conn = builder.serve_connection(io, svc);
-        serve_until_stopped!(conn, stop, peer);
+        serve_until_stopped!(conn, stop, end);
         return;
     }
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -484,13 +488,7 @@ async fn serve_http<I>(
         builder.max_headers(server.max_headers);
     }
     let conn = builder.serve_connection(io, svc);
-    serve_until_stopped!(conn, stop, peer);
-}
-
-fn log_end(peer: SocketAddr, r: Result<(), hyper::Error>) {
-    if let Err(e) = r {
-        tracing::debug!(%peer, error = %e, "client connection ended with an error");
-    }
+    serve_until_stopped!(conn, stop, end);
 }
 
 /// Reads until a complete PROXY header; returns it and the bytes after it.

@@ -11,5 +11,6 @@ pub mod proxy_protocol;
 pub mod respond;
 pub mod route;
 pub mod service;
+pub mod refusal;
 
 pub use listener::Server;

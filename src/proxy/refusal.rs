@@ -1,0 +1,773 @@
+//! Refusals: requests turned away before any policy verdict, by the proxy
+//! (CONNECT, a bad `Host`, no route, …) or by the HTTP layer underneath it
+//! (hyper's `400`/`414`/`431` for an unparsable HTTP/1.1 head, h2's `431`
+//! and stream resets). Each leaves one audit record with decision
+//! [`REFUSED`] and one count, like any request.
+//!
+//! The HTTP layer's refusals cost a client a few bytes each, so their
+//! records are bounded: at most `audit.protocol_error_records` per
+//! `audit.protocol_error_window`, process-wide ([`Budget`]). Beyond that
+//! each is still counted in the metrics and the live cartography, and one
+//! summary record per window says how many were not recorded one by one
+//! (field `unrecorded`).
+//!
+//! hyper gives no hook for what it refuses: HTTP/1.1 refusals are read from
+//! the error the connection ends with ([`ConnEnd`]); HTTP/2 ones from the
+//! frames the server writes ([`H2Watch`]: a bare `:status` header block
+//! ending a stream is h2's own `431`, and resets carry their error code).
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::client_ip::ClientAddr;
+use super::respond::RequestId;
+use super::service::ConnInfo;
+use crate::audit::{AuditRecord, format_time};
+use crate::config::ClientIpSource;
+use crate::geo::{Canonical, Country, GeoDb, canonicalize, label};
+use crate::snapshot::{Shared, Snapshot};
+
+/// The decision of a refused request, in the audit record and the
+/// `decision` label of `residency_requests_total`: the request was turned
+/// away before the policy judged it (it is neither `allowed` nor a policy
+/// `blocked`).
+pub const REFUSED: &str = "refused";
+
+/// The `route` label of requests refused before a route was chosen (not a
+/// valid route name, so it cannot collide with one).
+pub const NO_ROUTE: &str = "(none)";
+
+/// The `method` of a record whose request line was never parsed.
+const NO_METHOD: &str = "-";
+
+/// Why a request was refused. The wire values ([`Refusal::as_str`]) are
+/// the `reason` of the audit record and of
+/// `residency_refused_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Fail-closed: the audit trail cannot be written (`503`).
+    AuditUnavailable,
+    /// `CONNECT` (`405`).
+    MethodNotAllowed,
+    /// More header fields than `max_headers` over HTTP/2 (`431`).
+    TooManyHeaders,
+    /// A `Transfer-Encoding` other than a single `chunked` (`400`).
+    BadTransferEncoding,
+    /// Missing, repeated or invalid `Host`, or an absolute-form target
+    /// disagreeing with it (`400`).
+    BadHost,
+    /// No route matches (`404`), `OPTIONS *` included.
+    NoRoute,
+    /// `require_purpose` and no purpose (`428`).
+    PurposeRequired,
+    /// HTTP/1.1 head over `max_header_bytes` or `max_headers` (`431`).
+    HttpHeadTooLarge,
+    /// HTTP/1.1 request target too long (`414`).
+    HttpUriTooLong,
+    /// HTTP/1.1 unparsable method (`400`).
+    HttpBadMethod,
+    /// HTTP/1.1 unparsable request target, e.g. bytes not allowed in it (`400`).
+    HttpBadUri,
+    /// HTTP/1.1 unparsable version (`400`).
+    HttpBadVersion,
+    /// HTTP/1.1 unparsable header field: obs-fold, whitespace before the
+    /// colon, bytes not allowed (`400`).
+    HttpBadHeader,
+    /// HTTP/1.1 invalid or differing `Content-Length`s (`400`).
+    HttpBadContentLength,
+    /// HTTP/1.1 invalid or unexpected `Transfer-Encoding` (`400`).
+    HttpBadTransferEncoding,
+    /// The HTTP/2 preface on an HTTP/1.1 listener (closed, no response).
+    HttpH2Preface,
+    /// Any other HTTP/1.1 parse error (`400`).
+    HttpBadMessage,
+    /// HTTP/2 header block over `max_header_bytes` (h2's `431`).
+    H2HeaderListTooLarge,
+    /// HTTP/2 stream reset `PROTOCOL_ERROR` (malformed request).
+    H2ProtocolError,
+    /// HTTP/2 stream reset `REFUSED_STREAM` (over the concurrent streams).
+    H2RefusedStream,
+    /// HTTP/2 stream reset `FLOW_CONTROL_ERROR`.
+    H2FlowControlError,
+    /// HTTP/2 stream reset `STREAM_CLOSED`.
+    H2StreamClosed,
+    /// HTTP/2 stream reset with another error code.
+    H2StreamError,
+    /// HTTP/2 `GOAWAY` with an error code: the connection was refused.
+    H2ConnectionError,
+}
+
+impl Refusal {
+    /// Every refusal, in [`Refusal::index`] order.
+    pub const ALL: [Self; 24] = [
+        Self::AuditUnavailable,
+        Self::MethodNotAllowed,
+        Self::TooManyHeaders,
+        Self::BadTransferEncoding,
+        Self::BadHost,
+        Self::NoRoute,
+        Self::PurposeRequired,
+        Self::HttpHeadTooLarge,
+        Self::HttpUriTooLong,
+        Self::HttpBadMethod,
+        Self::HttpBadUri,
+        Self::HttpBadVersion,
+        Self::HttpBadHeader,
+        Self::HttpBadContentLength,
+        Self::HttpBadTransferEncoding,
+        Self::HttpH2Preface,
+        Self::HttpBadMessage,
+        Self::H2HeaderListTooLarge,
+        Self::H2ProtocolError,
+        Self::H2RefusedStream,
+        Self::H2FlowControlError,
+        Self::H2StreamClosed,
+        Self::H2StreamError,
+        Self::H2ConnectionError,
+    ];
+
+    /// Public contract: used verbatim in the audit `reason` and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AuditUnavailable => "audit_unavailable",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::TooManyHeaders => "too_many_headers",
+            Self::BadTransferEncoding => "bad_transfer_encoding",
+            Self::BadHost => "bad_host",
+            Self::NoRoute => "no_route",
+            Self::PurposeRequired => "purpose_required",
+            Self::HttpHeadTooLarge => "http_head_too_large",
+            Self::HttpUriTooLong => "http_uri_too_long",
+            Self::HttpBadMethod => "http_bad_method",
+            Self::HttpBadUri => "http_bad_uri",
+            Self::HttpBadVersion => "http_bad_version",
+            Self::HttpBadHeader => "http_bad_header",
+            Self::HttpBadContentLength => "http_bad_content_length",
+            Self::HttpBadTransferEncoding => "http_bad_transfer_encoding",
+            Self::HttpH2Preface => "http_h2_preface",
+            Self::HttpBadMessage => "http_bad_message",
+            Self::H2HeaderListTooLarge => "h2_header_list_too_large",
+            Self::H2ProtocolError => "h2_protocol_error",
+            Self::H2RefusedStream => "h2_refused_stream",
+            Self::H2FlowControlError => "h2_flow_control_error",
+            Self::H2StreamClosed => "h2_stream_closed",
+            Self::H2StreamError => "h2_stream_error",
+            Self::H2ConnectionError => "h2_connection_error",
+        }
+    }
+
+    /// Position in [`Refusal::ALL`].
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+
+    /// The status the HTTP layer sent for a refusal of its own; `0` when
+    /// it sent none (the stream or connection was reset or closed).
+    const fn protocol_status(self) -> u16 {
+        match self {
+            Self::HttpHeadTooLarge | Self::H2HeaderListTooLarge => 431,
+            Self::HttpUriTooLong => 414,
+            Self::HttpBadMethod
+            | Self::HttpBadUri
+            | Self::HttpBadVersion
+            | Self::HttpBadHeader
+            | Self::HttpBadContentLength
+            | Self::HttpBadTransferEncoding
+            | Self::HttpBadMessage => 400,
+            _ => 0,
+        }
+    }
+
+    /// The refusal behind the error an HTTP/1.1 connection ended with, if
+    /// it was a parse error (hyper then answered it itself, except the
+    /// HTTP/2 preface). hyper's error kinds are private; their messages
+    /// are fixed strings, and an unknown one is still a refusal.
+    pub fn of_http1_error(e: &hyper::Error) -> Option<Self> {
+        if !e.is_parse() {
+            return None;
+        }
+        if e.is_parse_version_h2() {
+            return Some(Self::HttpH2Preface);
+        }
+        Some(match e.to_string().as_str() {
+            "message head is too large" => Self::HttpHeadTooLarge,
+            "URI too long" => Self::HttpUriTooLong,
+            "invalid HTTP method parsed" => Self::HttpBadMethod,
+            "invalid URI" => Self::HttpBadUri,
+            "invalid HTTP version parsed" => Self::HttpBadVersion,
+            "invalid HTTP header parsed" => Self::HttpBadHeader,
+            "invalid content-length parsed" => Self::HttpBadContentLength,
+            "invalid transfer-encoding parsed" | "unexpected transfer-encoding parsed" => {
+                Self::HttpBadTransferEncoding
+            }
+            _ if e.is_parse_too_large() => Self::HttpHeadTooLarge,
+            _ => Self::HttpBadMessage,
+        })
+    }
+
+    /// The refusal an HTTP/2 stream reset sent by the server stands for;
+    /// `None` for codes that refuse nothing the client asked (`NO_ERROR`
+    /// after a complete response, `CANCEL`, `INTERNAL_ERROR`: ours).
+    const fn of_h2_reset(code: u32) -> Option<Self> {
+        match code {
+            0 | 2 | 8 => None,
+            1 => Some(Self::H2ProtocolError),
+            3 => Some(Self::H2FlowControlError),
+            5 => Some(Self::H2StreamClosed),
+            7 => Some(Self::H2RefusedStream),
+            _ => Some(Self::H2StreamError),
+        }
+    }
+}
+
+/// The client address as recorded, canonicalised as the policy would
+/// judge it, and its country (none for Teredo, which hides the client).
+pub fn locate(ip: IpAddr, geo: &GeoDb) -> (IpAddr, Option<Country>) {
+    match canonicalize(ip) {
+        Canonical::Ip(ip) => (ip, geo.country(ip)),
+        Canonical::Teredo(v6) => (IpAddr::V6(v6), None),
+    }
+}
+
+/// Counts and (within the [`Budget`]) records one refusal by the HTTP
+/// layer on `conn`. Its headers were never parsed, so the client is the
+/// connection's: the peer, or the PROXY protocol source, named in
+/// `client_ip_source`.
+pub fn protocol_refusal(conn: &ConnInfo, shared: &Shared, refusal: Refusal) {
+    let snap = shared.load();
+    let client = match conn.client {
+        ClientAddr::Ip(ip) => Some(locate(ip, &snap.geo)),
+        ClientAddr::Untraceable => None,
+    };
+    let ev = &snap.evidence;
+    ev.metrics.refused(refusal, None);
+    if let Some((_, country)) = client {
+        ev.cartography
+            .record_refused(crate::policy::Side::Client, country);
+    }
+    tracing::debug!(peer = %conn.peer, reason = refusal.as_str(), "request refused by the HTTP layer");
+    let Some(sink) = &ev.audit else {
+        return;
+    };
+    let audit = &snap.config.audit;
+    match BUDGET.admit(
+        audit.protocol_error_records,
+        audit.protocol_error_window,
+        Instant::now(),
+    ) {
+        Admit::Record => {
+            let source = if snap.config.server.client_ip_source == ClientIpSource::ProxyProtocol
+                && conn.peer_trusted
+            {
+                "proxy-protocol"
+            } else {
+                "peer"
+            };
+            let mut r = record(&snap, refusal.as_str(), refusal.protocol_status());
+            r.client_ip = client.map(|(ip, _)| ip.to_string());
+            r.client_country = label(client.and_then(|(_, c)| c)).to_owned();
+            r.client_ip_source = Some(source.to_owned());
+            sink.write_detached(r);
+        }
+        Admit::Drop { summary_at } => {
+            ev.metrics.protocol_errors_dropped.inc();
+            if let (Some(at), Ok(rt)) = (summary_at, tokio::runtime::Handle::try_current()) {
+                // Owned by the worker's runtime; at exit it is dropped and
+                // the count stays in the metric.
+                let shared = shared.clone();
+                rt.spawn(async move {
+                    tokio::time::sleep_until(at.into()).await;
+                    summarise(&shared);
+                });
+            }
+        }
+    }
+}
+
+/// The `reason` of a summary record.
+pub const UNRECORDED: &str = "protocol_errors_unrecorded";
+
+/// Writes the summary record of the refusals dropped since the last one.
+fn summarise(shared: &Shared) {
+    let Some((n, since)) = BUDGET.take_dropped() else {
+        return;
+    };
+    let snap = shared.load();
+    if let Some(sink) = &snap.evidence.audit {
+        let mut r = record(&snap, UNRECORDED, 0);
+        r.time = format_time(since);
+        r.unrecorded = Some(n);
+        sink.write_detached(r);
+    }
+}
+
+/// A refusal record with what is known before any header was parsed.
+fn record(snap: &Snapshot, reason: &str, status: u16) -> AuditRecord {
+    AuditRecord {
+        time: format_time(SystemTime::now()),
+        request_id: RequestId::next().to_string(),
+        route: None,
+        method: NO_METHOD.to_owned(),
+        object_key: None,
+        client_ip: None,
+        client_country: label(None).to_owned(),
+        identity: "anonymous".to_owned(),
+        purpose: None,
+        upstream_ip: None,
+        upstream_country: None,
+        decision: REFUSED.to_owned(),
+        side: None,
+        reason: Some(reason.to_owned()),
+        status,
+        bytes_up: 0,
+        bytes_down: 0,
+        duration_ms: 0,
+        policy_version: snap.policy_version.clone(),
+        client_ip_source: None,
+        unrecorded: None,
+        prev: String::new(),
+    }
+}
+
+/// The process-wide budget of protocol-error records.
+static BUDGET: Budget = Budget::new();
+
+/// A fixed window of `max` records, opened by the first refusal after the
+/// previous window closed. A refusal beyond `max` is dropped (counted);
+/// the first drop of a window asks for a summary at the window's end.
+/// Not on the verdict path: a plain mutex, held for a few instructions.
+pub struct Budget(Mutex<Window>);
+
+struct Window {
+    start: Option<Instant>,
+    used: u64,
+    dropped: u64,
+    /// When the oldest refusal not yet summarised was dropped.
+    since: Option<SystemTime>,
+    /// A summary is already due.
+    summary_due: bool,
+}
+
+/// What to do with one refusal.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Write its record.
+    Record,
+    /// Count it only; `summary_at`: schedule the summary then.
+    Drop {
+        /// When the window ends, if no summary is due yet.
+        summary_at: Option<Instant>,
+    },
+}
+
+impl Budget {
+    /// A budget with no window open.
+    pub const fn new() -> Self {
+        Self(Mutex::new(Window {
+            start: None,
+            used: 0,
+            dropped: 0,
+            since: None,
+            summary_due: false,
+        }))
+    }
+
+    /// Admits one refusal at `now`.
+    pub fn admit(&self, max: u64, window: Duration, now: Instant) -> Admit {
+        let mut w = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let start = match w.start {
+            Some(s) if now.saturating_duration_since(s) < window => s,
+            _ => {
+                w.start = Some(now);
+                w.used = 0;
+                now
+            }
+        };
+        if w.used < max {
+            w.used += 1;
+            return Admit::Record;
+        }
+        w.dropped += 1;
+        if w.since.is_none() {
+            w.since = Some(SystemTime::now());
+        }
+        if w.summary_due {
+            return Admit::Drop { summary_at: None };
+        }
+        w.summary_due = true;
+        Admit::Drop {
+            summary_at: Some(start + window),
+        }
+    }
+
+    /// The refusals dropped since the last summary and when the first of
+    /// them was; `None` if there were none.
+    pub fn take_dropped(&self) -> Option<(u64, SystemTime)> {
+        let mut w = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        w.summary_due = false;
+        let n = std::mem::take(&mut w.dropped);
+        let since = w.since.take()?;
+        (n > 0).then_some((n, since))
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Reports how a client connection ended: a refusal by the HTTP/1.1 layer
+/// is counted and recorded, anything else is logged at debug level.
+pub struct ConnEnd {
+    conn: Arc<ConnInfo>,
+    shared: Shared,
+    h2: bool,
+}
+
+impl ConnEnd {
+    /// For the connection `conn`, served over HTTP/2 if `h2`.
+    pub fn new(conn: Arc<ConnInfo>, shared: Shared, h2: bool) -> Self {
+        Self { conn, shared, h2 }
+    }
+
+    /// The connection future returned `r`.
+    pub fn ended(&self, r: Result<(), hyper::Error>) {
+        let Err(e) = r else {
+            return;
+        };
+        tracing::debug!(peer = %self.conn.peer, error = %e, "client connection ended with an error");
+        // HTTP/2 refusals are seen in the frames ([`H2Watch`]), GOAWAY included.
+        if self.h2 {
+            return;
+        }
+        if let Some(refusal) = Refusal::of_http1_error(&e) {
+            protocol_refusal(&self.conn, &self.shared, refusal);
+        }
+    }
+}
+
+/// An HTTP/2 server connection's stream, watched for the refusals h2
+/// writes on its own: its `431` (a header block of a bare `:status`,
+/// ending the stream: every response of the proxy carries its request id)
+/// and resets or `GOAWAY` with an error code. Only the frame headers of
+/// what is written are read; nothing is changed.
+pub struct H2Watch<I> {
+    inner: I,
+    frames: FrameScan,
+    /// The stream of the last bare `431`: its reset is part of it.
+    bare_431: Option<u32>,
+    conn: Arc<ConnInfo>,
+    shared: Shared,
+}
+
+impl<I> H2Watch<I> {
+    /// Watches `inner`, the stream of `conn`.
+    pub fn new(inner: I, conn: Arc<ConnInfo>, shared: Shared) -> Self {
+        Self {
+            inner,
+            frames: FrameScan::default(),
+            bare_431: None,
+            conn,
+            shared,
+        }
+    }
+
+    fn written(&mut self, bytes: &[u8]) {
+        let mut events = Vec::new();
+        self.frames.feed(bytes, &mut |e| events.push(e));
+        for e in events {
+            let refusal = match e {
+                Frame::BareHeaders { stream } => {
+                    self.bare_431 = Some(stream);
+                    Some(Refusal::H2HeaderListTooLarge)
+                }
+                Frame::Reset { stream, .. } if self.bare_431 == Some(stream) => None,
+                Frame::Reset { code, .. } => Refusal::of_h2_reset(code),
+                Frame::GoAway { code } => (code != 0).then_some(Refusal::H2ConnectionError),
+            };
+            if let Some(r) = refusal {
+                protocol_refusal(&self.conn, &self.shared, r);
+            }
+        }
+    }
+}
+
+impl<I: hyper::rt::Read + Unpin> hyper::rt::Read for H2Watch<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for H2Watch<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.written(&buf[..n.min(buf.len())]);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    // Not vectored: every written byte goes through `poll_write`, seen once.
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+/// A frame the server wrote that may be a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame {
+    /// `HEADERS` with `END_STREAM` and `END_HEADERS` and a block of at most
+    /// [`BARE_BLOCK`] bytes: a `:status` alone.
+    BareHeaders {
+        /// The stream.
+        stream: u32,
+    },
+    /// `RST_STREAM`.
+    Reset {
+        /// The stream.
+        stream: u32,
+        /// The error code (RFC 9113 §7).
+        code: u32,
+    },
+    /// `GOAWAY`.
+    GoAway {
+        /// The error code.
+        code: u32,
+    },
+}
+
+/// Largest header block taken for a bare `:status` (an indexed or literal
+/// `:status` takes 1 to 5 bytes; any response of the proxy has more).
+pub const BARE_BLOCK: usize = 8;
+
+/// Reads frame headers (RFC 9113 §4.1) across writes of any size.
+#[derive(Default)]
+pub struct FrameScan {
+    head: [u8; 9],
+    have: usize,
+    /// Payload bytes of the current frame still to come.
+    remaining: usize,
+    kind: u8,
+    stream: u32,
+    /// The first payload bytes, for `RST_STREAM` and `GOAWAY`.
+    grab: [u8; 8],
+    grabbed: usize,
+    want: usize,
+}
+
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const GOAWAY: u8 = 0x7;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+impl FrameScan {
+    /// Feeds the next bytes written; calls `out` for each frame of interest.
+    pub fn feed(&mut self, mut bytes: &[u8], out: &mut impl FnMut(Frame)) {
+        while !bytes.is_empty() {
+            if self.have < 9 {
+                let n = (9 - self.have).min(bytes.len());
+                self.head[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+                self.have += n;
+                bytes = &bytes[n..];
+                if self.have == 9 {
+                    self.start_frame(out);
+                }
+                continue;
+            }
+            let n = self.remaining.min(bytes.len());
+            let g = (self.want - self.grabbed).min(n);
+            self.grab[self.grabbed..self.grabbed + g].copy_from_slice(&bytes[..g]);
+            self.grabbed += g;
+            self.remaining -= n;
+            bytes = &bytes[n..];
+            if self.remaining == 0 {
+                self.end_frame(out);
+            }
+        }
+    }
+
+    fn start_frame(&mut self, out: &mut impl FnMut(Frame)) {
+        let h = self.head;
+        let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+        self.kind = h[3];
+        let flags = h[4];
+        self.stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+        self.remaining = len;
+        self.grabbed = 0;
+        self.want = match self.kind {
+            RST_STREAM => 4,
+            GOAWAY => 8,
+            _ => 0,
+        }
+        .min(len);
+        if self.kind == HEADERS
+            && flags & (END_STREAM | END_HEADERS) == END_STREAM | END_HEADERS
+            && len <= BARE_BLOCK
+        {
+            out(Frame::BareHeaders {
+                stream: self.stream,
+            });
+        }
+        if len == 0 {
+            self.end_frame(out);
+        }
+    }
+
+    fn end_frame(&mut self, out: &mut impl FnMut(Frame)) {
+        let g = self.grab;
+        match self.kind {
+            RST_STREAM if self.grabbed == 4 => out(Frame::Reset {
+                stream: self.stream,
+                code: u32::from_be_bytes([g[0], g[1], g[2], g[3]]),
+            }),
+            GOAWAY if self.grabbed == 8 => out(Frame::GoAway {
+                code: u32::from_be_bytes([g[4], g[5], g[6], g[7]]),
+            }),
+            _ => {}
+        }
+        self.have = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len();
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn sample() -> (Vec<u8>, Vec<Frame>) {
+        let mut bytes = Vec::new();
+        bytes.extend(frame(0x4, 0, 0, &[0, 3, 0, 0, 0, 100])); // SETTINGS
+        bytes.extend(frame(HEADERS, 0x5, 1, &[0x48, 0x82, 0x68, 0x3f])); // bare 431
+        bytes.extend(frame(RST_STREAM, 0, 1, &1u32.to_be_bytes()));
+        bytes.extend(frame(HEADERS, 0x5, 3, &[0; 40])); // a real response
+        bytes.extend(frame(0x0, 0x1, 3, &[7; 300])); // DATA
+        bytes.extend(frame(RST_STREAM, 0, 5, &7u32.to_be_bytes()));
+        bytes.extend(frame(0x6, 0, 0, &[0; 8])); // PING
+        bytes.extend(frame(GOAWAY, 0, 0, &[0, 0, 0, 5, 0, 0, 0, 1]));
+        let events = vec![
+            Frame::BareHeaders { stream: 1 },
+            Frame::Reset { stream: 1, code: 1 },
+            Frame::Reset { stream: 5, code: 7 },
+            Frame::GoAway { code: 1 },
+        ];
+        (bytes, events)
+    }
+
+    #[test]
+    fn frames_of_interest_are_found_in_one_write() {
+        let (bytes, want) = sample();
+        let mut got = Vec::new();
+        FrameScan::default().feed(&bytes, &mut |e| got.push(e));
+        assert_eq!(got, want);
+    }
+
+    proptest! {
+        /// However the writes split the bytes, the same frames are found.
+        #[test]
+        fn any_split_of_the_writes_finds_the_same_frames(cuts in proptest::collection::vec(0usize..400, 0..40)) {
+            let (bytes, want) = sample();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut scan = FrameScan::default();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([bytes.len()]) {
+                scan.feed(&bytes[at..c], &mut |e| got.push(e));
+                at = c;
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn resets_that_refuse_nothing_are_not_refusals() {
+        assert_eq!(Refusal::of_h2_reset(0), None); // NO_ERROR
+        assert_eq!(Refusal::of_h2_reset(2), None); // INTERNAL_ERROR
+        assert_eq!(Refusal::of_h2_reset(8), None); // CANCEL
+        assert_eq!(Refusal::of_h2_reset(1), Some(Refusal::H2ProtocolError));
+        assert_eq!(Refusal::of_h2_reset(7), Some(Refusal::H2RefusedStream));
+        assert_eq!(Refusal::of_h2_reset(0xb), Some(Refusal::H2StreamError));
+    }
+
+    #[test]
+    fn reasons_are_distinct_and_indexed() {
+        for (i, r) in Refusal::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert_eq!(
+                Refusal::ALL.iter().filter(|o| o.as_str() == r.as_str()).count(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn the_budget_records_max_per_window_and_asks_one_summary() {
+        let b = Budget::new();
+        let t0 = Instant::now();
+        let w = Duration::from_secs(10);
+        assert_eq!(b.admit(2, w, t0), Admit::Record);
+        assert_eq!(b.admit(2, w, t0), Admit::Record);
+        assert_eq!(
+            b.admit(2, w, t0 + Duration::from_secs(1)),
+            Admit::Drop {
+                summary_at: Some(t0 + w)
+            }
+        );
+        assert_eq!(b.admit(2, w, t0), Admit::Drop { summary_at: None });
+        assert_eq!(b.take_dropped().map(|(n, _)| n), Some(2));
+        assert_eq!(b.take_dropped(), None);
+        // A new window opens with the first refusal after the last one.
+        let t1 = t0 + w;
+        assert_eq!(b.admit(2, w, t1), Admit::Record);
+        assert_eq!(b.admit(2, w, t1), Admit::Record);
+        assert_eq!(
+            b.admit(2, w, t1),
+            Admit::Drop {
+                summary_at: Some(t1 + w)
+            }
+        );
+    }
+
+    #[test]
+    fn a_zero_budget_records_none_one_by_one() {
+        let b = Budget::new();
+        let t0 = Instant::now();
+        assert!(matches!(
+            b.admit(0, Duration::from_secs(1), t0),
+            Admit::Drop { .. }
+        ));
+        assert_eq!(b.take_dropped().map(|(n, _)| n), Some(1));
+    }
+}
