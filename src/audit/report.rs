@@ -37,6 +37,9 @@ impl Cartography {
         if self.transfers.is_empty() {
             out.push_str(NOTHING);
             out.push('\n');
+            if let Some(s) = self.unrecorded_sentence() {
+                let _ = writeln!(out, "\n{s}");
+            }
             return out;
         }
         out.push_str(
@@ -101,10 +104,10 @@ impl Cartography {
         } else {
             self.html_table(&mut out);
             let _ = writeln!(out, "<p>{ALLOWED_NOTE_HTML}</p>");
-            if let Some(s) = self.unrecorded_sentence() {
-                let _ = writeln!(out, "<p>{s}</p>");
-            }
             self.svg_chart(&mut out);
+        }
+        if let Some(s) = self.unrecorded_sentence() {
+            let _ = writeln!(out, "<p>{s}</p>");
         }
         out.push_str("</body>\n</html>\n");
         out
