@@ -73,9 +73,11 @@ pub enum Refusal {
     HttpBadUri,
     /// HTTP/1.1 unparsable version (`400`).
     HttpBadVersion,
-    /// HTTP/1.1 unparsable header field: obs-fold, whitespace before the
-    /// colon, bytes not allowed (`400`).
-    HttpBadHeader,
+    /// HTTP/1.1 bytes out of the grammar in the request line or a header
+    /// field: a character not allowed in the method, target or a field,
+    /// obs-fold, whitespace before the colon (`400`; hyper does not say
+    /// which part).
+    HttpMalformed,
     /// HTTP/1.1 invalid or differing `Content-Length`s (`400`).
     HttpBadContentLength,
     /// HTTP/1.1 invalid or unexpected `Transfer-Encoding` (`400`).
@@ -115,7 +117,7 @@ impl Refusal {
         Self::HttpBadMethod,
         Self::HttpBadUri,
         Self::HttpBadVersion,
-        Self::HttpBadHeader,
+        Self::HttpMalformed,
         Self::HttpBadContentLength,
         Self::HttpBadTransferEncoding,
         Self::HttpH2Preface,
@@ -144,7 +146,7 @@ impl Refusal {
             Self::HttpBadMethod => "http_bad_method",
             Self::HttpBadUri => "http_bad_uri",
             Self::HttpBadVersion => "http_bad_version",
-            Self::HttpBadHeader => "http_bad_header",
+            Self::HttpMalformed => "http_malformed",
             Self::HttpBadContentLength => "http_bad_content_length",
             Self::HttpBadTransferEncoding => "http_bad_transfer_encoding",
             Self::HttpH2Preface => "http_h2_preface",
@@ -173,7 +175,7 @@ impl Refusal {
             Self::HttpBadMethod
             | Self::HttpBadUri
             | Self::HttpBadVersion
-            | Self::HttpBadHeader
+            | Self::HttpMalformed
             | Self::HttpBadContentLength
             | Self::HttpBadTransferEncoding
             | Self::HttpBadMessage => 400,
@@ -198,7 +200,7 @@ impl Refusal {
             "invalid HTTP method parsed" => Self::HttpBadMethod,
             "invalid URI" => Self::HttpBadUri,
             "invalid HTTP version parsed" => Self::HttpBadVersion,
-            "invalid HTTP header parsed" => Self::HttpBadHeader,
+            "invalid HTTP header parsed" => Self::HttpMalformed,
             "invalid content-length parsed" => Self::HttpBadContentLength,
             "invalid transfer-encoding parsed" | "unexpected transfer-encoding parsed" => {
                 Self::HttpBadTransferEncoding
