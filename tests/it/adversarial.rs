@@ -846,3 +846,203 @@ async fn h2_oversize_and_numerous_headers_are_refused() {
     assert!(seen.iter().filter(|t| *t == "/b/crowd").count() <= 200);
     h2_served(&proxy, &ca, "/b/after").await;
 }
+
+// ------------------------------------------- every refusal leaves evidence
+// (issue 13, point 3; HTTP/1.1 and pre-routing refusals: `refusals.rs`)
+
+/// Waits until the proxy's audit file holds `n` records.
+async fn audit_records(proxy: &Proxy, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..500 {
+        let r = proxy.audit_records();
+        if r.len() >= n {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("expected {n} audit records, found {}", proxy.audit_records().len());
+}
+
+/// The value of the series `name{labels}` (labels in sorted order), 0 if absent.
+fn metric(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+const REFUSED_NO_ROUTE: &str = r#"residency_requests_total{decision="refused",route="(none)"}"#;
+
+/// h2 refuses these itself, before the proxy's service sees a request: a
+/// header block over `max_header_bytes` (its own 431, then a reset) and a
+/// malformed request (a reset with PROTOCOL_ERROR). Each leaves exactly one
+/// record naming the client, and one count.
+#[tokio::test]
+async fn h2_layer_refusals_leave_one_record_and_one_count_each() {
+    let (_g, origin, ca, proxy) = h2_setup().await;
+    let mut oversize = request_block("/b/oversize");
+    for i in 0..8 {
+        oversize.extend(hpack(&format!("x-big-{i}"), &"b".repeat(10_000)));
+    }
+    let mut oversize_frames = Vec::new();
+    let chunks: Vec<&[u8]> = oversize.chunks(16_000).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        let last = i + 1 == chunks.len();
+        let (kind, flags) = match (i, last) {
+            (0, _) => (0x1, END_STREAM),
+            (_, true) => (0x9, END_HEADERS),
+            (_, false) => (0x9, 0),
+        };
+        oversize_frames.extend(frame(kind, flags, 1, c));
+    }
+    // No :path: malformed (RFC 9113 §8.3.1).
+    let no_path = [
+        hpack(":method", "GET"),
+        hpack(":scheme", "https"),
+        hpack(":authority", "s3.test"),
+    ]
+    .concat();
+    let malformed = frame(0x1, END_STREAM | END_HEADERS, 1, &no_path);
+    let cases = [
+        (oversize_frames, 431, "h2_header_list_too_large"),
+        (malformed, 0, "h2_protocol_error"),
+    ];
+    for (n, (bytes, status, reason)) in cases.iter().enumerate() {
+        let before = proxy.metrics().await;
+        let mut attacker = RawH2::connect(ips::CN, proxy.tls_addr(), &ca, QUIET).await;
+        assert!(attacker.send(bytes).await);
+        let frames = attacker.received().await;
+        // h2's 431 (HEADERS) or a reset (RST_STREAM).
+        assert!(
+            frames.iter().any(|(k, _)| *k == 0x1 || *k == 0x3),
+            "{reason}: {frames:?}"
+        );
+        // Every frame the server wrote is behind us, and so are the records.
+        let all = audit_records(&proxy, n + 1).await;
+        assert_eq!(all.len(), n + 1, "{reason}: exactly one record: {all:#?}");
+        let r = &all[n];
+        assert_eq!(r["decision"], "refused", "{r}");
+        assert_eq!(r["reason"], *reason, "{r}");
+        assert_eq!(r["status"], *status, "{r}");
+        assert_eq!(r["client_ip"], ips::CN, "{r}");
+        assert_eq!(r["client_country"], "CN", "{r}");
+        assert_eq!(r["client_ip_source"], "peer", "{r}");
+        let after = proxy.metrics().await;
+        assert_eq!(
+            metric(&after, REFUSED_NO_ROUTE),
+            metric(&before, REFUSED_NO_ROUTE) + 1,
+            "{reason}"
+        );
+        let by_reason = format!(r#"residency_refused_requests_total{{reason="{reason}"}}"#);
+        assert_eq!(
+            metric(&after, &by_reason),
+            metric(&before, &by_reason) + 1,
+            "{reason}"
+        );
+    }
+    assert_eq!(origin.request_count(), 0);
+    crate::support::proxy::assert_audit_verifies(&[&proxy.audit_path()]);
+    h2_served(&proxy, &ca, "/b/after").await;
+}
+
+/// A proxy whose protocol-error records are limited to `max` per `window`.
+async fn budgeted(max: u64, window: &str) -> (TestGeo, Origin, Proxy, tempfile::TempDir) {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "{}\n[audit]\npath = \"{}\"\nprotocol_error_records = {max}\nprotocol_error_window = \"{window}\"\n",
+        config(&geo, &origin, "", "", ""),
+        dir.path().join("a.jsonl").display()
+    );
+    let proxy = Proxy::start(&toml);
+    (geo, origin, proxy, dir)
+}
+
+fn records_in(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A flood of garbage cannot become a flood of records: within one window
+/// exactly `protocol_error_records` are written, every other refusal is
+/// counted (dropped counter == N - budget), all N are counted as refused
+/// requests and in `/transfers`, the chain verifies, and a good client is
+/// still served.
+#[tokio::test]
+async fn a_flood_of_garbage_is_counted_whole_and_recorded_within_the_budget() {
+    const N: u64 = 25;
+    const BUDGET: u64 = 5;
+    let (_g, _origin, proxy, dir) = budgeted(BUDGET, "1h").await;
+    for _ in 0..N {
+        let answer = raw_exchange(ips::CN, proxy.addr(), b"GARBAGE\r\n\r\n", QUIET).await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    }
+    let path = dir.path().join("a.jsonl");
+    let m = proxy.metrics().await;
+    assert_eq!(metric(&m, REFUSED_NO_ROUTE), N, "{m}");
+    assert_eq!(
+        metric(&m, "residency_audit_protocol_errors_dropped_total"),
+        N - BUDGET,
+        "{m}"
+    );
+    // The records of the connections are written as they end: all there.
+    let recs = records_in(&path);
+    assert_eq!(recs.len() as u64, BUDGET, "{recs:#?}");
+    assert!(recs.iter().all(|r| r["client_ip"] == ips::CN && r["decision"] == "refused"));
+    let rows = Client::bound_to("127.0.0.1")
+        .get(proxy.admin_addr(), "/transfers", &[])
+        .await;
+    let v: serde_json::Value = serde_json::from_slice(&rows.body).unwrap();
+    assert_eq!(v["transfers"][0]["country"], "CN", "{v:#}");
+    assert_eq!(v["transfers"][0]["refused"], N, "{v:#}");
+    assert_eq!(v["transfers"][0]["allowed_by_override"], 0, "{v:#}");
+    crate::support::proxy::assert_audit_verifies(&[&path]);
+    still_served(&proxy).await;
+}
+
+/// What was not recorded one by one is summarised when its window ends:
+/// records + the summaries' `unrecorded` == every refusal, and the
+/// summaries add up to the dropped counter.
+#[tokio::test]
+async fn refusals_over_the_budget_are_summarised_when_the_window_ends() {
+    const N: u64 = 12;
+    let (_g, _origin, proxy, dir) = budgeted(2, "1s").await;
+    for _ in 0..N {
+        raw_exchange(ips::CN, proxy.addr(), b"GARBAGE\r\n\r\n", QUIET).await;
+    }
+    let path = dir.path().join("a.jsonl");
+    let mut settled = None;
+    for _ in 0..1000 {
+        let dropped = metric(
+            &proxy.metrics().await,
+            "residency_audit_protocol_errors_dropped_total",
+        );
+        let recs = records_in(&path);
+        let summarised: u64 = recs.iter().filter_map(|r| r["unrecorded"].as_u64()).sum();
+        if dropped > 0 && summarised == dropped {
+            settled = Some((recs, dropped));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (recs, dropped) = settled.expect("the dropped refusals are summarised");
+    let (summaries, singles): (Vec<_>, Vec<_>) =
+        recs.iter().partition(|r| r["unrecorded"].is_u64());
+    assert_eq!(singles.len() as u64 + dropped, N, "{recs:#?}");
+    for s in &summaries {
+        assert_eq!(s["decision"], "refused", "{s}");
+        assert_eq!(s["reason"], "protocol_errors_unrecorded", "{s}");
+        assert_eq!(s["status"], 0, "{s}");
+    }
+    let out = std::process::Command::new(crate::support::proxy::BIN)
+        .args(["transfers", "--format", "json", "--audit"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["unrecorded_refusals"], dropped, "{v:#}");
+    crate::support::proxy::assert_audit_verifies(&[&path]);
+}
