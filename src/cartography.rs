@@ -249,4 +249,25 @@ mod tests {
         assert!(rows[0].first_seen <= rows[0].last_seen);
         assert!(rows[0].first_seen.ends_with('Z'));
     }
+
+    #[test]
+    fn refused_requests_have_their_own_count_and_are_never_allowed() {
+        let c = LiveCartography::new();
+        c.record_refused(Side::Client, Country::from_code("US"));
+        c.record_refused(Side::Client, Country::from_code("FR"));
+        c.record_refused(Side::Client, None);
+        c.record(
+            Side::Client,
+            Country::from_code("US"),
+            Decision::Blocked,
+            0,
+            0,
+        );
+        let summary: Vec<_> = c
+            .rows()
+            .iter()
+            .map(|r| (r.country, r.blocked, r.allowed_by_override, r.refused))
+            .collect();
+        assert_eq!(summary, [("US", 1, 0, 1), ("unknown", 0, 0, 1)]);
+    }
 }

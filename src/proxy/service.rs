@@ -249,13 +249,9 @@ async fn decide(
     head: bool,
 ) -> Forwarded {
     let id = ev.id;
-    let bad = |ev: &mut RequestEvidence, refusal, code: &str, msg: &str, status| {
-        ev.refused = Some(refusal);
-        Forwarded::Refused(respond::xml_error(status, code, msg, resource, id, head))
-    };
-
     // The client first: every refusal below records who was refused, from
-    // where (the address as the policy would judge it, and its country).
+    // where (the address as the policy would judge it, and its country,
+    // looked up only when refusing: the verdict looks it up otherwise).
     let server = &snap.config.server;
     let client = client_addr(
         conn.peer,
@@ -264,15 +260,23 @@ async fn decide(
         server.client_ip_source,
         &server.trusted_proxies,
     );
-    if let ClientAddr::Ip(ip) = client {
-        ev.client = Some(locate(ip, &snap.geo));
-    }
+    let refuse = |ev: &mut RequestEvidence, refusal| {
+        ev.refused = Some(refusal);
+        if let (None, ClientAddr::Ip(ip)) = (ev.client, client) {
+            ev.client = Some(locate(ip, &snap.geo));
+        }
+    };
+    let bad = |ev: &mut RequestEvidence, refusal, code: &str, msg: &str, status| {
+        refuse(ev, refusal);
+        Forwarded::Refused(respond::xml_error(status, code, msg, resource, id, head))
+    };
+
     if let Some(sink) = &snap.evidence.audit
         && snap.config.audit.fail_closed
         && !sink.is_healthy()
     {
         snap.evidence.metrics.audit_refused.inc();
-        ev.refused = Some(Refusal::AuditUnavailable);
+        refuse(ev, Refusal::AuditUnavailable);
         return Forwarded::Refused(audit_unavailable(resource, id, head));
     }
     if req.method() == Method::CONNECT {
