@@ -8,9 +8,9 @@ pub mod headers;
 pub mod io;
 pub mod listener;
 pub mod proxy_protocol;
+pub mod refusal;
 pub mod respond;
 pub mod route;
 pub mod service;
-pub mod refusal;
 
 pub use listener::Server;

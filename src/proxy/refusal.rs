@@ -479,22 +479,27 @@ impl<I> H2Watch<I> {
     }
 
     fn written(&mut self, bytes: &[u8]) {
-        let mut events = Vec::new();
-        self.frames.feed(bytes, &mut |e| events.push(e));
-        for e in events {
+        let Self {
+            frames,
+            bare_431,
+            conn,
+            shared,
+            ..
+        } = self;
+        frames.feed(bytes, &mut |e| {
             let refusal = match e {
                 Frame::BareHeaders { stream } => {
-                    self.bare_431 = Some(stream);
+                    *bare_431 = Some(stream);
                     Some(Refusal::H2HeaderListTooLarge)
                 }
-                Frame::Reset { stream, .. } if self.bare_431 == Some(stream) => None,
+                Frame::Reset { stream, .. } if *bare_431 == Some(stream) => None,
                 Frame::Reset { code, .. } => Refusal::of_h2_reset(code),
                 Frame::GoAway { code } => (code != 0).then_some(Refusal::H2ConnectionError),
             };
             if let Some(r) = refusal {
-                protocol_refusal(&self.conn, &self.shared, r);
+                protocol_refusal(conn, shared, r);
             }
-        }
+        });
     }
 }
 
@@ -525,16 +530,32 @@ impl<I: hyper::rt::Write + Unpin> hyper::rt::Write for H2Watch<I> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 
-    // Not vectored: every written byte goes through `poll_write`, seen once.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            let mut left = n;
+            for b in bufs {
+                if left == 0 {
+                    break;
+                }
+                let k = b.len().min(left);
+                self.written(&b[..k]);
+                left -= k;
+            }
+        }
+        r
+    }
+
     fn is_write_vectored(&self) -> bool {
-        false
+        self.inner.is_write_vectored()
     }
 }
 
@@ -728,7 +749,10 @@ mod tests {
         for (i, r) in Refusal::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
             assert_eq!(
-                Refusal::ALL.iter().filter(|o| o.as_str() == r.as_str()).count(),
+                Refusal::ALL
+                    .iter()
+                    .filter(|o| o.as_str() == r.as_str())
+                    .count(),
                 1
             );
         }

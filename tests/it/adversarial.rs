@@ -859,7 +859,10 @@ async fn audit_records(proxy: &Proxy, n: usize) -> Vec<serde_json::Value> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("expected {n} audit records, found {}", proxy.audit_records().len());
+    panic!(
+        "expected {n} audit records, found {}",
+        proxy.audit_records().len()
+    );
 }
 
 /// The value of the series `name{labels}` (labels in sorted order), 0 if absent.
@@ -991,7 +994,10 @@ async fn a_flood_of_garbage_is_counted_whole_and_recorded_within_the_budget() {
     // The records of the connections are written as they end: all there.
     let recs = records_in(&path);
     assert_eq!(recs.len() as u64, BUDGET, "{recs:#?}");
-    assert!(recs.iter().all(|r| r["client_ip"] == ips::CN && r["decision"] == "refused"));
+    assert!(
+        recs.iter()
+            .all(|r| r["client_ip"] == ips::CN && r["decision"] == "refused")
+    );
     let rows = Client::bound_to("127.0.0.1")
         .get(proxy.admin_addr(), "/transfers", &[])
         .await;

@@ -335,7 +335,12 @@ async fn a_missing_purpose_is_a_refusal_on_its_route() {
     assert_eq!(rsp.status, 428);
     let r = &wait_records(&audit_file(&dir), 1).await[0];
     assert_eq!(
-        (&r["decision"], &r["reason"], &r["client_country"], &r["route"]),
+        (
+            &r["decision"],
+            &r["reason"],
+            &r["client_country"],
+            &r["route"]
+        ),
         (
             &"refused".into(),
             &"purpose_required".into(),
