@@ -245,15 +245,27 @@ pub fn protocol_refusal(conn: &ConnInfo, shared: &Shared, refusal: Refusal) {
         ClientAddr::Untraceable => None,
     };
     let ev = &snap.evidence;
-    ev.metrics.refused(refusal, None);
+    tracing::debug!(peer = %conn.peer, reason = refusal.as_str(), "request refused by the HTTP layer");
+    if let Some(sink) = &ev.audit {
+        write(conn, shared, &snap, sink, client, refusal);
+    }
     if let Some((_, country)) = client {
         ev.cartography
             .record_refused(crate::policy::Side::Client, country);
     }
-    tracing::debug!(peer = %conn.peer, reason = refusal.as_str(), "request refused by the HTTP layer");
-    let Some(sink) = &ev.audit else {
-        return;
-    };
+    // Counted last: once the count shows, its record (or drop) is done.
+    ev.metrics.refused(refusal, None);
+}
+
+/// Writes the record of a refusal by the HTTP layer, or counts it dropped.
+fn write(
+    conn: &ConnInfo,
+    shared: &Shared,
+    snap: &Snapshot,
+    sink: &crate::audit::writer::AuditSink,
+    client: Option<(IpAddr, Option<Country>)>,
+    refusal: Refusal,
+) {
     let audit = &snap.config.audit;
     match BUDGET.admit(
         audit.protocol_error_records,
@@ -268,14 +280,14 @@ pub fn protocol_refusal(conn: &ConnInfo, shared: &Shared, refusal: Refusal) {
             } else {
                 "peer"
             };
-            let mut r = record(&snap, refusal.as_str(), refusal.protocol_status());
+            let mut r = record(snap, refusal.as_str(), refusal.protocol_status());
             r.client_ip = client.map(|(ip, _)| ip.to_string());
             r.client_country = label(client.and_then(|(_, c)| c)).to_owned();
             r.client_ip_source = Some(source.to_owned());
             sink.write_detached(r);
         }
         Admit::Drop { summary_at } => {
-            ev.metrics.protocol_errors_dropped.inc();
+            snap.evidence.metrics.protocol_errors_dropped.inc();
             if let (Some(at), Ok(rt)) = (summary_at, tokio::runtime::Handle::try_current()) {
                 // Owned by the worker's runtime; at exit it is dropped and
                 // the count stays in the metric.

@@ -583,7 +583,7 @@ impl RawH2 {
         self.write.write_all(bytes).await.is_ok() && self.write.flush().await.is_ok()
     }
 
-    /// The frame types the server sent, with GOAWAY error codes.
+    /// The frame types the server sent, with GOAWAY and RST_STREAM error codes.
     async fn received(self) -> Vec<(u8, Option<u32>)> {
         drop(self.write);
         let bytes = self.read.await.unwrap();
@@ -594,8 +594,12 @@ impl RawH2 {
                 | usize::from(bytes[at + 1]) << 8
                 | usize::from(bytes[at + 2]);
             let kind = bytes[at + 3];
-            let code = (kind == 0x7 && at + 17 <= bytes.len())
-                .then(|| u32::from_be_bytes(bytes[at + 13..at + 17].try_into().unwrap()));
+            let code = match kind {
+                0x7 if at + 17 <= bytes.len() => Some(&bytes[at + 13..at + 17]),
+                0x3 if at + 13 <= bytes.len() => Some(&bytes[at + 9..at + 13]),
+                _ => None,
+            }
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()));
             frames.push((kind, code));
             at += 9 + len;
         }
@@ -984,15 +988,32 @@ async fn a_flood_of_garbage_is_counted_whole_and_recorded_within_the_budget() {
         assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     }
     let path = dir.path().join("a.jsonl");
-    let m = proxy.metrics().await;
+    // A refusal is counted as its connection ends, which the client may
+    // see first: wait for the last count.
+    let mut m = proxy.metrics().await;
+    for _ in 0..500 {
+        if metric(&m, REFUSED_NO_ROUTE) >= N {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        m = proxy.metrics().await;
+    }
     assert_eq!(metric(&m, REFUSED_NO_ROUTE), N, "{m}");
     assert_eq!(
         metric(&m, "residency_audit_protocol_errors_dropped_total"),
         N - BUDGET,
         "{m}"
     );
-    // The records of the connections are written as they end: all there.
-    let recs = records_in(&path);
+    // Each record is written before its count: all there (a last one may
+    // still be in its worker's batch).
+    let mut recs = records_in(&path);
+    for _ in 0..500 {
+        if recs.len() as u64 >= BUDGET {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        recs = records_in(&path);
+    }
     assert_eq!(recs.len() as u64, BUDGET, "{recs:#?}");
     assert!(
         recs.iter()
@@ -1051,4 +1072,45 @@ async fn refusals_over_the_budget_are_summarised_when_the_window_ends() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["unrecorded_refusals"], dropped, "{v:#}");
     crate::support::proxy::assert_audit_verifies(&[&path]);
+}
+
+/// Streams over the concurrency limit are refused one by one
+/// (`REFUSED_STREAM`): each reset the client receives is one count, and one
+/// record or one dropped-and-summarised refusal.
+#[tokio::test]
+async fn h2_refused_streams_are_counted_one_for_one() {
+    let (_g, _origin, ca, proxy) = h2_setup().await;
+    let mut attacker = RawH2::connect(ips::CN, proxy.tls_addr(), &ca, QUIET).await;
+    let mut bytes = Vec::new();
+    for i in 0..300u32 {
+        bytes.extend(frame(
+            0x1,
+            END_STREAM | END_HEADERS,
+            1 + 2 * i,
+            &request_block("/b/crowd"),
+        ));
+    }
+    assert!(attacker.send(&bytes).await);
+    let frames = attacker.received().await;
+    let refused = frames.iter().filter(|f| **f == (0x3, Some(7))).count() as u64;
+    assert!(refused > 0, "{frames:?}");
+    let m = proxy.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"residency_refused_requests_total{reason="h2_refused_stream"}"#
+        ),
+        refused
+    );
+    let records = proxy
+        .audit_records()
+        .iter()
+        .filter(|r| r["reason"] == "h2_refused_stream")
+        .inspect(|r| assert_eq!(r["client_ip"], ips::CN, "{r}"))
+        .count() as u64;
+    assert_eq!(
+        records + metric(&m, "residency_audit_protocol_errors_dropped_total"),
+        refused
+    );
+    crate::support::proxy::assert_audit_verifies(&[&proxy.audit_path()]);
 }

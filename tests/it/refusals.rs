@@ -58,6 +58,20 @@ fn value(metrics: &str, series: &str) -> u64 {
         .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
 }
 
+/// The metrics once `series` has reached `want` (a refusal by the HTTP
+/// layer is counted as its connection ends, which the client may see
+/// first; its record is written before its count).
+async fn metrics_when(proxy: &Proxy, series: &str, want: u64) -> String {
+    for _ in 0..500 {
+        let m = proxy.metrics().await;
+        if value(&m, series) >= want {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.metrics().await
+}
+
 const REFUSED_NO_ROUTE: &str = r#"residency_requests_total{decision="refused",route="(none)"}"#;
 
 fn refused_by(reason: &str) -> String {
@@ -202,7 +216,12 @@ async fn http1_layer_refusals_leave_one_record_and_one_count_each() {
         assert_eq!(r["client_country"], "US", "{what}: {r}");
         assert_eq!(r["client_ip_source"], "peer", "{what}: {r}");
         assert_eq!(r["route"], serde_json::Value::Null, "{what}: {r}");
-        let after = proxy.metrics().await;
+        let after = metrics_when(
+            &proxy,
+            REFUSED_NO_ROUTE,
+            value(&before, REFUSED_NO_ROUTE) + 1,
+        )
+        .await;
         assert_eq!(
             value(&after, REFUSED_NO_ROUTE),
             value(&before, REFUSED_NO_ROUTE) + 1,
