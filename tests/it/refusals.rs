@@ -509,3 +509,32 @@ async fn any_mutated_request_leaves_one_record_and_one_count_per_response() {
     }
     assert_audit_verifies(&[&path]);
 }
+
+/// The record budget is validated like every other key, with its place.
+#[test]
+fn the_record_budget_is_validated_where_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[audit]\nprotocol_error_records = 2000000\nprotocol_error_window = \"0s\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config", "bad.toml"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "bad.toml:2:26: protocol_error_records = 2000000 is out of range (expected 0 to 1048576)\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad.toml:3:25: duration \"0s\" must be greater than zero\n"),
+        "{stderr}"
+    );
+}
