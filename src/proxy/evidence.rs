@@ -152,9 +152,7 @@ impl RequestEvidence {
         let route = self.route.and_then(|i| snap.routes.get(i));
         if let Some(refusal) = self.refused {
             // Refused before it was forwarded: no upstream side, no bytes.
-            if let Some((_, country)) = self.client {
-                carto.record_refused(Side::Client, country);
-            }
+            carto.record_refused(Side::Client, self.client.and_then(|(_, c)| c));
             snap.evidence
                 .metrics
                 .refused(refusal, route.map(|r| &r.metrics));
@@ -163,10 +161,10 @@ impl RequestEvidence {
             }
             return;
         }
-        if let Some((_, country)) = self.client {
-            let side_decision = self.client_failed.map_or(Decision::Allowed, |(d, _)| d);
-            carto.record(Side::Client, country, side_decision, up, bytes_down);
-        }
+        // An untraceable client is of unknown country, as its record says.
+        let side_decision = self.client_failed.map_or(Decision::Allowed, |(d, _)| d);
+        let client_country = self.client.and_then(|(_, c)| c);
+        carto.record(Side::Client, client_country, side_decision, up, bytes_down);
         let upstream_country = self
             .upstream
             .map(|(_, c)| c)

@@ -253,10 +253,8 @@ pub fn protocol_refusal(conn: &ConnInfo, shared: &Shared, refusal: Refusal) {
     if let Some(sink) = &ev.audit {
         write(conn, shared, &snap, sink, client, refusal);
     }
-    if let Some((_, country)) = client {
-        ev.cartography
-            .record_refused(crate::policy::Side::Client, country);
-    }
+    ev.cartography
+        .record_refused(crate::policy::Side::Client, client.and_then(|(_, c)| c));
     // Counted last: once the count shows, its record (or drop) is done.
     ev.metrics.refused(refusal, None);
 }

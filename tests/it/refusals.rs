@@ -538,3 +538,42 @@ fn the_record_budget_is_validated_where_it_is_written() {
         "{stderr}"
     );
 }
+
+/// A client that cannot be traced (a trusted proxy naming garbage) is of
+/// unknown country in its record; the live table counts it the same way,
+/// refused or blocked.
+#[tokio::test]
+async fn untraceable_clients_are_counted_alike_live_and_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = format!(
+        "trusted_proxies = [\"{}\"]\nclient_ip_source = \"x-forwarded-for\"",
+        ips::TRUSTED
+    );
+    let (_geo, origin, proxy) = start(dir.path(), &server, "").await;
+    let path = audit_file(&dir);
+    for (req, status) in [
+        (
+            "CONNECT s3.test:443 HTTP/1.1\r\nHost: s3.test:443\r\nX-Forwarded-For: not-an-address\r\nConnection: close\r\n\r\n",
+            405,
+        ),
+        (
+            "GET /b/k HTTP/1.1\r\nHost: s3.test\r\nX-Forwarded-For: not-an-address\r\nConnection: close\r\n\r\n",
+            451,
+        ),
+    ] {
+        let answer = raw_exchange(ips::TRUSTED, proxy.addr(), req.as_bytes(), QUIET).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+    }
+    let all = wait_records(&path, 2).await;
+    for r in &all {
+        assert_eq!(r["client_ip"], serde_json::Value::Null, "{r}");
+        assert_eq!(r["client_country"], "unknown", "{r}");
+    }
+    assert_eq!(origin.request_count(), 0);
+    let live = counts(&live_rows(&proxy).await);
+    assert_eq!(live, [("client".into(), "unknown".into(), 1, 0, 0, 1)]);
+    assert_eq!(counts(&offline_rows(&path)), live);
+}
