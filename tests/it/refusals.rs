@@ -577,3 +577,28 @@ async fn untraceable_clients_are_counted_alike_live_and_offline() {
     assert_eq!(live, [("client".into(), "unknown".into(), 1, 0, 0, 1)]);
     assert_eq!(counts(&offline_rows(&path)), live);
 }
+
+/// Behind a trusted load balancer speaking the PROXY protocol, a request
+/// the HTTP layer refuses is recorded with the client the PROXY header
+/// named, and says so.
+#[tokio::test]
+async fn http_layer_refusals_behind_proxy_protocol_record_the_announced_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = format!(
+        "trusted_proxies = [\"{}\"]\nclient_ip_source = \"proxy-protocol\"",
+        ips::TRUSTED
+    );
+    let (_geo, _origin, proxy) = start(dir.path(), &server, "").await;
+    let path = audit_file(&dir);
+    let req = format!(
+        "PROXY TCP4 {} 127.0.0.1 40000 8080\r\nGET /b/k HTTP/1.1\r\nHost : s3.test\r\n\r\n",
+        ips::US
+    );
+    let answer = raw_exchange(ips::TRUSTED, proxy.addr(), req.as_bytes(), QUIET).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let r = &wait_records(&path, 1).await[0];
+    assert_eq!(r["reason"], "http_malformed", "{r}");
+    assert_eq!(r["client_ip"], ips::US, "{r}");
+    assert_eq!(r["client_country"], "US", "{r}");
+    assert_eq!(r["client_ip_source"], "proxy-protocol", "{r}");
+}
