@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use super::client_ip::{ClientAddr, is_trusted};
 use super::io::ClientIo;
 use super::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader};
-use super::refusal::{ConnEnd, H2Watch};
+use super::refusal::ConnEnd;
 use super::service::{self, ConnInfo};
 use crate::config::{ClientIpSource, Server as ServerSpec};
 use crate::snapshot::Shared;
@@ -458,7 +458,6 @@ async fn serve_http<I>(
     let info = Arc::new(info);
     // Refusals by hyper never reach the service: see them as it ends them.
     let end = ConnEnd::new(info.clone(), shared.clone(), h2);
-    let watched = (info.clone(), shared.clone());
     let svc = service_fn(move |req| service::handle(req, info.clone(), shared.clone()));
     if h2 {
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -468,7 +467,7 @@ async fn serve_http<I>(
             .max_concurrent_streams(100)
             .keep_alive_interval(Some(server.idle_timeout / 2))
             .keep_alive_timeout(server.header_read_timeout);
-        let io = H2Watch::new(io, watched.0, watched.1);
+        let io = end.watch(io);
         let conn = builder.serve_connection(io, svc);
         serve_until_stopped!(conn, stop, end);
         return;

@@ -18,6 +18,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 mod budget;
@@ -357,12 +358,30 @@ pub struct ConnEnd {
     conn: Arc<ConnInfo>,
     shared: Shared,
     h2: bool,
+    /// Set by the [`H2Watch`] of the connection once it recorded a
+    /// `GOAWAY` with an error code.
+    goaway_recorded: Arc<AtomicBool>,
 }
 
 impl ConnEnd {
     /// For the connection `conn`, served over HTTP/2 if `h2`.
     pub fn new(conn: Arc<ConnInfo>, shared: Shared, h2: bool) -> Self {
-        Self { conn, shared, h2 }
+        Self {
+            conn,
+            shared,
+            h2,
+            goaway_recorded: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Watches the HTTP/2 stream `io` of this connection.
+    pub fn watch<I>(&self, io: I) -> H2Watch<I> {
+        H2Watch::new(
+            io,
+            self.conn.clone(),
+            self.shared.clone(),
+            self.goaway_recorded.clone(),
+        )
     }
 
     /// The connection future returned `r`.
@@ -371,14 +390,31 @@ impl ConnEnd {
             return;
         };
         tracing::debug!(peer = %self.conn.peer, error = %e, "client connection ended with an error");
-        // HTTP/2 refusals are seen in the frames ([`H2Watch`]), GOAWAY included.
-        if self.h2 {
-            return;
-        }
-        if let Some(refusal) = Refusal::of_http1_error(&e) {
+        let refusal = if self.h2 {
+            // Refusals are seen in the frames ([`H2Watch`]), GOAWAY
+            // included; h2 writes none for a bad preface, though.
+            h2_connection_refused(&e).filter(|_| !self.goaway_recorded.load(Ordering::Relaxed))
+        } else {
+            Refusal::of_http1_error(&e)
+        };
+        if let Some(refusal) = refusal {
             protocol_refusal(&self.conn, &self.shared, refusal);
         }
     }
+}
+
+/// A connection error h2 raised against the client (a protocol violation
+/// such as a bad preface), not an I/O error or the client's own `GOAWAY`.
+fn h2_connection_refused(e: &hyper::Error) -> Option<Refusal> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2e) = s.downcast_ref::<::h2::Error>() {
+            return (h2e.is_library() && h2e.reason().is_some_and(|r| r != ::h2::Reason::NO_ERROR))
+                .then_some(Refusal::H2ConnectionError);
+        }
+        source = s.source();
+    }
+    None
 }
 
 #[cfg(test)]

@@ -758,6 +758,14 @@ async fn h2_continuation_flood_is_cut_off_and_a_good_client_stays_served() {
     assert_eq!(origin.request_count(), 0);
     h2_served(&proxy, &ca, "/b/after").await;
     still_served(&proxy).await;
+    // One connection refused: one record, whether h2 said GOAWAY or not.
+    let refused: Vec<_> = proxy
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["decision"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["reason"], "h2_connection_error");
 }
 
 /// One h2 request from an FR client with extra header fields.
@@ -1113,4 +1121,36 @@ async fn h2_refused_streams_are_counted_one_for_one() {
         refused
     );
     crate::support::proxy::assert_audit_verifies(&[&proxy.audit_path()]);
+}
+
+/// Garbage instead of the HTTP/2 preface: h2 ends the connection without a
+/// GOAWAY; it is still one record and one count.
+#[tokio::test]
+async fn h2_garbage_instead_of_the_preface_leaves_one_record() {
+    let (_g, _origin, ca, proxy) = h2_setup().await;
+    let tcp = connect_from(ips::CN, proxy.tls_addr()).await;
+    let name = rustls::pki_types::ServerName::try_from("s3.test").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(client_config(&ca, None, &[b"h2"]))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: s3.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(QUIET, tls.read_to_end(&mut out)).await;
+    let mut m = proxy.metrics().await;
+    for _ in 0..500 {
+        if metric(&m, REFUSED_NO_ROUTE) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        m = proxy.metrics().await;
+    }
+    assert_eq!(metric(&m, REFUSED_NO_ROUTE), 1, "{m}");
+    let r = audit_records(&proxy, 1).await;
+    assert_eq!(r.len(), 1, "{r:#?}");
+    assert_eq!(r[0]["reason"], "h2_connection_error", "{}", r[0]);
+    assert_eq!(r[0]["client_ip"], ips::CN, "{}", r[0]);
+    assert_eq!(r[0]["status"], 0, "{}", r[0]);
 }

@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use super::{Refusal, protocol_refusal};
@@ -21,17 +22,26 @@ pub struct H2Watch<I> {
     bare_431: Option<u32>,
     conn: Arc<ConnInfo>,
     shared: Shared,
+    /// Shared with the connection's [`super::ConnEnd`].
+    goaway_recorded: Arc<AtomicBool>,
 }
 
 impl<I> H2Watch<I> {
-    /// Watches `inner`, the stream of `conn`.
-    pub fn new(inner: I, conn: Arc<ConnInfo>, shared: Shared) -> Self {
+    /// Watches `inner`, the stream of `conn`; sets `goaway_recorded` once
+    /// it records a `GOAWAY`.
+    pub(super) fn new(
+        inner: I,
+        conn: Arc<ConnInfo>,
+        shared: Shared,
+        goaway_recorded: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             inner,
             frames: FrameScan::default(),
             bare_431: None,
             conn,
             shared,
+            goaway_recorded,
         }
     }
 
@@ -41,6 +51,7 @@ impl<I> H2Watch<I> {
             bare_431,
             conn,
             shared,
+            goaway_recorded,
             ..
         } = self;
         frames.feed(bytes, &mut |e| {
@@ -51,7 +62,11 @@ impl<I> H2Watch<I> {
                 }
                 Frame::Reset { stream, .. } if *bare_431 == Some(stream) => None,
                 Frame::Reset { code, .. } => Refusal::of_h2_reset(code),
-                Frame::GoAway { code } => (code != 0).then_some(Refusal::H2ConnectionError),
+                Frame::GoAway { code } if code != 0 => {
+                    goaway_recorded.store(true, Ordering::Relaxed);
+                    Some(Refusal::H2ConnectionError)
+                }
+                Frame::GoAway { .. } => None,
             };
             if let Some(r) = refusal {
                 protocol_refusal(conn, shared, r);
