@@ -22,10 +22,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 mod budget;
-mod h2;
+mod frames;
 
 pub use budget::{Admit, Budget};
-pub use h2::{BARE_BLOCK, Frame, FrameScan, H2Watch};
+pub use frames::{BARE_BLOCK, Frame, FrameScan, H2Watch};
 
 use super::client_ip::ClientAddr;
 use super::respond::RequestId;
