@@ -1044,7 +1044,7 @@ async fn a_flood_of_garbage_is_counted_whole_and_recorded_within_the_budget() {
 #[tokio::test]
 async fn refusals_over_the_budget_are_summarised_when_the_window_ends() {
     const N: u64 = 12;
-    let (_g, _origin, proxy, dir) = budgeted(2, "1s").await;
+    let (_g, _origin, proxy, dir) = budgeted(1, "2s").await;
     for _ in 0..N {
         raw_exchange(ips::CN, proxy.addr(), b"GARBAGE\r\n\r\n", QUIET).await;
     }
