@@ -1,7 +1,8 @@
 //! The live cartography of flows outside the EEA (admin `/transfers`, SPEC
 //! §7): per side and country outside the area, how many requests were
 //! blocked, flagged, or allowed by an override (e.g. `allow_countries =
-//! ["EEA", "CH"]`), their bytes, and when they were first and last seen.
+//! ["EEA", "CH"]`), or refused before the policy judged them (client side
+//! only), their bytes, and when they were first and last seen.
 //!
 //! A fixed table of atomic cells indexed by side and country slot: updating
 //! it takes no lock and allocates nothing, and inside-EEA traffic never
@@ -20,11 +21,22 @@ struct Cell {
     blocked: AtomicU64,
     flagged: AtomicU64,
     allowed: AtomicU64,
+    refused: AtomicU64,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
     /// Unix milliseconds; 0 = never.
     first_seen: AtomicU64,
     last_seen: AtomicU64,
+}
+
+impl Cell {
+    fn seen(&self) {
+        let now = now_ms();
+        let _ = self
+            .first_seen
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        self.last_seen.fetch_max(now, Ordering::Relaxed);
+    }
 }
 
 /// The table.
@@ -58,6 +70,9 @@ pub struct Row {
     pub flagged: u64,
     /// Requests allowed by an override of the EEA default.
     pub allowed_by_override: u64,
+    /// Requests refused before the policy judged them (CONNECT, bad
+    /// `Host`, no route, a refusal by the HTTP layer, …): never allowed.
+    pub refused: u64,
     /// Body bytes from client to storage.
     pub bytes_up: u64,
     /// Body bytes from storage to client.
@@ -107,11 +122,20 @@ impl LiveCartography {
         counter.fetch_add(1, Ordering::Relaxed);
         cell.bytes_up.fetch_add(bytes_up, Ordering::Relaxed);
         cell.bytes_down.fetch_add(bytes_down, Ordering::Relaxed);
-        let now = now_ms();
-        let _ = cell
-            .first_seen
-            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
-        cell.last_seen.fetch_max(now, Ordering::Relaxed);
+        cell.seen();
+    }
+
+    /// Records one request refused before the policy judged it, for `side`
+    /// if its country is outside the EEA.
+    pub fn record_refused(&self, side: Side, country: Option<Country>) {
+        if !self.is_outside(country) {
+            return;
+        }
+        let i = usize::from(side == Side::Upstream) * COUNTRY_SLOTS + slot(country);
+        if let Some(cell) = self.cells.get(i) {
+            cell.refused.fetch_add(1, Ordering::Relaxed);
+            cell.seen();
+        }
     }
 
     /// Every row with at least one request, client side first, then by
@@ -134,6 +158,7 @@ impl LiveCartography {
                 blocked: cell.blocked.load(Ordering::Relaxed),
                 flagged: cell.flagged.load(Ordering::Relaxed),
                 allowed_by_override: cell.allowed.load(Ordering::Relaxed),
+                refused: cell.refused.load(Ordering::Relaxed),
                 bytes_up: cell.bytes_up.load(Ordering::Relaxed),
                 bytes_down: cell.bytes_down.load(Ordering::Relaxed),
                 first_seen: crate::audit::format_time(
@@ -146,7 +171,7 @@ impl LiveCartography {
             });
         }
         rows.sort_by(|a, b| {
-            let total = |r: &Row| r.blocked + r.flagged + r.allowed_by_override;
+            let total = |r: &Row| r.blocked + r.flagged + r.allowed_by_override + r.refused;
             a.side
                 .cmp(b.side)
                 .then(total(b).cmp(&total(a)))
@@ -223,5 +248,26 @@ mod tests {
         );
         assert!(rows[0].first_seen <= rows[0].last_seen);
         assert!(rows[0].first_seen.ends_with('Z'));
+    }
+
+    #[test]
+    fn refused_requests_have_their_own_count_and_are_never_allowed() {
+        let c = LiveCartography::new();
+        c.record_refused(Side::Client, Country::from_code("US"));
+        c.record_refused(Side::Client, Country::from_code("FR"));
+        c.record_refused(Side::Client, None);
+        c.record(
+            Side::Client,
+            Country::from_code("US"),
+            Decision::Blocked,
+            0,
+            0,
+        );
+        let summary: Vec<_> = c
+            .rows()
+            .iter()
+            .map(|r| (r.country, r.blocked, r.allowed_by_override, r.refused))
+            .collect();
+        assert_eq!(summary, [("US", 1, 0, 1), ("unknown", 0, 0, 1)]);
     }
 }

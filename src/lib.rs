@@ -11,6 +11,10 @@
 //! 7. allowed: [`upstream`] resolves, judges and dials the upstream, and the
 //!    bodies stream both ways.
 //!
+//! Refused before the policy judged it (by hyper or h2, or by the service
+//! for a bad `Host`, no route, …), a request leaves its record and count
+//! through [`proxy::refusal`].
+//!
 //! [`config`] builds everything a snapshot holds; [`cli`] is the binary.
 
 pub mod admin;

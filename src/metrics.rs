@@ -15,6 +15,7 @@ use prometheus::{
 
 use crate::geo::{COUNTRY_SLOTS, Country, label, slot};
 use crate::policy::{Decision, Reason, Side};
+use crate::proxy::refusal::{NO_ROUTE, REFUSED, Refusal};
 
 /// Every metric of the process.
 pub struct Metrics {
@@ -41,6 +42,13 @@ pub struct Metrics {
     pub tls_handshake_failures: IntCounter,
     /// `residency_tls_certificate_expiry_timestamp_seconds{name}`
     tls_expiry: IntGaugeVec,
+    /// `residency_requests_total{route="(none)",decision="refused"}`.
+    refused_no_route: IntCounter,
+    /// `residency_refused_requests_total{reason}`, in [`Refusal::ALL`] order.
+    refused_by: Box<[IntCounter]>,
+    /// `residency_audit_protocol_errors_dropped_total`: refusals by the HTTP
+    /// layer over the record budget, counted but not recorded one by one.
+    pub protocol_errors_dropped: IntCounter,
 }
 
 /// The commit the binary was built from: `RESIDENCY_PROXY_COMMIT` in the
@@ -135,13 +143,30 @@ impl Metrics {
         .expect("static metric definition");
         r.register(Box::new(tls_expiry.clone()))
             .expect("metric names are unique");
+        let requests = counter_vec(
+            &r,
+            "residency_requests_total",
+            "Requests by route and decision (refused: turned away before the policy judged them; route \"(none)\" before a route was chosen).",
+            &["route", "decision"],
+        );
+        let refused = counter_vec(
+            &r,
+            "residency_refused_requests_total",
+            "Requests refused before the policy judged them, by reason (HTTP layer and proxy).",
+            &["reason"],
+        );
         Self {
-            requests: counter_vec(
+            refused_no_route: requests.with_label_values(&[NO_ROUTE, REFUSED]),
+            refused_by: Refusal::ALL
+                .iter()
+                .map(|x| refused.with_label_values(&[x.as_str()]))
+                .collect(),
+            protocol_errors_dropped: counter(
                 &r,
-                "residency_requests_total",
-                "Requests by route and decision.",
-                &["route", "decision"],
+                "residency_audit_protocol_errors_dropped_total",
+                "Refusals by the HTTP layer over audit.protocol_error_records: counted, summarised, not recorded one by one.",
             ),
+            requests,
             blocked: counter_vec(
                 &r,
                 "residency_blocked_transfers_total",
@@ -207,6 +232,7 @@ impl Metrics {
         RouteMetrics {
             name: name.to_owned(),
             requests: decisions,
+            refused: self.requests.with_label_values(&[name, REFUSED]),
             upload: self.bytes.with_label_values(&[name, "upload"]),
             download: self.bytes.with_label_values(&[name, "download"]),
             duration: self.duration.with_label_values(&[name]),
@@ -214,6 +240,18 @@ impl Metrics {
             flagged: Cells::new(self.flagged.clone()),
             rejected: (0..COUNTRY_SLOTS).map(|_| OnceLock::new()).collect(),
             rejected_vec: self.upstream_rejected.clone(),
+        }
+    }
+
+    /// Counts one refused request: on `route` if one was chosen, else on
+    /// route `(none)`; and by reason.
+    pub fn refused(&self, refusal: Refusal, route: Option<&RouteMetrics>) {
+        match route {
+            Some(m) => m.refused.inc(),
+            None => self.refused_no_route.inc(),
+        }
+        if let Some(c) = self.refused_by.get(refusal.index()) {
+            c.inc();
         }
     }
 
@@ -291,6 +329,7 @@ impl Cells {
 pub struct RouteMetrics {
     name: String,
     requests: [IntCounter; 3],
+    refused: IntCounter,
     upload: IntCounter,
     download: IntCounter,
     duration: Histogram,

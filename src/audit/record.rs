@@ -43,13 +43,16 @@ pub struct AuditRecord {
     pub upstream_ip: Option<String>,
     /// The upstream address's ISO country code or `unknown`, if one was judged.
     pub upstream_country: Option<String>,
-    /// `allowed`, `blocked` or `flagged`.
+    /// `allowed`, `blocked` or `flagged` (the policy's), or `refused`: turned
+    /// away before the policy judged it (see `reason`).
     pub decision: String,
     /// `client` or `upstream`: the side that was blocked or flagged.
     pub side: Option<String>,
-    /// A SPEC §4 reason string when blocked or flagged.
+    /// A SPEC §4 reason string when blocked or flagged; the refusal's
+    /// reason when refused.
     pub reason: Option<String>,
-    /// The HTTP status sent to the client.
+    /// The HTTP status sent to the client; `0` when none was (an HTTP/2
+    /// stream or connection reset, a connection closed without response).
     pub status: u16,
     /// Request body bytes forwarded upstream.
     pub bytes_up: u64,
@@ -59,6 +62,17 @@ pub struct AuditRecord {
     pub duration_ms: u64,
     /// Short hex hash of the compiled policy and the database build.
     pub policy_version: String,
+    /// Where `client_ip` comes from when the request's headers were never
+    /// parsed (a refusal by the HTTP layer): `peer` (the socket peer, even
+    /// if it is a trusted proxy) or `proxy-protocol`. Absent otherwise:
+    /// the address is then the client as `server.client_ip_source` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip_source: Option<String>,
+    /// On a summary record (reason `protocol_errors_unrecorded`): how many
+    /// refusals by the HTTP layer were counted but not recorded one by one
+    /// since the previous summary, the first of them at `time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unrecorded: Option<u64>,
     /// Hex SHA-256 of the previous record's hashed bytes; 64 `0`s for the
     /// first record of a chain. Set by [`super::Chain::seal`].
     pub prev: String,
@@ -152,6 +166,8 @@ pub(crate) fn example(n: u64) -> AuditRecord {
         bytes_down: 0,
         duration_ms: 1,
         policy_version: "3f2a9c1e".into(),
+        client_ip_source: None,
+        unrecorded: None,
         prev: String::new(),
     }
 }
@@ -249,6 +265,8 @@ mod tests {
             bytes_down: 2,
             duration_ms: 3,
             policy_version: "ab".into(),
+            client_ip_source: None,
+            unrecorded: None,
             prev: "p".into(),
         };
         assert_eq!(

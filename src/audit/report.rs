@@ -21,11 +21,12 @@ const ALLOWED_NOTE_HTML: &str = "A request counts as <em>allowed</em> when that 
      or <code>unknown_country = &quot;allow&quot;</code>, or only the other side was blocked or \
      flagged.";
 
-/// Bar colours, in stacking order: blocked, flagged, allowed.
-const SEGMENTS: [(&str, &str); 3] = [
+/// Bar colours, in stacking order: blocked, flagged, allowed, refused.
+const SEGMENTS: [(&str, &str); 4] = [
     ("blocked", "#c0392b"),
     ("flagged", "#e08e0b"),
     ("allowed", "#2e86c1"),
+    ("refused", "#7f8c8d"),
 ];
 
 impl Cartography {
@@ -36,22 +37,26 @@ impl Cartography {
         if self.transfers.is_empty() {
             out.push_str(NOTHING);
             out.push('\n');
+            if let Some(s) = self.unrecorded_sentence() {
+                let _ = writeln!(out, "\n{s}");
+            }
             return out;
         }
         out.push_str(
-            "| side | country | requests | blocked | flagged | allowed | bytes up | bytes down | identities | first seen | last seen |\n\
-             |---|---|--:|--:|--:|--:|--:|--:|--:|---|---|\n",
+            "| side | country | requests | blocked | flagged | allowed | refused | bytes up | bytes down | identities | first seen | last seen |\n\
+             |---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n",
         );
         for t in &self.transfers {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 t.side.as_str(),
                 md(&t.country),
                 t.requests,
                 t.blocked,
                 t.flagged,
                 t.allowed,
+                t.refused,
                 t.bytes_up,
                 t.bytes_down,
                 t.identities,
@@ -60,6 +65,9 @@ impl Cartography {
             );
         }
         let _ = writeln!(out, "\n{ALLOWED_NOTE_MD}");
+        if let Some(s) = self.unrecorded_sentence() {
+            let _ = writeln!(out, "\n{s}");
+        }
         out
     }
 
@@ -98,8 +106,24 @@ impl Cartography {
             let _ = writeln!(out, "<p>{ALLOWED_NOTE_HTML}</p>");
             self.svg_chart(&mut out);
         }
+        if let Some(s) = self.unrecorded_sentence() {
+            let _ = writeln!(out, "<p>{s}</p>");
+        }
         out.push_str("</body>\n</html>\n");
         out
+    }
+
+    /// How many refusals by the HTTP layer summary records count without a
+    /// record each, if any.
+    fn unrecorded_sentence(&self) -> Option<String> {
+        (self.unrecorded_refusals > 0).then(|| {
+            format!(
+                "Requests refused by the HTTP layer (malformed or oversized) over the \
+                 per-window record budget, counted by summary records without their \
+                 countries: {}.",
+                self.unrecorded_refusals,
+            )
+        })
     }
 
     /// One sentence: how many records, over which period.
@@ -118,7 +142,7 @@ impl Cartography {
     fn html_table(&self, out: &mut String) {
         out.push_str(
             "<table>\n<thead><tr><th>side</th><th>country</th><th>requests</th><th>blocked</th>\
-             <th>flagged</th><th>allowed</th><th>bytes up</th><th>bytes down</th>\
+             <th>flagged</th><th>allowed</th><th>refused</th><th>bytes up</th><th>bytes down</th>\
              <th>identities</th><th>first seen</th><th>last seen</th></tr></thead>\n<tbody>\n",
         );
         for t in &self.transfers {
@@ -133,6 +157,7 @@ impl Cartography {
                 t.blocked,
                 t.flagged,
                 t.allowed,
+                t.refused,
                 t.bytes_up,
                 t.bytes_down,
                 t.identities,
@@ -206,8 +231,8 @@ impl Cartography {
     }
 }
 
-fn segments(t: &Transfer) -> [u64; 3] {
-    [t.blocked, t.flagged, t.allowed]
+fn segments(t: &Transfer) -> [u64; 4] {
+    [t.blocked, t.flagged, t.allowed, t.refused]
 }
 
 /// Escapes text for HTML element content and quoted attribute values.

@@ -15,10 +15,16 @@
 //!   or `unknown_country = "allow"`), including when the *other* side was
 //!   blocked or flagged. A record names one side: in monitor mode, a request
 //!   flagged for its client and sent to an upstream outside the EEA counts as
-//!   `allowed` on the upstream row.
+//!   `allowed` on the upstream row;
+//! - `refused`: decision `refused`, turned away before the policy judged it
+//!   (CONNECT, a bad `Host`, no route, a refusal by the HTTP layer): never
+//!   allowed, and never on an upstream row (nothing was forwarded).
 //!
-//! A record with a decision other than the three is counted in `requests`
-//! only, so the difference shows.
+//! A summary record (field `unrecorded`: refusals by the HTTP layer counted
+//! but not recorded one by one) adds its count to `unrecorded_refusals`,
+//! not to a row: their countries are not in the trail. A record with a
+//! decision other than the four is counted in `requests` only, so the
+//! difference shows.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -27,6 +33,7 @@ use serde::{Serialize, Serializer};
 use super::record::AuditRecord;
 use crate::geo::{Country, CountrySet, eea};
 use crate::policy::{Decision, Side};
+use crate::proxy::refusal::REFUSED;
 
 /// Transfers outside the EEA, aggregated from audit records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,6 +44,9 @@ pub struct Cartography {
     pub from: Option<String>,
     /// The latest record `time`, if any record was read.
     pub to: Option<String>,
+    /// Refusals by the HTTP layer that summary records count without a
+    /// record each (over `audit.protocol_error_records`).
+    pub unrecorded_refusals: u64,
     /// One row per side and country outside the EEA: by side (client
     /// first), then requests (most first), then country.
     pub transfers: Vec<Transfer>,
@@ -61,6 +71,8 @@ pub struct Transfer {
     /// `allowed_by_override` in JSON, as in the live `/transfers`.
     #[serde(rename = "allowed_by_override")]
     pub allowed: u64,
+    /// Of which refused before the policy judged them.
+    pub refused: u64,
     /// Request body bytes forwarded upstream, summed.
     pub bytes_up: u64,
     /// Response body bytes sent to the client, summed.
@@ -85,11 +97,16 @@ pub fn aggregate(records: impl Iterator<Item = AuditRecord>) -> Cartography {
         records: 0,
         from: None,
         to: None,
+        unrecorded_refusals: 0,
         transfers: Vec::new(),
     };
     for record in records {
         cartography.records += 1;
         widen(&mut cartography.from, &mut cartography.to, &record.time);
+        if let Some(n) = record.unrecorded {
+            cartography.unrecorded_refusals = cartography.unrecorded_refusals.saturating_add(n);
+            continue;
+        }
         for side in [Side::Client, Side::Upstream] {
             let country = match side {
                 Side::Client => Some(record.client_country.as_str()),
@@ -107,6 +124,7 @@ pub fn aggregate(records: impl Iterator<Item = AuditRecord>) -> Cartography {
                     blocked: 0,
                     flagged: 0,
                     allowed: 0,
+                    refused: 0,
                     bytes_up: 0,
                     bytes_down: 0,
                     identities: 0,
@@ -159,9 +177,10 @@ impl Row {
         let t = &mut self.transfer;
         t.requests += 1;
         match outcome(record, side) {
-            Some(Decision::Blocked) => t.blocked += 1,
-            Some(Decision::Flagged) => t.flagged += 1,
-            Some(Decision::Allowed) => t.allowed += 1,
+            Some(Outcome::Decided(Decision::Blocked)) => t.blocked += 1,
+            Some(Outcome::Decided(Decision::Flagged)) => t.flagged += 1,
+            Some(Outcome::Decided(Decision::Allowed)) => t.allowed += 1,
+            Some(Outcome::Refused) => t.refused += 1,
             None => {}
         }
         t.bytes_up = t.bytes_up.saturating_add(record.bytes_up);
@@ -183,9 +202,20 @@ impl Row {
     }
 }
 
+/// What happened to one side of a request.
+enum Outcome {
+    /// The policy's decision.
+    Decided(Decision),
+    /// Refused before the policy judged it.
+    Refused,
+}
+
 /// What `record` says happened to `side` (see the module doc); `None` for
 /// an unknown decision.
-fn outcome(record: &AuditRecord, side: Side) -> Option<Decision> {
+fn outcome(record: &AuditRecord, side: Side) -> Option<Outcome> {
+    if record.decision == REFUSED {
+        return Some(Outcome::Refused);
+    }
     let decision = [Decision::Allowed, Decision::Blocked, Decision::Flagged]
         .into_iter()
         .find(|d| d.as_str() == record.decision)?;
@@ -194,11 +224,11 @@ fn outcome(record: &AuditRecord, side: Side) -> Option<Decision> {
         // No side (or a side we do not know): never report it as allowed.
         _ => true,
     };
-    Some(if names_this_side {
+    Some(Outcome::Decided(if names_this_side {
         decision
     } else {
         Decision::Allowed
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -62,6 +62,11 @@ pub struct AuditSpec {
     pub fail_closed: bool,
     /// Queue capacity, in records.
     pub queue: usize,
+    /// Refusals by the HTTP layer recorded one by one per
+    /// `protocol_error_window`; the rest are counted and summarised.
+    pub protocol_error_records: u64,
+    /// The window of `protocol_error_records`.
+    pub protocol_error_window: std::time::Duration,
 }
 
 /// `[server]`, typed.

@@ -60,6 +60,12 @@ pub struct RawAudit {
     /// Records waiting for the writer before requests wait for a slot.
     #[serde(default = "default_audit_queue")]
     pub queue: Spanned<u64>,
+    /// Protocol-error refusals recorded one by one per window.
+    #[serde(default = "default_protocol_error_records")]
+    pub protocol_error_records: Spanned<u64>,
+    /// The window of `protocol_error_records`.
+    #[serde(default = "default_protocol_error_window")]
+    pub protocol_error_window: Text,
 }
 
 impl Default for RawAudit {
@@ -72,6 +78,8 @@ impl Default for RawAudit {
             object_key: RawObjectKey::default(),
             on_error: RawOnError::default(),
             queue: default_audit_queue(),
+            protocol_error_records: default_protocol_error_records(),
+            protocol_error_window: default_protocol_error_window(),
         }
     }
 }
@@ -464,6 +472,12 @@ fn default_purpose_header() -> Text {
 }
 fn default_audit_queue() -> Spanned<u64> {
     Spanned::new(0..0, 4096)
+}
+fn default_protocol_error_records() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
+}
+fn default_protocol_error_window() -> Text {
+    text("1s")
 }
 fn default_admin_listen() -> Text {
     text("127.0.0.1:9090")

@@ -213,6 +213,14 @@ fn audit(raw: &RawConfig, p: &mut Problems<'_>) -> AuditSpec {
         },
         fail_closed: a.on_error == RawOnError::FailClosed,
         queue: bounded(&a.queue, 1, 1 << 20, "queue", p),
+        protocol_error_records: bounded(
+            &a.protocol_error_records,
+            0,
+            1 << 20,
+            "protocol_error_records",
+            p,
+        ) as u64,
+        protocol_error_window: duration(&a.protocol_error_window, p, false),
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use http::Request;
 use hyper::body::Incoming;
 
+use super::refusal::{REFUSED, Refusal};
 use super::respond::RequestId;
 use crate::audit::{AuditRecord, format_time, identity, object_key};
 use crate::geo::{Country, label};
@@ -42,6 +43,9 @@ pub struct RequestEvidence {
     pub upstream_failed: Option<(Decision, Option<Country>, Reason)>,
     /// Request body bytes sent upstream (shared with the body wrapper).
     pub bytes_up: Arc<AtomicU64>,
+    /// Set when the request was refused before the policy judged it (or
+    /// after, for a missing purpose): its decision is then `refused`.
+    pub refused: Option<Refusal>,
 }
 
 impl RequestEvidence {
@@ -73,6 +77,7 @@ impl RequestEvidence {
             upstream: None,
             upstream_failed: None,
             bytes_up: Arc::new(AtomicU64::new(0)),
+            refused: None,
         }
     }
 
@@ -95,10 +100,15 @@ impl RequestEvidence {
     /// The audit record, for a response with `status` that sent
     /// `bytes_down` body bytes.
     pub fn record(&self, snap: &Snapshot, status: u16, bytes_down: u64) -> AuditRecord {
-        let (side, reason) = match (self.client_failed, self.upstream_failed) {
-            (Some((_, r)), _) => (Some(Side::Client), Some(r)),
-            (None, Some((_, _, r))) => (Some(Side::Upstream), Some(r)),
-            (None, None) => (None, None),
+        let (side, reason) = match (self.refused, self.client_failed, self.upstream_failed) {
+            (Some(r), _, _) => (None, Some(r.as_str())),
+            (None, Some((_, r)), _) => (Some(Side::Client), Some(r.as_str())),
+            (None, None, Some((_, _, r))) => (Some(Side::Upstream), Some(r.as_str())),
+            (None, None, None) => (None, None),
+        };
+        let decision = match self.refused {
+            Some(_) => REFUSED,
+            None => self.decision().as_str(),
         };
         let route = self
             .route
@@ -120,14 +130,16 @@ impl RequestEvidence {
             purpose: self.purpose.clone(),
             upstream_ip: self.upstream.map(|(a, _)| a.ip().to_string()),
             upstream_country: upstream_country.map(|c| label(c).to_owned()),
-            decision: self.decision().as_str().to_owned(),
+            decision: decision.to_owned(),
             side: side.map(|s| s.as_str().to_owned()),
-            reason: reason.map(|r| r.as_str().to_owned()),
+            reason: reason.map(str::to_owned),
             status,
             bytes_up: self.bytes_up.load(Ordering::Relaxed),
             bytes_down,
             duration_ms: u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX),
             policy_version: snap.policy_version.clone(),
+            client_ip_source: None,
+            unrecorded: None,
             prev: String::new(),
         }
     }
@@ -137,10 +149,22 @@ impl RequestEvidence {
         let up = self.bytes_up.load(Ordering::Relaxed);
         let decision = self.decision();
         let carto = &snap.evidence.cartography;
-        if let Some((_, country)) = self.client {
-            let side_decision = self.client_failed.map_or(Decision::Allowed, |(d, _)| d);
-            carto.record(Side::Client, country, side_decision, up, bytes_down);
+        let route = self.route.and_then(|i| snap.routes.get(i));
+        if let Some(refusal) = self.refused {
+            // Refused before it was forwarded: no upstream side, no bytes.
+            carto.record_refused(Side::Client, self.client.and_then(|(_, c)| c));
+            snap.evidence
+                .metrics
+                .refused(refusal, route.map(|r| &r.metrics));
+            if let Some(r) = route {
+                r.metrics.duration(self.start.elapsed().as_secs_f64());
+            }
+            return;
         }
+        // An untraceable client is of unknown country, as its record says.
+        let side_decision = self.client_failed.map_or(Decision::Allowed, |(d, _)| d);
+        let client_country = self.client.and_then(|(_, c)| c);
+        carto.record(Side::Client, client_country, side_decision, up, bytes_down);
         let upstream_country = self
             .upstream
             .map(|(_, c)| c)
@@ -151,7 +175,7 @@ impl RequestEvidence {
                 .map_or(Decision::Allowed, |(d, _, _)| d);
             carto.record(Side::Upstream, country, side_decision, up, bytes_down);
         }
-        let Some(route) = self.route.and_then(|i| snap.routes.get(i)) else {
+        let Some(route) = route else {
             return;
         };
         let m = &route.metrics;

@@ -39,6 +39,7 @@ use super::client_ip::{ClientAddr, is_trusted};
 use super::idle::{Activity, H2Watch};
 use super::io::ClientIo;
 use super::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader};
+use super::refusal::ConnEnd;
 use super::service::{self, ConnInfo};
 use crate::config::{ClientIpSource, Server as ServerSpec};
 use crate::snapshot::Shared;
@@ -469,15 +470,15 @@ async fn serve_connection(
 
 /// Drives a hyper connection (HTTP/1.1 or HTTP/2: different types with the
 /// same `graceful_shutdown`) until it ends; on shutdown, lets its current
-/// requests finish first.
+/// requests finish first. How it ended goes to `$end` ([`ConnEnd`]).
 macro_rules! serve_until_stopped {
-    ($conn:ident, $stop:ident, $peer:ident) => {
+    ($conn:ident, $stop:ident, $end:ident) => {
         tokio::pin!($conn);
         tokio::select! {
-            r = $conn.as_mut() => log_end($peer, r),
+            r = $conn.as_mut() => $end.ended(r),
             _ = $stop.changed() => {
                 $conn.as_mut().graceful_shutdown();
-                log_end($peer, $conn.await);
+                $end.ended($conn.await);
             }
         }
     };
@@ -500,8 +501,12 @@ async fn serve_http<I>(
 {
     let peer = info.peer;
     let info = Arc::new(info);
+    // Refusals by hyper never reach the service: see them as it ends them.
+    let end = ConnEnd::new(info.clone(), shared.clone(), h2.is_some());
     if let Some(activity) = h2 {
         let requests = activity.clone();
+        let info = info.clone();
+        let shared = shared.clone();
         let svc = service_fn(move |req| {
             let awaiting = requests.request();
             let rsp = service::handle(req, info.clone(), shared.clone());
@@ -518,6 +523,7 @@ async fn serve_http<I>(
             .max_concurrent_streams(100)
             .keep_alive_interval(Some(server.idle_timeout / 2))
             .keep_alive_timeout(server.header_read_timeout);
+        let io = end.watch(io);
         let conn = builder.serve_connection(io, svc);
         tokio::pin!(conn);
         // hyper closes an h2 connection on errors and GOAWAY only, and
@@ -525,7 +531,7 @@ async fn serve_http<I>(
         // or response content moving (no stream open, or all stalled; see
         // `idle`), GOAWAY, as on shutdown.
         tokio::select! {
-            r = conn.as_mut() => return log_end(peer, r),
+            r = conn.as_mut() => return end.ended(r),
             _ = stop.changed() => {}
             () = activity.quiet_for(server.idle_timeout) => {
                 tracing::debug!(%peer, "closing HTTP/2 connection: nothing moved for idle_timeout");
@@ -536,7 +542,7 @@ async fn serve_http<I>(
         // for another idle period (stalled streams, or a client that never
         // lets the GOAWAY end the connection) is dropped.
         tokio::select! {
-            r = conn.as_mut() => log_end(peer, r),
+            r = conn.as_mut() => end.ended(r),
             () = activity.quiet_for(server.idle_timeout) => {
                 tracing::debug!(%peer, "dropping HTTP/2 connection: nothing moved after GOAWAY");
             }
@@ -559,13 +565,7 @@ async fn serve_http<I>(
         builder.max_headers(server.max_headers);
     }
     let conn = builder.serve_connection(io, svc);
-    serve_until_stopped!(conn, stop, peer);
-}
-
-fn log_end(peer: SocketAddr, r: Result<(), hyper::Error>) {
-    if let Err(e) = r {
-        tracing::debug!(%peer, error = %e, "client connection ended with an error");
-    }
+    serve_until_stopped!(conn, stop, end);
 }
 
 /// Reads until a complete PROXY header; returns it and the bytes after it.

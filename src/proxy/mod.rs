@@ -9,6 +9,7 @@ pub mod idle;
 pub mod io;
 pub mod listener;
 pub mod proxy_protocol;
+pub mod refusal;
 pub mod respond;
 pub mod route;
 pub mod service;

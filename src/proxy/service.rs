@@ -16,8 +16,9 @@ use hyper::body::Incoming;
 use super::client_ip::{ClientAddr, client_addr};
 use super::evidence::RequestEvidence;
 use super::forward::{Forwarded, forward};
+use super::refusal::{Refusal, locate};
 use super::respond::{self, Body, DECISION_HEADER, Generated, REQUEST_ID_HEADER, RequestId};
-use super::route;
+use super::route::{self, Unroutable};
 use crate::body::Audited;
 use crate::geo::label;
 use crate::policy::{Decision, Reason, Side, Verdict};
@@ -248,7 +249,25 @@ async fn decide(
     head: bool,
 ) -> Forwarded {
     let id = ev.id;
-    let bad = |code: &str, msg: &str, status| {
+    // The client first: every refusal below records who was refused, from
+    // where (the address as the policy would judge it, and its country,
+    // looked up only when refusing: the verdict looks it up otherwise).
+    let server = &snap.config.server;
+    let client = client_addr(
+        conn.peer,
+        conn.client,
+        req.headers(),
+        server.client_ip_source,
+        &server.trusted_proxies,
+    );
+    let refuse = |ev: &mut RequestEvidence, refusal| {
+        ev.refused = Some(refusal);
+        if let (None, ClientAddr::Ip(ip)) = (ev.client, client) {
+            ev.client = Some(locate(ip, &snap.geo));
+        }
+    };
+    let bad = |ev: &mut RequestEvidence, refusal, code: &str, msg: &str, status| {
+        refuse(ev, refusal);
         Forwarded::Refused(respond::xml_error(status, code, msg, resource, id, head))
     };
 
@@ -257,19 +276,24 @@ async fn decide(
         && !sink.is_healthy()
     {
         snap.evidence.metrics.audit_refused.inc();
+        refuse(ev, Refusal::AuditUnavailable);
         return Forwarded::Refused(audit_unavailable(resource, id, head));
     }
     if req.method() == Method::CONNECT {
         return bad(
+            ev,
+            Refusal::MethodNotAllowed,
             "MethodNotAllowed",
             "CONNECT is not supported by this proxy",
             StatusCode::METHOD_NOT_ALLOWED,
         );
     }
-    if req.headers().len() > snap.config.server.max_headers {
+    if req.headers().len() > server.max_headers {
         // hyper enforces max_headers on HTTP/1.1 only; h2 bounds the bytes
         // (max_header_bytes) but not the count.
         return bad(
+            ev,
+            Refusal::TooManyHeaders,
             "RequestHeaderFieldsTooLarge",
             "too many header fields",
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -277,6 +301,8 @@ async fn decide(
     }
     if !framing_is_plain(&req) {
         return bad(
+            ev,
+            Refusal::BadTransferEncoding,
             "InvalidRequest",
             "unsupported Transfer-Encoding (only a single \"chunked\" is accepted)",
             StatusCode::BAD_REQUEST,
@@ -284,6 +310,8 @@ async fn decide(
     }
     let Some(host) = request_host(&req) else {
         return bad(
+            ev,
+            Refusal::BadHost,
             "InvalidRequest",
             "missing, repeated or invalid Host header",
             StatusCode::BAD_REQUEST,
@@ -301,24 +329,31 @@ async fn decide(
         Ok(Some(index)) => index,
         Ok(None) => {
             return bad(
+                ev,
+                Refusal::NoRoute,
                 "NoSuchRoute",
                 "no route of this proxy matches the host and path",
                 StatusCode::NOT_FOUND,
             );
         }
-        Err(why) => return bad(why.code(), why.message(), StatusCode::BAD_REQUEST),
+        Err(why) => {
+            let refusal = match why {
+                Unroutable::BadPercent => Refusal::BadPathEncoding,
+                Unroutable::BadHost => Refusal::BadHost,
+                Unroutable::Ambiguous => Refusal::AmbiguousTarget,
+            };
+            return bad(
+                ev,
+                refusal,
+                why.code(),
+                why.message(),
+                StatusCode::BAD_REQUEST,
+            );
+        }
     };
     ev.route = Some(index);
     let route = &snap.routes[index];
-    let server = &snap.config.server;
     let policy = &route.spec.policy.policy;
-    let client = client_addr(
-        conn.peer,
-        conn.client,
-        req.headers(),
-        server.client_ip_source,
-        &server.trusted_proxies,
-    );
     let verdict = match client {
         ClientAddr::Ip(ip) => policy.judge(ip, &snap.geo),
         ClientAddr::Untraceable => Verdict::untraceable(),
@@ -367,6 +402,8 @@ async fn decide(
             snap.config.audit.purpose_header
         );
         return bad(
+            ev,
+            Refusal::PurposeRequired,
             "PreconditionRequired",
             &msg,
             StatusCode::PRECONDITION_REQUIRED,

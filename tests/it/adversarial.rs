@@ -583,7 +583,7 @@ impl RawH2 {
         self.write.write_all(bytes).await.is_ok() && self.write.flush().await.is_ok()
     }
 
-    /// The frame types the server sent, with GOAWAY error codes.
+    /// The frame types the server sent, with GOAWAY and RST_STREAM error codes.
     async fn received(self) -> Vec<(u8, Option<u32>)> {
         drop(self.write);
         let bytes = self.read.await.unwrap();
@@ -594,8 +594,12 @@ impl RawH2 {
                 | usize::from(bytes[at + 1]) << 8
                 | usize::from(bytes[at + 2]);
             let kind = bytes[at + 3];
-            let code = (kind == 0x7 && at + 17 <= bytes.len())
-                .then(|| u32::from_be_bytes(bytes[at + 13..at + 17].try_into().unwrap()));
+            let code = match kind {
+                0x7 if at + 17 <= bytes.len() => Some(&bytes[at + 13..at + 17]),
+                0x3 if at + 13 <= bytes.len() => Some(&bytes[at + 9..at + 13]),
+                _ => None,
+            }
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()));
             frames.push((kind, code));
             at += 9 + len;
         }
@@ -754,6 +758,14 @@ async fn h2_continuation_flood_is_cut_off_and_a_good_client_stays_served() {
     assert_eq!(origin.request_count(), 0);
     h2_served(&proxy, &ca, "/b/after").await;
     still_served(&proxy).await;
+    // One connection refused: one record, whether h2 said GOAWAY or not.
+    let refused: Vec<_> = proxy
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["decision"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["reason"], "h2_connection_error");
 }
 
 /// One h2 request from an FR client with extra header fields.
@@ -1089,4 +1101,300 @@ async fn h2_spellings_of_a_protected_bucket_or_host_meet_their_enforce_route() {
         assert_eq!(rsp.status(), 451, "{uri}");
     }
     assert_eq!(origin.request_count(), 0, "{:?}", targets(&origin));
+}
+
+// ------------------------------------------- every refusal leaves evidence
+// (issue 13, point 3; HTTP/1.1 and pre-routing refusals: `refusals.rs`)
+
+/// Waits until the proxy's audit file holds `n` records.
+async fn audit_records(proxy: &Proxy, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..500 {
+        let r = proxy.audit_records();
+        if r.len() >= n {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "expected {n} audit records, found {}",
+        proxy.audit_records().len()
+    );
+}
+
+/// The value of the series `name{labels}` (labels in sorted order), 0 if absent.
+fn metric(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
+}
+
+const REFUSED_NO_ROUTE: &str = r#"residency_requests_total{decision="refused",route="(none)"}"#;
+
+/// h2 refuses these itself, before the proxy's service sees a request: a
+/// header block over `max_header_bytes` (its own 431, then a reset) and a
+/// malformed request (a reset with PROTOCOL_ERROR). Each leaves exactly one
+/// record naming the client, and one count.
+#[tokio::test]
+async fn h2_layer_refusals_leave_one_record_and_one_count_each() {
+    let (_g, origin, ca, proxy) = h2_setup().await;
+    let mut oversize = request_block("/b/oversize");
+    for i in 0..8 {
+        oversize.extend(hpack(&format!("x-big-{i}"), &"b".repeat(10_000)));
+    }
+    let mut oversize_frames = Vec::new();
+    let chunks: Vec<&[u8]> = oversize.chunks(16_000).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        let last = i + 1 == chunks.len();
+        let (kind, flags) = match (i, last) {
+            (0, _) => (0x1, END_STREAM),
+            (_, true) => (0x9, END_HEADERS),
+            (_, false) => (0x9, 0),
+        };
+        oversize_frames.extend(frame(kind, flags, 1, c));
+    }
+    // No :path: malformed (RFC 9113 §8.3.1).
+    let no_path = [
+        hpack(":method", "GET"),
+        hpack(":scheme", "https"),
+        hpack(":authority", "s3.test"),
+    ]
+    .concat();
+    let malformed = frame(0x1, END_STREAM | END_HEADERS, 1, &no_path);
+    let cases = [
+        (oversize_frames, 431, "h2_header_list_too_large"),
+        (malformed, 0, "h2_protocol_error"),
+    ];
+    for (n, (bytes, status, reason)) in cases.iter().enumerate() {
+        let before = proxy.metrics().await;
+        let mut attacker = RawH2::connect(ips::CN, proxy.tls_addr(), &ca, QUIET).await;
+        assert!(attacker.send(bytes).await);
+        let frames = attacker.received().await;
+        // h2's 431 (HEADERS) or a reset (RST_STREAM).
+        assert!(
+            frames.iter().any(|(k, _)| *k == 0x1 || *k == 0x3),
+            "{reason}: {frames:?}"
+        );
+        // Every frame the server wrote is behind us, and so are the records.
+        let all = audit_records(&proxy, n + 1).await;
+        assert_eq!(all.len(), n + 1, "{reason}: exactly one record: {all:#?}");
+        let r = &all[n];
+        assert_eq!(r["decision"], "refused", "{r}");
+        assert_eq!(r["reason"], *reason, "{r}");
+        assert_eq!(r["status"], *status, "{r}");
+        assert_eq!(r["client_ip"], ips::CN, "{r}");
+        assert_eq!(r["client_country"], "CN", "{r}");
+        assert_eq!(r["client_ip_source"], "peer", "{r}");
+        let after = proxy.metrics().await;
+        assert_eq!(
+            metric(&after, REFUSED_NO_ROUTE),
+            metric(&before, REFUSED_NO_ROUTE) + 1,
+            "{reason}"
+        );
+        let by_reason = format!(r#"residency_refused_requests_total{{reason="{reason}"}}"#);
+        assert_eq!(
+            metric(&after, &by_reason),
+            metric(&before, &by_reason) + 1,
+            "{reason}"
+        );
+    }
+    assert_eq!(origin.request_count(), 0);
+    crate::support::proxy::assert_audit_verifies(&[&proxy.audit_path()]);
+    h2_served(&proxy, &ca, "/b/after").await;
+}
+
+/// A proxy whose protocol-error records are limited to `max` per `window`.
+async fn budgeted(max: u64, window: &str) -> (TestGeo, Origin, Proxy, tempfile::TempDir) {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "{}\n[audit]\npath = \"{}\"\nprotocol_error_records = {max}\nprotocol_error_window = \"{window}\"\n",
+        config(&geo, &origin, "", "", ""),
+        dir.path().join("a.jsonl").display()
+    );
+    let proxy = Proxy::start(&toml);
+    (geo, origin, proxy, dir)
+}
+
+fn records_in(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A flood of garbage cannot become a flood of records: within one window
+/// exactly `protocol_error_records` are written, every other refusal is
+/// counted (dropped counter == N - budget), all N are counted as refused
+/// requests and in `/transfers`, the chain verifies, and a good client is
+/// still served.
+#[tokio::test]
+async fn a_flood_of_garbage_is_counted_whole_and_recorded_within_the_budget() {
+    const N: u64 = 25;
+    const BUDGET: u64 = 5;
+    let (_g, _origin, proxy, dir) = budgeted(BUDGET, "1h").await;
+    for _ in 0..N {
+        let answer = raw_exchange(ips::CN, proxy.addr(), b"GARBAGE\r\n\r\n", QUIET).await;
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    }
+    let path = dir.path().join("a.jsonl");
+    // A refusal is counted as its connection ends, which the client may
+    // see first: wait for the last count.
+    let mut m = proxy.metrics().await;
+    for _ in 0..500 {
+        if metric(&m, REFUSED_NO_ROUTE) >= N {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        m = proxy.metrics().await;
+    }
+    assert_eq!(metric(&m, REFUSED_NO_ROUTE), N, "{m}");
+    assert_eq!(
+        metric(&m, "residency_audit_protocol_errors_dropped_total"),
+        N - BUDGET,
+        "{m}"
+    );
+    // Each record is written before its count: all there (a last one may
+    // still be in its worker's batch).
+    let mut recs = records_in(&path);
+    for _ in 0..500 {
+        if recs.len() as u64 >= BUDGET {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        recs = records_in(&path);
+    }
+    assert_eq!(recs.len() as u64, BUDGET, "{recs:#?}");
+    assert!(
+        recs.iter()
+            .all(|r| r["client_ip"] == ips::CN && r["decision"] == "refused")
+    );
+    let rows = Client::bound_to("127.0.0.1")
+        .get(proxy.admin_addr(), "/transfers", &[])
+        .await;
+    let v: serde_json::Value = serde_json::from_slice(&rows.body).unwrap();
+    assert_eq!(v["transfers"][0]["country"], "CN", "{v:#}");
+    assert_eq!(v["transfers"][0]["refused"], N, "{v:#}");
+    assert_eq!(v["transfers"][0]["allowed_by_override"], 0, "{v:#}");
+    crate::support::proxy::assert_audit_verifies(&[&path]);
+    still_served(&proxy).await;
+}
+
+/// What was not recorded one by one is summarised when its window ends:
+/// records + the summaries' `unrecorded` == every refusal, and the
+/// summaries add up to the dropped counter.
+#[tokio::test]
+async fn refusals_over_the_budget_are_summarised_when_the_window_ends() {
+    const N: u64 = 12;
+    let (_g, _origin, proxy, dir) = budgeted(1, "2s").await;
+    for _ in 0..N {
+        raw_exchange(ips::CN, proxy.addr(), b"GARBAGE\r\n\r\n", QUIET).await;
+    }
+    let path = dir.path().join("a.jsonl");
+    let mut settled = None;
+    for _ in 0..1000 {
+        let dropped = metric(
+            &proxy.metrics().await,
+            "residency_audit_protocol_errors_dropped_total",
+        );
+        let recs = records_in(&path);
+        let summarised: u64 = recs.iter().filter_map(|r| r["unrecorded"].as_u64()).sum();
+        if dropped > 0 && summarised == dropped {
+            settled = Some((recs, dropped));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (recs, dropped) = settled.expect("the dropped refusals are summarised");
+    let (summaries, singles): (Vec<_>, Vec<_>) =
+        recs.iter().partition(|r| r["unrecorded"].is_u64());
+    assert_eq!(singles.len() as u64 + dropped, N, "{recs:#?}");
+    for s in &summaries {
+        assert_eq!(s["decision"], "refused", "{s}");
+        assert_eq!(s["reason"], "protocol_errors_unrecorded", "{s}");
+        assert_eq!(s["status"], 0, "{s}");
+    }
+    let out = std::process::Command::new(crate::support::proxy::BIN)
+        .args(["transfers", "--format", "json", "--audit"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["unrecorded_refusals"], dropped, "{v:#}");
+    crate::support::proxy::assert_audit_verifies(&[&path]);
+}
+
+/// Streams over the concurrency limit are refused one by one
+/// (`REFUSED_STREAM`): each reset the client receives is one count, and one
+/// record or one dropped-and-summarised refusal.
+#[tokio::test]
+async fn h2_refused_streams_are_counted_one_for_one() {
+    let (_g, _origin, ca, proxy) = h2_setup().await;
+    let mut attacker = RawH2::connect(ips::CN, proxy.tls_addr(), &ca, QUIET).await;
+    let mut bytes = Vec::new();
+    for i in 0..300u32 {
+        bytes.extend(frame(
+            0x1,
+            END_STREAM | END_HEADERS,
+            1 + 2 * i,
+            &request_block("/b/crowd"),
+        ));
+    }
+    assert!(attacker.send(&bytes).await);
+    let frames = attacker.received().await;
+    let refused = frames.iter().filter(|f| **f == (0x3, Some(7))).count() as u64;
+    assert!(refused > 0, "{frames:?}");
+    let m = proxy.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"residency_refused_requests_total{reason="h2_refused_stream"}"#
+        ),
+        refused
+    );
+    let records = proxy
+        .audit_records()
+        .iter()
+        .filter(|r| r["reason"] == "h2_refused_stream")
+        .inspect(|r| assert_eq!(r["client_ip"], ips::CN, "{r}"))
+        .count() as u64;
+    assert_eq!(
+        records + metric(&m, "residency_audit_protocol_errors_dropped_total"),
+        refused
+    );
+    crate::support::proxy::assert_audit_verifies(&[&proxy.audit_path()]);
+}
+
+/// Garbage instead of the HTTP/2 preface: h2 ends the connection without a
+/// GOAWAY; it is still one record and one count.
+#[tokio::test]
+async fn h2_garbage_instead_of_the_preface_leaves_one_record() {
+    let (_g, _origin, ca, proxy) = h2_setup().await;
+    let tcp = connect_from(ips::CN, proxy.tls_addr()).await;
+    let name = rustls::pki_types::ServerName::try_from("s3.test").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(client_config(&ca, None, &[b"h2"]))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: s3.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(QUIET, tls.read_to_end(&mut out)).await;
+    let mut m = proxy.metrics().await;
+    for _ in 0..500 {
+        if metric(&m, REFUSED_NO_ROUTE) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        m = proxy.metrics().await;
+    }
+    assert_eq!(metric(&m, REFUSED_NO_ROUTE), 1, "{m}");
+    let r = audit_records(&proxy, 1).await;
+    assert_eq!(r.len(), 1, "{r:#?}");
+    assert_eq!(r[0]["reason"], "h2_connection_error", "{}", r[0]);
+    assert_eq!(r[0]["client_ip"], ips::CN, "{}", r[0]);
+    assert_eq!(r[0]["status"], 0, "{}", r[0]);
 }

@@ -25,6 +25,7 @@ mod lifecycle;
 mod limits;
 mod operations;
 mod policy_engine;
+mod refusals;
 mod starvation;
 mod streaming;
 mod tls_reload;

@@ -161,7 +161,7 @@ fn json_counts_each_side_and_country_outside_the_eea() {
         json!({
             "side": side, "country": country,
             "requests": n[0], "blocked": n[1], "flagged": n[2], "allowed_by_override": n[3],
-            "bytes_up": n[4], "bytes_down": n[5], "identities": n[6],
+            "refused": 0, "bytes_up": n[4], "bytes_down": n[5], "identities": n[6],
             "first_seen": t(first), "last_seen": t(last),
         })
     };
@@ -171,6 +171,7 @@ fn json_counts_each_side_and_country_outside_the_eea() {
             "records": 7,
             "from": t(1),
             "to": t(7),
+            "unrecorded_refusals": 0,
             "transfers": [
                 row("client", "US", [3, 1, 1, 1, 13, 24, 2], 2, 7),
                 row("client", "CH", [1, 0, 0, 1, 5, 50, 1], 4, 4),
@@ -195,13 +196,13 @@ fn markdown_is_the_default_format() {
     let md = stdout_ok(&out);
     assert_eq!(md, stdout_ok(&transfers(dir.path(), "md")));
     let table = format!(
-        "| side | country | requests | blocked | flagged | allowed | bytes up | bytes down | identities | first seen | last seen |\n\
-         |---|---|--:|--:|--:|--:|--:|--:|--:|---|---|\n\
-         | client | US | 3 | 1 | 1 | 1 | 13 | 24 | 2 | {t2} | {t7} |\n\
-         | client | CH | 1 | 0 | 0 | 1 | 5 | 50 | 1 | {t4} | {t4} |\n\
-         | client | unknown | 1 | 0 | 0 | 1 | 1 | 2 | 1 | {t6} | {t6} |\n\
-         | upstream | CN | 1 | 1 | 0 | 0 | 0 | 0 | 1 | {t5} | {t5} |\n\
-         | upstream | unknown | 1 | 0 | 0 | 1 | 1 | 2 | 1 | {t6} | {t6} |\n",
+        "| side | country | requests | blocked | flagged | allowed | refused | bytes up | bytes down | identities | first seen | last seen |\n\
+         |---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n\
+         | client | US | 3 | 1 | 1 | 1 | 0 | 13 | 24 | 2 | {t2} | {t7} |\n\
+         | client | CH | 1 | 0 | 0 | 1 | 0 | 5 | 50 | 1 | {t4} | {t4} |\n\
+         | client | unknown | 1 | 0 | 0 | 1 | 0 | 1 | 2 | 1 | {t6} | {t6} |\n\
+         | upstream | CN | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 1 | {t5} | {t5} |\n\
+         | upstream | unknown | 1 | 0 | 0 | 1 | 0 | 1 | 2 | 1 | {t6} | {t6} |\n",
         t2 = t(2),
         t4 = t(4),
         t5 = t(5),

@@ -18,9 +18,9 @@ fn markdown_table() {
         "# Transfers outside the EEA\n\n\
          Requests whose client or upstream was outside the EEA (or of unknown country), per side \
          and country, from 1 audit record dated 2026-11-28T15:20:01.123Z to 2026-11-28T15:20:01.123Z.\n\n\
-         | side | country | requests | blocked | flagged | allowed | bytes up | bytes down | identities | first seen | last seen |\n\
-         |---|---|--:|--:|--:|--:|--:|--:|--:|---|---|\n\
-         | client | US | 1 | 1 | 0 | 0 | 0 | 0 | 1 | 2026-11-28T15:20:01.123Z | 2026-11-28T15:20:01.123Z |\n\n\
+         | side | country | requests | blocked | flagged | allowed | refused | bytes up | bytes down | identities | first seen | last seen |\n\
+         |---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n\
+         | client | US | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 1 | 2026-11-28T15:20:01.123Z | 2026-11-28T15:20:01.123Z |\n\n\
          A request counts as *allowed* when that side passed the policy although outside the EEA: \
          an override such as `allow_countries = [\"EEA\", \"CH\"]`, `allow_networks` or \
          `unknown_country = \"allow\"`, or only the other side was blocked or flagged.\n"
@@ -61,7 +61,7 @@ fn nothing_outside_says_so() {
     );
     assert_eq!(
         none.to_json(),
-        "{\n  \"records\": 0,\n  \"from\": null,\n  \"to\": null,\n  \"transfers\": []\n}\n"
+        "{\n  \"records\": 0,\n  \"from\": null,\n  \"to\": null,\n  \"unrecorded_refusals\": 0,\n  \"transfers\": []\n}\n"
     );
 }
 
@@ -75,9 +75,10 @@ fn json_field_names() {
             "records": 1,
             "from": "2026-11-28T15:20:01.123Z",
             "to": "2026-11-28T15:20:01.123Z",
+            "unrecorded_refusals": 0,
             "transfers": [{
                 "side": "client", "country": "US", "requests": 1, "blocked": 1,
-                "flagged": 0, "allowed_by_override": 0, "bytes_up": 0, "bytes_down": 0,
+                "flagged": 0, "allowed_by_override": 0, "refused": 0, "bytes_up": 0, "bytes_down": 0,
                 "identities": 1,
                 "first_seen": "2026-11-28T15:20:01.123Z",
                 "last_seen": "2026-11-28T15:20:01.123Z"

@@ -38,6 +38,7 @@ fn no_records_no_rows() {
             records: 0,
             from: None,
             to: None,
+            unrecorded_refusals: 0,
             transfers: vec![]
         }
     );
@@ -188,4 +189,31 @@ fn records_out_of_time_order_still_give_the_period() {
     assert_eq!(c.to.as_deref(), Some("2026-11-28T15:20:09.123Z"));
     assert_eq!(c.transfers[0].first_seen, "2026-11-28T15:20:03.123Z");
     assert_eq!(c.transfers[0].last_seen, "2026-11-28T15:20:09.123Z");
+}
+
+/// A refused request is neither allowed nor blocked: its own column, and
+/// never an upstream row.
+#[test]
+fn refused_requests_are_counted_as_refused_never_allowed() {
+    let mut refused = rec(1, "US", None, "refused", None, "anonymous");
+    refused.reason = Some("method_not_allowed".into());
+    let blocked = rec(2, "US", None, "blocked", Some("client"), "a");
+    let c = aggregate(vec![refused, blocked].into_iter());
+    let us = row(&c, Side::Client, "US");
+    assert_eq!(
+        (us.requests, us.blocked, us.flagged, us.allowed, us.refused),
+        (2, 1, 0, 0, 1)
+    );
+    assert_eq!(c.transfers.len(), 1);
+}
+
+/// A summary record counts refusals without countries: not a row.
+#[test]
+fn summary_records_add_to_unrecorded_refusals_not_to_rows() {
+    let mut summary = rec(1, "unknown", None, "refused", None, "anonymous");
+    summary.unrecorded = Some(7);
+    let c = aggregate(vec![summary.clone(), summary].into_iter());
+    assert_eq!(c.unrecorded_refusals, 14);
+    assert!(c.transfers.is_empty(), "{c:#?}");
+    assert!(c.to_markdown().contains(": 14."), "{}", c.to_markdown());
 }
