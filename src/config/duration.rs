@@ -1,8 +1,14 @@
-//! Durations as written in the config: `"250ms"`, `"10s"`, `"5m"`, `"1h"`.
+//! Durations as written in the config: `"250ms"`, `"10s"`, `"5m"`, `"1h"`,
+//! at most [`MAX`], so that no operator value can overflow the `Instant +
+//! Duration` of a deadline (`idle_timeout = "18446744073709551615s"` once
+//! passed `check` and then panicked on every connection).
 
 use std::time::Duration;
 
-/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h`.
+/// The longest duration any key accepts: 24 hours.
+pub const MAX: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h`, at most [`MAX`].
 ///
 /// # Errors
 /// A message saying what was expected, for the config error list.
@@ -33,6 +39,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             .ok_or_else(expected)?,
         _ => return Err(expected()),
     };
+    if d > MAX {
+        return Err(format!(
+            "duration \"{text}\" is too long (at most \"24h\", \"1440m\", \"86400s\")"
+        ));
+    }
     Ok(d)
 }
 
@@ -63,6 +74,24 @@ mod tests {
         ] {
             let err = parse(bad).unwrap_err();
             assert!(err.starts_with("invalid duration"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_longer_than_a_day_are_refused() {
+        assert_eq!(parse("24h"), Ok(MAX));
+        assert_eq!(parse("1440m"), Ok(MAX));
+        assert_eq!(parse("86400000ms"), Ok(MAX));
+        for long in [
+            "25h",
+            "86401s",
+            "86400001ms",
+            "18446744073709551615s",
+            "18446744073709551615ms",
+            "307445734561825860m",
+        ] {
+            let err = parse(long).unwrap_err();
+            assert!(err.contains("is too long"), "{long}: {err}");
         }
     }
 }
