@@ -15,6 +15,7 @@ pub use duration::parse as parse_duration;
 pub use error::{ConfigError, Problem};
 pub use raw::ClientIpSource;
 
+use crate::geo::Nat64Prefixes;
 use crate::policy::{NetworkTable, Policy};
 
 /// The default config path, relative to the working directory.
@@ -35,6 +36,9 @@ pub struct Config {
     pub geoip_database: PathBuf,
     /// `[geoip] watch`: poll interval when the database file is watched.
     pub geoip_watch: Option<Duration>,
+    /// `[geoip] nat64_prefixes`, also held by every policy and the trusted
+    /// proxies table, which canonicalise with them.
+    pub nat64_prefixes: Nat64Prefixes,
     /// `[policy]`, compiled.
     pub policy: PolicySpec,
     /// `[[route]]`, in file order.
@@ -227,3 +231,6 @@ impl Config {
         validate::validate(path, text)
     }
 }
+
+#[cfg(test)]
+mod tests_bounds;

@@ -294,6 +294,9 @@ pub struct RawGeoip {
     /// How often the file is checked when `watch = true`.
     #[serde(default = "default_watch_interval")]
     pub watch_interval: Text,
+    /// NAT64 prefixes (RFC 6052) whose addresses embed an IPv4 address.
+    #[serde(default = "default_nat64_prefixes")]
+    pub nat64_prefixes: Vec<Text>,
 }
 
 impl Default for RawGeoip {
@@ -302,6 +305,7 @@ impl Default for RawGeoip {
             database: default_database(),
             watch: false,
             watch_interval: default_watch_interval(),
+            nat64_prefixes: default_nat64_prefixes(),
         }
     }
 }
@@ -470,6 +474,9 @@ fn default_allow_networks() -> Vec<Text> {
 }
 fn default_path_prefix() -> Text {
     text("/")
+}
+fn default_nat64_prefixes() -> Vec<Text> {
+    vec![text("64:ff9b::/96"), text("64:ff9b:1::/48")]
 }
 const fn default_true() -> bool {
     true
