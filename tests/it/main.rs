@@ -17,6 +17,7 @@ mod cli;
 mod client_ip;
 mod decisions;
 mod deploy;
+mod embedded;
 mod evidence;
 mod faults;
 mod forwarding;
