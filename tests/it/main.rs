@@ -24,6 +24,7 @@ mod forwarding;
 mod geodb;
 mod lifecycle;
 mod limits;
+mod operator_values;
 mod policy_engine;
 mod streaming;
 mod tls_reload;
