@@ -596,14 +596,12 @@ fn nat64_prefixes(list: &[Text], p: &mut Problems<'_>) -> Nat64Prefixes {
             }
         };
         let (bits, len) = (u128::from(net.network()), net.prefix_len());
-        if let Some((form, _, _)) = FIXED_FORMS.iter().find(|(_, fb, fl)| {
-            let l = u32::from(len.min(*fl));
-            (bits ^ fb).checked_shr(128 - l).unwrap_or(0) == 0
-        }) {
+        if let Some(form) = FIXED_FORMS.iter().find(|f| f.overlaps(bits, len)) {
             p.at(
                 t.span(),
                 format!(
-                    "invalid NAT64 prefix \"{s}\": it overlaps {form}, which has its own meaning"
+                    "invalid NAT64 prefix \"{s}\": it overlaps {}, which has its own meaning",
+                    form.name
                 ),
             );
             continue;
@@ -640,15 +638,15 @@ fn networks_not_unwrapped(raw: &RawConfig, nat64: &Nat64Prefixes, p: &mut Proble
             continue;
         };
         let (bits, len) = (u128::from(net.network()), net.prefix_len());
-        let inside = |fb: u128, fl: u8| len >= fl && (bits ^ fb) >> (128 - u32::from(fl)) == 0;
+        // ::/127 holds only :: and ::1, which are not IPv4-compatible.
+        let not_compatible = len >= 127 && bits <= 1;
         let fixed = FIXED_FORMS
             .iter()
-            .filter(|(form, _, _)| !form.starts_with("Teredo") && !form.contains("IPv4-mapped"))
-            .find(|(_, fb, fl)| inside(*fb, *fl) && !(len >= 127 && bits <= 1))
-            .map(|(form, _, _)| (*form).to_owned());
+            .find(|f| !f.networks_inside_match && f.contains(bits, len) && !not_compatible)
+            .map(|f| f.name.to_owned());
         let translated = nat64
             .iter()
-            .find(|n| inside(u128::from(n.net().network()), n.net().prefix_len()))
+            .find(|n| n.net().contains(&net))
             .map(|n| format!("the NAT64 prefix {n}"));
         if let Some(form) = fixed.or(translated) {
             p.at(

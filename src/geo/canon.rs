@@ -145,13 +145,68 @@ impl Nat64Prefixes {
     }
 }
 
-/// The always-unwrapped forms and Teredo, for validating operator networks.
-pub const FIXED_FORMS: [(&str, u128, u8); 5] = [
-    ("the IPv4-mapped form ::ffff:0:0/96", 0xffff_u128 << 32, 96),
-    ("the SIIT form ::ffff:0:0:0/96", 0xffff_u128 << 48, 96),
-    ("the IPv4-compatible form ::/96", 0, 96),
-    ("the 6to4 form 2002::/16", 0x2002_u128 << 112, 16),
-    ("Teredo 2001::/32", 0x2001_u128 << 112, 32),
+/// A form [`canonicalize`] always recognises, for validating what the
+/// operator writes: NAT64 prefixes must not overlap one, and a network
+/// written inside one must be able to match.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedForm {
+    /// What error messages call it.
+    pub name: &'static str,
+    /// Its first bits.
+    pub net: u128,
+    /// Its prefix length.
+    pub len: u8,
+    /// True when a network written inside it still matches: IPv4-mapped
+    /// networks are stored as the IPv4 network (`NetworkTable::compile`),
+    /// and Teredo addresses are matched as the IPv6 address they are.
+    pub networks_inside_match: bool,
+}
+
+impl FixedForm {
+    /// True when `net`/`len` lies inside this form.
+    pub const fn contains(&self, net: u128, len: u8) -> bool {
+        len >= self.len && (net ^ self.net) >> (128 - self.len as u32) == 0
+    }
+
+    /// True when `net`/`len` and this form share an address.
+    pub const fn overlaps(&self, net: u128, len: u8) -> bool {
+        let shorter = if len < self.len { len } else { self.len };
+        shorter == 0 || (net ^ self.net) >> (128 - shorter as u32) == 0
+    }
+}
+
+/// The forms of SPEC §4 other than NAT64.
+pub const FIXED_FORMS: [FixedForm; 5] = [
+    FixedForm {
+        name: "the IPv4-mapped form ::ffff:0:0/96",
+        net: 0xffff_u128 << 32,
+        len: 96,
+        networks_inside_match: true,
+    },
+    FixedForm {
+        name: "the SIIT form ::ffff:0:0:0/96",
+        net: 0xffff_u128 << 48,
+        len: 96,
+        networks_inside_match: false,
+    },
+    FixedForm {
+        name: "the IPv4-compatible form ::/96",
+        net: 0,
+        len: 96,
+        networks_inside_match: false,
+    },
+    FixedForm {
+        name: "the 6to4 form 2002::/16",
+        net: 0x2002_u128 << 112,
+        len: 16,
+        networks_inside_match: false,
+    },
+    FixedForm {
+        name: "Teredo 2001::/32",
+        net: 0x2001_u128 << 112,
+        len: 32,
+        networks_inside_match: true,
+    },
 ];
 
 /// Unwraps IPv4 addresses embedded in IPv6 forms (see the module doc);

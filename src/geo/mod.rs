@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use canon::{
-    Canonical, FIXED_FORMS, NAT64_LENGTHS, Nat64Error, Nat64Prefix, Nat64Prefixes, canonicalize,
+    Canonical, FIXED_FORMS, FixedForm, NAT64_LENGTHS, Nat64Error, Nat64Prefix, Nat64Prefixes,
+    canonicalize,
 };
 pub use country::{COUNTRY_SLOTS, Country, CountrySet, UNKNOWN_LABEL, from_slot, label, slot};
 pub use eea::{EEA_EFTA_STATES, EU_MEMBER_STATES, EU_REGIONS_WITH_OWN_CODE, eea};
