@@ -59,6 +59,9 @@ const PROBES: [IpAddr; 4] = [
     IpAddr::V6(std::net::Ipv6Addr::new(0x2a01, 0xcb00, 0, 0, 0, 0, 0, 1)),
 ];
 
+/// The largest database file read: 1 GiB (GeoIP2 City is about 70 MB).
+pub const MAX_DATABASE_BYTES: u64 = 1 << 30;
+
 /// An open country database.
 pub struct GeoDb {
     reader: maxminddb::Reader<Vec<u8>>,
@@ -98,11 +101,26 @@ impl GeoDb {
     /// [`GeoError::Open`] if it cannot be read as a MaxMind DB,
     /// [`GeoError::Corrupt`] if its structure does not verify.
     pub fn open(path: &Path) -> Result<Self, GeoError> {
+        Self::open_at_most(path, MAX_DATABASE_BYTES)
+    }
+
+    fn open_at_most(path: &Path, max: u64) -> Result<Self, GeoError> {
+        use std::io::Read;
         let open = |source| GeoError::Open {
             path: path.to_owned(),
             source,
         };
-        let bytes = std::fs::read(path).map_err(|e| open(maxminddb::MaxMindDbError::Io(e)))?;
+        // Bounded: a path to /dev/zero, a FIFO or a runaway file must not
+        // eat the memory of the process.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+            .map_err(|e| open(maxminddb::MaxMindDbError::Io(e)))?;
+        if bytes.len() as u64 > max {
+            return Err(open(maxminddb::MaxMindDbError::invalid_database(format!(
+                "the file is larger than {max} bytes"
+            ))));
+        }
         let reader = maxminddb::Reader::from_source(bytes).map_err(open)?;
         // A full `verify()` also rejects databases whose optional metadata is
         // empty (the shipped one has no description), so probe instead: a
@@ -242,6 +260,15 @@ mod tests {
             let err = GeoDb::open(&path).unwrap_err();
             assert!(matches!(err, GeoError::Open { .. }), "{len}: {err:?}");
         }
+    }
+
+    #[test]
+    fn a_database_path_to_an_endless_file_is_refused_without_reading_it_all() {
+        let err = GeoDb::open_at_most(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert!(
+            format!("{:?}", err).contains("larger than 1048576 bytes"),
+            "{err:?}"
+        );
     }
 
     #[test]
