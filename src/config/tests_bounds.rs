@@ -179,3 +179,18 @@ fn a_network_inside_an_unwrapped_form_is_refused_as_it_would_never_match() {
         assert!(Config::parse(Path::new("c.toml"), &text).is_ok(), "{net}");
     }
 }
+
+#[test]
+fn trusted_proxies_are_matched_through_the_configured_nat64_prefixes() {
+    let text = with_nat64("[\"64:ff9b::/96\", \"3fff:5:1:1::/64\"]")
+        .replace("trusted_proxies = []", "trusted_proxies = [\"10.0.0.1\"]");
+    let config = Config::parse(Path::new("c.toml"), &text).unwrap();
+    let trusted = &config.server.trusted_proxies;
+    let is = |ip: &str| crate::proxy::client_ip::is_trusted(ip.parse().unwrap(), trusted);
+    assert!(is("10.0.0.1"));
+    assert!(is("64:ff9b::a00:1"));
+    assert!(is("3fff:5:1:1:a:0:100:0"));
+    // Not listed any more: ordinary IPv6.
+    assert!(!is("64:ff9b:1:a00:0:100::"));
+    assert!(!is("3fff:5:1:1:b:0:100:0"));
+}
