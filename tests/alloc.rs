@@ -1,7 +1,8 @@
 //! Judging an address allocates nothing: a counting global allocator
 //! (per thread, so the test harness's own threads do not interfere) counts
 //! allocations over thousands of judgments after a warm-up, with allowed,
-//! blocked, unknown, IPv6, IPv6-wrapped and Teredo addresses, against the
+//! blocked, unknown, IPv6, IPv6-wrapped (every RFC 6052 layout included)
+//! and Teredo addresses, against the
 //! shipped database and a policy that has network tables to search.
 
 #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
@@ -48,7 +49,7 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-const ADDRESSES: [&str; 16] = [
+const ADDRESSES: [&str; 21] = [
     "90.0.0.1",                             // FR, allowed
     "82.64.0.1",                            // FR
     "8.8.8.8",                              // US, blocked
@@ -65,13 +66,18 @@ const ADDRESSES: [&str; 16] = [
     "2001:0:4136:e378:8000:63bf:3fff:fdd2", // Teredo
     "203.0.113.7",                          // in deny_networks below
     "fd00::1",                              // in allow_networks below
+    "::ffff:0:808:808",                     // SIIT of 8.8.8.8
+    "64:ff9b:1:5a00:0:100::",               // NAT64 /48 layout of 90.0.0.1
+    "64:ff9b:1:5a00:100:100::",             // NAT64 /48, u octet set: untraceable
+    "2001:db8:5a00:1::",                    // NAT64 /32 layout (configured) of 90.0.0.1
+    "2001:db8:1:2:5a:0:100:0",              // NAT64 /64 layout (configured) of 90.0.0.1
 ];
 
 #[test]
 fn judging_allocates_nothing() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let toml = format!(
-        "[geoip]\ndatabase = \"{}\"\n[policy]\nallow_networks = [\"fd00::/8\", \"100.64.0.0/10\"]\ndeny_networks = [\"203.0.113.0/24\"]\ndeny_countries = [\"CN\"]\n[[route]]\nname = \"r\"\nupstreams = [\"http://127.0.0.1:9\"]\n",
+        "[geoip]\ndatabase = \"{}\"\nnat64_prefixes = [\"64:ff9b::/96\", \"64:ff9b:1::/48\", \"2001:db8::/32\", \"2001:db8:1:2::/64\"]\n[policy]\nallow_networks = [\"fd00::/8\", \"100.64.0.0/10\"]\ndeny_networks = [\"203.0.113.0/24\"]\ndeny_countries = [\"CN\"]\n[[route]]\nname = \"r\"\nupstreams = [\"http://127.0.0.1:9\"]\n",
         root.join("geodata/geo-whois-asn-country.mmdb").display()
     );
     let config = Config::parse(Path::new("alloc.toml"), &toml).unwrap();
@@ -85,6 +91,8 @@ fn judging_allocates_nothing() {
     }
     // The verdicts are real, not a no-op being measured.
     assert!(outcomes[0].passes() && !outcomes[2].passes() && !outcomes[13].passes());
+    assert!(!outcomes[16].passes() && outcomes[17].passes() && !outcomes[18].passes());
+    assert!(outcomes[19].passes() && outcomes[20].passes());
 
     let before = allocations();
     let mut passed = 0u32;
@@ -103,8 +111,9 @@ fn judging_allocates_nothing() {
         "judging 16,000 addresses allocated {} times",
         after - before
     );
-    // 90.0.0.1, 82.64.0.1, 2a01:cb00::1, 64:ff9b::5a00:1, fd00::1 pass.
-    assert_eq!(passed, 5 * 1_000);
+    // 90.0.0.1, 82.64.0.1, 2a01:cb00::1, 64:ff9b::5a00:1, fd00::1 and the
+    // three other NAT64 layouts of 90.0.0.1 pass.
+    assert_eq!(passed, 8 * 1_000);
 }
 
 #[test]

@@ -153,6 +153,12 @@ fn summary(snap: &Snapshot) -> String {
         c.server.client_ip_source.as_str(),
         list_or_none(&c.server.trusted_proxies_text)
     );
+    let nat64: Vec<String> = c.nat64_prefixes.iter().map(|p| p.to_string()).collect();
+    let _ = writeln!(
+        w,
+        "IPv4 unwrapped from: ::ffff:0:0/96 ::ffff:0:0:0/96 ::/96 2002::/16, NAT64 {}",
+        list_or_none(&nat64)
+    );
     let eea_codes: Vec<String> = eea().iter().map(|c| c.to_string()).collect();
     let _ = writeln!(
         w,

@@ -15,6 +15,7 @@ pub use duration::parse as parse_duration;
 pub use error::{ConfigError, Problem};
 pub use raw::ClientIpSource;
 
+use crate::geo::Nat64Prefixes;
 use crate::policy::{NetworkTable, Policy};
 
 /// The default config path, relative to the working directory.
@@ -37,6 +38,9 @@ pub struct Config {
     pub geoip_watch: Option<Duration>,
     /// `[geoip] max_age`: `check` warns when the database is older.
     pub geoip_max_age: Duration,
+    /// `[geoip] nat64_prefixes`, also held by every policy and the trusted
+    /// proxies table, which canonicalise with them.
+    pub nat64_prefixes: Nat64Prefixes,
     /// `[policy]`, compiled.
     pub policy: PolicySpec,
     /// `[[route]]`, in file order.
@@ -243,3 +247,6 @@ impl Config {
         validate::validate(path, text)
     }
 }
+
+#[cfg(test)]
+mod tests_bounds;

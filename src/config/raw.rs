@@ -316,6 +316,9 @@ pub struct RawGeoip {
     /// Age of the database's build past which `check` warns.
     #[serde(default = "default_geoip_max_age")]
     pub max_age: Text,
+    /// NAT64 prefixes (RFC 6052) whose addresses embed an IPv4 address.
+    #[serde(default = "default_nat64_prefixes")]
+    pub nat64_prefixes: Vec<Text>,
 }
 
 impl Default for RawGeoip {
@@ -325,6 +328,7 @@ impl Default for RawGeoip {
             watch: false,
             watch_interval: default_watch_interval(),
             max_age: default_geoip_max_age(),
+            nat64_prefixes: default_nat64_prefixes(),
         }
     }
 }
@@ -504,8 +508,13 @@ fn default_path_prefix() -> Text {
     text("/")
 }
 fn default_geoip_max_age() -> Text {
-    text("720h")
+    text("30d")
 }
+
+fn default_nat64_prefixes() -> Vec<Text> {
+    vec![text("64:ff9b::/96"), text("64:ff9b:1::/48")]
+}
+
 const fn default_true() -> bool {
     true
 }

@@ -17,7 +17,9 @@ use super::{
     AuditSpec, Config, HostPattern, PolicySpec, ResolverSpec, RouteSpec, Server, TlsSpec,
     UpstreamHost, UpstreamUrl,
 };
-use crate::geo::{Country, CountrySet, eea, known_codes, suggestion};
+use crate::geo::{
+    Country, CountrySet, FIXED_FORMS, Nat64Prefix, Nat64Prefixes, eea, known_codes, suggestion,
+};
 use crate::policy::{Mode, NetworkTable, Policy};
 use crate::proxy::route::config_host;
 
@@ -34,23 +36,27 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         }
     })?;
     let mut p = Problems::new(text);
-    let server = server(&raw, &mut p);
+    let nat64 = nat64_prefixes(&raw.geoip.nat64_prefixes, &mut p);
+    networks_not_unwrapped(&raw, &nat64, &mut p);
+    let mut server = server(&raw, &mut p);
+    server.trusted_proxies = server.trusted_proxies.with_nat64(nat64.clone());
     let geoip_database = PathBuf::from(raw.geoip.database.get_ref());
-    let geoip_watch = raw
-        .geoip
-        .watch
-        .then(|| duration(&raw.geoip.watch_interval, &mut p, false));
-    let geoip_max_age = duration(&raw.geoip.max_age, &mut p, false);
+    // Checked even when watch = false, so turning it on later cannot
+    // reveal a value `check` accepted.
+    let watch_interval = duration(&raw.geoip.watch_interval, &mut p, false);
+    let geoip_watch = raw.geoip.watch.then_some(watch_interval);
+    let geoip_max_age = long_duration(&raw.geoip.max_age, &mut p);
     if raw.geoip.database.get_ref().is_empty() {
         p.at(raw.geoip.database.span(), "geoip database path is empty");
     }
     let global = Lists::from_raw(&raw.policy);
-    let policy = compile_policy(
+    let mut policy = compile_policy(
         &global,
         mode(raw.policy.mode),
         raw.policy.unknown_country,
         &mut p,
     );
+    policy.policy.nat64 = nat64.clone();
     if raw.routes.is_empty() {
         p.at(0..0, "no [[route]] is defined: every request would get 404 (add at least one route with upstreams)");
     }
@@ -66,6 +72,9 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
             routes.push(r);
         }
     }
+    for r in &mut routes {
+        r.policy.policy.nat64 = nat64.clone();
+    }
     let admin_listen = admin(&raw, &mut p);
     let resolver = resolver(&raw, &mut p);
     let audit = audit(&raw, &mut p);
@@ -79,6 +88,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         geoip_database,
         geoip_watch,
         geoip_max_age,
+        nat64_prefixes: nat64,
         policy,
         routes,
     })
@@ -306,6 +316,15 @@ fn duration(t: &Text, p: &mut Problems<'_>, zero_ok: bool) -> Duration {
     }
 }
 
+/// An age compared with dates, never added to an `Instant`: up to
+/// [`super::duration::LONG_MAX`].
+fn long_duration(t: &Text, p: &mut Problems<'_>) -> Duration {
+    super::duration::parse_age(t.get_ref()).unwrap_or_else(|msg| {
+        p.at(t.span(), msg);
+        Duration::from_secs(1)
+    })
+}
+
 fn cidr(t: &Text, p: &mut Problems<'_>) -> Option<IpNet> {
     let s = t.get_ref();
     // A bare address is a /32 or /128.
@@ -388,6 +407,8 @@ fn compile_policy(
             unknown_allowed: unknown == RawUnknown::Allow,
             allow_networks: NetworkTable::compile(&allow_nets),
             deny_networks: NetworkTable::compile(&deny_nets),
+            // Replaced by `[geoip] nat64_prefixes` once every policy is compiled.
+            nat64: Nat64Prefixes::default(),
         },
     }
 }
@@ -645,4 +666,89 @@ fn s3_domains(list: &[Text], p: &mut Problems<'_>) -> Vec<String> {
             d
         })
         .collect()
+}
+
+/// `[geoip] nat64_prefixes`: IPv6 networks of a length RFC 6052 defines a
+/// layout for, clear of the forms that are always unwrapped.
+fn nat64_prefixes(list: &[Text], p: &mut Problems<'_>) -> Nat64Prefixes {
+    let mut prefixes = Vec::new();
+    for t in list {
+        let s = t.get_ref();
+        let Ok(net) = s.parse::<ipnet::Ipv6Net>() else {
+            p.at(
+                t.span(),
+                format!("invalid NAT64 prefix \"{s}\" (expected an IPv6 network such as \"64:ff9b::/96\")"),
+            );
+            continue;
+        };
+        let prefix = match Nat64Prefix::new(net) {
+            Ok(prefix) => prefix,
+            Err(e) => {
+                p.at(t.span(), format!("invalid NAT64 prefix \"{s}\": {e}"));
+                continue;
+            }
+        };
+        let (bits, len) = (u128::from(net.network()), net.prefix_len());
+        if let Some(form) = FIXED_FORMS.iter().find(|f| f.overlaps(bits, len)) {
+            p.at(
+                t.span(),
+                format!(
+                    "invalid NAT64 prefix \"{s}\": it overlaps {}, which has its own meaning",
+                    form.name
+                ),
+            );
+            continue;
+        }
+        prefixes.push(prefix);
+    }
+    Nat64Prefixes::new(prefixes)
+}
+
+/// A network written inside a form whose addresses are judged as the IPv4
+/// address they embed would never match anything: refused, with the fix.
+/// IPv4-mapped networks are the exception: `NetworkTable` stores them as the
+/// IPv4 network they describe. `::` and `::1` are not IPv4-compatible.
+fn networks_not_unwrapped(raw: &RawConfig, nat64: &Nat64Prefixes, p: &mut Problems<'_>) {
+    fn own(l: &Option<Vec<Text>>) -> &[Text] {
+        l.as_deref().unwrap_or_default()
+    }
+    let lists = [
+        &raw.server.trusted_proxies[..],
+        &raw.policy.allow_networks,
+        &raw.policy.deny_networks,
+    ]
+    .into_iter()
+    .chain(raw.routes.iter().flat_map(|r| {
+        let r = r.get_ref();
+        [own(&r.allow_networks), own(&r.deny_networks)]
+    }));
+    for t in lists.flatten() {
+        let Ok(ipnet::IpNet::V6(net)) = t
+            .get_ref()
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| t.get_ref().parse::<IpAddr>().map(ipnet::IpNet::from))
+        else {
+            continue;
+        };
+        let (bits, len) = (u128::from(net.network()), net.prefix_len());
+        // ::/127 holds only :: and ::1, which are not IPv4-compatible.
+        let not_compatible = len >= 127 && bits <= 1;
+        let fixed = FIXED_FORMS
+            .iter()
+            .find(|f| !f.networks_inside_match && f.contains(bits, len) && !not_compatible)
+            .map(|f| f.name.to_owned());
+        let translated = nat64
+            .iter()
+            .find(|n| n.net().contains(&net))
+            .map(|n| format!("the NAT64 prefix {n}"));
+        if let Some(form) = fixed.or(translated) {
+            p.at(
+                t.span(),
+                format!(
+                    "network \"{}\" lies inside {form}, whose addresses are judged as the IPv4 address they embed: it would never match (write the IPv4 network instead)",
+                    t.get_ref()
+                ),
+            );
+        }
+    }
 }

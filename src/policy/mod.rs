@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 pub use networks::NetworkTable;
 
-use crate::geo::{Canonical, Country, CountrySet, GeoDb, canonicalize};
+use crate::geo::{Canonical, Country, CountrySet, GeoDb, Nat64Prefixes, canonicalize};
 
 /// `enforce` blocks; `monitor` lets the request pass and flags it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +122,7 @@ pub enum Rule {
     DenyNetworks,
     /// `allow_networks` matched.
     AllowNetworks,
-    /// Teredo or otherwise untraceable.
+    /// Teredo, a malformed NAT64 address, or otherwise untraceable.
     Untraceable,
     /// `deny_countries` matched.
     DenyCountries,
@@ -195,17 +195,19 @@ pub struct Policy {
     pub allow_networks: NetworkTable,
     /// Networks that always fail.
     pub deny_networks: NetworkTable,
+    /// `[geoip] nat64_prefixes`: where NAT64 addresses embed IPv4 ones.
+    pub nat64: Nat64Prefixes,
 }
 
 impl Policy {
     /// Judges `ip` in the SPEC §4 order: `deny_networks` → `allow_networks`
-    /// → Teredo → country in `deny_countries` → country in `allow_countries`
+    /// → untraceable (Teredo, a NAT64 address with a non-zero u octet) → country in `deny_countries` → country in `allow_countries`
     /// → unknown country → `unknown_country`.
     #[inline]
     pub fn judge(&self, ip: IpAddr, geo: &GeoDb) -> Verdict {
-        let (canon, teredo) = match canonicalize(ip) {
+        let (canon, teredo) = match canonicalize(ip, &self.nat64) {
             Canonical::Ip(ip) => (ip, false),
-            Canonical::Teredo(v6) => (IpAddr::V6(v6), true),
+            Canonical::Untraceable(v6) => (IpAddr::V6(v6), true),
         };
         // The country is looked up even when a network rule decides, so the
         // evidence (logs, audit) always says where an address is.

@@ -5,12 +5,18 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::geo::Nat64Prefixes;
+
 /// A set of networks. IPv4 and IPv6 ranges are kept apart, each sorted by
 /// start and merged so ranges never overlap.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkTable {
     v4: Vec<(u32, u32)>,
     v6: Vec<(u128, u128)>,
+    /// How addresses are canonicalised before they are matched against this
+    /// table by [`crate::proxy::client_ip::is_trusted`] (trusted proxies);
+    /// a policy's own tables are matched after `Policy::judge` did it.
+    nat64: Nat64Prefixes,
 }
 
 impl NetworkTable {
@@ -38,7 +44,20 @@ impl NetworkTable {
         Self {
             v4: merge(v4),
             v6: merge(v6),
+            nat64: Nat64Prefixes::default(),
         }
+    }
+
+    /// The same table, canonicalising with `nat64` (`[geoip] nat64_prefixes`).
+    #[must_use]
+    pub fn with_nat64(mut self, nat64: Nat64Prefixes) -> Self {
+        self.nat64 = nat64;
+        self
+    }
+
+    /// The NAT64 prefixes addresses are canonicalised with.
+    pub const fn nat64(&self) -> &Nat64Prefixes {
+        &self.nat64
     }
 
     /// True when `ip` falls in one of the networks.

@@ -43,6 +43,7 @@ fn busy_policy(unknown_allowed: bool) -> Policy {
         unknown_allowed,
         allow_networks: nets(&parse(&["100.64.0.0/10", "8.8.4.0/24", "fd00::/8"])),
         deny_networks: nets(&parse(&["203.0.113.0/24", "90.0.0.0/16", "2a01:cb00::/32"])),
+        nat64: Nat64Prefixes::default(),
     }
 }
 
@@ -53,9 +54,17 @@ fn wrappings(v4: Ipv4Addr, noise: u64) -> Vec<Ipv6Addr> {
     let noise = u128::from(noise);
     let mut forms = vec![
         Ipv6Addr::from(0xffff_u128 << 32 | a),      // ::ffff:a.b.c.d
+        Ipv6Addr::from(0xffff_u128 << 48 | a),      // ::ffff:0:a.b.c.d (SIIT)
         Ipv6Addr::from(0x0064_ff9b_u128 << 96 | a), // 64:ff9b::a.b.c.d
-        Ipv6Addr::from(0x0064_ff9b_0001_u128 << 80 | (noise & 0xffff_ffff_ffff) << 32 | a), // 64:ff9b:1::/48
-        Ipv6Addr::from(0x2002_u128 << 112 | a << 80 | (noise & ((1 << 80) - 1))),           // 6to4
+        // 64:ff9b:1::/48: two octets at bits 48..63, the zero u octet, two
+        // octets at bits 72..87, then the suffix.
+        Ipv6Addr::from(
+            0x0064_ff9b_0001_u128 << 80
+                | (a >> 16) << 64
+                | (a & 0xffff) << 40
+                | (noise & 0xff_ffff_ffff),
+        ),
+        Ipv6Addr::from(0x2002_u128 << 112 | a << 80 | (noise & ((1 << 80) - 1))), // 6to4
     ];
     if u32::from(v4) > 1 {
         // ::a.b.c.d (:: and ::1 are not IPv4-compatible addresses).
@@ -110,9 +119,9 @@ proptest! {
     ) {
         let ip = if v6 { IpAddr::V6(Ipv6Addr::from(raw)) } else { IpAddr::V4(Ipv4Addr::from(raw as u32)) };
         // Judge the canonical form, so the nets are written in its family.
-        let canon = match crate::geo::canonicalize(ip) {
+        let canon = match crate::geo::canonicalize(ip, &Nat64Prefixes::default()) {
             crate::geo::Canonical::Ip(c) => c,
-            crate::geo::Canonical::Teredo(t) => IpAddr::V6(t),
+            crate::geo::Canonical::Untraceable(t) => IpAddr::V6(t),
         };
         let scale = if canon.is_ipv6() { 4 } else { 1 };
         let deny = IpNet::new(canon, deny_prefix * scale).expect("prefix").trunc();
@@ -146,6 +155,7 @@ proptest! {
             unknown_allowed: true,
             allow_networks: NetworkTable::default(),
             deny_networks: NetworkTable::default(),
+            nat64: Nat64Prefixes::default(),
         };
         let v = policy.judge(ip, geo());
         prop_assert_eq!(v.reason, Some(Reason::CountryDenied));
@@ -174,8 +184,9 @@ fn the_wrappings_are_those_of_the_spec() {
         forms,
         [
             "::ffff:8.8.8.8",
+            "::ffff:0:808:808",
             "64:ff9b::808:808",
-            "64:ff9b:1::808:808",
+            "64:ff9b:1:808:8:800::",
             "2002:808:808::",
             "::808:808"
         ]

@@ -32,9 +32,9 @@ pub enum ClientAddr {
 
 /// True when `ip` (canonicalised) is in the trusted proxies.
 pub fn is_trusted(ip: IpAddr, trusted: &NetworkTable) -> bool {
-    match canonicalize(ip) {
+    match canonicalize(ip, trusted.nat64()) {
         Canonical::Ip(ip) => trusted.contains(ip),
-        Canonical::Teredo(v6) => trusted.contains(IpAddr::V6(v6)),
+        Canonical::Untraceable(v6) => trusted.contains(IpAddr::V6(v6)),
     }
 }
 

@@ -32,7 +32,7 @@ use super::respond::RequestId;
 use super::service::ConnInfo;
 use crate::audit::{AuditRecord, format_time};
 use crate::config::ClientIpSource;
-use crate::geo::{Canonical, Country, GeoDb, canonicalize, label};
+use crate::geo::{Canonical, Country, GeoDb, Nat64Prefixes, canonicalize, label};
 use crate::snapshot::{Shared, Snapshot};
 
 /// The decision of a refused request, in the audit record and the
@@ -240,11 +240,12 @@ impl Refusal {
 }
 
 /// The client address as recorded, canonicalised as the policy would
-/// judge it, and its country (none for Teredo, which hides the client).
-pub fn locate(ip: IpAddr, geo: &GeoDb) -> (IpAddr, Option<Country>) {
-    match canonicalize(ip) {
+/// judge it, and its country (none for Teredo or a NAT64 address with a
+/// non-zero u octet, which hide the client).
+pub fn locate(ip: IpAddr, geo: &GeoDb, nat64: &Nat64Prefixes) -> (IpAddr, Option<Country>) {
+    match canonicalize(ip, nat64) {
         Canonical::Ip(ip) => (ip, geo.country(ip)),
-        Canonical::Teredo(v6) => (IpAddr::V6(v6), None),
+        Canonical::Untraceable(v6) => (IpAddr::V6(v6), None),
     }
 }
 
@@ -255,7 +256,7 @@ pub fn locate(ip: IpAddr, geo: &GeoDb) -> (IpAddr, Option<Country>) {
 pub fn protocol_refusal(conn: &ConnInfo, shared: &Shared, refusal: Refusal) {
     let snap = shared.load();
     let client = match conn.client {
-        ClientAddr::Ip(ip) => Some(locate(ip, &snap.geo)),
+        ClientAddr::Ip(ip) => Some(locate(ip, &snap.geo, &snap.config.nat64_prefixes)),
         ClientAddr::Untraceable => None,
     };
     let ev = &snap.evidence;

@@ -263,7 +263,7 @@ async fn decide(
     let refuse = |ev: &mut RequestEvidence, refusal| {
         ev.refused = Some(refusal);
         if let (None, ClientAddr::Ip(ip)) = (ev.client, client) {
-            ev.client = Some(locate(ip, &snap.geo));
+            ev.client = Some(locate(ip, &snap.geo, &snap.config.nat64_prefixes));
         }
     };
     let bad = |ev: &mut RequestEvidence, refusal, code: &str, msg: &str, status| {

@@ -470,11 +470,13 @@ async fn ipv4_wrapped_in_ipv6_through_proxy_protocol_keeps_its_verdict() {
     let (_g, origin, proxy) = trusting("proxy-protocol").await;
     let get = "GET /b/k HTTP/1.1\r\nHost: s3.test\r\nConnection: close\r\n\r\n";
     // US (127.0.0.5) in every IPv6 form SPEC §4 names.
-    let wrapped: [[u8; 16]; 5] = [
+    let wrapped: [[u8; 16]; 6] = [
         [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 5],
+        [0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 127, 0, 0, 5],
         [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 127, 0, 0, 5],
         [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, 127, 0, 0, 5],
-        [0, 0x64, 0xff, 0x9b, 0, 1, 0, 0, 0, 0, 0, 0, 127, 0, 0, 5],
+        // 64:ff9b:1::/48: two octets, the zero u octet, two octets.
+        [0, 0x64, 0xff, 0x9b, 0, 1, 127, 0, 0, 0, 5, 0, 0, 0, 0, 0],
         [0x20, 0x02, 127, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
     ];
     for addr in wrapped {

@@ -60,6 +60,10 @@ fn shipped_config_checks_and_prints_the_eea_expansion() {
         s.contains("upstream http://127.0.0.1:9000: unknown allowed by allow_networks"),
         "{s}"
     );
+    assert!(
+        s.contains("IPv4 unwrapped from: ::ffff:0:0/96 ::ffff:0:0:0/96 ::/96 2002::/16, NAT64 64:ff9b::/96 64:ff9b:1::/48\n"),
+        "{s}"
+    );
 }
 
 #[test]

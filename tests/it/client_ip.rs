@@ -97,7 +97,7 @@ async fn ipv6_wrapped_us_addresses_are_blocked() {
         "::ffff:127.0.0.5",
         "::127.0.0.5",
         "64:ff9b::7f00:5",
-        "64:ff9b:1::7f00:5",
+        "64:ff9b:1:7f00:0:500::",
         "2002:7f00:5::1",
     ] {
         let rsp = Client::bound_to(ips::TRUSTED)

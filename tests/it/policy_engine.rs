@@ -133,8 +133,9 @@ fn wrapped_forms_get_the_ipv4_verdict_with_or_without_database_aliases() {
         for wrapped in [
             "::ffff:127.0.0.5",
             "::127.0.0.5",
+            "::ffff:0:127.0.0.5",
             "64:ff9b::127.0.0.5",
-            "64:ff9b:1::7f00:5",
+            "64:ff9b:1:7f00:0:500::",
             "2002:7f00:5::9",
         ] {
             assert_eq!(
