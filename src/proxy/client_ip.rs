@@ -323,10 +323,23 @@ enum Value<'a> {
 
 /// `tchar` (RFC 9110 §5.6.2).
 const fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.'
-        | b'^' | b'_' | b'`' | b'|' | b'~')
-        || b.is_ascii_alphanumeric()
+    matches!(
+        b,
+        b'!' | b'#'
+            | b'$'
+            | b'%'
+            | b'&'
+            | b'\''
+            | b'*'
+            | b'+'
+            | b'-'
+            | b'.'
+            | b'^'
+            | b'_'
+            | b'`'
+            | b'|'
+            | b'~'
+    ) || b.is_ascii_alphanumeric()
 }
 
 /// One `Forwarded` field line, `#forwarded-element` (RFC 7239 §4):
@@ -392,9 +405,14 @@ fn forwarded_element(c: &mut Cursor<'_>) -> Result<Hop, Malformed> {
 /// A `for` value: its quoted-pairs removed, then read as a node.
 fn for_value(value: Value<'_>) -> Result<Hop, Malformed> {
     let raw = match value {
-        Value::Token(t) => return node(t),
-        Value::Quoted(q) if !q.contains(&b'\\') => return node(q),
-        Value::Quoted(q) => q,
+        Value::Token(t) | Value::Quoted(t) if !t.contains(&b'\\') => {
+            return if t.len() > MAX_NODE {
+                Err(Malformed)
+            } else {
+                node(t)
+            };
+        }
+        Value::Token(t) | Value::Quoted(t) => t,
     };
     let mut buf = [0u8; MAX_NODE];
     let mut len = 0;
