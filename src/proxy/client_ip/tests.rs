@@ -780,7 +780,7 @@ mod model {
             Some(_) => return None,
             None => v,
         };
-        if name.to_ascii_lowercase() == "unknown" || obfuscated(name) {
+        if name.eq_ignore_ascii_case("unknown") || obfuscated(name) {
             return Some(Hop::Nameless);
         }
         name.parse::<Ipv4Addr>()
@@ -1221,7 +1221,7 @@ mod grammar {
                 chain(element()).prop_flat_map(|(l, _)| (Just(l), mutation())).prop_map(|(mut l, m)| { mutate(&mut l, &m); l }),
                 prop::collection::vec("[ -~\t]{0,24}".prop_map(String::into_bytes), 1..3),
             ],
-            appended in any::<u32>().prop_map(|a| Ipv4Addr::from(a)).prop_filter("untrusted", |a| a.octets()[0] != 10),
+            appended in any::<u32>().prop_map(Ipv4Addr::from).prop_filter("untrusted", |a| a.octets()[0] != 10),
             same_line in any::<bool>(),
         ) {
             // nginx: `$http_forwarded, for=$remote_addr`, or its own line.
