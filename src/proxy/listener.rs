@@ -389,7 +389,7 @@ async fn serve_connection(
                 return;
             }
         }
-    } else if peer_trusted {
+    } else if peer_trusted && server.client_ip_source != ClientIpSource::Peer {
         (nameless, Bytes::new())
     } else {
         (ClientAddr::Ip(peer.ip()), Bytes::new())

@@ -230,3 +230,17 @@ fn shipped_config_parses_to_the_defaults() {
     assert_eq!(shipped.resolver, defaults.resolver);
     assert_eq!(shipped.admin_listen, defaults.admin_listen);
 }
+
+#[test]
+fn trusted_proxy_without_client_takes_untraceable_or_peer_only() {
+    let (code, _, stderr) = check_file("[server]\ntrusted_proxy_without_client = \"client\"\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.starts_with("bad.toml:2:32: unknown variant \"client\", expected"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("untraceable") && stderr.contains("peer"),
+        "{stderr}"
+    );
+}
