@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use duration::parse as parse_duration;
 pub use error::{ConfigError, Problem};
-pub use raw::ClientIpSource;
+pub use raw::{ClientIpSource, TrustedProxyWithoutClient};
 
 use crate::geo::Nat64Prefixes;
 use crate::policy::{NetworkTable, Policy};
@@ -88,6 +88,8 @@ pub struct Server {
     pub trusted_proxies_text: Vec<String>,
     /// Where the client address comes from.
     pub client_ip_source: ClientIpSource,
+    /// Who the client is when a trusted proxy names none.
+    pub trusted_proxy_without_client: TrustedProxyWithoutClient,
     /// Slowloris guard for the header section.
     pub header_read_timeout: Duration,
     /// No bytes either way for this long closes the connection.

@@ -182,6 +182,9 @@ pub struct RawServer {
     /// Where the client address comes from.
     #[serde(default)]
     pub client_ip_source: ClientIpSource,
+    /// Who the client is when a trusted proxy names none.
+    #[serde(default)]
+    pub trusted_proxy_without_client: TrustedProxyWithoutClient,
     /// Time allowed to send a request's header section.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: Text,
@@ -215,6 +218,7 @@ impl Default for RawServer {
             tls: None,
             trusted_proxies: Vec::new(),
             client_ip_source: ClientIpSource::default(),
+            trusted_proxy_without_client: TrustedProxyWithoutClient::default(),
             header_read_timeout: default_header_read_timeout(),
             idle_timeout: default_idle_timeout(),
             max_header_bytes: default_max_header_bytes(),
@@ -298,6 +302,19 @@ impl ClientIpSource {
             Self::ProxyProtocol => "proxy-protocol",
         }
     }
+}
+
+/// Who the client is when a trusted proxy names none: PROXY protocol
+/// `UNKNOWN`, `LOCAL`, an unspecified or UNIX family; no forwarding header;
+/// a chain of trusted proxies only.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrustedProxyWithoutClient {
+    /// Nobody: the request is judged `untraceable_address`.
+    #[default]
+    Untraceable,
+    /// The trusted proxy itself (load-balancer health checks).
+    Peer,
 }
 
 /// `[geoip]`

@@ -185,6 +185,7 @@ fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
             .map(|t| t.get_ref().clone())
             .collect(),
         client_ip_source: s.client_ip_source,
+        trusted_proxy_without_client: s.trusted_proxy_without_client,
         header_read_timeout: duration(&s.header_read_timeout, p, false),
         idle_timeout: duration(&s.idle_timeout, p, false),
         max_header_bytes: bounded(&s.max_header_bytes, 1024, 1 << 20, "max_header_bytes", p),

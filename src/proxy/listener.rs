@@ -41,7 +41,7 @@ use super::io::ClientIo;
 use super::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader};
 use super::refusal::ConnEnd;
 use super::service::{self, ConnInfo};
-use crate::config::{ClientIpSource, Server as ServerSpec};
+use crate::config::{ClientIpSource, Server as ServerSpec, TrustedProxyWithoutClient};
 use crate::snapshot::Shared;
 
 /// The bound listeners, ready to serve.
@@ -396,6 +396,11 @@ async fn serve_connection(
     let snap = shared.load_full();
     let server = &snap.config.server;
     let peer_trusted = is_trusted(peer.ip(), &server.trusted_proxies);
+    // What a trusted proxy that names no client stands for (see client_ip).
+    let nameless = match server.trusted_proxy_without_client {
+        TrustedProxyWithoutClient::Untraceable => ClientAddr::Untraceable,
+        TrustedProxyWithoutClient::Peer => ClientAddr::Ip(peer.ip()),
+    };
     let (client, prefix) = if server.client_ip_source == ClientIpSource::ProxyProtocol
         && peer_trusted
     {
@@ -403,7 +408,7 @@ async fn serve_connection(
         {
             Ok(Ok((header, rest))) => match header {
                 ProxyHeader::Proxied { source, .. } => (ClientAddr::Ip(source.ip()), rest),
-                ProxyHeader::Local => (ClientAddr::Ip(peer.ip()), rest),
+                ProxyHeader::Local => (nameless, rest),
             },
             Ok(Err(e)) => {
                 tracing::info!(%peer, error = %e, "closing connection: bad PROXY protocol header");
@@ -414,6 +419,8 @@ async fn serve_connection(
                 return;
             }
         }
+    } else if peer_trusted && server.client_ip_source != ClientIpSource::Peer {
+        (nameless, Bytes::new())
     } else {
         (ClientAddr::Ip(peer.ip()), Bytes::new())
     };

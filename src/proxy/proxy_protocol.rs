@@ -4,7 +4,8 @@
 //!
 //! [`parse`] only looks at bytes already read. Left to the caller: reading more
 //! when it returns `Ok(None)`, a read timeout, deciding which peers may send a
-//! header at all, using the socket peer for [`ProxyHeader::Local`], and
+//! header at all, what [`ProxyHeader::Local`] stands for (no client named:
+//! untraceable, or the peer where `trusted_proxy_without_client = "peer"`), and
 //! canonicalising IPv4-mapped IPv6 addresses. v2 TLVs are skipped unread, but the address
 //! block must still be as long as the spec lays it out for the family (216 bytes for UNIX).
 
@@ -20,7 +21,7 @@ pub enum ProxyHeader {
         /// The address the client connected to.
         destination: SocketAddr,
     },
-    /// v1 `PROXY UNKNOWN ...`, v2 LOCAL command, or v2 with an unspecified/UNIX family: the caller uses the socket peer.
+    /// v1 `PROXY UNKNOWN ...`, v2 LOCAL command, or v2 with an unspecified/UNIX family: no client is named (the caller decides what that means).
     Local,
 }
 

@@ -29,7 +29,9 @@ use crate::snapshot::{Shared, Snapshot};
 pub struct ConnInfo {
     /// The socket peer.
     pub peer: SocketAddr,
-    /// The peer, or the address a trusted peer announced with PROXY protocol.
+    /// The untrusted peer; from a trusted peer, the address it announced
+    /// with PROXY protocol, or what a trusted proxy naming no client stands
+    /// for (`trusted_proxy_without_client`; see `client_ip::client_addr`).
     pub client: ClientAddr,
     /// Whether the peer is a trusted proxy.
     pub peer_trusted: bool,

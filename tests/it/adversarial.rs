@@ -1400,3 +1400,133 @@ async fn h2_garbage_instead_of_the_preface_leaves_one_record() {
     assert_eq!(r[0]["client_ip"], ips::CN, "{}", r[0]);
     assert_eq!(r[0]["status"], 0, "{}", r[0]);
 }
+
+// ----------------------------------- forwarding chains that hide their hop
+
+/// The attack of issue 13: a US client behind a trusted proxy that appends
+/// what it saw (nginx: `$http_forwarded, for=$remote_addr`, or a field line
+/// of its own) writes a value that would swallow the appended hop. Never
+/// believed: untraceable, or the appended US hop itself.
+#[tokio::test]
+async fn a_client_value_cannot_swallow_the_hop_its_trusted_proxy_appended() {
+    let untraceable = "blocked; side=client; country=unknown; reason=untraceable_address";
+    let (_g, origin, proxy) = trusting("forwarded").await;
+    let us = format!("for={}", ips::US);
+    for client in [
+        "for=127.0.0.2;x=\"",
+        "for=127.0.0.2;proto=\"",
+        "for=127.0.0.2;by=\"",
+        "for=127.0.0.2;x=\"\\\"",
+        "for=127.0.0.2;x=\"a,b;c\\",
+        "for=\"127.0.0.2",
+        "x=\", for=127.0.0.2",
+    ] {
+        // Appended to the client's field line, as nginx does.
+        let appended = format!("{client}, {us}");
+        let rsp = Client::bound_to(ips::TRUSTED)
+            .get(proxy.addr(), "/b/k", &[("forwarded", &appended)])
+            .await;
+        assert_eq!(rsp.status, 451, "{appended:?}");
+        assert_eq!(
+            rsp.header("x-residency-decision"),
+            untraceable,
+            "{appended:?}"
+        );
+        // As a field line of its own: a quote never spans field lines.
+        let rsp = Client::bound_to(ips::TRUSTED)
+            .get(
+                proxy.addr(),
+                "/b/k",
+                &[("forwarded", client), ("forwarded", &us)],
+            )
+            .await;
+        assert_eq!(rsp.status, 451, "{client:?} / {us}");
+        assert_eq!(
+            rsp.header("x-residency-decision"),
+            untraceable,
+            "{client:?}"
+        );
+    }
+    // Well-formed values with quoted commas and escapes: the appended hop decides.
+    for client in [
+        "for=127.0.0.2;x=\"a, for=127.0.0.2\"",
+        "for=127.0.0.2;x=\"\\\", for=127.0.0.2\"",
+    ] {
+        let appended = format!("{client}, {us}");
+        let rsp = Client::bound_to(ips::TRUSTED)
+            .get(proxy.addr(), "/b/k", &[("forwarded", &appended)])
+            .await;
+        assert_eq!(
+            rsp.header("x-residency-decision"),
+            "blocked; side=client; country=US; reason=country_not_allowed",
+            "{appended:?}"
+        );
+    }
+    // The same request with the FR client's own hop is served: the chain
+    // grammar does not refuse what nginx writes for an honest client.
+    let honest = format!("for={};proto=https, for={}", ips::US, ips::FR);
+    let rsp = Client::bound_to(ips::TRUSTED)
+        .get(proxy.addr(), "/b/k", &[("forwarded", &honest)])
+        .await;
+    assert_eq!(rsp.status, 200);
+    assert_eq!(origin.request_count(), 1);
+
+    // X-Forwarded-For has no quoting; a quote or backslash is never believed.
+    let (_g, origin, proxy) = trusting("x-forwarded-for").await;
+    for client in ["127.0.0.2\"", "\"127.0.0.2", "127.0.0.2\\"] {
+        let appended = format!("{client}, {}", ips::US);
+        let rsp = Client::bound_to(ips::TRUSTED)
+            .get(proxy.addr(), "/b/k", &[("x-forwarded-for", &appended)])
+            .await;
+        assert_eq!(
+            rsp.header("x-residency-decision"),
+            untraceable,
+            "{appended:?}"
+        );
+        let rsp = Client::bound_to(ips::TRUSTED)
+            .get(
+                proxy.addr(),
+                "/b/k",
+                &[("x-forwarded-for", client), ("x-forwarded-for", ips::US)],
+            )
+            .await;
+        assert_eq!(
+            rsp.header("x-residency-decision"),
+            untraceable,
+            "{client:?}"
+        );
+    }
+    assert_eq!(origin.request_count(), 0);
+}
+
+/// A trusted proxy that names no client is not the client (issue 13): the
+/// load balancer's own, allowed, address is not lent to whoever is behind it.
+#[tokio::test]
+async fn a_trusted_proxy_naming_no_client_does_not_lend_its_address() {
+    let untraceable = "reason=untraceable_address";
+    let (_g, origin, proxy) = trusting("proxy-protocol").await;
+    for header in [
+        b"PROXY UNKNOWN\r\n".to_vec(),
+        b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00".to_vec(),
+        b"\r\n\r\n\0\r\nQUIT\n\x21\x00\x00\x00".to_vec(),
+    ] {
+        let mut bytes = header.clone();
+        bytes.extend_from_slice(b"GET /b/k HTTP/1.1\r\nHost: s3.test\r\nConnection: close\r\n\r\n");
+        let out = raw_exchange(ips::TRUSTED, proxy.addr(), &bytes, QUIET).await;
+        assert!(out.starts_with("HTTP/1.1 451"), "{header:?}: {out:?}");
+        assert!(out.contains(untraceable), "{header:?}: {out:?}");
+    }
+    assert_eq!(origin.request_count(), 0);
+    for source in ["x-forwarded-for", "forwarded"] {
+        let (_g, origin, proxy) = trusting(source).await;
+        let rsp = Client::bound_to(ips::TRUSTED)
+            .get(proxy.addr(), "/b/k", &[])
+            .await;
+        assert_eq!(rsp.status, 451, "{source}");
+        assert!(
+            rsp.header("x-residency-decision").ends_with(untraceable),
+            "{source}"
+        );
+        assert_eq!(origin.request_count(), 0, "{source}");
+    }
+}

@@ -298,3 +298,17 @@ fn check_warns_when_routes_to_one_storage_judge_differently() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stdout.contains("WARNING"), "{stdout}");
 }
+
+#[test]
+fn trusted_proxy_without_client_takes_untraceable_or_peer_only() {
+    let (code, _, stderr) = check_file("[server]\ntrusted_proxy_without_client = \"client\"\n");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.starts_with("bad.toml:2:32: unknown variant \"client\", expected"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("untraceable") && stderr.contains("peer"),
+        "{stderr}"
+    );
+}

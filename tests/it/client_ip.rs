@@ -255,3 +255,139 @@ async fn incoming_residency_headers_are_stripped() {
     // The origin's forged decision header never reaches the client either.
     assert_ne!(rsp.header("x-residency-decision"), "forged-by-origin");
 }
+
+/// A proxy trusting `TRUSTED` for `source`, with `extra` server settings.
+async fn setup_with(source: &str, extra: &str) -> (crate::support::TestGeo, Origin, Proxy) {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let server = format!(
+        "trusted_proxies = [\"{}/32\"]\nclient_ip_source = \"{source}\"\n{extra}",
+        ips::TRUSTED
+    );
+    let proxy = Proxy::start(&config(&geo, &origin, &server, "", ""));
+    (geo, origin, proxy)
+}
+
+/// Every PROXY header that names no client: v1 `UNKNOWN`, v2 `LOCAL`, v2
+/// `PROXY` with the unspecified family, v2 `PROXY` over `AF_UNIX`.
+fn nameless_proxy_headers() -> Vec<(&'static str, Vec<u8>)> {
+    let sig = b"\r\n\r\n\0\r\nQUIT\n";
+    let v2 = |command: u8, family: u8, block: &[u8]| {
+        let mut h = sig.to_vec();
+        h.extend_from_slice(&[command, family]);
+        h.extend_from_slice(&u16::try_from(block.len()).unwrap().to_be_bytes());
+        h.extend_from_slice(block);
+        h
+    };
+    vec![
+        ("v1 UNKNOWN", b"PROXY UNKNOWN\r\n".to_vec()),
+        (
+            "v1 UNKNOWN with addresses",
+            b"PROXY UNKNOWN 127.0.0.2 127.0.0.1 40000 8080\r\n".to_vec(),
+        ),
+        ("v2 LOCAL", v2(0x20, 0x00, &[])),
+        (
+            "v2 LOCAL with an address block",
+            v2(
+                0x20,
+                0x11,
+                &[127, 0, 0, 2, 127, 0, 0, 1, 0x9c, 0x40, 0x1f, 0x90],
+            ),
+        ),
+        ("v2 UNSPEC", v2(0x21, 0x00, &[])),
+        ("v2 AF_UNIX", v2(0x21, 0x31, &[b'/'; 216])),
+    ]
+}
+
+const GET: &str = "GET /b/k HTTP/1.1\r\nHost: s3.test\r\nConnection: close\r\n\r\n";
+
+#[tokio::test]
+async fn a_trusted_proxy_naming_no_client_is_untraceable_by_default() {
+    let quiet = Duration::from_secs(3);
+    let untraceable = "blocked; side=client; country=unknown; reason=untraceable_address";
+    let (_g, origin, proxy) = setup_with("proxy-protocol", "").await;
+    for (what, header) in nameless_proxy_headers() {
+        let mut bytes = header;
+        bytes.extend_from_slice(GET.as_bytes());
+        let out = raw_exchange(ips::TRUSTED, proxy.addr(), &bytes, quiet).await;
+        assert!(out.starts_with("HTTP/1.1 451"), "{what}: {out}");
+        assert!(out.contains(untraceable), "{what}: {out}");
+    }
+    assert_eq!(origin.request_count(), 0);
+    for source in ["x-forwarded-for", "forwarded"] {
+        let (_g, origin, proxy) = setup_with(source, "").await;
+        let via = Client::bound_to(ips::TRUSTED);
+        // No header at all (a health check), and a chain of trusted hops only.
+        let only_trusted = if source == "forwarded" {
+            format!("for={}", ips::TRUSTED)
+        } else {
+            ips::TRUSTED.to_owned()
+        };
+        for headers in [vec![], vec![(source, only_trusted.as_str())]] {
+            let rsp = via.get(proxy.addr(), "/b/k", &headers).await;
+            assert_eq!(rsp.status, 451, "{source} {headers:?}");
+            assert_eq!(
+                rsp.header("x-residency-decision"),
+                untraceable,
+                "{source} {headers:?}"
+            );
+        }
+        assert_eq!(origin.request_count(), 0, "{source}");
+    }
+}
+
+#[tokio::test]
+async fn trusted_proxy_without_client_peer_judges_the_proxy_itself() {
+    let quiet = Duration::from_secs(3);
+    let opt_in = "trusted_proxy_without_client = \"peer\"";
+    let (_g, origin, proxy) = setup_with("proxy-protocol", opt_in).await;
+    let headers = nameless_proxy_headers();
+    for (what, header) in &headers {
+        let mut bytes = header.clone();
+        bytes.extend_from_slice(GET.as_bytes());
+        // TRUSTED is mapped to FR: served as the proxy's own request.
+        let out = raw_exchange(ips::TRUSTED, proxy.addr(), &bytes, quiet).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{what}: {out}");
+    }
+    assert_eq!(origin.request_count(), headers.len());
+    // A named client is still the client.
+    let v1_us = format!("PROXY TCP4 {} 127.0.0.1 40000 8080\r\n{GET}", ips::US);
+    let out = raw_exchange(ips::TRUSTED, proxy.addr(), v1_us.as_bytes(), quiet).await;
+    assert!(out.starts_with("HTTP/1.1 451"), "{out}");
+    // An untrusted peer's nameless PROXY header is not HTTP: never served.
+    for (what, header) in &headers {
+        let mut bytes = header.clone();
+        bytes.extend_from_slice(GET.as_bytes());
+        let out = raw_exchange(ips::US, proxy.addr(), &bytes, quiet).await;
+        assert!(
+            out.is_empty() || out.starts_with("HTTP/1.1 400"),
+            "{what}: {out:?}"
+        );
+    }
+    assert_eq!(origin.request_count(), headers.len());
+    for source in ["x-forwarded-for", "forwarded"] {
+        let (_g, origin, proxy) = setup_with(source, opt_in).await;
+        let via = Client::bound_to(ips::TRUSTED);
+        let rsp = via.get(proxy.addr(), "/b/k", &[]).await;
+        assert_eq!(rsp.status, 200, "{source}");
+        // A chain of trusted hops only: the left-most made the request.
+        let only_trusted = if source == "forwarded" {
+            format!("for={}", ips::TRUSTED)
+        } else {
+            ips::TRUSTED.to_owned()
+        };
+        let rsp = via
+            .get(proxy.addr(), "/b/k", &[(source, &only_trusted)])
+            .await;
+        assert_eq!(rsp.status, 200, "{source}");
+        // A US client named by the proxy is still refused.
+        let us = if source == "forwarded" {
+            format!("for={}", ips::US)
+        } else {
+            ips::US.to_owned()
+        };
+        let rsp = via.get(proxy.addr(), "/b/k", &[(source, &us)]).await;
+        assert_eq!(rsp.status, 451, "{source}");
+        assert_eq!(origin.request_count(), 2, "{source}");
+    }
+}
