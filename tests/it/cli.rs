@@ -142,7 +142,7 @@ upstreams = ["ftp://x"]
     assert_eq!(
         stderr,
         "bad.toml:2:25: invalid listen address \"nope\" (expected IP:port, e.g. \"0.0.0.0:8080\" or \"[::]:8080\")\n\
-         bad.toml:3:23: invalid duration \"10 seconds\" (expected an integer and a unit: \"250ms\", \"10s\", \"5m\", \"1h\")\n\
+         bad.toml:3:23: invalid duration \"10 seconds\" (expected an integer and a unit: \"250ms\", \"10s\", \"5m\", \"1h\", \"30d\")\n\
          bad.toml:4:20: invalid network \"10.0.0.0/33\" (expected CIDR such as \"10.0.0.0/8\" or \"fd00::/8\")\n\
          bad.toml:7:27: unknown country code \"UK\" (did you mean \"GB\"?)\n\
          bad.toml:7:33: unknown country code \"XX\" (expected an ISO 3166-1 alpha-2 code such as \"FR\", or \"EEA\")\n\
