@@ -18,23 +18,64 @@
 //! in PATH…` for a trail without records, or `PATH:LINE: the trail ends
 //! with hash …` for a last hash other than `--expect-last`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
+
+use crate::audit::checkpoint::{self, VerifierKey};
 use crate::audit::{self, Expect, Failure, GENESIS, Summary};
 
 /// Runs `audit verify`.
 ///
 /// # Errors
 /// A file that cannot be read (the error names it).
-pub fn verify(paths: &[PathBuf], expect: &Expect) -> anyhow::Result<ExitCode> {
-    match audit::verify(paths, expect) {
-        Ok(summary) => {
-            println!("{}", ok_line(&summary));
-            Ok(ExitCode::SUCCESS)
+pub fn verify(paths: &[PathBuf], expect: &Expect, key: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let key = key.map(VerifierKey::load).transpose()?;
+    let summary = match audit::verify(paths, expect) {
+        Ok(summary) => summary,
+        Err(failure) => return report(failure),
+    };
+    let Some(key) = key else {
+        println!("{}", ok_line(&summary));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut count = 0;
+    let mut last = None;
+    for path in paths {
+        match checkpoint::check_file(path, &key) {
+            Ok(file) => {
+                count += file.count;
+                last = Some((path, file));
+            }
+            Err(failure @ checkpoint::CheckpointFailure::Read { .. }) => {
+                return Err(failure.into());
+            }
+            Err(failure) => {
+                eprintln!("{failure}");
+                return Ok(ExitCode::FAILURE);
+            }
         }
-        Err(failure) => report(failure),
     }
+    let Some((path, file)) = last else {
+        println!("{}", ok_line(&summary));
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!(
+        "{}; {count} signed {} (origin {}, key {}), the last covers {} of the {} records of {}",
+        ok_line(&summary),
+        if count == 1 {
+            "checkpoint"
+        } else {
+            "checkpoints"
+        },
+        file.origin,
+        key.name(),
+        file.last_size,
+        file.records,
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a failed verification as its one stderr line and exits 1; an
@@ -63,4 +104,38 @@ fn ok_line(s: &Summary) -> String {
         if s.files == 1 { "file" } else { "files" },
         s.last_hash.as_deref().unwrap_or_default(),
     )
+}
+
+/// Runs `audit keygen`: the private key in `path` (created, mode 0600),
+/// the public key in `path.pub`; prints the public key.
+///
+/// # Errors
+/// An invalid name, or a file that exists or cannot be written.
+pub fn keygen(name: Option<String>, path: &Path) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = name.unwrap_or_else(checkpoint::host_name);
+    let (private, public) = checkpoint::keygen(&name)?;
+    let mut public_path = path.as_os_str().to_owned();
+    public_path.push(".pub");
+    let public_path = PathBuf::from(public_path);
+    for (file, text, mode) in [
+        (path, &private, 0o600),
+        (public_path.as_path(), &public, 0o644),
+    ] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(file)
+            .and_then(|mut f| f.write_all(format!("{text}\n").as_bytes()))
+            .with_context(|| format!("cannot write key file {}", file.display()))?;
+    }
+    println!("{public}");
+    eprintln!(
+        "private key in {} (keep it off the audit host if you can: whoever holds it can sign a forged trail); public key in {}",
+        path.display(),
+        public_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

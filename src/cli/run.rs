@@ -22,9 +22,14 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(Metrics::new());
     metrics.init_reloads();
     let (sink, writer) = if config.audit.enabled {
-        let (sink, writer) =
-            AuditSink::start(&config.audit.path, config.audit.queue, metrics.clone())
-                .context("cannot start the audit trail")?;
+        let keeper = crate::audit::rotate::Keeper::of(&config.audit)?;
+        let (sink, writer) = AuditSink::start_keeping(
+            &config.audit.path,
+            config.audit.queue,
+            metrics.clone(),
+            keeper,
+        )
+        .context("cannot start the audit trail")?;
         (Some(sink), Some(writer))
     } else {
         tracing::warn!(

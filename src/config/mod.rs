@@ -60,6 +60,16 @@ pub struct AuditSpec {
     pub fail_closed: bool,
     /// Queue capacity, in records.
     pub queue: usize,
+    /// Private key file signing checkpoints (SPEC §10).
+    pub signing_key: Option<PathBuf>,
+    /// This proxy's name in checkpoints; empty: the host name.
+    pub origin: String,
+    /// How often a checkpoint is signed.
+    pub checkpoint_every: std::time::Duration,
+    /// Rotate at this many bytes.
+    pub rotate_size: Option<u64>,
+    /// Rotate after this long.
+    pub rotate_every: Option<std::time::Duration>,
 }
 
 /// `[server]`, typed.
