@@ -432,9 +432,14 @@ pub enum CheckpointFailure {
     },
     /// Record `size` of the file does not have the signed head.
     #[error(
-        "{}:{line}: the trail does not match checkpoint {index} ({}:{ckpt_line}, {size} records, head {head}, signed {time}): records were rewritten at or before line {line}",
+        "{}:{line}: the trail does not match checkpoint {} ({}:{}, {} records, head {}, signed {}): records were rewritten at or before line {line}",
         trail.display(),
-        checkpoints.display()
+        at.index,
+        at.checkpoints.display(),
+        at.line,
+        at.size,
+        at.head,
+        at.time
     )]
     Mismatch {
         /// The trail file.
@@ -442,41 +447,44 @@ pub enum CheckpointFailure {
         /// 1-based line of the record that should have the head (1 for
         /// a checkpoint of size 0: its `prev`).
         line: u64,
-        /// The checkpoint file.
-        checkpoints: PathBuf,
-        /// Where the checkpoint is.
-        ckpt_line: u64,
-        /// Its number.
-        index: usize,
-        /// Its size.
-        size: u64,
-        /// Its head.
-        head: String,
-        /// Its time.
-        time: String,
+        /// The checkpoint.
+        at: Box<At>,
     },
     /// The file holds fewer records than a checkpoint signed.
     #[error(
-        "{}:{records}: the file ends after {records} records, but checkpoint {index} ({}:{ckpt_line}, signed {time}) covers {size}: records were removed from the end",
+        "{}:{records}: the file ends after {records} records, but checkpoint {} ({}:{}, signed {}) covers {}: records were removed from the end",
         trail.display(),
-        checkpoints.display()
+        at.index,
+        at.checkpoints.display(),
+        at.line,
+        at.time,
+        at.size
     )]
     Truncated {
         /// The trail file.
         trail: PathBuf,
         /// Records it holds.
         records: u64,
-        /// The checkpoint file.
-        checkpoints: PathBuf,
-        /// Where the checkpoint is.
-        ckpt_line: u64,
-        /// Its number.
-        index: usize,
-        /// Its size.
-        size: u64,
-        /// Its time.
-        time: String,
+        /// The checkpoint.
+        at: Box<At>,
     },
+}
+
+/// A checkpoint, named for a failure.
+#[derive(Debug)]
+pub struct At {
+    /// The checkpoint file.
+    pub checkpoints: PathBuf,
+    /// 1-based line where the checkpoint starts.
+    pub line: u64,
+    /// 1-based number of the checkpoint.
+    pub index: usize,
+    /// Records it covers.
+    pub size: u64,
+    /// Its head.
+    pub head: String,
+    /// Its time.
+    pub time: String,
 }
 
 /// What the checkpoints of one trail file showed.
@@ -614,15 +622,20 @@ pub fn check_file(trail: &Path, key: &VerifierKey) -> Result<FileCheckpoints, Ch
         path: trail.to_owned(),
         source,
     };
+    let at = |n: &Noted| {
+        Box::new(At {
+            checkpoints: ckpt.clone(),
+            line: n.line,
+            index: n.index,
+            size: n.checkpoint.size,
+            head: n.checkpoint.head.clone(),
+            time: n.checkpoint.time.clone(),
+        })
+    };
     let mismatch = |n: &Noted, line: u64| CheckpointFailure::Mismatch {
         trail: trail.to_owned(),
         line,
-        checkpoints: ckpt.clone(),
-        ckpt_line: n.line,
-        index: n.index,
-        size: n.checkpoint.size,
-        head: n.checkpoint.head.clone(),
-        time: n.checkpoint.time.clone(),
+        at: at(n),
     };
     let mut reader = BufReader::new(File::open(trail).map_err(read)?);
     let mut next = notes.iter().peekable();
@@ -666,11 +679,7 @@ pub fn check_file(trail: &Path, key: &VerifierKey) -> Result<FileCheckpoints, Ch
         return Err(CheckpointFailure::Truncated {
             trail: trail.to_owned(),
             records,
-            checkpoints: ckpt.clone(),
-            ckpt_line: n.line,
-            index: n.index,
-            size: n.checkpoint.size,
-            time: n.checkpoint.time.clone(),
+            at: at(n),
         });
     }
     Ok(FileCheckpoints {

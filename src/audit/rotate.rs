@@ -252,6 +252,18 @@ fn segment_seq(name: &str, stem: &str, ext: &str) -> Option<u64> {
     seq.parse().ok()
 }
 
+/// Chains by name, each with its files in chain order.
+pub type Chains = Vec<(String, Vec<PathBuf>)>;
+
+/// One chain's files in a directory.
+#[derive(Default)]
+struct Group {
+    /// Closed segments, with their sequence numbers.
+    closed: Vec<(u64, PathBuf)>,
+    /// The current file.
+    current: Option<PathBuf>,
+}
+
 /// The trail files of directory `dir`, each chain in order: for every
 /// current file `<stem><ext>` (a `.jsonl` file that is not a closed
 /// segment), its closed segments by sequence number, then itself if it
@@ -260,9 +272,9 @@ fn segment_seq(name: &str, stem: &str, ext: &str) -> Option<u64> {
 ///
 /// # Errors
 /// The directory cannot be listed.
-pub fn trail_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<PathBuf>)>> {
+pub fn trail_files(dir: &Path) -> std::io::Result<Chains> {
     use std::collections::BTreeMap;
-    let mut chains: BTreeMap<String, (Vec<(u64, PathBuf)>, Option<PathBuf>)> = BTreeMap::new();
+    let mut chains: BTreeMap<String, Group> = BTreeMap::new();
     let mut names: Vec<String> = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -286,18 +298,18 @@ pub fn trail_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<PathBuf>)>> {
             chains
                 .entry((*base).to_owned())
                 .or_default()
-                .0
+                .closed
                 .push((seq, dir.join(name)));
             continue;
         }
-        chains.entry(stem.to_owned()).or_default().1 = Some(dir.join(name));
+        chains.entry(stem.to_owned()).or_default().current = Some(dir.join(name));
     }
     Ok(chains
         .into_iter()
-        .map(|(stem, (mut closed, current))| {
-            closed.sort();
-            let mut files: Vec<PathBuf> = closed.into_iter().map(|(_, p)| p).collect();
-            files.extend(current);
+        .map(|(stem, mut group)| {
+            group.closed.sort();
+            let mut files: Vec<PathBuf> = group.closed.into_iter().map(|(_, p)| p).collect();
+            files.extend(group.current);
             (stem, files)
         })
         .collect())

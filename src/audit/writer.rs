@@ -606,7 +606,11 @@ impl Writer {
                 self.keeper.checkpoint(self.chain.last());
             }
             Err(e) => {
-                tracing::error!(path = %self.path.display(), error = %e, "cannot rotate the audit file; writing on");
+                tracing::error!(path = %self.path.display(), error = %e, "cannot rotate the audit file");
+                // Renamed but not reopened: the next write opens the path.
+                if !self.is_open_at(&self.path) {
+                    self.file = None;
+                }
             }
         }
     }

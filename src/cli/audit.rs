@@ -26,42 +26,121 @@ use anyhow::Context;
 use crate::audit::checkpoint::{self, VerifierKey};
 use crate::audit::{self, Expect, Failure, GENESIS, Summary};
 
-/// Runs `audit verify`.
+/// Runs `audit verify`: on files, one chain; on a directory, each chain it
+/// holds (see [`chains`]).
 ///
 /// # Errors
-/// A file that cannot be read (the error names it).
+/// A file that cannot be read (the error names it), a key that cannot be
+/// read.
 pub fn verify(paths: &[PathBuf], expect: &Expect, key: Option<&Path>) -> anyhow::Result<ExitCode> {
     let key = key.map(VerifierKey::load).transpose()?;
+    let Some(groups) = chains(paths, expect)? else {
+        return Ok(match verify_chain(paths, expect, key.as_ref())? {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(line) => {
+                eprintln!("{line}");
+                ExitCode::FAILURE
+            }
+        });
+    };
+    let mut code = ExitCode::SUCCESS;
+    for (name, files) in &groups {
+        match verify_chain(files, expect, key.as_ref())? {
+            Ok(line) => println!("{name}: {line}"),
+            Err(line) => {
+                eprintln!("{name}: {line}");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// The chains of a directory given alone: `None` for files (one chain, as
+/// given); for a directory, each chain's name (its file stem, the writer's
+/// origin by convention) and its files in chain order (closed segments by
+/// sequence number, then the current file).
+///
+/// # Errors
+/// A directory among several paths, or with `--from`/`--expect-last`
+/// (they concern one chain), one that cannot be listed or holds no trail.
+pub(super) fn chains(
+    paths: &[PathBuf],
+    expect: &Expect,
+) -> anyhow::Result<Option<crate::audit::rotate::Chains>> {
+    let [dir] = paths else {
+        if let Some(dir) = paths.iter().find(|p| p.is_dir()) {
+            anyhow::bail!(
+                "{} is a directory: give one directory alone, or files",
+                dir.display()
+            );
+        }
+        return Ok(None);
+    };
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    if *expect != Expect::default() {
+        anyhow::bail!(
+            "--from and --expect-last concern one chain: give the files of that chain, not the directory {}",
+            dir.display()
+        );
+    }
+    let groups = crate::audit::rotate::trail_files(dir)
+        .with_context(|| format!("cannot list directory {}", dir.display()))?;
+    if groups.is_empty() {
+        anyhow::bail!("no audit trail (*.jsonl) in directory {}", dir.display());
+    }
+    Ok(Some(groups))
+}
+
+/// Verifies one chain, and with `key` its checkpoints: `Ok(ok line)` or
+/// `Err(failure line)`.
+fn verify_chain(
+    paths: &[PathBuf],
+    expect: &Expect,
+    key: Option<&VerifierKey>,
+) -> anyhow::Result<Result<String, String>> {
     let summary = match audit::verify(paths, expect) {
         Ok(summary) => summary,
-        Err(failure) => return report(failure),
+        Err(failure @ Failure::Read { .. }) => return Err(failure.into()),
+        Err(failure) => return Ok(Err(failure.to_string())),
     };
     let Some(key) = key else {
-        println!("{}", ok_line(&summary));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Ok(ok_line(&summary)));
     };
     let mut count = 0;
-    let mut last = None;
+    let mut last: Option<(&PathBuf, checkpoint::FileCheckpoints)> = None;
     for path in paths {
-        match checkpoint::check_file(path, &key) {
+        match checkpoint::check_file(path, key) {
             Ok(file) => {
+                if let Some((before, b)) = &last
+                    && b.origin != file.origin
+                {
+                    return Ok(Err(format!(
+                        "{}: its checkpoints name origin {}, those of {} name {}: files of two writers",
+                        path.display(),
+                        file.origin,
+                        before.display(),
+                        b.origin
+                    )));
+                }
                 count += file.count;
                 last = Some((path, file));
             }
             Err(failure @ checkpoint::CheckpointFailure::Read { .. }) => {
                 return Err(failure.into());
             }
-            Err(failure) => {
-                eprintln!("{failure}");
-                return Ok(ExitCode::FAILURE);
-            }
+            Err(failure) => return Ok(Err(failure.to_string())),
         }
     }
     let Some((path, file)) = last else {
-        println!("{}", ok_line(&summary));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Ok(ok_line(&summary)));
     };
-    println!(
+    Ok(Ok(format!(
         "{}; {count} signed {} (origin {}, key {}), the last covers {} of the {} records of {}",
         ok_line(&summary),
         if count == 1 {
@@ -74,8 +153,7 @@ pub fn verify(paths: &[PathBuf], expect: &Expect, key: Option<&Path>) -> anyhow:
         file.last_size,
         file.records,
         path.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    )))
 }
 
 /// Prints a failed verification as its one stderr line and exits 1; an

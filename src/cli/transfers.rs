@@ -28,9 +28,33 @@ pub fn transfers(
     expect: &Expect,
 ) -> anyhow::Result<ExitCode> {
     let mut failure: Option<Failure> = None;
-    let cartography = audit::aggregate(
-        audit::records(paths, expect).map_while(|r| r.map_err(|f| failure = Some(f)).ok()),
-    );
+    let cartography = match super::audit::chains(paths, expect)? {
+        None => audit::aggregate(
+            audit::records(paths, expect).map_while(|r| r.map_err(|f| failure = Some(f)).ok()),
+        ),
+        // A directory: each chain verified on its own, the flows of all
+        // together; a failure names its chain.
+        Some(groups) => {
+            let failed = std::cell::RefCell::new(None::<(String, Failure)>);
+            let cartography = audit::aggregate(groups.iter().flat_map(|(name, files)| {
+                let failed = &failed;
+                audit::records(files, expect).map_while(move |r| {
+                    r.map_err(|f| {
+                        failed.borrow_mut().get_or_insert((name.clone(), f));
+                    })
+                    .ok()
+                })
+            }));
+            match failed.into_inner() {
+                Some((_, f @ Failure::Read { .. })) => return report(f),
+                Some((name, f)) => {
+                    eprintln!("{name}: {f}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                None => cartography,
+            }
+        }
+    };
     if let Some(failure) = failure {
         return report(failure);
     }
