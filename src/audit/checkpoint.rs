@@ -498,6 +498,9 @@ pub struct FileCheckpoints {
     pub last_size: u64,
     /// Records in the file.
     pub records: u64,
+    /// The hash the file ends with: its last record's, or `start` if it
+    /// holds none.
+    pub end: Option<String>,
 }
 
 /// Reads the checkpoint file `path`, checking every note's signature by
@@ -605,11 +608,17 @@ pub fn read_checkpoints(
 /// Checks the trail file `trail` against its signed checkpoints: every
 /// checkpoint verifies with `key`, and the file holds at least as many
 /// records as each covers, record `size` having the signed head. The file
-/// is assumed to have passed the chain verification.
+/// is assumed to have passed the chain verification. `start` is the hash
+/// the chain had before the file (the previous file's last hash), which a
+/// checkpoint of size 0 of a file without records must name.
 ///
 /// # Errors
 /// [`CheckpointFailure`] naming the file, record and checkpoint.
-pub fn check_file(trail: &Path, key: &VerifierKey) -> Result<FileCheckpoints, CheckpointFailure> {
+pub fn check_file(
+    trail: &Path,
+    key: &VerifierKey,
+    start: Option<&str>,
+) -> Result<FileCheckpoints, CheckpointFailure> {
     let ckpt = checkpoint_path(trail);
     let notes = read_checkpoints(&ckpt, key)?.unwrap_or_default();
     let Some(last) = notes.last() else {
@@ -640,6 +649,7 @@ pub fn check_file(trail: &Path, key: &VerifierKey) -> Result<FileCheckpoints, Ch
     let mut reader = BufReader::new(File::open(trail).map_err(read)?);
     let mut next = notes.iter().peekable();
     let mut records = 0u64;
+    let mut end = start.map(str::to_owned);
     let mut buf = Vec::new();
     loop {
         buf.clear();
@@ -674,6 +684,13 @@ pub fn check_file(trail: &Path, key: &VerifierKey) -> Result<FileCheckpoints, Ch
                 return Err(mismatch(n, records));
             }
         }
+        end = Some(sealed.hash);
+    }
+    if records == 0
+        && let Some(start) = start
+        && let Some(n) = notes.iter().find(|n| n.checkpoint.head != start)
+    {
+        return Err(mismatch(n, 0));
     }
     if let Some(n) = notes.iter().find(|n| n.checkpoint.size > records) {
         return Err(CheckpointFailure::Truncated {
@@ -687,6 +704,7 @@ pub fn check_file(trail: &Path, key: &VerifierKey) -> Result<FileCheckpoints, Ch
         origin: last.checkpoint.origin.clone(),
         last_size: last.checkpoint.size,
         records,
+        end,
     })
 }
 

@@ -114,8 +114,9 @@ fn verify_chain(
     };
     let mut count = 0;
     let mut last: Option<(&PathBuf, checkpoint::FileCheckpoints)> = None;
+    let mut start = summary.first_prev.clone();
     for path in paths {
-        match checkpoint::check_file(path, key) {
+        match checkpoint::check_file(path, key, start.as_deref()) {
             Ok(file) => {
                 if let Some((before, b)) = &last
                     && b.origin != file.origin
@@ -129,6 +130,7 @@ fn verify_chain(
                     )));
                 }
                 count += file.count;
+                start.clone_from(&file.end);
                 last = Some((path, file));
             }
             Err(failure @ checkpoint::CheckpointFailure::Read { .. }) => {

@@ -128,7 +128,17 @@ struct Fixed {
     max_connections: usize,
     audit_enabled: bool,
     audit_queue: usize,
+    /// Signing and rotation, read by the writer at start.
+    audit_keeping: AuditKeeping,
 }
+
+type AuditKeeping = (
+    Option<std::path::PathBuf>,
+    String,
+    Duration,
+    Option<u64>,
+    Option<Duration>,
+);
 
 impl Fixed {
     fn of(c: &Config) -> Self {
@@ -139,6 +149,13 @@ impl Fixed {
             max_connections: c.server.max_connections,
             audit_enabled: c.audit.enabled,
             audit_queue: c.audit.queue,
+            audit_keeping: (
+                c.audit.signing_key.clone(),
+                c.audit.origin.clone(),
+                c.audit.checkpoint_every,
+                c.audit.rotate_size,
+                c.audit.rotate_every,
+            ),
         }
     }
 
@@ -175,6 +192,12 @@ impl Fixed {
             "[audit] queue",
             &self.audit_queue,
             &now.audit_queue,
+        );
+        key(
+            &mut out,
+            "[audit] signing_key, origin, checkpoint_every, rotate_size or rotate_every",
+            &self.audit_keeping,
+            &now.audit_keeping,
         );
         out
     }

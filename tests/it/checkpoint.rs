@@ -517,3 +517,92 @@ async fn three_replicas_chains_in_a_directory_are_verified_one_by_one() {
         text(&out.stderr)
     );
 }
+
+/// Signing and rotation are read at start: a reload changing them is
+/// refused whole, naming the keys, and the proxy signs on as before.
+#[tokio::test]
+async fn a_reload_changing_signing_or_rotation_is_refused_naming_the_keys() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let up = Origin::start(ips::ORIGIN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    keygen(keys.path());
+    let mut proxy = Proxy::start(&signed(
+        &geo,
+        &up,
+        dir.path(),
+        keys.path(),
+        "paris-1",
+        "checkpoint_every = \"1h\"",
+    ));
+    let original = std::fs::read_to_string(proxy.config_path()).unwrap();
+    std::fs::write(
+        proxy.config_path(),
+        format!("{original}rotate_size = 100\n"),
+    )
+    .unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log("reload refused", 1).await;
+    assert!(
+        proxy.logs().contains(
+            "[audit] signing_key, origin, checkpoint_every, rotate_size or rotate_every (running with"
+        ),
+        "{}",
+        proxy.logs()
+    );
+    get(&proxy, 1).await;
+    stop(&mut proxy);
+    let out = verify_key(dir.path(), keys.path(), &["paris-1.jsonl"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+/// logrotate style: the trail and its checkpoint file renamed together,
+/// then SIGHUP. The closing checkpoint follows the renamed checkpoint file;
+/// the new file starts its own, linked by a checkpoint of size 0; both
+/// verify in order with the key.
+#[tokio::test]
+async fn sighup_after_renaming_both_files_keeps_each_files_checkpoints() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let up = Origin::start(ips::ORIGIN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    keygen(keys.path());
+    let mut proxy = Proxy::start(&signed(
+        &geo,
+        &up,
+        dir.path(),
+        keys.path(),
+        "paris-1",
+        "checkpoint_every = \"1h\"",
+    ));
+    let trail = dir.path().join("paris-1.jsonl");
+    get(&proxy, 2).await;
+    wait_until("2 records", || {
+        std::fs::read_to_string(&trail)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 2
+    })
+    .await;
+    let old = dir.path().join("paris-1-old.jsonl");
+    std::fs::rename(&trail, &old).unwrap();
+    std::fs::rename(ckpt(&trail), ckpt(&old)).unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log("audit file reopened", 1).await;
+    get(&proxy, 1).await;
+    stop(&mut proxy);
+    assert_eq!(last_size(&old), 2);
+    assert_eq!(last_size(&trail), 1);
+    let out = verify_key(
+        dir.path(),
+        keys.path(),
+        &["paris-1-old.jsonl", "paris-1.jsonl"],
+    );
+    assert_eq!(text(&out.stderr), "");
+    assert!(
+        text(&out.stdout).starts_with("ok: 3 records in 2 files, from genesis to "),
+        "{}",
+        text(&out.stdout)
+    );
+}
