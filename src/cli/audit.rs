@@ -1,6 +1,15 @@
-//! `residency-proxy audit verify [--from HASH] [--expect-last HASH] PATH...`:
-//! checks the hash chain across the files, in the order given (oldest
-//! first), from genesis (or `--from`) to its last record.
+//! `residency-proxy audit verify [--key PUBLIC] [--from HASH] [--expect-last
+//! HASH] PATH...`: checks the hash chain across the files, in the order
+//! given (oldest first), from genesis (or `--from`) to its last record.
+//! With `--key`, each file is also checked against its signed checkpoints
+//! (`FILE.checkpoints`, see [`crate::audit::checkpoint`]); the ok line then
+//! ends with `; N signed checkpoints (origin O, key K), the last covers C
+//! of the R records of FILE` (R − C records are not covered). A single
+//! directory instead of files holds several chains (see
+//! [`crate::audit::rotate::trail_files`]): each is verified on its own, its
+//! line prefixed by its name (`paris-1: ok: …` on stdout, `paris-2: …` on
+//! stderr), and the exit code is 1 if any failed. `audit keygen` makes the
+//! key pair.
 //!
 //! Success prints one line to stdout and exits 0, with the full hashes
 //! where the verified chain starts and ends:

@@ -6,7 +6,9 @@
 //! of `audit verify` (start at genesis or `--from`, at least one record,
 //! last hash `--expect-last`): a report is only printed from a chain that
 //! verifies whole. Otherwise the failure is printed to stderr as by `audit
-//! verify`, and the exit code is 1.
+//! verify`, and the exit code is 1. A single directory is read as several
+//! chains (one per replica, as `audit verify DIR`), each verified on its
+//! own; the report covers them all; a failure names its chain.
 
 use std::io::Write as _;
 use std::path::PathBuf;
