@@ -70,6 +70,10 @@ use super::chain::{MAX_LINE, unseal};
 const ED25519_TYPE: u8 = 0x01;
 /// The start of a signature line: em dash, space.
 const SIG_PREFIX: &str = "\u{2014} ";
+/// Most signature lines a note may carry (as Go's `note.Open`).
+const MAX_SIGNATURES: usize = 100;
+/// Most lines of a note's text (a checkpoint has 4).
+const MAX_BODY_LINES: usize = 64;
 /// Longest checkpoint file line a reader accepts.
 const MAX_NOTE_LINE: u64 = 4096;
 
@@ -291,33 +295,40 @@ impl VerifierKey {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
 
-    /// Whether one of `signatures` (the lines after the blank line) is a
-    /// valid signature of `body` by this key. Lines of other keys are
-    /// ignored; a line of this key that does not verify rejects the note.
-    fn verifies(&self, body: &str, signatures: &[String]) -> Result<(), String> {
-        for line in signatures {
-            let Some(rest) = line.strip_prefix(SIG_PREFIX) else {
-                return Err("malformed signature line".to_owned());
-            };
-            let Some((name, data)) = rest.split_once(' ') else {
-                return Err("malformed signature line".to_owned());
-            };
-            if name != self.name {
-                continue;
-            }
-            let Ok(data) = B64.decode(data) else {
-                return Err("signature line is not base64".to_owned());
-            };
-            if data.len() != 4 + 64 || data[..4] != self.id {
-                continue;
-            }
-            return UnparsedPublicKey::new(&ED25519, &self.public)
-                .verify(body.as_bytes(), &data[4..])
-                .map_err(|_| format!("the signature by key {} does not verify", self.name));
+/// The key among `keys` whose signature of `body` is among `signatures`
+/// (the lines after the blank line). Lines of other keys are ignored; the
+/// first line of a given key decides: if it does not verify, the note is
+/// rejected.
+fn signed_by<'k>(
+    keys: &'k [VerifierKey],
+    body: &str,
+    signatures: &[String],
+) -> Result<&'k VerifierKey, String> {
+    for line in signatures {
+        let Some((name, data)) = line
+            .strip_prefix(SIG_PREFIX)
+            .and_then(|rest| rest.split_once(' '))
+        else {
+            return Err("malformed signature line".to_owned());
+        };
+        let Some(key) = keys.iter().find(|k| k.name == name) else {
+            continue;
+        };
+        let Ok(data) = B64.decode(data) else {
+            return Err("signature line is not base64".to_owned());
+        };
+        if data.len() != 4 + 64 || data[..4] != key.id {
+            continue;
         }
-        Err(format!("not signed by key {}", self.name))
+        return UnparsedPublicKey::new(&ED25519, &key.public)
+            .verify(body.as_bytes(), &data[4..])
+            .map(|()| key)
+            .map_err(|_| format!("the signature by key {} does not verify", key.name));
     }
+    let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+    Err(format!("not signed by key {}", names.join(" or ")))
 }
 
 /// The state of one trail file at a moment: its first `size` records end
@@ -392,6 +403,8 @@ pub struct Noted {
     pub index: usize,
     /// 1-based line of its first line.
     pub line: u64,
+    /// The name of the key whose signature verified.
+    pub key: String,
 }
 
 /// Why the checkpoints of a trail file do not hold.
@@ -494,6 +507,8 @@ pub struct FileCheckpoints {
     pub count: usize,
     /// The origin they name (that of the last one).
     pub origin: String,
+    /// The key that signed the last one.
+    pub key: String,
     /// Size of the last checkpoint.
     pub last_size: u64,
     /// Records in the file.
@@ -504,14 +519,14 @@ pub struct FileCheckpoints {
 }
 
 /// Reads the checkpoint file `path`, checking every note's signature by
-/// `key` and that sizes never decrease. `Ok(None)` if the file does not
+/// one of `keys` and that sizes never decrease. `Ok(None)` if the file does not
 /// exist.
 ///
 /// # Errors
 /// [`CheckpointFailure::Read`] or [`CheckpointFailure::Note`].
 pub fn read_checkpoints(
     path: &Path,
-    key: &VerifierKey,
+    keys: &[VerifierKey],
 ) -> Result<Option<Vec<Noted>>, CheckpointFailure> {
     let read = |source| CheckpointFailure::Read {
         path: path.to_owned(),
@@ -531,6 +546,7 @@ pub fn read_checkpoints(
     let mut body = String::new();
     let mut sigs: Vec<String> = Vec::new();
     let mut in_sigs = false;
+    let mut body_lines = 0;
     loop {
         buf.clear();
         let n = reader
@@ -558,8 +574,7 @@ pub fn read_checkpoints(
         if in_sigs && (end || !line.starts_with(SIG_PREFIX)) {
             // The note is complete.
             let index = notes.len() + 1;
-            key.verifies(&body, &sigs)
-                .map_err(|p| note_error(&p, index))?;
+            let key = signed_by(keys, &body, &sigs).map_err(|p| note_error(&p, index))?;
             let checkpoint =
                 Checkpoint::parse(&body).ok_or_else(|| note_error("not a checkpoint", index))?;
             if let Some(prev) = notes.last()
@@ -577,6 +592,7 @@ pub fn read_checkpoints(
                 checkpoint,
                 index,
                 line: start,
+                key: key.name.clone(),
             });
             body.clear();
             sigs.clear();
@@ -590,6 +606,9 @@ pub fn read_checkpoints(
             return Ok(Some(notes));
         }
         if in_sigs {
+            if sigs.len() == MAX_SIGNATURES {
+                return Err(note_error("more than 100 signature lines", notes.len() + 1));
+            }
             sigs.push(line.to_owned());
         } else if line.is_empty() {
             if !body.is_empty() {
@@ -598,6 +617,16 @@ pub fn read_checkpoints(
         } else {
             if body.is_empty() {
                 start = line_no;
+                body_lines = 0;
+            }
+            body_lines += 1;
+            if body_lines > MAX_BODY_LINES {
+                return Err(CheckpointFailure::Note {
+                    checkpoints: path.to_owned(),
+                    line: start,
+                    index: notes.len() + 1,
+                    problem: format!("more than {MAX_BODY_LINES} lines before the signatures"),
+                });
             }
             body.push_str(line);
             body.push('\n');
@@ -606,7 +635,7 @@ pub fn read_checkpoints(
 }
 
 /// Checks the trail file `trail` against its signed checkpoints: every
-/// checkpoint verifies with `key`, and the file holds at least as many
+/// checkpoint verifies with one of `keys`, and the file holds at least as many
 /// records as each covers, record `size` having the signed head. The file
 /// is assumed to have passed the chain verification. `start` is the hash
 /// the chain had before the file (the previous file's last hash), which a
@@ -616,11 +645,11 @@ pub fn read_checkpoints(
 /// [`CheckpointFailure`] naming the file, record and checkpoint.
 pub fn check_file(
     trail: &Path,
-    key: &VerifierKey,
+    keys: &[VerifierKey],
     start: Option<&str>,
 ) -> Result<FileCheckpoints, CheckpointFailure> {
     let ckpt = checkpoint_path(trail);
-    let notes = read_checkpoints(&ckpt, key)?.unwrap_or_default();
+    let notes = read_checkpoints(&ckpt, keys)?.unwrap_or_default();
     let Some(last) = notes.last() else {
         return Err(CheckpointFailure::Missing {
             trail: trail.to_owned(),
@@ -702,6 +731,7 @@ pub fn check_file(
     Ok(FileCheckpoints {
         count: notes.len(),
         origin: last.checkpoint.origin.clone(),
+        key: last.key.clone(),
         last_size: last.checkpoint.size,
         records,
         end,

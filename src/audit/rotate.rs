@@ -116,13 +116,15 @@ impl Keeper {
         self.policy.size.is_some_and(|max| len >= max)
     }
 
-    /// Signs a checkpoint of the file, whose last hash is `head`; errors
-    /// are logged (records keep being written: the next checkpoint covers
+    /// Signs a checkpoint of the file, whose last hash is `head`, after
+    /// syncing `trail` (the file) to disk; errors are logged (records keep being written: the next checkpoint covers
     /// them).
-    pub fn checkpoint(&mut self, head: &str) {
+    pub fn checkpoint(&mut self, head: &str, trail: Option<&File>) {
         self.last_checkpoint = Instant::now();
         if let Some(s) = self.signer.as_mut()
-            && let Err(e) = s.checkpoint(head)
+            && let Err(e) = trail
+                .map_or(Ok(()), File::sync_data)
+                .and_then(|()| s.checkpoint(head))
         {
             tracing::error!(path = %s.path().display(), error = %e, "cannot write an audit checkpoint");
         }

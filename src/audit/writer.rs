@@ -286,8 +286,7 @@ impl AuditSink {
             w.chain = chain;
         }
         w.path = path;
-        let head = w.chain.last().to_owned();
-        w.keeper.checkpoint(&head);
+        w.sign();
         if own_chain {
             tracing::info!(
                 path = %w.path.display(),
@@ -586,11 +585,19 @@ impl Writer {
         ok
     }
 
+    /// Signs a checkpoint of the open file (if signing): the file is
+    /// synced first, so that a crash never leaves a checkpoint covering
+    /// records the disk lost (which would read as a cut trail).
+    fn sign(&mut self) {
+        self.keeper
+            .checkpoint(self.chain.last(), self.file.as_ref());
+    }
+
     /// Signs a last checkpoint of the file being closed (at a reopen and at
     /// exit).
     fn closing(&mut self) {
         if self.file.is_some() {
-            self.keeper.checkpoint(self.chain.last());
+            self.sign();
         }
     }
 
@@ -603,7 +610,7 @@ impl Writer {
                 self.keeper.attach(&self.path, &file, true);
                 self.file = Some(file);
                 self.len = 0;
-                self.keeper.checkpoint(self.chain.last());
+                self.sign();
             }
             Err(e) => {
                 tracing::error!(path = %self.path.display(), error = %e, "cannot rotate the audit file");
@@ -624,7 +631,7 @@ impl Writer {
         } else if rotate {
             self.keeper.restart_age();
         } else if checkpoint && self.file.is_some() {
-            self.keeper.checkpoint(self.chain.last());
+            self.sign();
         }
         self.keeper.due(std::time::Instant::now()).2
     }

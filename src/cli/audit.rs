@@ -41,10 +41,14 @@ use crate::audit::{self, Expect, Failure, GENESIS, Summary};
 /// # Errors
 /// A file that cannot be read (the error names it), a key that cannot be
 /// read.
-pub fn verify(paths: &[PathBuf], expect: &Expect, key: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let key = key.map(VerifierKey::load).transpose()?;
+pub fn verify(paths: &[PathBuf], expect: &Expect, keys: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let keys = keys
+        .iter()
+        .map(|k| VerifierKey::load(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = (!keys.is_empty()).then_some(keys.as_slice());
     let Some(groups) = chains(paths, expect)? else {
-        return Ok(match verify_chain(paths, expect, key.as_ref())? {
+        return Ok(match verify_chain(paths, expect, key)? {
             Ok(line) => {
                 println!("{line}");
                 ExitCode::SUCCESS
@@ -57,7 +61,7 @@ pub fn verify(paths: &[PathBuf], expect: &Expect, key: Option<&Path>) -> anyhow:
     };
     let mut code = ExitCode::SUCCESS;
     for (name, files) in &groups {
-        match verify_chain(files, expect, key.as_ref())? {
+        match verify_chain(files, expect, key)? {
             Ok(line) => println!("{name}: {line}"),
             Err(line) => {
                 eprintln!("{name}: {line}");
@@ -111,7 +115,7 @@ pub(super) fn chains(
 fn verify_chain(
     paths: &[PathBuf],
     expect: &Expect,
-    key: Option<&VerifierKey>,
+    key: Option<&[VerifierKey]>,
 ) -> anyhow::Result<Result<String, String>> {
     let summary = match audit::verify(paths, expect) {
         Ok(summary) => summary,
@@ -160,7 +164,7 @@ fn verify_chain(
             "checkpoints"
         },
         file.origin,
-        key.name(),
+        file.key,
         file.last_size,
         file.records,
         path.display()

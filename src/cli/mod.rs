@@ -91,9 +91,9 @@ pub enum AuditCommand {
         expect: ExpectArgs,
         /// Also check every file against its signed checkpoints
         /// (`FILE.checkpoints`) with this public key (made by `audit
-        /// keygen`).
+        /// keygen`); repeat for several replicas' keys (any may sign).
         #[arg(long, value_name = "PUBLIC_KEY")]
-        key: Option<PathBuf>,
+        key: Vec<PathBuf>,
     },
     /// Make an Ed25519 key pair for signed checkpoints: the private key in
     /// PATH (mode 0600), the public key in PATH.pub.
@@ -169,7 +169,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Lookup { config, json, ips } => lookup::lookup(&config.config, json, &ips),
         Command::Upstreams { config, json } => upstreams::upstreams(&config.config, json),
         Command::Audit(AuditCommand::Verify { paths, expect, key }) => {
-            audit::verify(&paths, &expect.expect(), key.as_deref())
+            audit::verify(&paths, &expect.expect(), &key)
         }
         Command::Audit(AuditCommand::Keygen { name, path }) => audit::keygen(name, &path),
         Command::Transfers {

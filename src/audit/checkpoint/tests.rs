@@ -40,13 +40,16 @@ fn a_note_has_the_signed_note_shape_and_reads_back() {
     assert_eq!(data[..4], vk.id);
     let path = dir.path().join("a.checkpoints");
     std::fs::write(&path, format!("{note}{}", sk.sign(&checkpoint(9)))).unwrap();
-    let notes = read_checkpoints(&path, &vk).unwrap().unwrap();
+    let notes = read_checkpoints(&path, std::slice::from_ref(&vk))
+        .unwrap()
+        .unwrap();
     assert_eq!(notes.len(), 2);
     assert_eq!(notes[0].checkpoint, checkpoint(7));
     assert_eq!((notes[1].index, notes[1].line), (2, 8));
 }
 
 /// Any changed body byte, or another key, fails the note, naming it.
+/// With several keys, the one that signed is accepted.
 #[test]
 fn an_edited_note_or_another_key_fails() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,13 +58,22 @@ fn an_edited_note_or_another_key_fails() {
     let note = sk.sign(&checkpoint(7));
     let path = dir.path().join("a.checkpoints");
     std::fs::write(&path, &note).unwrap();
-    let err = read_checkpoints(&path, &other).unwrap_err().to_string();
+    let err = read_checkpoints(&path, std::slice::from_ref(&other))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.ends_with("a.checkpoints:1: checkpoint 1: not signed by key k2"),
         "{err}"
     );
+    // Several keys: any of them may have signed; the note says which.
+    let notes = read_checkpoints(&path, &[other, vk.clone()])
+        .unwrap()
+        .unwrap();
+    assert_eq!(notes[0].key, "k1");
     std::fs::write(&path, note.replacen("\n7\n", "\n8\n", 1)).unwrap();
-    let err = read_checkpoints(&path, &vk).unwrap_err().to_string();
+    let err = read_checkpoints(&path, std::slice::from_ref(&vk))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.ends_with("checkpoint 1: the signature by key k1 does not verify"),
         "{err}"
@@ -79,7 +91,9 @@ fn a_smaller_size_after_a_larger_fails() {
         format!("{}{}", sk.sign(&checkpoint(9)), sk.sign(&checkpoint(3))),
     )
     .unwrap();
-    let err = read_checkpoints(&path, &vk).unwrap_err().to_string();
+    let err = read_checkpoints(&path, std::slice::from_ref(&vk))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.ends_with(":8: checkpoint 2: covers 3 records, fewer than checkpoint 1 before it (9)"),
         "{err}"
@@ -133,7 +147,7 @@ proptest::proptest! {
         note[at] = byte;
         let path = dir.path().join("a.checkpoints");
         std::fs::write(&path, &note).unwrap();
-        match read_checkpoints(&path, &vk) {
+        match read_checkpoints(&path, std::slice::from_ref(&vk)) {
             Err(_) => {}
             Ok(notes) => {
                 let notes = notes.unwrap();
