@@ -606,3 +606,46 @@ async fn sighup_after_renaming_both_files_keeps_each_files_checkpoints() {
         text(&out.stdout)
     );
 }
+
+/// `check` reads the signing key as `run` does: a missing key fails,
+/// naming the file; a good one is shown with the origin and rotation.
+#[tokio::test]
+async fn check_reads_the_signing_key_and_shows_the_keeping() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let up = Origin::start(ips::ORIGIN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let toml = signed(
+        &geo,
+        &up,
+        dir.path(),
+        keys.path(),
+        "paris-1",
+        "rotate_size = 1000\nrotate_every = \"1h\"",
+    );
+    let config = dir.path().join("proxy.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let config = config.to_str().unwrap();
+    let out = run(dir.path(), &["check", "--config", config]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "cannot read key file {}",
+            keys.path().join("test-key").display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    keygen(keys.path());
+    let out = run(dir.path(), &["check", "--config", config]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "audit checkpoints: origin paris-1, key test-key ({}), every 60s, into {}\naudit rotation: at 1000 bytes or every 3600s\n",
+            keys.path().join("test-key").display(),
+            dir.path().join("paris-1.jsonl.checkpoints").display()
+        )),
+        "{stdout}"
+    );
+}
