@@ -158,3 +158,40 @@ proptest::proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    /// Whatever lines of a file of signed checkpoints are dropped,
+    /// repeated or swapped, every checkpoint the reader accepts is one
+    /// that was signed, and their sizes never decrease.
+    #[test]
+    fn a_reshuffled_checkpoint_file_yields_only_signed_checkpoints(
+        sizes in proptest::collection::vec(0u64..50, 1..6),
+        edits in proptest::collection::vec((0u8..3, 0usize..64, 0usize..64), 0..4),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (sk, vk) = keys(dir.path(), "k");
+        let mut sizes = sizes;
+        sizes.sort_unstable();
+        let signed: Vec<Checkpoint> = sizes.iter().map(|&s| checkpoint(s)).collect();
+        let text: String = signed.iter().map(|c| sk.sign(c)).collect();
+        let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
+        for (op, a, b) in edits {
+            let (a, b) = (a % lines.len(), b % lines.len());
+            match op {
+                0 if lines.len() > 1 => {
+                    lines.remove(a);
+                }
+                1 => lines.insert(b, lines[a]),
+                _ => lines.swap(a, b),
+            }
+        }
+        let path = dir.path().join("a.checkpoints");
+        std::fs::write(&path, lines.concat()).unwrap();
+        if let Ok(Some(notes)) = read_checkpoints(&path, std::slice::from_ref(&vk)) {
+            for n in &notes {
+                proptest::prop_assert!(signed.contains(&n.checkpoint), "{n:?}");
+            }
+            proptest::prop_assert!(notes.windows(2).all(|w| w[0].checkpoint.size <= w[1].checkpoint.size));
+        }
+    }
+}
