@@ -762,11 +762,15 @@ impl Signer {
     }
 
     /// From now on the trail file is `trail`, open as `file`: its records
-    /// are counted, and its checkpoint file opened.
+    /// are counted, and its checkpoint file opened. On failure no
+    /// checkpoint is written until the next attach succeeds.
     ///
     /// # Errors
     /// The file could not be read, or the checkpoint file opened.
     pub fn attach(&mut self, trail: &Path, file: &File) -> io::Result<()> {
+        // Until this succeeds, no checkpoint is written: one of this file
+        // must never go to another file's checkpoints.
+        self.file = None;
         self.count = count_lines(file)?;
         let path = checkpoint_path(trail);
         let ckpt = OpenOptions::new().create(true).append(true).open(&path)?;

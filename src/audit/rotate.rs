@@ -320,6 +320,50 @@ pub fn trail_files(dir: &Path) -> std::io::Result<Chains> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::checkpoint::{SigningKey, VerifierKey, keygen, read_checkpoints};
+    use crate::audit::writer::AuditSink;
+    use crate::metrics::Metrics;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// A reopen at a file whose checkpoint file cannot be opened signs no
+    /// checkpoint of it at all — never into the previous file's
+    /// checkpoints, which still end with that file's closing one.
+    #[test]
+    fn a_checkpoint_file_that_cannot_be_opened_takes_no_other_files_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let b = dir.path().join("b.jsonl");
+        std::fs::create_dir(checkpoint_path(&b)).unwrap();
+        let (private, public) = keygen("k").unwrap();
+        std::fs::write(dir.path().join("k"), private).unwrap();
+        std::fs::write(dir.path().join("k.pub"), public).unwrap();
+        let key = SigningKey::load(&dir.path().join("k")).unwrap();
+        let vk = VerifierKey::load(&dir.path().join("k.pub")).unwrap();
+        let policy = Policy {
+            checkpoint_every: Duration::from_secs(3600),
+            ..Policy::default()
+        };
+        let keeper = Keeper::new(policy, Some(Signer::new(key, "o".into())));
+        let (sink, writer) =
+            AuditSink::start_keeping(&a, 8, std::sync::Arc::new(Metrics::new()), keeper).unwrap();
+        assert!(block_on(sink.write(crate::audit::record::example(1))));
+        block_on(sink.reopen(b.clone())).unwrap();
+        assert!(block_on(sink.write(crate::audit::record::example(2))));
+        assert!(block_on(sink.write(crate::audit::record::example(3))));
+        writer.join();
+        let notes = read_checkpoints(&checkpoint_path(&a), &[vk])
+            .unwrap()
+            .unwrap();
+        let sizes: Vec<u64> = notes.iter().map(|n| n.checkpoint.size).collect();
+        assert_eq!(sizes, [1]);
+        assert_eq!(std::fs::read_to_string(&b).unwrap().lines().count(), 2);
+    }
 
     /// Closed segment names sort in chain order and are recognised; the
     /// current file comes last in its chain; other stems form their own.
