@@ -231,6 +231,15 @@ impl SigningKey {
     /// [`KeyError`] naming the file.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let text = read_key_file(path)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the audit signing key is readable by others than its owner: whoever reads it can sign a forged trail (chmod 600)"
+                );
+            }
+        }
         let rest = text
             .trim()
             .strip_prefix("PRIVATE+KEY+")
