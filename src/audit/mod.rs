@@ -10,14 +10,20 @@
 //!   object key);
 //! - [`transfers`]: the cartography of flows outside the EEA, from records,
 //!   rendered as Markdown, JSON or one HTML page ([`Cartography::to_html`]);
+//! - [`checkpoint`]: signed checkpoints of the trail (c2sp.org signed
+//!   notes), the keys, and their verification;
+//! - [`rotate`]: rotation by size and age, segment names, and the
+//!   directory listing of several chains;
 //! - [`writer`]: appends sealed records with group commit from the request
 //!   path; the file and the [`Chain`] belong to whichever request leads a
 //!   batch.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod fields;
 pub mod record;
 mod report;
+pub mod rotate;
 pub mod transfers;
 pub mod verify;
 pub mod writer;

@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
+use super::rotate::Keeper;
 use super::{AuditError, AuditRecord, Chain};
 use crate::metrics::Metrics;
 use crate::proxy::listener::{PerWorker, WORKER_SLOTS, worker_slot};
@@ -65,6 +66,9 @@ impl std::fmt::Debug for AuditSink {
 /// Kept by `run` to close the trail at exit.
 pub struct AuditWriter {
     inner: Arc<Inner>,
+    /// The checkpoint and rotation timer (see [`super::rotate`]): dropping
+    /// the sender stops it.
+    timer: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
 impl AuditWriter {
@@ -72,8 +76,13 @@ impl AuditWriter {
     /// the runtime is gone (records of dropped connections are queued as
     /// they drop).
     pub fn join(self) {
+        if let Some((stop, thread)) = self.timer {
+            drop(stop);
+            let _ = thread.join();
+        }
         self.inner.flush_queued();
-        let writer = lock(&self.inner.writer);
+        let mut writer = lock(&self.inner.writer);
+        writer.closing();
         if let Some(f) = writer.file.as_ref() {
             let _ = f.sync_all();
         }
@@ -161,6 +170,21 @@ impl AuditSink {
         batch: usize,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, AuditWriter), AuditError> {
+        Self::start_keeping(path, batch, metrics, Keeper::default())
+    }
+
+    /// [`AuditSink::start`], with segments kept by `keeper`: signed
+    /// checkpoints and rotation (see [`super::rotate`]), on a timer thread
+    /// if they need one.
+    ///
+    /// # Errors
+    /// As [`AuditSink::start`].
+    pub fn start_keeping(
+        path: &Path,
+        batch: usize,
+        metrics: Arc<Metrics>,
+        mut keeper: Keeper,
+    ) -> Result<(Self, AuditWriter), AuditError> {
         let read_error = |source| AuditError::Read {
             path: path.to_owned(),
             source,
@@ -168,6 +192,8 @@ impl AuditSink {
         let mut file = open(path).map_err(read_error)?;
         let chain = Chain::resume_file(&mut file, path)?.unwrap_or_default();
         let len = file.metadata().map_err(read_error)?.len();
+        keeper.attach(path, &file, true);
+        let timed = keeper.timed();
         let inner = Arc::new(Inner {
             queues: PerWorker::default(),
             writer: Mutex::new(Writer {
@@ -177,15 +203,27 @@ impl AuditSink {
                 chain,
                 metrics,
                 text: String::new(),
+                keeper,
             }),
             healthy: AtomicBool::new(true),
             batch: batch.max(1),
         });
+        let timer = if timed {
+            let (stop, stopped) = std::sync::mpsc::channel();
+            let ticking = inner.clone();
+            let thread = std::thread::Builder::new()
+                .name("audit-timer".into())
+                .spawn(move || super::rotate::timer(&stopped, || lock(&ticking.writer).tick()))
+                .map_err(read_error)?;
+            Some((stop, thread))
+        } else {
+            None
+        };
         Ok((
             Self {
                 inner: inner.clone(),
             },
-            AuditWriter { inner },
+            AuditWriter { inner, timer },
         ))
     }
 
@@ -241,12 +279,15 @@ impl AuditSink {
         }
         let (file, len, chain) = open_resumed(&path)?;
         let own_chain = chain.is_some();
+        w.closing();
+        w.keeper.attach(&path, &file, true);
         w.file = Some(file);
         w.len = len;
         if let Some(chain) = chain {
             w.chain = chain;
         }
         w.path = path;
+        w.sign();
         if own_chain {
             tracing::info!(
                 path = %w.path.display(),
@@ -430,7 +471,7 @@ impl Inner {
 /// Opens `path` for appending and takes an exclusive lock on it: two
 /// processes appending to one file would interleave two chains, and the
 /// trail would no longer verify. The lock lives as long as the file handle.
-fn open(path: &Path) -> std::io::Result<File> {
+pub(super) fn open(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -470,6 +511,8 @@ struct Writer {
     metrics: Arc<Metrics>,
     /// The batch's lines, reused.
     text: String,
+    /// Checkpoints and rotation.
+    keeper: Keeper,
 }
 
 impl Writer {
@@ -482,6 +525,7 @@ impl Writer {
             match open_resumed(&self.path) {
                 Ok((f, len, chain)) => {
                     self.len = len;
+                    self.keeper.attach(&self.path, &f, false);
                     self.file = Some(f);
                     if let Some(chain) = chain {
                         self.chain = chain;
@@ -525,6 +569,9 @@ impl Writer {
         if ok {
             self.chain = chain;
             self.metrics.audit_records.inc_by(n);
+            if self.keeper.recorded(n, self.len) {
+                self.rotate();
+            }
             if !healthy.swap(true, Ordering::Relaxed) {
                 tracing::warn!(path = %self.path.display(), "audit writes succeed again");
             }
@@ -541,6 +588,57 @@ impl Writer {
             }
         }
         ok
+    }
+
+    /// Signs a checkpoint of the open file (if signing): the file is
+    /// synced first, so that a crash never leaves a checkpoint covering
+    /// records the disk lost (which would read as a cut trail).
+    fn sign(&mut self) {
+        self.keeper
+            .checkpoint(self.chain.last(), self.file.as_ref());
+    }
+
+    /// Signs a last checkpoint of the file being closed (at a reopen and at
+    /// exit).
+    fn closing(&mut self) {
+        if self.file.is_some() {
+            self.sign();
+        }
+    }
+
+    /// Closes the file into a segment and starts the path anew (see
+    /// [`super::rotate`]).
+    fn rotate(&mut self) {
+        self.closing();
+        match super::rotate::rotate(&self.path, self.file.as_ref()) {
+            Ok(file) => {
+                self.keeper.attach(&self.path, &file, true);
+                self.file = Some(file);
+                self.len = 0;
+                self.sign();
+            }
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot rotate the audit file");
+                // Renamed but not reopened: the next write opens the path.
+                if !self.is_open_at(&self.path) {
+                    self.file = None;
+                }
+            }
+        }
+    }
+
+    /// What the timer does: rotation by age, or a checkpoint, if due;
+    /// returns when to come back.
+    fn tick(&mut self) -> std::time::Instant {
+        let (rotate, checkpoint, _) = self.keeper.due(std::time::Instant::now());
+        if rotate && self.len > 0 {
+            self.rotate();
+        } else if rotate {
+            self.keeper.restart_age();
+        } else if checkpoint && self.file.is_some() {
+            self.sign();
+        }
+        self.keeper.due(std::time::Instant::now()).2
     }
 
     /// Appends the batch whole or not at all: a write that fails part-way

@@ -1,6 +1,15 @@
-//! `residency-proxy audit verify [--from HASH] [--expect-last HASH] PATH...`:
-//! checks the hash chain across the files, in the order given (oldest
-//! first), from genesis (or `--from`) to its last record.
+//! `residency-proxy audit verify [--key PUBLIC] [--from HASH] [--expect-last
+//! HASH] PATH...`: checks the hash chain across the files, in the order
+//! given (oldest first), from genesis (or `--from`) to its last record.
+//! With `--key`, each file is also checked against its signed checkpoints
+//! (`FILE.checkpoints`, see [`crate::audit::checkpoint`]); the ok line then
+//! ends with `; N signed checkpoints (origin O, key K), the last covers C
+//! of the R records of FILE` (R − C records are not covered). A single
+//! directory instead of files holds several chains (see
+//! [`crate::audit::rotate::trail_files`]): each is verified on its own, its
+//! line prefixed by its name (`paris-1: ok: …` on stdout, `paris-2: …` on
+//! stderr), and the exit code is 1 if any failed. `audit keygen` makes the
+//! key pair.
 //!
 //! Success prints one line to stdout and exits 0, with the full hashes
 //! where the verified chain starts and ends:
@@ -18,23 +27,148 @@
 //! in PATH…` for a trail without records, or `PATH:LINE: the trail ends
 //! with hash …` for a last hash other than `--expect-last`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
+
+use crate::audit::checkpoint::{self, VerifierKey};
 use crate::audit::{self, Expect, Failure, GENESIS, Summary};
 
-/// Runs `audit verify`.
+/// Runs `audit verify`: on files, one chain; on a directory, each chain it
+/// holds (see [`chains`]).
 ///
 /// # Errors
-/// A file that cannot be read (the error names it).
-pub fn verify(paths: &[PathBuf], expect: &Expect) -> anyhow::Result<ExitCode> {
-    match audit::verify(paths, expect) {
-        Ok(summary) => {
-            println!("{}", ok_line(&summary));
-            Ok(ExitCode::SUCCESS)
+/// A file that cannot be read (the error names it), a key that cannot be
+/// read.
+pub fn verify(paths: &[PathBuf], expect: &Expect, keys: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let keys = keys
+        .iter()
+        .map(|k| VerifierKey::load(k))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = (!keys.is_empty()).then_some(keys.as_slice());
+    let Some(groups) = chains(paths, expect)? else {
+        return Ok(match verify_chain(paths, expect, key)? {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(line) => {
+                eprintln!("{line}");
+                ExitCode::FAILURE
+            }
+        });
+    };
+    let mut code = ExitCode::SUCCESS;
+    for (name, files) in &groups {
+        match verify_chain(files, expect, key)? {
+            Ok(line) => println!("{name}: {line}"),
+            Err(line) => {
+                eprintln!("{name}: {line}");
+                code = ExitCode::FAILURE;
+            }
         }
-        Err(failure) => report(failure),
     }
+    Ok(code)
+}
+
+/// The chains of a directory given alone: `None` for files (one chain, as
+/// given); for a directory, each chain's name (its file stem, the writer's
+/// origin by convention) and its files in chain order (closed segments by
+/// sequence number, then the current file).
+///
+/// # Errors
+/// A directory among several paths, or with `--from`/`--expect-last`
+/// (they concern one chain), one that cannot be listed or holds no trail.
+pub(super) fn chains(
+    paths: &[PathBuf],
+    expect: &Expect,
+) -> anyhow::Result<Option<crate::audit::rotate::Chains>> {
+    let [dir] = paths else {
+        if let Some(dir) = paths.iter().find(|p| p.is_dir()) {
+            anyhow::bail!(
+                "{} is a directory: give one directory alone, or files",
+                dir.display()
+            );
+        }
+        return Ok(None);
+    };
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    if *expect != Expect::default() {
+        anyhow::bail!(
+            "--from and --expect-last concern one chain: give the files of that chain, not the directory {}",
+            dir.display()
+        );
+    }
+    let groups = crate::audit::rotate::trail_files(dir)
+        .with_context(|| format!("cannot list directory {}", dir.display()))?;
+    if groups.is_empty() {
+        anyhow::bail!("no audit trail (*.jsonl) in directory {}", dir.display());
+    }
+    Ok(Some(groups))
+}
+
+/// Verifies one chain, and with `key` its checkpoints: `Ok(ok line)` or
+/// `Err(failure line)`.
+fn verify_chain(
+    paths: &[PathBuf],
+    expect: &Expect,
+    key: Option<&[VerifierKey]>,
+) -> anyhow::Result<Result<String, String>> {
+    let summary = match audit::verify(paths, expect) {
+        Ok(summary) => summary,
+        Err(failure @ Failure::Read { .. }) => return Err(failure.into()),
+        Err(failure) => return Ok(Err(failure.to_string())),
+    };
+    let Some(key) = key else {
+        return Ok(Ok(ok_line(&summary)));
+    };
+    let mut count = 0;
+    let mut last: Option<(&PathBuf, checkpoint::FileCheckpoints)> = None;
+    let mut start = summary.first_prev.clone();
+    for path in paths {
+        match checkpoint::check_file(path, key, start.as_deref()) {
+            Ok(file) => {
+                if let Some((before, b)) = &last
+                    && b.origin != file.origin
+                {
+                    return Ok(Err(format!(
+                        "{}: its checkpoints name origin {}, those of {} name {}: files of two writers",
+                        path.display(),
+                        file.origin,
+                        before.display(),
+                        b.origin
+                    )));
+                }
+                count += file.count;
+                start.clone_from(&file.end);
+                last = Some((path, file));
+            }
+            Err(failure @ checkpoint::CheckpointFailure::Read { .. }) => {
+                return Err(failure.into());
+            }
+            Err(failure) => return Ok(Err(failure.to_string())),
+        }
+    }
+    let Some((path, file)) = last else {
+        return Ok(Ok(ok_line(&summary)));
+    };
+    Ok(Ok(format!(
+        "{}; {count} signed {} (origin {}, key {}), the last covers {} of the {} records of {}",
+        ok_line(&summary),
+        if count == 1 {
+            "checkpoint"
+        } else {
+            "checkpoints"
+        },
+        file.origin,
+        file.key,
+        file.last_size,
+        file.records,
+        path.display()
+    )))
 }
 
 /// Prints a failed verification as its one stderr line and exits 1; an
@@ -63,4 +197,38 @@ fn ok_line(s: &Summary) -> String {
         if s.files == 1 { "file" } else { "files" },
         s.last_hash.as_deref().unwrap_or_default(),
     )
+}
+
+/// Runs `audit keygen`: the private key in `path` (created, mode 0600),
+/// the public key in `path.pub`; prints the public key.
+///
+/// # Errors
+/// An invalid name, or a file that exists or cannot be written.
+pub fn keygen(name: Option<String>, path: &Path) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = name.unwrap_or_else(checkpoint::host_name);
+    let (private, public) = checkpoint::keygen(&name)?;
+    let mut public_path = path.as_os_str().to_owned();
+    public_path.push(".pub");
+    let public_path = PathBuf::from(public_path);
+    for (file, text, mode) in [
+        (path, &private, 0o600),
+        (public_path.as_path(), &public, 0o644),
+    ] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(file)
+            .and_then(|mut f| f.write_all(format!("{text}\n").as_bytes()))
+            .with_context(|| format!("cannot write key file {}", file.display()))?;
+    }
+    println!("{public}");
+    eprintln!(
+        "private key in {} (keep it off the audit host if you can: whoever holds it can sign a forged trail); public key in {}",
+        path.display(),
+        public_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

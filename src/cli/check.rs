@@ -11,8 +11,9 @@ use crate::snapshot::{Evidence, Snapshot};
 
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
+    let keeping = audit_keeping(&config)?;
     let snap = Snapshot::build(config, &Evidence::detached())?;
-    print!("{}", summary(&snap));
+    print!("{}{keeping}", summary(&snap));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -79,6 +80,39 @@ fn expiry(snap: &Snapshot, now: u64) -> String {
         );
     }
     out
+}
+
+/// The `[audit]` signing and rotation lines, the signing key read as `run`
+/// reads it; empty when neither is configured.
+fn audit_keeping(c: &Config) -> anyhow::Result<String> {
+    let a = &c.audit;
+    let mut out = String::new();
+    if !a.enabled {
+        return Ok(out);
+    }
+    if let Some(path) = &a.signing_key {
+        let key = crate::audit::checkpoint::SigningKey::load(path)?;
+        let origin = if a.origin.is_empty() {
+            crate::audit::checkpoint::host_name()
+        } else {
+            a.origin.clone()
+        };
+        let _ = writeln!(
+            out,
+            "audit checkpoints: origin {origin}, key {} ({}), every {:?}, into {}",
+            key.name(),
+            path.display(),
+            a.checkpoint_every,
+            crate::audit::checkpoint::checkpoint_path(&a.path).display()
+        );
+    }
+    if a.rotate_size.is_some() || a.rotate_every.is_some() {
+        let size = a.rotate_size.map(|b| format!("at {b} bytes"));
+        let every = a.rotate_every.map(|d| format!("every {d:?}"));
+        let when: Vec<String> = size.into_iter().chain(every).collect();
+        let _ = writeln!(out, "audit rotation: {}", when.join(" or "));
+    }
+    Ok(out)
 }
 
 fn summary(snap: &Snapshot) -> String {

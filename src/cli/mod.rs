@@ -89,6 +89,21 @@ pub enum AuditCommand {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         expect: ExpectArgs,
+        /// Also check every file against its signed checkpoints
+        /// (`FILE.checkpoints`) with this public key (made by `audit
+        /// keygen`); repeat for several replicas' keys (any may sign).
+        #[arg(long, value_name = "PUBLIC_KEY")]
+        key: Vec<PathBuf>,
+    },
+    /// Make an Ed25519 key pair for signed checkpoints: the private key in
+    /// PATH (mode 0600), the public key in PATH.pub.
+    Keygen {
+        /// The key's name, in signature lines (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where to write the private key (must not exist).
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
     },
 }
 
@@ -153,9 +168,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Check(c) => check::check(&c.config),
         Command::Lookup { config, json, ips } => lookup::lookup(&config.config, json, &ips),
         Command::Upstreams { config, json } => upstreams::upstreams(&config.config, json),
-        Command::Audit(AuditCommand::Verify { paths, expect }) => {
-            audit::verify(&paths, &expect.expect())
+        Command::Audit(AuditCommand::Verify { paths, expect, key }) => {
+            audit::verify(&paths, &expect.expect(), &key)
         }
+        Command::Audit(AuditCommand::Keygen { name, path }) => audit::keygen(name, &path),
         Command::Transfers {
             audit,
             format,

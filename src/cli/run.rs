@@ -23,9 +23,14 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(Metrics::new());
     metrics.init_reloads();
     let (sink, writer) = if config.audit.enabled {
-        let (sink, writer) =
-            AuditSink::start(&config.audit.path, config.audit.queue, metrics.clone())
-                .context("cannot start the audit trail")?;
+        let keeper = crate::audit::rotate::Keeper::of(&config.audit)?;
+        let (sink, writer) = AuditSink::start_keeping(
+            &config.audit.path,
+            config.audit.queue,
+            metrics.clone(),
+            keeper,
+        )
+        .context("cannot start the audit trail")?;
         (Some(sink), Some(writer))
     } else {
         tracing::warn!(
@@ -133,7 +138,17 @@ struct Fixed {
     max_connections: usize,
     audit_enabled: bool,
     audit_queue: usize,
+    /// Signing and rotation, read by the writer at start.
+    audit_keeping: AuditKeeping,
 }
+
+type AuditKeeping = (
+    Option<std::path::PathBuf>,
+    String,
+    Duration,
+    Option<u64>,
+    Option<Duration>,
+);
 
 impl Fixed {
     fn of(c: &Config) -> Self {
@@ -144,6 +159,13 @@ impl Fixed {
             max_connections: c.server.max_connections,
             audit_enabled: c.audit.enabled,
             audit_queue: c.audit.queue,
+            audit_keeping: (
+                c.audit.signing_key.clone(),
+                c.audit.origin.clone(),
+                c.audit.checkpoint_every,
+                c.audit.rotate_size,
+                c.audit.rotate_every,
+            ),
         }
     }
 
@@ -180,6 +202,12 @@ impl Fixed {
             "[audit] queue",
             &self.audit_queue,
             &now.audit_queue,
+        );
+        key(
+            &mut out,
+            "[audit] signing_key, origin, checkpoint_every, rotate_size or rotate_every",
+            &self.audit_keeping,
+            &now.audit_keeping,
         );
         out
     }

@@ -6,7 +6,9 @@
 //! of `audit verify` (start at genesis or `--from`, at least one record,
 //! last hash `--expect-last`): a report is only printed from a chain that
 //! verifies whole. Otherwise the failure is printed to stderr as by `audit
-//! verify`, and the exit code is 1.
+//! verify`, and the exit code is 1. A single directory is read as several
+//! chains (one per replica, as `audit verify DIR`), each verified on its
+//! own; the report covers them all; a failure names its chain.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -28,9 +30,33 @@ pub fn transfers(
     expect: &Expect,
 ) -> anyhow::Result<ExitCode> {
     let mut failure: Option<Failure> = None;
-    let cartography = audit::aggregate(
-        audit::records(paths, expect).map_while(|r| r.map_err(|f| failure = Some(f)).ok()),
-    );
+    let cartography = match super::audit::chains(paths, expect)? {
+        None => audit::aggregate(
+            audit::records(paths, expect).map_while(|r| r.map_err(|f| failure = Some(f)).ok()),
+        ),
+        // A directory: each chain verified on its own, the flows of all
+        // together; a failure names its chain.
+        Some(groups) => {
+            let failed = std::cell::RefCell::new(None::<(String, Failure)>);
+            let cartography = audit::aggregate(groups.iter().flat_map(|(name, files)| {
+                let failed = &failed;
+                audit::records(files, expect).map_while(move |r| {
+                    r.map_err(|f| {
+                        failed.borrow_mut().get_or_insert((name.clone(), f));
+                    })
+                    .ok()
+                })
+            }));
+            match failed.into_inner() {
+                Some((_, f @ Failure::Read { .. })) => return report(f),
+                Some((name, f)) => {
+                    eprintln!("{name}: {f}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                None => cartography,
+            }
+        }
+    };
     if let Some(failure) = failure {
         return report(failure);
     }

@@ -71,6 +71,16 @@ pub struct AuditSpec {
     pub protocol_error_records: u64,
     /// The window of `protocol_error_records`.
     pub protocol_error_window: std::time::Duration,
+    /// Private key file signing checkpoints (SPEC §10).
+    pub signing_key: Option<PathBuf>,
+    /// This proxy's name in checkpoints; empty: the host name.
+    pub origin: String,
+    /// How often a checkpoint is signed.
+    pub checkpoint_every: std::time::Duration,
+    /// Rotate at this many bytes.
+    pub rotate_size: Option<u64>,
+    /// Rotate after this long.
+    pub rotate_every: Option<std::time::Duration>,
 }
 
 /// `[server]`, typed.

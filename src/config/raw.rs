@@ -66,6 +66,21 @@ pub struct RawAudit {
     /// The window of `protocol_error_records`.
     #[serde(default = "default_protocol_error_window")]
     pub protocol_error_window: Text,
+    /// Private key signing checkpoints; empty: none.
+    #[serde(default = "empty_text")]
+    pub signing_key: Text,
+    /// This proxy's name in checkpoints; empty: the host name.
+    #[serde(default = "empty_text")]
+    pub origin: Text,
+    /// How often a checkpoint is signed.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: Text,
+    /// Rotate at this many bytes; 0: never.
+    #[serde(default = "zero")]
+    pub rotate_size: Spanned<u64>,
+    /// Rotate after this long; 0s: never.
+    #[serde(default = "default_rotate_every")]
+    pub rotate_every: Text,
 }
 
 impl Default for RawAudit {
@@ -80,6 +95,11 @@ impl Default for RawAudit {
             queue: default_audit_queue(),
             protocol_error_records: default_protocol_error_records(),
             protocol_error_window: default_protocol_error_window(),
+            signing_key: empty_text(),
+            origin: empty_text(),
+            checkpoint_every: default_checkpoint_every(),
+            rotate_size: zero(),
+            rotate_every: default_rotate_every(),
         }
     }
 }
@@ -487,6 +507,18 @@ fn default_watch_interval() -> Text {
 }
 fn default_audit_path() -> Text {
     text("audit/audit.jsonl")
+}
+fn empty_text() -> Text {
+    text("")
+}
+fn zero() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
+}
+fn default_checkpoint_every() -> Text {
+    text("60s")
+}
+fn default_rotate_every() -> Text {
+    text("0s")
 }
 fn default_purpose_header() -> Text {
     text("x-access-purpose")

@@ -232,7 +232,28 @@ fn audit(raw: &RawConfig, p: &mut Problems<'_>) -> AuditSpec {
             p,
         ) as u64,
         protocol_error_window: duration(&a.protocol_error_window, p, false),
+        signing_key: (!a.signing_key.get_ref().is_empty())
+            .then(|| PathBuf::from(a.signing_key.get_ref())),
+        origin: audit_origin(a, p),
+        checkpoint_every: duration(&a.checkpoint_every, p, false),
+        rotate_size: (*a.rotate_size.get_ref() > 0).then(|| *a.rotate_size.get_ref()),
+        rotate_every: Some(duration(&a.rotate_every, p, true)).filter(|d| !d.is_zero()),
     }
+}
+
+/// `[audit] origin`: empty (the host name) or a name a signed note can
+/// carry.
+fn audit_origin(a: &super::raw::RawAudit, p: &mut Problems<'_>) -> String {
+    let origin = a.origin.get_ref();
+    if !origin.is_empty() && !crate::audit::checkpoint::valid_name(origin) {
+        p.at(
+            a.origin.span(),
+            format!(
+                "audit origin \"{origin}\" is not valid (no spaces, control characters or '+')"
+            ),
+        );
+    }
+    origin.clone()
 }
 
 fn admin(raw: &RawConfig, p: &mut Problems<'_>) -> Option<SocketAddr> {

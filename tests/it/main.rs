@@ -13,6 +13,7 @@ mod support;
 
 mod adversarial;
 mod audit;
+mod checkpoint;
 mod cli;
 mod client_ip;
 mod decisions;
