@@ -135,6 +135,7 @@ fn record() -> AuditRecord {
         bytes_down: 1_048_576,
         duration_ms: 12,
         policy_version: "23e14499760b".into(),
+        operators: Default::default(),
         prev: String::new(),
     }
 }

@@ -256,26 +256,34 @@ async fn watch_database(shared: Shared, tx: tokio::sync::mpsc::Sender<()>) {
             .ok()
             .map(|m| (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
     };
-    let mut seen: Option<(std::path::PathBuf, Option<Stamp>)> = None;
+    // The country database, then the operator database when configured.
+    let mut seen: Option<(Vec<std::path::PathBuf>, Vec<Option<Stamp>>)> = None;
     loop {
-        let (interval, path) = {
+        let (interval, paths) = {
             let snap = shared.load();
-            (snap.config.geoip_watch, snap.config.geoip_database.clone())
+            let mut paths = vec![snap.config.geoip_database.clone()];
+            paths.extend(snap.config.operator_database.clone());
+            (snap.config.geoip_watch, paths)
         };
         let Some(interval) = interval else {
             seen = None;
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let now = stamp(&path);
-        match &seen {
-            Some((p, s)) if *p == path && *s != now && now.is_some() => {
+        let now: Vec<Option<Stamp>> = paths.iter().map(|p| stamp(p)).collect();
+        if let Some((p, s)) = &seen
+            && *p == paths
+        {
+            let replaced = paths
+                .iter()
+                .zip(s.iter().zip(&now))
+                .find(|(_, (old, new))| old != new && new.is_some());
+            if let Some((path, _)) = replaced {
                 tracing::info!(database = %path.display(), "GeoIP database replaced; reloading");
                 let _ = tx.send(()).await;
             }
-            _ => {}
         }
-        seen = Some((path, now));
+        seen = Some((paths, now));
         tokio::time::sleep(interval).await;
     }
 }

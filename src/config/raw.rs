@@ -294,6 +294,9 @@ pub struct RawGeoip {
     /// How often the file is checked when `watch = true`.
     #[serde(default = "default_watch_interval")]
     pub watch_interval: Text,
+    /// Path of the operator `.mmdb` (SPEC §11); none by default.
+    #[serde(default)]
+    pub operator_database: Option<Text>,
 }
 
 impl Default for RawGeoip {
@@ -302,6 +305,7 @@ impl Default for RawGeoip {
             database: default_database(),
             watch: false,
             watch_interval: default_watch_interval(),
+            operator_database: None,
         }
     }
 }
@@ -350,6 +354,13 @@ pub struct RawPolicy {
     /// CIDRs that always fail.
     #[serde(default)]
     pub deny_networks: Vec<Text>,
+    /// ISO codes or `EEA`: operators that raise no `foreign_operator`.
+    #[serde(default = "default_allow_countries")]
+    pub operator_countries: Vec<Text>,
+    /// `"ignore"` | `"flag"` | `"block"`, or `{ client = …, upstream = … }`;
+    /// checked in `validate`, so errors carry a position.
+    #[serde(default)]
+    pub on_foreign_operator: Option<Spanned<toml::Value>>,
 }
 
 impl Default for RawPolicy {
@@ -361,6 +372,8 @@ impl Default for RawPolicy {
             unknown_country: RawUnknown::default(),
             allow_networks: default_allow_networks(),
             deny_networks: Vec::new(),
+            operator_countries: default_allow_countries(),
+            on_foreign_operator: None,
         }
     }
 }
@@ -402,6 +415,11 @@ pub struct RawRoute {
     pub deny_networks: Option<Vec<Text>>,
     /// `[route.tls]`, for `https://` upstreams.
     pub tls: Option<RawRouteTls>,
+    /// Replaces `[policy] operator_countries`.
+    pub operator_countries: Option<Vec<Text>>,
+    /// Overrides `[policy] on_foreign_operator`; a table overrides only the
+    /// sides it names.
+    pub on_foreign_operator: Option<Spanned<toml::Value>>,
 }
 
 fn text(s: &str) -> Text {

@@ -11,8 +11,9 @@ use http::Request;
 use hyper::body::Incoming;
 
 use super::respond::RequestId;
+use crate::audit::record::OperatorFields;
 use crate::audit::{AuditRecord, format_time, identity, object_key};
-use crate::geo::{Country, label};
+use crate::geo::{Country, Operator, label};
 use crate::policy::{Decision, Reason, Side};
 use crate::snapshot::Snapshot;
 
@@ -42,6 +43,10 @@ pub struct RequestEvidence {
     pub upstream_failed: Option<(Decision, Option<Country>, Reason)>,
     /// Request body bytes sent upstream (shared with the body wrapper).
     pub bytes_up: Arc<AtomicU64>,
+    /// The client's operator, when an operator database is configured.
+    pub client_operator: Option<Operator>,
+    /// The upstream's operator (dialled or refused), likewise.
+    pub upstream_operator: Option<Operator>,
 }
 
 impl RequestEvidence {
@@ -73,6 +78,8 @@ impl RequestEvidence {
             upstream: None,
             upstream_failed: None,
             bytes_up: Arc::new(AtomicU64::new(0)),
+            client_operator: None,
+            upstream_operator: None,
         }
     }
 
@@ -128,6 +135,12 @@ impl RequestEvidence {
             bytes_down,
             duration_ms: u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX),
             policy_version: snap.policy_version.clone(),
+            operators: OperatorFields {
+                client_operator: self.client_operator.map(|o| label(o.country).to_owned()),
+                client_asn: self.client_operator.and_then(|o| o.asn),
+                upstream_operator: self.upstream_operator.map(|o| label(o.country).to_owned()),
+                upstream_asn: self.upstream_operator.and_then(|o| o.asn),
+            },
             prev: String::new(),
         }
     }

@@ -32,6 +32,7 @@ pub fn record(n: u64) -> AuditRecord {
         bytes_down: 0,
         duration_ms: 2,
         policy_version: "3f2a9c1e".into(),
+        operators: Default::default(),
         prev: String::new(),
     }
 }
