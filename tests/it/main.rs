@@ -28,3 +28,4 @@ mod streaming;
 mod tls_reload;
 mod transfers;
 mod upstream_dns;
+mod operator;
