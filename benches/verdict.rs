@@ -18,7 +18,8 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use residency_proxy::config::Config;
-use residency_proxy::geo::GeoDb;
+use residency_proxy::geo::{GeoDb, OperatorDb};
+use residency_proxy::policy::Side;
 
 const MIX: [&str; 12] = [
     "90.0.0.1",
@@ -59,6 +60,27 @@ fn verdict(c: &mut Criterion) {
         b.iter(|| {
             ips.iter()
                 .filter(|ip| policy.judge(black_box(**ip), &geo).passes())
+                .count()
+        })
+    });
+    // SPEC §11: the second lookup, alone and inside the verdict.
+    let ops = OperatorDb::open(&root.join("geodata/iptoasn-country.mmdb"))
+        .expect("shipped operator database");
+    g.bench_function("operator_only", |b| {
+        b.iter(|| {
+            ips.iter()
+                .filter(|ip| ops.operator(black_box(**ip)).country.is_some())
+                .count()
+        })
+    });
+    g.bench_function("judge_with_operator", |b| {
+        b.iter(|| {
+            ips.iter()
+                .filter(|ip| {
+                    policy
+                        .judge_side(black_box(**ip), Side::Upstream, &geo, Some(&ops))
+                        .passes()
+                })
                 .count()
         })
     });

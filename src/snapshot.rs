@@ -172,7 +172,10 @@ impl Snapshot {
                 db.build_epoch(),
                 db.node_count()
             ));
-            policy_version = h.finalize()[..6].iter().map(|b| format!("{b:02x}")).collect();
+            policy_version = h.finalize()[..6]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
         }
         Ok(Self {
             config,

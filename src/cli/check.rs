@@ -145,7 +145,11 @@ fn summary(snap: &Snapshot) -> String {
                         w,
                         ": {} {} by {}",
                         crate::geo::label(v.country),
-                        if v.passes() || v.advisory { "allowed" } else { "rejected" },
+                        if v.passes() || v.advisory {
+                            "allowed"
+                        } else {
+                            "rejected"
+                        },
                         v.rule.as_str()
                     );
                 }
@@ -162,8 +166,12 @@ fn policy(w: &mut String, p: &PolicySpec, indent: &str) {
     let _ = writeln!(w, "{indent}mode: {}", p.policy.mode.as_str());
     let actions = p.policy.on_foreign_operator;
     if actions != crate::policy::OperatorActions::default() {
-        let operator_countries: Vec<String> =
-            p.policy.operator_countries.iter().map(|c| c.to_string()).collect();
+        let operator_countries: Vec<String> = p
+            .policy
+            .operator_countries
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
         let _ = writeln!(
             w,
             "{indent}on_foreign_operator: client {}, upstream {}; operator_countries ({}): {}",

@@ -62,11 +62,7 @@ fn table(reports: &[RouteReport]) -> String {
                     let asn = a.asn.map_or_else(String::new, |n| format!(" AS{n}"));
                     format!("\toperated {op}{asn}")
                 });
-                let _ = writeln!(
-                    out,
-                    "    {}\t{}{operated}\t{verdict}",
-                    a.address, a.country
-                );
+                let _ = writeln!(out, "    {}\t{}{operated}\t{verdict}", a.address, a.country);
             }
         }
     }

@@ -148,6 +148,8 @@ proptest! {
             unknown_allowed: true,
             allow_networks: NetworkTable::default(),
             deny_networks: NetworkTable::default(),
+            operator_countries: CountrySet::new(),
+            on_foreign_operator: OperatorActions::default(),
         };
         let v = policy.judge(ip, geo());
         prop_assert_eq!(v.reason, Some(Reason::CountryDenied));
@@ -212,10 +214,16 @@ fn a_foreign_operator_is_checked_after_the_country_per_side() {
     let v = p.judge_side(aws_paris, Side::Client, geo(), Some(operators()));
     assert_eq!(v.country, Country::from_code("FR"));
     assert_eq!(v.operator.country, Country::from_code("US"));
-    assert_eq!((v.reason, v.advisory), (Some(Reason::ForeignOperator), true));
+    assert_eq!(
+        (v.reason, v.advisory),
+        (Some(Reason::ForeignOperator), true)
+    );
     assert_eq!(p.decide(&v), Decision::Flagged);
     let v = p.judge_side(aws_paris, Side::Upstream, geo(), Some(operators()));
-    assert_eq!((v.reason, v.advisory), (Some(Reason::ForeignOperator), false));
+    assert_eq!(
+        (v.reason, v.advisory),
+        (Some(Reason::ForeignOperator), false)
+    );
     assert_eq!(p.decide(&v), Decision::Blocked);
     let v = p.judge_side(orange, Side::Upstream, geo(), Some(operators()));
     assert_eq!((v.reason, v.foreign_operator), (None, false));
@@ -235,7 +243,12 @@ fn allow_networks_wins_over_a_foreign_operator() {
         allow_networks: nets(&["15.188.0.0/16".parse().unwrap()]),
         ..operator_policy(OperatorAction::Block, OperatorAction::Block)
     };
-    let v = p.judge_side("15.188.0.1".parse().unwrap(), Side::Client, geo(), Some(operators()));
+    let v = p.judge_side(
+        "15.188.0.1".parse().unwrap(),
+        Side::Client,
+        geo(),
+        Some(operators()),
+    );
     assert_eq!((v.rule, v.reason), (Rule::AllowNetworks, None));
     assert!(v.foreign_operator, "still evidence");
 }

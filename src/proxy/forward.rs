@@ -82,9 +82,11 @@ pub async fn forward(
         for (addr, verdict) in candidates {
             // The flag this address carries: the monitor-mode fallback's, or
             // its own when only flagged for a foreign operator.
-            let flag = failed
-                .map(|v| (v, upstream_reason(&v)))
-                .or_else(|| verdict.advisory.then_some((verdict, Reason::ForeignOperator)));
+            let flag = failed.map(|v| (v, upstream_reason(&v))).or_else(|| {
+                verdict
+                    .advisory
+                    .then_some((verdict, Reason::ForeignOperator))
+            });
             // Recorded before sending: a request abandoned while the upstream
             // is still answering is traced with the address it went to.
             ev.upstream = Some((addr, verdict.country));

@@ -156,13 +156,18 @@ async fn a_client_operated_from_outside_is_flagged_or_blocked_per_its_side() {
     let rsp = Client::bound_to(ips::DE)
         .get(s.proxy.addr(), "/b/k", &[])
         .await;
-    assert_eq!((rsp.status.as_u16(), rsp.header("x-residency-decision")), (200, ""));
+    assert_eq!(
+        (rsp.status.as_u16(), rsp.header("x-residency-decision")),
+        (200, "")
+    );
     drop(s);
 
     let s = setup(true, r#"on_foreign_operator = { client = "block" }"#, "").await;
     let req = http::Request::put("/b/k")
         .header("host", "s3.test")
-        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"secret")))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"secret",
+        )))
         .unwrap();
     let rsp = Client::bound_to(ips::FR).send(s.proxy.addr(), req).await;
     assert_eq!(rsp.status, 451);
@@ -172,13 +177,21 @@ async fn a_client_operated_from_outside_is_flagged_or_blocked_per_its_side() {
     );
     assert_eq!(s.origin.connection_count(), 0);
     let r = &wait_records(&s.proxy, 1).await[0];
-    assert_eq!((r["side"].as_str(), r["reason"].as_str()), (Some("client"), Some("foreign_operator")));
+    assert_eq!(
+        (r["side"].as_str(), r["reason"].as_str()),
+        (Some("client"), Some("foreign_operator"))
+    );
     assert_eq!(r["bytes_up"], 0);
 }
 
 #[tokio::test]
 async fn monitor_mode_flags_what_block_would_refuse() {
-    let s = setup(false, "mode = \"monitor\"\non_foreign_operator = \"block\"", "").await;
+    let s = setup(
+        false,
+        "mode = \"monitor\"\non_foreign_operator = \"block\"",
+        "",
+    )
+    .await;
     let rsp = Client::bound_to(ips::FR)
         .get(s.proxy.addr(), "/b/k", &[])
         .await;
@@ -213,7 +226,10 @@ async fn a_route_overrides_on_foreign_operator_per_side() {
         .get(s.proxy.addr(), "/b/k", &[])
         .await;
     assert_eq!(rsp.status, 451);
-    assert!(rsp.header("x-residency-decision").starts_with("blocked; side=client;"));
+    assert!(
+        rsp.header("x-residency-decision")
+            .starts_with("blocked; side=client;")
+    );
     // A route's operator_countries replaces the global list.
     drop(s);
     let s = setup(
@@ -225,7 +241,10 @@ async fn a_route_overrides_on_foreign_operator_per_side() {
     let rsp = Client::bound_to(ips::FR)
         .get(s.proxy.addr(), "/b/k", &[])
         .await;
-    assert_eq!((rsp.status.as_u16(), rsp.header("x-residency-decision")), (200, ""));
+    assert_eq!(
+        (rsp.status.as_u16(), rsp.header("x-residency-decision")),
+        (200, "")
+    );
 }
 
 #[tokio::test]
@@ -239,7 +258,10 @@ async fn allow_networks_wins_over_a_foreign_operator() {
     let rsp = Client::bound_to(ips::FR)
         .get(s.proxy.addr(), "/b/k", &[])
         .await;
-    assert_eq!((rsp.status.as_u16(), rsp.header("x-residency-decision")), (200, ""));
+    assert_eq!(
+        (rsp.status.as_u16(), rsp.header("x-residency-decision")),
+        (200, "")
+    );
     assert_eq!(s.origin.request_count(), 1);
 }
 
@@ -306,7 +328,11 @@ fn lookup_on_the_shipped_databases_separates_location_and_operator() {
         .env("RUST_LOG", "off")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "15.188.0.1\tFR\toperated US\tallowed\tby allow_countries\n\
