@@ -339,3 +339,23 @@ fn lookup_on_the_shipped_databases_separates_location_and_operator() {
          90.0.0.1\tFR\toperated FR\tallowed\tby allow_countries\n"
     );
 }
+
+#[test]
+fn on_foreign_operator_errors_are_located_and_name_the_choices() {
+    let toml = "[policy]\non_foreign_operator = \"warn\"\noperator_countries = [\"EEA\", \"UK\"]\n\n[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9\"]\non_foreign_operator = { upstream = \"block\", server = \"flag\" }\n";
+    let err = residency_proxy::config::Config::parse(std::path::Path::new("bad.toml"), toml)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "bad.toml:2:23: invalid on_foreign_operator \"warn\" (expected \"ignore\", \"flag\" or \"block\")\n\
+         bad.toml:3:30: unknown country code \"UK\" (did you mean \"GB\"?)\n\
+         bad.toml:8:23: unknown side \"server\" in on_foreign_operator (expected client or upstream)"
+    );
+    let ok = "[policy]\non_foreign_operator = { client = \"flag\" }\n[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9\"]\non_foreign_operator = \"block\"\n";
+    let cfg = residency_proxy::config::Config::parse(std::path::Path::new("ok.toml"), ok).unwrap();
+    let g = cfg.policy.policy.on_foreign_operator;
+    assert_eq!((g.client.as_str(), g.upstream.as_str()), ("flag", "ignore"));
+    let r = cfg.routes[0].policy.policy.on_foreign_operator;
+    assert_eq!((r.client.as_str(), r.upstream.as_str()), ("block", "block"));
+}
