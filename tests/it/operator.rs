@@ -359,3 +359,84 @@ fn on_foreign_operator_errors_are_located_and_name_the_choices() {
     let r = cfg.routes[0].policy.policy.on_foreign_operator;
     assert_eq!((r.client.as_str(), r.upstream.as_str()), ("block", "block"));
 }
+
+#[tokio::test]
+async fn a_replaced_operator_database_is_reloaded_when_watched() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let ops = operators(false);
+    let origin = Origin::start(ips::ORIGIN).await;
+    let toml = with_operators(
+        &config(&geo, &origin, "", r#"on_foreign_operator = "flag""#, ""),
+        &ops,
+    )
+    .replacen(
+        "operator_database",
+        "watch = true\nwatch_interval = \"200ms\"\noperator_database",
+        1,
+    );
+    let proxy = Proxy::start(&toml);
+    let rsp = Client::bound_to(ips::FR)
+        .get(proxy.addr(), "/b/k", &[])
+        .await;
+    assert_eq!(rsp.header("x-residency-decision"), UPSTREAM_FLAGGED);
+    // The origin's network is now operated from DE: written, then renamed.
+    let tmp = tempfile::tempdir().unwrap();
+    let next = TestOperators::new()
+        .map(ips::ORIGIN, "DE", Some(3320))
+        .build();
+    let staged = tmp.path().join("staged.mmdb");
+    std::fs::copy(next.path(), &staged).unwrap();
+    std::fs::rename(&staged, ops.path()).unwrap();
+    proxy
+        .wait_for_log("GeoIP database replaced; reloading", 1)
+        .await;
+    proxy.wait_for_log("reloaded", 1).await;
+    let rsp = Client::bound_to(ips::FR)
+        .get(proxy.addr(), "/b/k", &[])
+        .await;
+    assert_eq!(
+        (rsp.status.as_u16(), rsp.header("x-residency-decision")),
+        (200, "")
+    );
+}
+
+#[test]
+fn upstreams_prints_location_operator_and_as() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let ops = operators(false);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |action: &str| {
+        let cfg = dir.path().join("u.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[geoip]\ndatabase = \"{}\"\noperator_database = \"{}\"\n[policy]\nallow_networks = []\non_foreign_operator = {{ upstream = \"{action}\" }}\n[[route]]\nname = \"s3\"\nupstreams = [\"http://{}:9\"]\n",
+                geo.path().display(),
+                ops.path().display(),
+                ips::ORIGIN
+            ),
+        )
+        .unwrap();
+        Command::new(BIN)
+            .args(["upstreams", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    let out = run("flag");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "route s3 (enforce): ready\n  upstream http://127.0.0.10:9\n    127.0.0.10:9\tDE\toperated US AS16509\tflagged: foreign_operator by operator_countries (not listed)\n"
+    );
+    let out = run("block");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(
+            "127.0.0.10:9\tDE\toperated US AS16509\trejected: foreign_operator by operator_countries (not listed)"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
