@@ -16,6 +16,7 @@
 
 pub mod chain;
 pub mod fields;
+pub mod operated;
 pub mod record;
 mod report;
 pub mod transfers;

@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 
+use super::operated;
 use super::transfers::{Cartography, Transfer};
 
 const TITLE: &str = "Transfers outside the EEA";
@@ -36,6 +37,7 @@ impl Cartography {
         if self.transfers.is_empty() {
             out.push_str(NOTHING);
             out.push('\n');
+            out.push_str(&operated::to_markdown(&self.operated_outside, md));
             return out;
         }
         out.push_str(
@@ -60,6 +62,7 @@ impl Cartography {
             );
         }
         let _ = writeln!(out, "\n{ALLOWED_NOTE_MD}");
+        out.push_str(&operated::to_markdown(&self.operated_outside, md));
         out
     }
 
@@ -98,6 +101,7 @@ impl Cartography {
             let _ = writeln!(out, "<p>{ALLOWED_NOTE_HTML}</p>");
             self.svg_chart(&mut out);
         }
+        out.push_str(&operated::to_html(&self.operated_outside, html));
         out.push_str("</body>\n</html>\n");
         out
     }

@@ -38,7 +38,8 @@ fn no_records_no_rows() {
             records: 0,
             from: None,
             to: None,
-            transfers: vec![]
+            transfers: vec![],
+            operated_outside: vec![],
         }
     );
 }
