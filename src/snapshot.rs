@@ -31,6 +31,8 @@ pub struct Evidence {
     pub cartography: Arc<LiveCartography>,
     /// The audit writer; `None` for commands that serve no request.
     pub audit: Option<AuditSink>,
+    /// The live "operated from outside" section of `/transfers` (SPEC §11).
+    pub operated: Arc<crate::live_operated::LiveOperated>,
 }
 
 impl Evidence {
@@ -40,6 +42,7 @@ impl Evidence {
             metrics: Arc::new(Metrics::new()),
             cartography: Arc::new(LiveCartography::new()),
             audit: None,
+            operated: Arc::default(),
         }
     }
 }

@@ -36,6 +36,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         metrics,
         cartography: Arc::new(LiveCartography::new()),
         audit: sink,
+        operated: Arc::default(),
     };
     let snapshot = Snapshot::build(config, &evidence)?;
     snapshot.publish();

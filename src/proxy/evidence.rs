@@ -164,6 +164,32 @@ impl RequestEvidence {
                 .map_or(Decision::Allowed, |(d, _, _)| d);
             carto.record(Side::Upstream, country, side_decision, up, bytes_down);
         }
+        // Inside the EEA by location, operated from outside it (SPEC §11).
+        let operated = &snap.evidence.operated;
+        if let Some((_, country)) = self.client {
+            let side_decision = self.client_failed.map_or(Decision::Allowed, |(d, _)| d);
+            operated.record(
+                Side::Client,
+                country,
+                self.client_operator,
+                side_decision,
+                up,
+                bytes_down,
+            );
+        }
+        if let Some(country) = upstream_country {
+            let side_decision = self
+                .upstream_failed
+                .map_or(Decision::Allowed, |(d, _, _)| d);
+            operated.record(
+                Side::Upstream,
+                country,
+                self.upstream_operator,
+                side_decision,
+                up,
+                bytes_down,
+            );
+        }
         let Some(route) = self.route.and_then(|i| snap.routes.get(i)) else {
             return;
         };

@@ -440,3 +440,70 @@ fn upstreams_prints_location_operator_and_as() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[tokio::test]
+async fn transfers_list_flows_inside_by_location_operated_from_outside() {
+    let s = setup(true, r#"on_foreign_operator = { upstream = "flag" }"#, "").await;
+    for _ in 0..2 {
+        let rsp = Client::bound_to(ips::FR)
+            .get(s.proxy.addr(), "/b/k", &[])
+            .await;
+        assert_eq!(rsp.header("x-residency-decision"), UPSTREAM_FLAGGED);
+    }
+    wait_records(&s.proxy, 2).await;
+    let rsp = Client::bound_to("127.0.0.1")
+        .get(s.proxy.admin_addr(), "/transfers", &[])
+        .await;
+    let v: serde_json::Value = serde_json::from_slice(&rsp.body).unwrap();
+    let rows: Vec<_> = v["operated_outside"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["side"].as_str().unwrap().to_owned(),
+                r["operator"].as_str().unwrap().to_owned(),
+                r["asn"].as_u64(),
+                r["flagged"].as_u64().unwrap(),
+                r["allowed"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // The client (FR, operated US, ignored on its side) and the upstream
+    // (DE, operated US, flagged), each twice; nothing in the country rows.
+    assert_eq!(
+        rows,
+        [
+            ("client".to_owned(), "US".to_owned(), Some(16509), 0, 2),
+            ("upstream".to_owned(), "US".to_owned(), Some(16509), 2, 0),
+        ],
+        "{v:#}"
+    );
+    assert_eq!(v["transfers"], serde_json::json!([]));
+
+    let out = Command::new(BIN)
+        .arg("transfers")
+        .arg("--audit")
+        .arg(s.proxy.audit_path())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        md.contains("## Inside the area by location, operated from outside it\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| client | US | 16509 | FR | 2 | 0 | 0 | 2 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| upstream | US | 16509 | DE | 2 | 0 | 2 | 0 |"),
+        "{md}"
+    );
+}
