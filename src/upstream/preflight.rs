@@ -21,9 +21,11 @@ pub struct AddressReport {
     /// The reason it fails, if it does.
     pub reason: Option<&'static str>,
     /// The operator's country (ISO code or `unknown`), when an operator
-    /// database is configured.
+    /// database is configured (absent from JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub operator: Option<&'static str>,
     /// The operator's AS number, when the operator database has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub asn: Option<u32>,
 }
 

@@ -338,6 +338,18 @@ fn lookup_on_the_shipped_databases_separates_location_and_operator() {
         "15.188.0.1\tFR\toperated US\tallowed\tby allow_countries\n\
          90.0.0.1\tFR\toperated FR\tallowed\tby allow_countries\n"
     );
+    let out = Command::new(BIN)
+        .args(["lookup", "--json", "--config"])
+        .arg(&cfg)
+        .arg("15.188.0.1")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v[0]["country"], &v[0]["operator"], &v[0]["asn"]),
+        (&"FR".into(), &"US".into(), &serde_json::Value::Null)
+    );
 }
 
 #[test]
