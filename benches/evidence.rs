@@ -137,6 +137,7 @@ fn record() -> AuditRecord {
         policy_version: "23e14499760b".into(),
         client_ip_source: None,
         unrecorded: None,
+        operators: Default::default(),
         prev: String::new(),
     }
 }

@@ -24,6 +24,7 @@ pub mod cartography;
 pub mod cli;
 pub mod config;
 pub mod geo;
+pub mod live_operated;
 pub mod markup;
 pub mod metrics;
 pub mod policy;

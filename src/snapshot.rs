@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::audit::writer::AuditSink;
 use crate::cartography::LiveCartography;
 use crate::config::{Config, RouteSpec};
-use crate::geo::{GeoDb, GeoError};
+use crate::geo::{GeoDb, GeoError, OperatorDb};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::{Resolver, ResolverError, TlsError, Upstream, client_config};
 
@@ -31,6 +31,8 @@ pub struct Evidence {
     pub cartography: Arc<LiveCartography>,
     /// The audit writer; `None` for commands that serve no request.
     pub audit: Option<AuditSink>,
+    /// The live "operated from outside" section of `/transfers` (SPEC §11).
+    pub operated: Arc<crate::live_operated::LiveOperated>,
 }
 
 impl Evidence {
@@ -40,6 +42,7 @@ impl Evidence {
             metrics: Arc::new(Metrics::new()),
             cartography: Arc::new(LiveCartography::new()),
             audit: None,
+            operated: Arc::default(),
         }
     }
 }
@@ -64,6 +67,8 @@ pub struct Snapshot {
     pub policy_version: String,
     /// Metrics, cartography and audit.
     pub evidence: Evidence,
+    /// The open operator database, when `[geoip] operator_database` is set.
+    pub operators: Option<OperatorDb>,
 }
 
 /// Why a snapshot could not be built from a valid config.
@@ -123,6 +128,11 @@ impl Snapshot {
     /// [`SnapshotError`] naming what could not be loaded.
     pub fn build(config: Config, evidence: &Evidence) -> Result<Self, SnapshotError> {
         let geo = GeoDb::open(&config.geoip_database)?;
+        let operators = config
+            .operator_database
+            .as_deref()
+            .map(OperatorDb::open)
+            .transpose()?;
         let resolver = Resolver::new(&config.resolver)?;
         let tls = config
             .server
@@ -160,7 +170,24 @@ impl Snapshot {
                 next: AtomicUsize::new(0),
             });
         }
-        let policy_version = policy_version(&config, &geo);
+        let mut policy_version = policy_version(&config, &geo);
+        if let Some(db) = &operators {
+            // The operator database decides verdicts too: a new build is a
+            // new version. Without one, versions are unchanged.
+            let mut h = Sha256::new();
+            h.update(policy_version.as_bytes());
+            let db = db.database();
+            h.update(format!(
+                "|operator|{}|{}|{}",
+                db.database_type(),
+                db.build_epoch(),
+                db.node_count()
+            ));
+            policy_version = h.finalize()[..6]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+        }
         Ok(Self {
             config,
             geo,
@@ -170,6 +197,7 @@ impl Snapshot {
             certificates,
             policy_version,
             evidence: evidence.clone(),
+            operators,
         })
     }
 

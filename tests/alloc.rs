@@ -116,6 +116,42 @@ fn judging_allocates_nothing() {
     assert_eq!(passed, 8 * 1_000);
 }
 
+/// The same with the operator database and `on_foreign_operator = "block"`
+/// on both sides: the second lookup allocates nothing either.
+#[test]
+fn judging_with_the_operator_database_allocates_nothing() {
+    use residency_proxy::geo::OperatorDb;
+    use residency_proxy::policy::{Reason, Side};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let toml = format!(
+        "[geoip]\ndatabase = \"{}\"\noperator_database = \"{}\"\n[policy]\non_foreign_operator = \"block\"\nallow_networks = [\"fd00::/8\"]\n[[route]]\nname = \"r\"\nupstreams = [\"http://127.0.0.1:9\"]\n",
+        root.join("geodata/geo-whois-asn-country.mmdb").display(),
+        root.join("geodata/iptoasn-country.mmdb").display()
+    );
+    let config = Config::parse(Path::new("alloc.toml"), &toml).unwrap();
+    let geo = GeoDb::open(&config.geoip_database).unwrap();
+    let ops = OperatorDb::open(config.operator_database.as_deref().unwrap()).unwrap();
+    let policy = &config.policy.policy;
+    let mut ips: Vec<IpAddr> = ADDRESSES.iter().map(|s| s.parse().unwrap()).collect();
+    ips.push("15.188.0.1".parse().unwrap()); // FR, operated from the US
+    let aws = policy.judge_side(ips[16], Side::Upstream, &geo, Some(&ops));
+    assert_eq!(aws.reason, Some(Reason::ForeignOperator), "a real verdict");
+
+    let before = allocations();
+    let mut foreign = 0u32;
+    for _ in 0..1_000 {
+        for ip in &ips {
+            for side in [Side::Client, Side::Upstream] {
+                let v = policy.judge_side(black_box(*ip), side, &geo, Some(&ops));
+                foreign += u32::from(black_box(v.reason) == Some(Reason::ForeignOperator));
+            }
+        }
+    }
+    let after = allocations();
+    assert_eq!(after - before, 0, "allocated {} times", after - before);
+    assert!(foreign >= 2 * 1_000, "{foreign}");
+}
+
 #[test]
 fn the_counter_sees_allocations() {
     let before = allocations();

@@ -21,6 +21,7 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod fields;
+pub mod operated;
 pub mod record;
 mod report;
 pub mod rotate;

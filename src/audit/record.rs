@@ -73,9 +73,35 @@ pub struct AuditRecord {
     /// since the previous summary, the first of them at `time`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unrecorded: Option<u64>,
+    /// Operator country and AS number per side (SPEC §11), written as
+    /// top-level fields and only when known, so records of a proxy without
+    /// an operator database are unchanged.
+    #[serde(flatten)]
+    pub operators: OperatorFields,
     /// Hex SHA-256 of the previous record's hashed bytes; 64 `0`s for the
     /// first record of a chain. Set by [`super::Chain::seal`].
     pub prev: String,
+}
+
+/// The operator fields of an [`AuditRecord`], each absent when unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorFields {
+    /// The client's operator country (ISO code or `unknown`): the country
+    /// of the network announcing its address, from `[geoip]
+    /// operator_database`. Absent without an operator database or a client
+    /// address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_operator: Option<String>,
+    /// The client's operator AS number, when the operator database has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_asn: Option<u32>,
+    /// The upstream address's operator country (the address dialled, or the
+    /// one refused when the upstream side failed); absent likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_operator: Option<String>,
+    /// The upstream's operator AS number, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_asn: Option<u32>,
 }
 
 /// The latest time [`format_time`] writes: 9999-12-31T23:59:59.999Z.
@@ -168,6 +194,7 @@ pub(crate) fn example(n: u64) -> AuditRecord {
         policy_version: "3f2a9c1e".into(),
         client_ip_source: None,
         unrecorded: None,
+        operators: Default::default(),
         prev: String::new(),
     }
 }
@@ -267,6 +294,7 @@ mod tests {
             policy_version: "ab".into(),
             client_ip_source: None,
             unrecorded: None,
+            operators: Default::default(),
             prev: "p".into(),
         };
         assert_eq!(

@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 
+use super::operated;
 use super::transfers::{Cartography, Transfer};
 
 const TITLE: &str = "Transfers outside the EEA";
@@ -40,6 +41,7 @@ impl Cartography {
             if let Some(s) = self.unrecorded_sentence() {
                 let _ = writeln!(out, "\n{s}");
             }
+            out.push_str(&operated::to_markdown(&self.operated_outside, md));
             return out;
         }
         out.push_str(
@@ -68,6 +70,7 @@ impl Cartography {
         if let Some(s) = self.unrecorded_sentence() {
             let _ = writeln!(out, "\n{s}");
         }
+        out.push_str(&operated::to_markdown(&self.operated_outside, md));
         out
     }
 
@@ -109,6 +112,7 @@ impl Cartography {
         if let Some(s) = self.unrecorded_sentence() {
             let _ = writeln!(out, "<p>{s}</p>");
         }
+        out.push_str(&operated::to_html(&self.operated_outside, html));
         out.push_str("</body>\n</html>\n");
         out
     }

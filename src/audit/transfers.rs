@@ -50,6 +50,11 @@ pub struct Cartography {
     /// One row per side and country outside the EEA: by side (client
     /// first), then requests (most first), then country.
     pub transfers: Vec<Transfer>,
+    /// Inside the EEA by location, operated from outside it (SPEC §11):
+    /// one row per side, operator country and AS. Absent from JSON when
+    /// empty (no operator database, or nothing to report).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub operated_outside: Vec<super::operated::Operated>,
 }
 
 /// The requests whose `side` was in `country`, outside the EEA.
@@ -99,9 +104,12 @@ pub fn aggregate(records: impl Iterator<Item = AuditRecord>) -> Cartography {
         to: None,
         unrecorded_refusals: 0,
         transfers: Vec::new(),
+        operated_outside: Vec::new(),
     };
+    let (operator_area, mut operated) = super::operated::rows();
     for record in records {
         cartography.records += 1;
+        operated.add(&operator_area, &record);
         widen(&mut cartography.from, &mut cartography.to, &record.time);
         if let Some(n) = record.unrecorded {
             cartography.unrecorded_refusals = cartography.unrecorded_refusals.saturating_add(n);
@@ -144,6 +152,7 @@ pub fn aggregate(records: impl Iterator<Item = AuditRecord>) -> Cartography {
             .then_with(|| a.country.cmp(&b.country))
     });
     cartography.transfers = transfers;
+    cartography.operated_outside = operated.finish();
     cartography
 }
 

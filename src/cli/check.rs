@@ -129,6 +129,17 @@ fn summary(snap: &Snapshot) -> String {
         snap.geo.build_epoch(),
         snap.geo.node_count()
     );
+    if let Some(db) = snap.operators.as_ref().map(|o| o.database()) {
+        let _ = writeln!(
+            w,
+            "geoip operator {}: {}, built {} (epoch {}), {} nodes",
+            db.path().display(),
+            db.database_type(),
+            format_epoch(db.build_epoch()),
+            db.build_epoch(),
+            db.node_count()
+        );
+    }
     let _ = writeln!(w, "policy version: {}", snap.policy_version);
     let listen: Vec<String> = c.server.listen.iter().map(ToString::to_string).collect();
     let _ = writeln!(w, "listen: {}", listen.join(", "));
@@ -232,12 +243,21 @@ fn summary(snap: &Snapshot) -> String {
             let _ = write!(w, "  upstream {}", u.url);
             match u.host {
                 UpstreamHost::Ip(ip) => {
-                    let v = s.policy.policy.judge(ip, &snap.geo);
+                    let v = s.policy.policy.judge_side(
+                        ip,
+                        crate::policy::Side::Upstream,
+                        &snap.geo,
+                        snap.operators.as_ref(),
+                    );
                     let _ = writeln!(
                         w,
                         ": {} {} by {}",
                         crate::geo::label(v.country),
-                        if v.passes() { "allowed" } else { "rejected" },
+                        if v.passes() || v.advisory {
+                            "allowed"
+                        } else {
+                            "rejected"
+                        },
                         v.rule.as_str()
                     );
                 }
@@ -296,6 +316,23 @@ fn route_warnings(w: &mut String, c: &crate::config::Config) {
 
 fn policy(w: &mut String, p: &PolicySpec, indent: &str) {
     let _ = writeln!(w, "{indent}mode: {}", p.policy.mode.as_str());
+    let actions = p.policy.on_foreign_operator;
+    if actions != crate::policy::OperatorActions::default() {
+        let operator_countries: Vec<String> = p
+            .policy
+            .operator_countries
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let _ = writeln!(
+            w,
+            "{indent}on_foreign_operator: client {}, upstream {}; operator_countries ({}): {}",
+            actions.client.as_str(),
+            actions.upstream.as_str(),
+            operator_countries.len(),
+            list_or_none(&operator_countries)
+        );
+    }
     let _ = writeln!(
         w,
         "{indent}allow_countries ({}): {}",

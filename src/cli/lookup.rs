@@ -1,5 +1,7 @@
 //! `residency-proxy lookup IP...`: the country and verdict of each address
-//! under the configured global policy.
+//! under the configured global policy, judged as a client. With `[geoip]
+//! operator_database`, also the operator's country and, when known, its AS
+//! number and organisation (SPEC §11).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -8,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use crate::config::Config;
-use crate::geo::{GeoDb, label};
-use crate::policy::Decision;
+use crate::geo::{GeoDb, OperatorDb, label};
+use crate::policy::{Decision, Side};
 
 pub fn lookup(path: &Path, json: bool, ips: &[String]) -> anyhow::Result<ExitCode> {
     let mut parsed = Vec::with_capacity(ips.len());
@@ -23,19 +25,44 @@ pub fn lookup(path: &Path, json: bool, ips: &[String]) -> anyhow::Result<ExitCod
     }
     let config = Config::load(path)?;
     let geo = GeoDb::open(&config.geoip_database)?;
+    let operators = config
+        .operator_database
+        .as_deref()
+        .map(OperatorDb::open)
+        .transpose()?;
     let policy = &config.policy.policy;
     let mut rows = Vec::new();
     for ip in parsed {
-        let v = policy.judge(ip, &geo);
+        let v = policy.judge_side(ip, Side::Client, &geo, operators.as_ref());
         let decision = policy.decide(&v);
-        rows.push(serde_json::json!({
+        let mut row = serde_json::json!({
             "ip": ip.to_string(),
             "judged_as": v.ip.map_or_else(|| ip.to_string(), |j| j.to_string()),
             "country": label(v.country),
             "decision": decision.as_str(),
             "reason": v.reason.map(|r| r.as_str()),
             "rule": v.rule.as_str(),
-        }));
+        });
+        let organization = operators
+            .as_ref()
+            .zip(v.ip)
+            .and_then(|(db, judged)| db.organization(judged));
+        let operated = operators.as_ref().map(|_| {
+            if let Some(obj) = row.as_object_mut() {
+                obj.insert("operator".into(), label(v.operator.country).into());
+                obj.insert("asn".into(), v.operator.asn.into());
+                obj.insert("organization".into(), organization.clone().into());
+            }
+            let mut text = format!("\toperated {}", label(v.operator.country));
+            if let Some(asn) = v.operator.asn {
+                text.push_str(&format!(" AS{asn}"));
+            }
+            if let Some(org) = &organization {
+                text.push_str(&format!(" {org}"));
+            }
+            text
+        });
+        rows.push(row);
         if !json {
             let wrapped =
                 v.ip.filter(|j| *j != ip)
@@ -49,7 +76,11 @@ pub fn lookup(path: &Path, json: bool, ips: &[String]) -> anyhow::Result<ExitCod
                 Decision::Blocked => "blocked",
                 Decision::Flagged => "flagged",
             };
-            println!("{ip}{wrapped}\t{}\t{word}\t{why}", label(v.country));
+            let operated = operated.unwrap_or_default();
+            println!(
+                "{ip}{wrapped}\t{}{operated}\t{word}\t{why}",
+                label(v.country)
+            );
         }
     }
     if json {

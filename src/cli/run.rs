@@ -42,6 +42,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         metrics,
         cartography: Arc::new(LiveCartography::new()),
         audit: sink,
+        operated: Arc::default(),
     };
     let snapshot = Snapshot::build(config, &evidence)?;
     snapshot.publish();
@@ -303,8 +304,10 @@ type Watched = Option<(Duration, Vec<std::path::PathBuf>)>;
 
 /// `[geoip] watch = true`: the database file.
 fn database_files(c: &Config) -> Watched {
-    c.geoip_watch
-        .map(|interval| (interval, vec![c.geoip_database.clone()]))
+    // The country database, then the operator database when configured.
+    let mut paths = vec![c.geoip_database.clone()];
+    paths.extend(c.operator_database.clone());
+    c.geoip_watch.map(|interval| (interval, paths))
 }
 
 /// `[server.tls] watch = true`: every certificate, key and client CA file.

@@ -53,11 +53,16 @@ fn table(reports: &[RouteReport]) -> String {
                 let _ = writeln!(out, "    error: {e}");
             }
             for a in &u.addresses {
-                let verdict = match a.reason {
-                    None => format!("allowed by {}", a.rule),
-                    Some(reason) => format!("rejected: {reason} by {}", a.rule),
+                let verdict = match (a.reason, a.allowed) {
+                    (None, _) => format!("allowed by {}", a.rule),
+                    (Some(reason), true) => format!("flagged: {reason} by {}", a.rule),
+                    (Some(reason), false) => format!("rejected: {reason} by {}", a.rule),
                 };
-                let _ = writeln!(out, "    {}\t{}\t{verdict}", a.address, a.country);
+                let operated = a.operator.map_or_else(String::new, |op| {
+                    let asn = a.asn.map_or_else(String::new, |n| format!(" AS{n}"));
+                    format!("\toperated {op}{asn}")
+                });
+                let _ = writeln!(out, "    {}\t{}{operated}\t{verdict}", a.address, a.country);
             }
         }
     }

@@ -47,6 +47,8 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     /// `[audit]`
     pub audit: AuditSpec,
+    /// `[geoip] operator_database`: the operator `.mmdb` (SPEC §11), if any.
+    pub operator_database: Option<PathBuf>,
 }
 
 /// `[audit]`, typed.

@@ -356,6 +356,9 @@ pub struct RawGeoip {
     /// NAT64 prefixes (RFC 6052) whose addresses embed an IPv4 address.
     #[serde(default = "default_nat64_prefixes")]
     pub nat64_prefixes: Vec<Text>,
+    /// Path of the operator `.mmdb` (SPEC §11); none by default.
+    #[serde(default)]
+    pub operator_database: Option<Text>,
 }
 
 impl Default for RawGeoip {
@@ -366,6 +369,7 @@ impl Default for RawGeoip {
             watch_interval: default_watch_interval(),
             max_age: default_geoip_max_age(),
             nat64_prefixes: default_nat64_prefixes(),
+            operator_database: None,
         }
     }
 }
@@ -414,6 +418,13 @@ pub struct RawPolicy {
     /// CIDRs that always fail.
     #[serde(default)]
     pub deny_networks: Vec<Text>,
+    /// ISO codes or `EEA`: operators that raise no `foreign_operator`.
+    #[serde(default = "default_allow_countries")]
+    pub operator_countries: Vec<Text>,
+    /// `"ignore"` | `"flag"` | `"block"`, or `{ client = …, upstream = … }`;
+    /// checked in `validate`, so errors carry a position.
+    #[serde(default)]
+    pub on_foreign_operator: Option<Spanned<toml::Value>>,
 }
 
 impl Default for RawPolicy {
@@ -425,6 +436,8 @@ impl Default for RawPolicy {
             unknown_country: RawUnknown::default(),
             allow_networks: default_allow_networks(),
             deny_networks: Vec::new(),
+            operator_countries: default_allow_countries(),
+            on_foreign_operator: None,
         }
     }
 }
@@ -469,6 +482,11 @@ pub struct RawRoute {
     /// S3 buckets (path-style or virtual-hosted) this route serves.
     #[serde(default)]
     pub buckets: Vec<Text>,
+    /// Replaces `[policy] operator_countries`.
+    pub operator_countries: Option<Vec<Text>>,
+    /// Overrides `[policy] on_foreign_operator`; a table overrides only the
+    /// sides it names.
+    pub on_foreign_operator: Option<Spanned<toml::Value>>,
 }
 
 fn text(s: &str) -> Text {

@@ -20,7 +20,7 @@ use super::{
 use crate::geo::{
     Country, CountrySet, FIXED_FORMS, Nat64Prefix, Nat64Prefixes, eea, known_codes, suggestion,
 };
-use crate::policy::{Mode, NetworkTable, Policy};
+use crate::policy::{Mode, NetworkTable, OperatorAction, OperatorActions, Policy};
 use crate::proxy::route::config_host;
 
 pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
@@ -49,11 +49,25 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     if raw.geoip.database.get_ref().is_empty() {
         p.at(raw.geoip.database.span(), "geoip database path is empty");
     }
+    let operator_database = raw.geoip.operator_database.as_ref().map(|t| {
+        if t.get_ref().is_empty() {
+            p.at(t.span(), "geoip operator_database path is empty");
+        }
+        PathBuf::from(t.get_ref())
+    });
     let global = Lists::from_raw(&raw.policy);
+    let global_actions = raw
+        .policy
+        .on_foreign_operator
+        .as_ref()
+        .map_or_else(OperatorActions::default, |v| {
+            operator_actions(v, OperatorActions::default(), &mut p)
+        });
     let mut policy = compile_policy(
         &global,
         mode(raw.policy.mode),
         raw.policy.unknown_country,
+        global_actions,
         &mut p,
     );
     policy.policy.nat64 = nat64.clone();
@@ -62,7 +76,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     let mut routes = Vec::new();
     for route in &raw.routes {
-        if let Some(r) = compile_route(route, &raw.policy, &global, &mut p) {
+        if let Some(r) = compile_route(route, &raw.policy, &global, global_actions, &mut p) {
             if routes.iter().any(|o: &RouteSpec| o.name == r.name) {
                 p.at(
                     route.get_ref().name.span(),
@@ -91,6 +105,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         nat64_prefixes: nat64,
         policy,
         routes,
+        operator_database,
     })
 }
 
@@ -371,6 +386,7 @@ struct Lists<'a> {
     deny_countries: &'a [Text],
     allow_networks: &'a [Text],
     deny_networks: &'a [Text],
+    operator_countries: &'a [Text],
 }
 
 impl<'a> Lists<'a> {
@@ -380,6 +396,7 @@ impl<'a> Lists<'a> {
             deny_countries: &raw.deny_countries,
             allow_networks: &raw.allow_networks,
             deny_networks: &raw.deny_networks,
+            operator_countries: &raw.operator_countries,
         }
     }
 }
@@ -395,9 +412,11 @@ fn compile_policy(
     lists: &Lists<'_>,
     mode: Mode,
     unknown: RawUnknown,
+    on_foreign_operator: OperatorActions,
     p: &mut Problems<'_>,
 ) -> PolicySpec {
     let allow = countries(lists.allow_countries, p);
+    let operator_countries = countries(lists.operator_countries, p);
     let deny = countries(lists.deny_countries, p);
     let allow_nets: Vec<IpNet> = lists
         .allow_networks
@@ -431,7 +450,63 @@ fn compile_policy(
             deny_networks: NetworkTable::compile(&deny_nets),
             // Replaced by `[geoip] nat64_prefixes` once every policy is compiled.
             nat64: Nat64Prefixes::default(),
+            operator_countries,
+            on_foreign_operator,
         },
+    }
+}
+
+/// `on_foreign_operator`: one action for both sides, or a table naming
+/// `client` and/or `upstream`; a side the table leaves out keeps `base`.
+fn operator_actions(
+    v: &Spanned<toml::Value>,
+    base: OperatorActions,
+    p: &mut Problems<'_>,
+) -> OperatorActions {
+    const EXPECTED: &str = "expected \"ignore\", \"flag\" or \"block\"";
+    let action = |value: &toml::Value, p: &mut Problems<'_>| -> Option<OperatorAction> {
+        match value.as_str() {
+            Some("ignore") => Some(OperatorAction::Ignore),
+            Some("flag") => Some(OperatorAction::Flag),
+            Some("block") => Some(OperatorAction::Block),
+            Some(other) => {
+                p.at(
+                    v.span(),
+                    format!("invalid on_foreign_operator \"{other}\" ({EXPECTED})"),
+                );
+                None
+            }
+            None => {
+                p.at(v.span(), format!("invalid on_foreign_operator ({EXPECTED}, or a table with client and upstream)"));
+                None
+            }
+        }
+    };
+    match v.get_ref() {
+        toml::Value::Table(t) => {
+            let mut out = base;
+            for (key, value) in t {
+                let slot = match key.as_str() {
+                    "client" => &mut out.client,
+                    "upstream" => &mut out.upstream,
+                    other => {
+                        p.at(
+                            v.span(),
+                            format!("unknown side \"{other}\" in on_foreign_operator (expected client or upstream)"),
+                        );
+                        continue;
+                    }
+                };
+                if let Some(a) = action(value, p) {
+                    *slot = a;
+                }
+            }
+            out
+        }
+        value => action(value, p).map_or(base, |a| OperatorActions {
+            client: a,
+            upstream: a,
+        }),
     }
 }
 
@@ -468,6 +543,7 @@ fn compile_route(
     spanned: &Spanned<RawRoute>,
     global: &RawPolicy,
     global_lists: &Lists<'_>,
+    global_actions: OperatorActions,
     p: &mut Problems<'_>,
 ) -> Option<RouteSpec> {
     let r = spanned.get_ref();
@@ -512,7 +588,15 @@ fn compile_route(
             .deny_networks
             .as_deref()
             .unwrap_or(global_lists.deny_networks),
+        operator_countries: r
+            .operator_countries
+            .as_deref()
+            .unwrap_or(global_lists.operator_countries),
     };
+    let actions = r
+        .on_foreign_operator
+        .as_ref()
+        .map_or(global_actions, |v| operator_actions(v, global_actions, p));
     // Global lists were already checked; only report problems in the route's own.
     let mut scratch = Problems::new("");
     let own = |list: &Option<Vec<Text>>| list.is_some();
@@ -520,6 +604,7 @@ fn compile_route(
         || own(&r.deny_countries)
         || own(&r.allow_networks)
         || own(&r.deny_networks)
+        || own(&r.operator_countries)
     {
         p
     } else {
@@ -529,6 +614,7 @@ fn compile_route(
         &lists,
         mode(r.mode.unwrap_or(global.mode)),
         r.unknown_country.unwrap_or(global.unknown_country),
+        actions,
         pp,
     );
     Some(RouteSpec {

@@ -15,6 +15,7 @@ mod canon;
 mod country;
 mod eea;
 mod iso;
+mod operator;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub use canon::{
 pub use country::{COUNTRY_SLOTS, Country, CountrySet, UNKNOWN_LABEL, from_slot, label, slot};
 pub use eea::{EEA_EFTA_STATES, EU_MEMBER_STATES, EU_REGIONS_WITH_OWN_CODE, eea};
 pub use iso::{known_codes, suggestion};
+pub use operator::{Operator, OperatorDb};
 
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +182,14 @@ impl GeoDb {
     /// Number of nodes in the search tree, a cheap size indicator for `check`.
     pub fn node_count(&self) -> u32 {
         self.reader.metadata().node_count
+    }
+
+    /// The record of `ip` decoded as `T`, borrowing from the database;
+    /// `None` when there is none or it does not decode. For the operator
+    /// database, which reads other fields of the same kind of file.
+    #[inline]
+    pub(crate) fn record<'de, T: Deserialize<'de>>(&'de self, ip: IpAddr) -> Option<T> {
+        self.reader.lookup(ip).ok()?.decode().ok()?
     }
 }
 

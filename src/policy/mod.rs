@@ -11,7 +11,9 @@ use std::net::IpAddr;
 
 pub use networks::NetworkTable;
 
-use crate::geo::{Canonical, Country, CountrySet, GeoDb, Nat64Prefixes, canonicalize};
+use crate::geo::{
+    Canonical, Country, CountrySet, GeoDb, Nat64Prefixes, Operator, OperatorDb, canonicalize,
+};
 
 /// `enforce` blocks; `monitor` lets the request pass and flags it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,9 @@ pub enum Reason {
     UntraceableAddress,
     /// No resolved IP of the upstream passes the policy.
     NoAllowedUpstreamIp,
+    /// Inside the area by location, but the network announcing the address
+    /// is registered outside `operator_countries` (SPEC §11).
+    ForeignOperator,
 }
 
 impl Reason {
@@ -79,17 +84,19 @@ impl Reason {
             Self::UnknownCountry => "unknown_country",
             Self::UntraceableAddress => "untraceable_address",
             Self::NoAllowedUpstreamIp => "no_allowed_upstream_ip",
+            Self::ForeignOperator => "foreign_operator",
         }
     }
 
     /// Every reason, for pre-resolving metric handles.
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Self::CountryNotAllowed,
         Self::CountryDenied,
         Self::NetworkDenied,
         Self::UnknownCountry,
         Self::UntraceableAddress,
         Self::NoAllowedUpstreamIp,
+        Self::ForeignOperator,
     ];
 }
 
@@ -132,6 +139,8 @@ pub enum Rule {
     UnknownCountry,
     /// A country outside `allow_countries`.
     NotInAllowCountries,
+    /// The country passed; the operator is outside `operator_countries`.
+    ForeignOperator,
 }
 
 impl Rule {
@@ -145,6 +154,7 @@ impl Rule {
             Self::AllowCountries => "allow_countries",
             Self::UnknownCountry => "unknown_country",
             Self::NotInAllowCountries => "allow_countries (not listed)",
+            Self::ForeignOperator => "operator_countries (not listed)",
         }
     }
 }
@@ -160,6 +170,13 @@ pub struct Verdict {
     pub rule: Rule,
     /// `None` when the address passes; the reason when it fails.
     pub reason: Option<Reason>,
+    /// Who operates it, when an operator database is configured.
+    pub operator: Operator,
+    /// The operator's country is known and outside `operator_countries`.
+    pub foreign_operator: bool,
+    /// The failure only flags, whatever the mode (`on_foreign_operator =
+    /// "flag"`): the request is served and the address may be dialled.
+    pub advisory: bool,
 }
 
 impl Verdict {
@@ -176,6 +193,12 @@ impl Verdict {
             country: None,
             rule: Rule::Untraceable,
             reason: Some(Reason::UntraceableAddress),
+            operator: Operator {
+                country: None,
+                asn: None,
+            },
+            foreign_operator: false,
+            advisory: false,
         }
     }
 }
@@ -197,6 +220,54 @@ pub struct Policy {
     pub deny_networks: NetworkTable,
     /// `[geoip] nat64_prefixes`: where NAT64 addresses embed IPv4 ones.
     pub nat64: Nat64Prefixes,
+    /// Operator countries that raise no `foreign_operator`.
+    pub operator_countries: CountrySet,
+    /// What a foreign operator does, per side.
+    pub on_foreign_operator: OperatorActions,
+}
+
+/// `on_foreign_operator`: what an address whose operator is outside
+/// `operator_countries` does, once its country passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OperatorAction {
+    /// Nothing: the operator is looked up for evidence only.
+    #[default]
+    Ignore,
+    /// Served (and dialled), flagged with `foreign_operator`, whatever the mode.
+    Flag,
+    /// Refused like any other reason (flagged instead in monitor mode).
+    Block,
+}
+
+impl OperatorAction {
+    /// Public contract: the config value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ignore => "ignore",
+            Self::Flag => "flag",
+            Self::Block => "block",
+        }
+    }
+}
+
+/// `on_foreign_operator` for each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OperatorActions {
+    /// For the client address.
+    pub client: OperatorAction,
+    /// For each resolved upstream address.
+    pub upstream: OperatorAction,
+}
+
+impl OperatorActions {
+    /// The action for `side`.
+    #[inline]
+    pub const fn get(self, side: Side) -> OperatorAction {
+        match side {
+            Side::Client => self.client,
+            Side::Upstream => self.upstream,
+        }
+    }
 }
 
 impl Policy {
@@ -217,6 +288,9 @@ impl Policy {
             country,
             rule,
             reason,
+            operator: Operator::default(),
+            foreign_operator: false,
+            advisory: false,
         };
         if self.deny_networks.contains(canon) {
             return verdict(Rule::DenyNetworks, Some(Reason::NetworkDenied));
@@ -238,11 +312,52 @@ impl Policy {
         }
     }
 
+    /// Judges `ip` for `side`: the country decision of [`Policy::judge`]
+    /// first; then, with an operator database, the operator is looked up
+    /// and, for an address the country decision allowed by country (not by
+    /// `allow_networks`, which still wins), `on_foreign_operator` applies.
+    /// An unknown operator country is not foreign. Neither locks nor
+    /// allocates.
+    #[inline]
+    pub fn judge_side(
+        &self,
+        ip: IpAddr,
+        side: Side,
+        geo: &GeoDb,
+        operators: Option<&OperatorDb>,
+    ) -> Verdict {
+        let mut v = self.judge(ip, geo);
+        let (Some(db), Some(canon)) = (operators, v.ip) else {
+            return v;
+        };
+        if v.rule == Rule::Untraceable {
+            return v;
+        }
+        v.operator = db.operator(canon);
+        v.foreign_operator = v
+            .operator
+            .country
+            .is_some_and(|c| !self.operator_countries.contains(c));
+        if !v.foreign_operator || v.reason.is_some() || v.rule == Rule::AllowNetworks {
+            return v;
+        }
+        match self.on_foreign_operator.get(side) {
+            OperatorAction::Ignore => {}
+            action => {
+                v.rule = Rule::ForeignOperator;
+                v.reason = Some(Reason::ForeignOperator);
+                v.advisory = action == OperatorAction::Flag;
+            }
+        }
+        v
+    }
+
     /// What a verdict means for the request under this policy's mode.
     #[inline]
     pub const fn decide(&self, verdict: &Verdict) -> Decision {
         match (verdict.passes(), self.mode) {
             (true, _) => Decision::Allowed,
+            (false, _) if verdict.advisory => Decision::Flagged,
             (false, Mode::Enforce) => Decision::Blocked,
             (false, Mode::Monitor) => Decision::Flagged,
         }

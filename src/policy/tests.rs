@@ -44,6 +44,8 @@ fn busy_policy(unknown_allowed: bool) -> Policy {
         allow_networks: nets(&parse(&["100.64.0.0/10", "8.8.4.0/24", "fd00::/8"])),
         deny_networks: nets(&parse(&["203.0.113.0/24", "90.0.0.0/16", "2a01:cb00::/32"])),
         nat64: Nat64Prefixes::default(),
+        operator_countries: crate::geo::eea(),
+        on_foreign_operator: OperatorActions::default(),
     }
 }
 
@@ -156,6 +158,8 @@ proptest! {
             allow_networks: NetworkTable::default(),
             deny_networks: NetworkTable::default(),
             nat64: Nat64Prefixes::default(),
+            operator_countries: CountrySet::new(),
+            on_foreign_operator: OperatorActions::default(),
         };
         let v = policy.judge(ip, geo());
         prop_assert_eq!(v.reason, Some(Reason::CountryDenied));
@@ -191,4 +195,96 @@ fn the_wrappings_are_those_of_the_spec() {
             "::808:808"
         ]
     );
+}
+
+fn operators() -> &'static OperatorDb {
+    static DB: OnceLock<OperatorDb> = OnceLock::new();
+    DB.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        OperatorDb::open(&root.join("geodata/iptoasn-country.mmdb")).expect("shipped database")
+    })
+}
+
+fn operator_policy(client: OperatorAction, upstream: OperatorAction) -> Policy {
+    Policy {
+        allow_countries: crate::geo::eea(),
+        deny_countries: CountrySet::new(),
+        allow_networks: nets(&[]),
+        deny_networks: nets(&[]),
+        on_foreign_operator: OperatorActions { client, upstream },
+        ..busy_policy(false)
+    }
+}
+
+#[test]
+fn a_foreign_operator_is_checked_after_the_country_per_side() {
+    use OperatorAction::{Block, Flag, Ignore};
+    let aws_paris: IpAddr = "15.188.0.1".parse().unwrap();
+    let orange: IpAddr = "90.0.0.1".parse().unwrap();
+    let p = operator_policy(Flag, Block);
+    let v = p.judge_side(aws_paris, Side::Client, geo(), Some(operators()));
+    assert_eq!(v.country, Country::from_code("FR"));
+    assert_eq!(v.operator.country, Country::from_code("US"));
+    assert_eq!(
+        (v.reason, v.advisory),
+        (Some(Reason::ForeignOperator), true)
+    );
+    assert_eq!(p.decide(&v), Decision::Flagged);
+    let v = p.judge_side(aws_paris, Side::Upstream, geo(), Some(operators()));
+    assert_eq!(
+        (v.reason, v.advisory),
+        (Some(Reason::ForeignOperator), false)
+    );
+    assert_eq!(p.decide(&v), Decision::Blocked);
+    let v = p.judge_side(orange, Side::Upstream, geo(), Some(operators()));
+    assert_eq!((v.reason, v.foreign_operator), (None, false));
+    // ignore: looked up for evidence, verdict untouched.
+    let p = operator_policy(Ignore, Ignore);
+    let v = p.judge_side(aws_paris, Side::Client, geo(), Some(operators()));
+    assert_eq!((v.reason, v.foreign_operator), (None, true));
+    // no operator database: nothing known, nothing foreign.
+    let p = operator_policy(Block, Block);
+    let v = p.judge_side(aws_paris, Side::Client, geo(), None);
+    assert_eq!((v.reason, v.operator), (None, Operator::default()));
+}
+
+#[test]
+fn allow_networks_wins_over_a_foreign_operator() {
+    let p = Policy {
+        allow_networks: nets(&["15.188.0.0/16".parse().unwrap()]),
+        ..operator_policy(OperatorAction::Block, OperatorAction::Block)
+    };
+    let v = p.judge_side(
+        "15.188.0.1".parse().unwrap(),
+        Side::Client,
+        geo(),
+        Some(operators()),
+    );
+    assert_eq!((v.rule, v.reason), (Rule::AllowNetworks, None));
+    assert!(v.foreign_operator, "still evidence");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The operator check only ever adds a failure to an address the
+    /// country decision passed: it never lets through one that failed, and
+    /// never changes the country or the reason of a failure.
+    #[test]
+    fn the_operator_check_never_loosens_the_country_decision(raw in any::<u32>(), six in any::<u128>(), v6 in any::<bool>()) {
+        let ip = if v6 { IpAddr::V6(Ipv6Addr::from(six)) } else { IpAddr::V4(Ipv4Addr::from(raw)) };
+        for action in [OperatorAction::Ignore, OperatorAction::Flag, OperatorAction::Block] {
+            let p = Policy { on_foreign_operator: OperatorActions { client: action, upstream: action }, ..busy_policy(false) };
+            let country = p.judge(ip, geo());
+            let full = p.judge_side(ip, Side::Client, geo(), Some(operators()));
+            prop_assert_eq!(full.country, country.country);
+            if country.reason.is_some() {
+                prop_assert_eq!((full.reason, full.rule, full.advisory), (country.reason, country.rule, false));
+            } else if full.reason.is_some() {
+                prop_assert_eq!(full.reason, Some(Reason::ForeignOperator));
+                prop_assert!(full.foreign_operator && action != OperatorAction::Ignore);
+                prop_assert_ne!(country.rule, Rule::AllowNetworks);
+            }
+        }
+    }
 }

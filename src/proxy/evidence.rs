@@ -12,8 +12,9 @@ use hyper::body::Incoming;
 
 use super::refusal::{REFUSED, Refusal};
 use super::respond::RequestId;
+use crate::audit::record::OperatorFields;
 use crate::audit::{AuditRecord, format_time, identity, object_key};
-use crate::geo::{Country, label};
+use crate::geo::{Country, Operator, label};
 use crate::policy::{Decision, Reason, Side};
 use crate::snapshot::Snapshot;
 
@@ -46,6 +47,10 @@ pub struct RequestEvidence {
     /// Set when the request was refused before the policy judged it (or
     /// after, for a missing purpose): its decision is then `refused`.
     pub refused: Option<Refusal>,
+    /// The client's operator, when an operator database is configured.
+    pub client_operator: Option<Operator>,
+    /// The upstream's operator (dialled or refused), likewise.
+    pub upstream_operator: Option<Operator>,
 }
 
 impl RequestEvidence {
@@ -78,6 +83,8 @@ impl RequestEvidence {
             upstream_failed: None,
             bytes_up: Arc::new(AtomicU64::new(0)),
             refused: None,
+            client_operator: None,
+            upstream_operator: None,
         }
     }
 
@@ -140,6 +147,12 @@ impl RequestEvidence {
             policy_version: snap.policy_version.clone(),
             client_ip_source: None,
             unrecorded: None,
+            operators: OperatorFields {
+                client_operator: self.client_operator.map(|o| label(o.country).to_owned()),
+                client_asn: self.client_operator.and_then(|o| o.asn),
+                upstream_operator: self.upstream_operator.map(|o| label(o.country).to_owned()),
+                upstream_asn: self.upstream_operator.and_then(|o| o.asn),
+            },
             prev: String::new(),
         }
     }
@@ -174,6 +187,32 @@ impl RequestEvidence {
                 .upstream_failed
                 .map_or(Decision::Allowed, |(d, _, _)| d);
             carto.record(Side::Upstream, country, side_decision, up, bytes_down);
+        }
+        // Inside the EEA by location, operated from outside it (SPEC §11).
+        let operated = &snap.evidence.operated;
+        if let Some((_, country)) = self.client {
+            let side_decision = self.client_failed.map_or(Decision::Allowed, |(d, _)| d);
+            operated.record(
+                Side::Client,
+                country,
+                self.client_operator,
+                side_decision,
+                up,
+                bytes_down,
+            );
+        }
+        if let Some(country) = upstream_country {
+            let side_decision = self
+                .upstream_failed
+                .map_or(Decision::Allowed, |(d, _, _)| d);
+            operated.record(
+                Side::Upstream,
+                country,
+                self.upstream_operator,
+                side_decision,
+                up,
+                bytes_down,
+            );
         }
         let Some(route) = route else {
             return;

@@ -54,7 +54,7 @@ pub async fn forward(
                 continue;
             }
         };
-        let judged = Upstream::judge(&addrs, policy, &snap.geo);
+        let judged = Upstream::judge(&addrs, policy, &snap.geo, snap.operators.as_ref());
         for (addr, v) in &judged.rejected {
             let reason = v.reason.unwrap_or(Reason::NoAllowedUpstreamIp);
             route.metrics.upstream_rejected(v.country);
@@ -80,13 +80,18 @@ pub async fn forward(
             set_host(req.headers_mut(), &upstream.url.authority);
         }
         for (addr, verdict) in candidates {
+            // The flag this address carries: the monitor-mode fallback's, or
+            // its own when only flagged for a foreign operator.
+            let flag = failed.map(|v| (v, upstream_reason(&v))).or_else(|| {
+                verdict
+                    .advisory
+                    .then_some((verdict, Reason::ForeignOperator))
+            });
             // Recorded before sending: a request abandoned while the upstream
             // is still answering is traced with the address it went to.
             ev.upstream = Some((addr, verdict.country));
-            ev.upstream_failed = failed.map(|v| {
-                let reason = Reason::NoAllowedUpstreamIp;
-                (Decision::Flagged, v.country, reason)
-            });
+            ev.upstream_operator = snap.operators.as_ref().map(|_| verdict.operator);
+            ev.upstream_failed = flag.map(|(v, reason)| (Decision::Flagged, v.country, reason));
             match send(upstream, addr, req, &sent, route.spec.response_timeout).await {
                 Ok(rsp) if rsp.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     // Upgrade is stripped from every request, so this 101 is
@@ -104,8 +109,8 @@ pub async fn forward(
                 }
                 Ok(rsp) => {
                     let mut rsp = upstream_response(rsp, client_h2);
-                    if let Some(v) = &failed {
-                        let reason = Reason::NoAllowedUpstreamIp;
+                    if let Some((v, reason)) = &flag {
+                        let reason = *reason;
                         log_verdict(
                             Decision::Flagged,
                             Side::Upstream,
@@ -121,6 +126,7 @@ pub async fn forward(
                             v.country,
                             reason,
                         );
+                        let value = respond::with_operator(value, v);
                         rsp.headers_mut().append(DECISION_HEADER.clone(), value);
                     }
                     return Forwarded::Proxied(rsp, route.spec.response_timeout);
@@ -128,6 +134,7 @@ pub async fn forward(
                 Err((e, Some(back), _)) => {
                     // Not sent: this address is not part of the request's story.
                     ev.upstream = None;
+                    ev.upstream_operator = None;
                     ev.upstream_failed = None;
                     last_error = e;
                     req = back;
@@ -142,8 +149,9 @@ pub async fn forward(
         }
     }
     if let Some(v) = blocked {
-        let reason = Reason::NoAllowedUpstreamIp;
+        let reason = upstream_reason(&v);
         ev.upstream_failed = Some((Decision::Blocked, v.country, reason));
+        ev.upstream_operator = snap.operators.as_ref().map(|_| v.operator);
         log_verdict(
             Decision::Blocked,
             Side::Upstream,
@@ -153,14 +161,9 @@ pub async fn forward(
             id,
             conn,
         );
-        return Forwarded::Refused(respond::blocked(
-            Side::Upstream,
-            v.country,
-            reason,
-            resource,
-            id,
-            head,
-        ));
+        let mut rsp = respond::blocked(Side::Upstream, v.country, reason, resource, id, head);
+        respond::note_operator(&mut rsp, &v);
+        return Forwarded::Refused(rsp);
     }
     tracing::warn!(route = %route.spec.name, error = %last_error, request_id = %id, "no upstream reachable");
     Forwarded::Refused(respond::xml_error(
@@ -171,6 +174,15 @@ pub async fn forward(
         id,
         head,
     ))
+}
+
+/// The upstream reason of a failed address: `foreign_operator` when that is
+/// why it failed, else `no_allowed_upstream_ip` (which says the country side).
+const fn upstream_reason(v: &Verdict) -> Reason {
+    match v.reason {
+        Some(Reason::ForeignOperator) => Reason::ForeignOperator,
+        _ => Reason::NoAllowedUpstreamIp,
+    }
 }
 
 /// The request as the upstream receives it: hop-by-hop fields dropped,

@@ -355,6 +355,7 @@ fn record(snap: &Snapshot, reason: &str, status: u16) -> AuditRecord {
         policy_version: snap.policy_version.clone(),
         client_ip_source: None,
         unrecorded: None,
+        operators: Default::default(),
         prev: String::new(),
     }
 }

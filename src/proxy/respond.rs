@@ -11,7 +11,7 @@ use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
 
 use crate::geo::{Country, label};
-use crate::policy::{Decision, Reason, Side};
+use crate::policy::{Decision, Reason, Side, Verdict};
 
 /// The body of a response the proxy writes itself.
 pub type Generated = Full<Bytes>;
@@ -85,6 +85,30 @@ pub fn decision_value(
     HeaderValue::from_str(&text).expect("decision values are ASCII tokens")
 }
 
+/// `value` with `; operator=US` (and `; asn=16509` when known) appended when
+/// the verdict's operator is outside `operator_countries` (SPEC §11).
+pub fn with_operator(value: HeaderValue, v: &Verdict) -> HeaderValue {
+    if !v.foreign_operator {
+        return value;
+    }
+    let mut text = String::from_utf8_lossy(value.as_bytes()).into_owned();
+    text.push_str("; operator=");
+    text.push_str(label(v.operator.country));
+    if let Some(asn) = v.operator.asn {
+        text.push_str(&format!("; asn={asn}"));
+    }
+    HeaderValue::from_str(&text).unwrap_or(value)
+}
+
+/// Adds the operator to the decision header of a refusal built by
+/// [`blocked`].
+pub fn note_operator(rsp: &mut Response<Generated>, v: &Verdict) {
+    if let Some(value) = rsp.headers_mut().remove(&DECISION_HEADER) {
+        rsp.headers_mut()
+            .insert(DECISION_HEADER.clone(), with_operator(value, v));
+    }
+}
+
 /// A request the policy blocks: `451` with the XML body (none for HEAD).
 pub fn blocked(
     side: Side,
@@ -99,6 +123,12 @@ pub fn blocked(
             "client address cannot be established".to_owned()
         }
         (Side::Client, Reason::NetworkDenied) => "client network is denied".to_owned(),
+        (Side::Client, Reason::ForeignOperator) => {
+            "client network is operated from outside the allowed area".to_owned()
+        }
+        (Side::Upstream, Reason::ForeignOperator) => {
+            "the storage upstream is operated from outside the allowed area".to_owned()
+        }
         (Side::Client, _) => format!(
             "client country {} is outside the allowed area",
             label(country)

@@ -357,10 +357,13 @@ async fn decide(
     let route = &snap.routes[index];
     let policy = &route.spec.policy.policy;
     let verdict = match client {
-        ClientAddr::Ip(ip) => policy.judge(ip, &snap.geo),
+        ClientAddr::Ip(ip) => {
+            policy.judge_side(ip, Side::Client, &snap.geo, snap.operators.as_ref())
+        }
         ClientAddr::Untraceable => Verdict::untraceable(),
     };
     ev.client = verdict.ip.map(|ip| (ip, verdict.country));
+    ev.client_operator = snap.operators.as_ref().map(|_| verdict.operator);
     let decision = policy.decide(&verdict);
     // A failing verdict is recorded and logged once; enforce refuses here,
     // monitor lets the request on with the flag in the response.
@@ -381,20 +384,14 @@ async fn decide(
                 conn,
             );
             if decision == Decision::Blocked {
-                return Forwarded::Refused(respond::blocked(
-                    Side::Client,
-                    verdict.country,
-                    reason,
-                    resource,
-                    id,
-                    head,
-                ));
+                let mut rsp =
+                    respond::blocked(Side::Client, verdict.country, reason, resource, id, head);
+                respond::note_operator(&mut rsp, &verdict);
+                return Forwarded::Refused(rsp);
             }
-            Some(respond::decision_value(
-                decision,
-                Side::Client,
-                verdict.country,
-                reason,
+            Some(respond::with_operator(
+                respond::decision_value(decision, Side::Client, verdict.country, reason),
+                &verdict,
             ))
         }
     };

@@ -27,8 +27,8 @@ pub use resolver::{Resolver, ResolverError};
 pub use tls::{TlsError, client_config};
 
 use crate::config::{UpstreamHost, UpstreamUrl};
-use crate::geo::GeoDb;
-use crate::policy::{Policy, Verdict};
+use crate::geo::{GeoDb, OperatorDb};
+use crate::policy::{Policy, Side, Verdict};
 
 /// Why an upstream could not be used. The client sees 502; logs see this.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +78,8 @@ impl std::fmt::Debug for Upstream {
 /// Resolved addresses sorted by the policy.
 #[derive(Debug, Default)]
 pub struct Judged {
-    /// Addresses that pass, in resolver order.
+    /// Addresses that may be dialled, in resolver order, those that pass
+    /// cleanly before those flagged for a foreign operator.
     pub allowed: Vec<(SocketAddr, Verdict)>,
     /// Addresses that fail, in resolver order.
     pub rejected: Vec<(SocketAddr, Verdict)>,
@@ -141,17 +142,28 @@ impl Upstream {
         }
     }
 
-    /// Judges each address with `policy`.
-    pub fn judge(addrs: &[SocketAddr], policy: &Policy, geo: &GeoDb) -> Judged {
+    /// Judges each address with `policy`, as the upstream side. An address
+    /// only flagged (`on_foreign_operator = "flag"`) may be dialled, after
+    /// every address that passes cleanly.
+    pub fn judge(
+        addrs: &[SocketAddr],
+        policy: &Policy,
+        geo: &GeoDb,
+        operators: Option<&OperatorDb>,
+    ) -> Judged {
         let mut judged = Judged::default();
+        let mut flagged = Vec::new();
         for addr in addrs {
-            let verdict = policy.judge(addr.ip(), geo);
+            let verdict = policy.judge_side(addr.ip(), Side::Upstream, geo, operators);
             if verdict.passes() {
                 judged.allowed.push((*addr, verdict));
+            } else if verdict.advisory {
+                flagged.push((*addr, verdict));
             } else {
                 judged.rejected.push((*addr, verdict));
             }
         }
+        judged.allowed.append(&mut flagged);
         judged
     }
 

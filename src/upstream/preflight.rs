@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::geo::label;
-use crate::policy::Mode;
+use crate::policy::{Mode, Side};
 use crate::snapshot::{Route, Snapshot};
 
 /// One resolved address and its verdict.
@@ -20,6 +20,13 @@ pub struct AddressReport {
     pub rule: &'static str,
     /// The reason it fails, if it does.
     pub reason: Option<&'static str>,
+    /// The operator's country (ISO code or `unknown`), when an operator
+    /// database is configured (absent from JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<&'static str>,
+    /// The operator's AS number, when the operator database has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
 }
 
 /// One upstream URL.
@@ -67,13 +74,20 @@ async fn route_report(snap: &Snapshot, route: &Route) -> RouteReport {
                 let reports: Vec<AddressReport> = addrs
                     .iter()
                     .map(|a| {
-                        let v = policy.judge(a.ip(), &snap.geo);
+                        let v = policy.judge_side(
+                            a.ip(),
+                            Side::Upstream,
+                            &snap.geo,
+                            snap.operators.as_ref(),
+                        );
                         AddressReport {
                             address: a.to_string(),
                             country: label(v.country),
-                            allowed: v.passes(),
+                            allowed: v.passes() || v.advisory,
                             rule: v.rule.as_str(),
                             reason: v.reason.map(|r| r.as_str()),
+                            operator: snap.operators.as_ref().map(|_| label(v.operator.country)),
+                            asn: v.operator.asn,
                         }
                     })
                     .collect();

@@ -34,6 +34,7 @@ pub fn record(n: u64) -> AuditRecord {
         policy_version: "3f2a9c1e".into(),
         client_ip_source: None,
         unrecorded: None,
+        operators: Default::default(),
         prev: String::new(),
     }
 }

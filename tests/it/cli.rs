@@ -234,6 +234,7 @@ fn shipped_config_parses_to_the_defaults() {
     );
     assert_eq!(shipped.resolver, defaults.resolver);
     assert_eq!(shipped.admin_listen, defaults.admin_listen);
+    assert_eq!(shipped.operator_database, defaults.operator_database);
 }
 
 #[test]

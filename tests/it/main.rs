@@ -26,6 +26,7 @@ mod geodb;
 mod lifecycle;
 mod limits;
 mod operations;
+mod operator;
 mod operator_values;
 mod policy_engine;
 mod refusals;

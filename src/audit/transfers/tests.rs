@@ -39,7 +39,8 @@ fn no_records_no_rows() {
             from: None,
             to: None,
             unrecorded_refusals: 0,
-            transfers: vec![]
+            transfers: vec![],
+            operated_outside: vec![],
         }
     );
 }

@@ -136,3 +136,67 @@ impl TestGeo {
         &self.path
     }
 }
+
+/// An operator database (SPEC §11) in the union of both layouts:
+/// `country_code` (ip-location-db) with, when given, the GeoLite2-ASN
+/// fields `autonomous_system_number` and `autonomous_system_organization`.
+pub struct TestOperators {
+    entries: Vec<(IpNet, String, Option<u32>)>,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl TestOperators {
+    /// An empty database.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("operators.mmdb");
+        Self {
+            entries: Vec::new(),
+            _dir: dir,
+            path,
+        }
+    }
+
+    /// Maps an address or network to an operator country and AS number.
+    pub fn map(mut self, net: &str, country: &str, asn: Option<u32>) -> Self {
+        let net: IpNet = net
+            .parse()
+            .or_else(|_| net.parse::<IpAddr>().map(IpNet::from))
+            .unwrap();
+        self.entries.push((net, country.to_owned(), asn));
+        self
+    }
+
+    /// Writes the database file and returns self.
+    pub fn build(self) -> Self {
+        #[derive(serde::Serialize)]
+        struct Rec {
+            country_code: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            autonomous_system_number: Option<u32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            autonomous_system_organization: Option<String>,
+        }
+        let mut w = Writer::builder("Test-Operator")
+            .ipv4_aliasing(Ipv4Aliasing::Disabled)
+            .build();
+        for (net, code, asn) in &self.entries {
+            let rec = Rec {
+                country_code: code.clone(),
+                autonomous_system_number: *asn,
+                autonomous_system_organization: asn.map(|n| format!("Test Network {n}")),
+            };
+            w.insert(*net, &rec).unwrap();
+        }
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, w.to_bytes().unwrap()).unwrap();
+        std::fs::rename(&tmp, &self.path).unwrap();
+        self
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

@@ -12,7 +12,7 @@ pub mod tls;
 
 pub use client::{Client, raw_exchange};
 pub use dns::Dns;
-pub use geo::{Layout, TestGeo};
+pub use geo::{Layout, TestGeo, TestOperators};
 pub use origin::Origin;
 pub use proxy::Proxy;
 
