@@ -3,6 +3,31 @@
 //! untrusted peer might claim an address, garbage from a trusted one, slow
 //! clients in numbers, and HTTP/2 rapid reset and header floods. Each test
 //! checks what the origin saw and that a well-behaved client is still served.
+//!
+//! The classes of issue 13 (hardening, second round), and where their
+//! adversarial tests are (SECURITY.md, "Hardening, second round", has the
+//! unit, property and fuzz tests beside them):
+//!
+//! 1. `Forwarded`/`X-Forwarded-For` parsed whole, a malformed chain never
+//!    believed: this file, section "forwarding chains that hide their hop";
+//!    `client_ip.rs` (`malformed_xff_from_trusted_proxy_is_untraceable`).
+//! 2. routing not dodged by spelling the path, bucket or host otherwise:
+//!    this file, section "route spellings"; `cli.rs` for `check`'s warning.
+//! 3. every refusal leaves evidence, the client judged first: this file,
+//!    section "every refusal leaves evidence" (HTTP/2 refusals, the garbage
+//!    flood and its budget); `refusals.rs` (HTTP/1.1 refusals, refusals
+//!    before routing, mutated requests, live and offline cartography).
+//! 4. the trail cannot lose its head silently: `audit.rs` (genesis,
+//!    `--from`, `--expect-last`, reloads of `[audit] path`/`enabled`).
+//! 5. no idle connection holds a slot forever: `starvation.rs`.
+//! 6. a trusted proxy that names no client is not the client: this file,
+//!    `a_trusted_proxy_naming_no_client_does_not_lend_its_address` (end of
+//!    "forwarding chains that hide their hop"); `client_ip.rs`.
+//! 7. every IPv6 form that embeds IPv4 unwrapped by its RFC layout:
+//!    `embedded.rs` (client and upstream side); this file,
+//!    `ipv4_wrapped_in_ipv6_through_proxy_protocol_keeps_its_verdict`.
+//! 8. nothing the operator writes crashes or silently breaks it:
+//!    `operator_values.rs`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
