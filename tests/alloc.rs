@@ -134,7 +134,7 @@ fn judging_with_the_operator_database_allocates_nothing() {
     let policy = &config.policy.policy;
     let mut ips: Vec<IpAddr> = ADDRESSES.iter().map(|s| s.parse().unwrap()).collect();
     ips.push("15.188.0.1".parse().unwrap()); // FR, operated from the US
-    let aws = policy.judge_side(ips[16], Side::Upstream, &geo, Some(&ops));
+    let aws = policy.judge_side(*ips.last().unwrap(), Side::Upstream, &geo, Some(&ops));
     assert_eq!(aws.reason, Some(Reason::ForeignOperator), "a real verdict");
 
     let before = allocations();

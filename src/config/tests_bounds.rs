@@ -32,7 +32,7 @@ fn bounded_keys() -> Vec<(usize, String, usize, bool)> {
         let column = key.len() + 4;
         let quoted = value.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
         if let Some(v) = quoted {
-            if super::duration::parse(v).is_ok() {
+            if super::duration::parse_age(v).is_ok() {
                 keys.push((i, key.to_owned(), column, true));
             }
         } else if value.parse::<u64>().is_ok() {
@@ -62,19 +62,29 @@ fn every_duration_and_size_key_refuses_an_absurd_value_at_its_position() {
         "max_headers",
         "max_connections",
         "queue",
+        "max_age",
+        "protocol_error_records",
+        "protocol_error_window",
+        "checkpoint_every",
+        "rotate_size",
+        "rotate_every",
     ] {
         assert!(names.contains(&known), "{known} not found in {names:?}");
     }
     let lines: Vec<&str> = SHIPPED.lines().collect();
     for (i, key, column, is_duration) in &keys {
-        let absurd: &[&str] = if *is_duration {
-            &[
+        // Keys whose 0 is documented as "off" or "summaries only" take it;
+        // ages (never added to a clock) go up to 3650 days.
+        let zero_means_off = ["protocol_error_records", "rotate_size"].contains(&key.as_str());
+        let absurd: &[&str] = match (*is_duration, key.as_str()) {
+            (true, "max_age") => &["\"18446744073709551615s\"", "\"3651d\""],
+            (true, _) => &[
                 "\"18446744073709551615s\"",
                 "\"18446744073709551615ms\"",
                 "\"25h\"",
-            ]
-        } else {
-            &["9223372036854775807", "0"]
+            ],
+            (false, _) if zero_means_off => &["9223372036854775807"],
+            (false, _) => &["9223372036854775807", "0"],
         };
         for value in absurd {
             let mut edited = lines.clone();

@@ -251,7 +251,8 @@ fn audit(raw: &RawConfig, p: &mut Problems<'_>) -> AuditSpec {
             .then(|| PathBuf::from(a.signing_key.get_ref())),
         origin: audit_origin(a, p),
         checkpoint_every: duration(&a.checkpoint_every, p, false),
-        rotate_size: (*a.rotate_size.get_ref() > 0).then(|| *a.rotate_size.get_ref()),
+        rotate_size: Some(bounded(&a.rotate_size, 0, 1 << 40, "rotate_size", p) as u64)
+            .filter(|&n| n > 0),
         rotate_every: Some(duration(&a.rotate_every, p, true)).filter(|d| !d.is_zero()),
     }
 }
