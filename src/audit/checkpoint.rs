@@ -57,6 +57,7 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -782,7 +783,12 @@ impl Signer {
         self.file = None;
         self.count = count_lines(file)?;
         let path = checkpoint_path(trail);
-        let ckpt = OpenOptions::new().create(true).append(true).open(&path)?;
+        // 0600 like the trail: only the proxy writes it (issue 20).
+        let ckpt = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
         self.file = Some(ckpt);
         self.path = path;
         Ok(())

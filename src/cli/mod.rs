@@ -68,7 +68,9 @@ pub enum Command {
     Audit(AuditCommand),
     /// The cartography of flows outside the allowed area, from audit logs.
     Transfers {
-        /// Audit files, oldest first.
+        /// Audit files, oldest first; or a directory holding several
+        /// chains (its `*.jsonl` files, grouped by file stem, each
+        /// verified on its own).
         #[arg(long = "audit", value_name = "PATH", required = true, num_args = 1..)]
         audit: Vec<PathBuf>,
         /// Output format.
@@ -84,7 +86,9 @@ pub enum Command {
 pub enum AuditCommand {
     /// Verify the hash chain across files in order; name the first bad record.
     Verify {
-        /// Audit files, oldest first.
+        /// Audit files, oldest first; or a directory holding several
+        /// chains (its `*.jsonl` files, grouped by file stem, each
+        /// verified on its own).
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
         #[command(flatten)]

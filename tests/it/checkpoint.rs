@@ -206,6 +206,11 @@ async fn checkpoints_are_signed_at_the_interval() {
     wait_until("2 more checkpoints", || notes(&trail) >= before + 2).await;
     stop(&mut proxy);
     assert_eq!(last_size(&trail), 2);
+    // Owner-only, like the trail it vouches for.
+    let ckpt = dir.path().join("paris-1.jsonl.checkpoints");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&ckpt).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "{}", ckpt.display());
     let out = verify_key(dir.path(), keys.path(), &["paris-1.jsonl"]);
     assert_eq!(text(&out.stderr), "");
     assert!(
