@@ -828,3 +828,55 @@ async fn audit_trail_edits_that_keep_every_value_still_fail_verify() {
     // Without a newline after the last record, every byte is still there.
     check("no-final-newline", text.trim_end_matches('\n'), true);
 }
+
+// --------------------------------------------------- objects named twice
+
+#[tokio::test]
+async fn a_copy_whose_source_is_a_protected_bucket_is_judged_by_its_route() {
+    let (_g, origin, proxy) = routes_setup().await;
+    for (target, host, source) in [
+        ("/public/stolen", "storage.test", "/hds-bucket/patient.pdf"),
+        ("/public/stolen", "storage.test", "hds-bucket/patient.pdf"),
+        ("/public/stolen", "storage.test", "hds%2Dbucket/patient.pdf"),
+        ("/public/stolen", "storage.test", "/HDS-BUCKET/patient.pdf"),
+        (
+            "/public/stolen",
+            "storage.test",
+            "public/../hds-bucket/patient.pdf",
+        ),
+        (
+            "/public/stolen",
+            "storage.test",
+            "hds-bucket/patient.pdf?versionId=1",
+        ),
+        ("/public/stolen", "storage.test", "vault-bucket/a.pdf"),
+        ("/stolen", "public.s3.example", "hds-bucket/patient.pdf"),
+        (
+            "/public/stolen?partNumber=1&uploadId=x",
+            "storage.test",
+            "hds-bucket/patient.pdf",
+        ),
+    ] {
+        let raw = format!(
+            "PUT {target} HTTP/1.1\r\nHost: {host}\r\nx-amz-copy-source: {source}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        us_kept_out(&proxy, &origin, &raw).await;
+    }
+    // Two copy sources: the storage might read either.
+    us_kept_out(
+        &proxy,
+        &origin,
+        "PUT /public/stolen HTTP/1.1\r\nHost: storage.test\r\nx-amz-copy-source: public/a\r\nx-amz-copy-source: hds-bucket/patient.pdf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // A copy within the catch-all's buckets is the catch-all's.
+    let out = raw_exchange(
+        ips::US,
+        proxy.addr(),
+        b"PUT /public/copy HTTP/1.1\r\nHost: storage.test\r\nx-amz-copy-source: public/a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("flagged; side=client"), "{out}");
+}

@@ -12,6 +12,14 @@
 //! upstreams and rules, enforce over monitor) wins; if there is none, the
 //! request is refused (`400`): a spelling never reaches a laxer route.
 //! Nothing here changes the bytes forwarded.
+//!
+//! A copy (CopyObject, UploadPartCopy) reads the object its
+//! `x-amz-copy-source` names (`[/]bucket/key[?versionId=...]`, path-style
+//! whatever the request's addressing): that object's readings are readings
+//! of the request too ([`with_copy_source`]), so copying a protected object
+//! into a laxer route's bucket, to read it there, meets the protected
+//! route. A copy source that names no bucket the proxy can read (an access
+//! point ARN), or more than one copy source, is refused (`400`).
 
 mod normalise;
 #[cfg(test)]
@@ -41,9 +49,28 @@ pub fn choose<'a, I>(
 where
     I: Iterator<Item = &'a RouteSpec> + Clone,
 {
+    choose_as(routes, s3_domains, host, path, false)
+}
+
+/// [`choose`], with `path_style` forcing path-style addressing (a copy
+/// source names its bucket in its path whatever the request's host).
+fn choose_as<'a, I>(
+    routes: I,
+    s3_domains: &[String],
+    host: &str,
+    path: &str,
+    path_style: bool,
+) -> Result<Option<usize>, Unroutable>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
     let host = normalise::host(host)?;
     let spelling = normalise::inspect(path.as_bytes())?;
-    let addressing = Addressing::of(&host, s3_domains);
+    let addressing = if path_style {
+        Addressing::Path
+    } else {
+        Addressing::of(&host, s3_domains)
+    };
     let has_candidates = matches!(addressing, Addressing::Path)
         && host_buckets(routes.clone(), &host).next().is_some();
     let upper_bucket = matches!(addressing, Addressing::Path)
@@ -88,6 +115,48 @@ where
         }
     }
     reconcile(routes, &found)
+}
+
+/// The request header naming the object a copy reads.
+pub const COPY_SOURCE: &str = "x-amz-copy-source";
+
+/// The route for a request that `chosen` routes, once its copy sources
+/// (the values of `x-amz-copy-source`, usually none) are read as well: the
+/// route at least as strict as the request's and the source's.
+///
+/// # Errors
+/// [`Unroutable::Ambiguous`] for more than one copy source, one that is not
+/// a path-style `bucket/key` (an ARN, not ASCII), or routes that cannot be
+/// reconciled; the errors of [`choose`] for the source's path.
+pub fn with_copy_source<'a, 'v, I>(
+    routes: I,
+    s3_domains: &[String],
+    host: &str,
+    mut sources: impl Iterator<Item = &'v [u8]>,
+    chosen: Option<usize>,
+) -> Result<Option<usize>, Unroutable>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
+    let (Some(chosen), Some(source)) = (chosen, sources.next()) else {
+        return Ok(chosen);
+    };
+    if sources.next().is_some() {
+        return Err(Unroutable::Ambiguous);
+    }
+    let source = std::str::from_utf8(source).map_err(|_| Unroutable::Ambiguous)?;
+    // The version (or any query) is not part of the object's name.
+    let source = source.split_once('?').map_or(source, |(s, _)| s);
+    let source = source.strip_prefix('/').unwrap_or(source);
+    if source.is_empty() || source.starts_with('/') || source.starts_with("arn:") {
+        return Err(Unroutable::Ambiguous);
+    }
+    let path = format!("/{source}");
+    let read = choose_as(routes.clone(), s3_domains, host, &path, true)?;
+    match read {
+        Some(r) if r == chosen => Ok(Some(chosen)),
+        _ => reconcile(routes, &[Some(chosen), read]),
+    }
 }
 
 /// How the request names its bucket.

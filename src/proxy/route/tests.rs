@@ -518,3 +518,84 @@ proptest! {
         }
     }
 }
+
+fn copy(
+    c: &Config,
+    host: &str,
+    path: &str,
+    sources: &[&str],
+) -> Result<Option<String>, Unroutable> {
+    let routes = || c.routes.iter();
+    let chosen = choose(routes(), &c.server.s3_domains, host, path)?;
+    let sources = sources.iter().map(|s| s.as_bytes());
+    with_copy_source(routes(), &c.server.s3_domains, host, sources, chosen)
+        .map(|i| i.map(|i| c.routes[i].name.clone()))
+}
+
+#[test]
+fn a_copy_source_in_a_protected_bucket_routes_the_copy_to_its_route() {
+    let c = issue_routes();
+    for (host, path, source) in [
+        ("storage.local", "/public/k", "/hds-bucket/patient.pdf"),
+        ("storage.local", "/public/k", "hds-bucket/patient.pdf"),
+        ("storage.local", "/public/k", "hds%2Dbucket/patient.pdf"),
+        ("storage.local", "/public/k", "HDS-BUCKET/patient.pdf"),
+        (
+            "storage.local",
+            "/public/k",
+            "public/../hds-bucket/patient.pdf",
+        ),
+        (
+            "storage.local",
+            "/public/k",
+            "public%2F..%2Fhds-bucket/patient.pdf",
+        ),
+        (
+            "storage.local",
+            "/public/k",
+            "hds-bucket/patient.pdf?versionId=3",
+        ),
+        ("storage.local", "/public/k", "hds-bucket"),
+        // Virtual-hosted requests name their source path-style.
+        ("public.s3.example", "/k", "hds-bucket/patient.pdf"),
+        ("hds-bucket.s3.example", "/k", "public/a"),
+    ] {
+        assert_eq!(
+            copy(&c, host, path, &[source]),
+            Ok(Some("hds".into())),
+            "{host} {path} {source}"
+        );
+    }
+    assert_eq!(
+        copy(&c, "storage.local", "/public/k", &["vault-bucket/a"]),
+        Ok(Some("vault".into()))
+    );
+    // No source, or one in the request's own route: the request's route.
+    assert_eq!(
+        copy(&c, "storage.local", "/public/k", &[]),
+        Ok(Some("catch-all".into()))
+    );
+    assert_eq!(
+        copy(&c, "storage.local", "/public/k", &["public/a"]),
+        Ok(Some("catch-all".into()))
+    );
+    // What cannot be read, or another storage's object: refused.
+    for sources in [
+        &["hds-bucket/a", "public/a"][..],
+        &["arn:aws:s3:eu-west-3:123456789012:accesspoint/ap/object/k"],
+        &[""],
+        &["/"],
+        &["//hds-bucket/a"],
+        &["other-bucket/x"],
+    ] {
+        assert_eq!(
+            copy(&c, "storage.local", "/public/k", sources),
+            Err(Unroutable::Ambiguous),
+            "{sources:?}"
+        );
+    }
+    assert_eq!(
+        copy(&c, "storage.local", "/public/k", &["hds-bucket/%zz"]),
+        Err(Unroutable::BadPercent)
+    );
+}
