@@ -328,8 +328,8 @@ async fn decide(
         req.uri().path(),
     )
     .and_then(|chosen| {
-        let sources = req.headers().get_all(route::COPY_SOURCE);
-        let sources = sources.iter().map(HeaderValue::as_bytes);
+        let sources = route::copy_sources(req.headers(), req.uri().query());
+        let sources = sources.iter().map(AsRef::as_ref);
         let routes = snap.routes.iter().map(|r| &r.spec);
         route::with_copy_source(
             routes,

@@ -862,6 +862,14 @@ async fn a_copy_whose_source_is_a_protected_bucket_is_judged_by_its_route() {
         );
         us_kept_out(&proxy, &origin, &raw).await;
     }
+    // A presigned URL may carry the header as a query parameter.
+    for target in [
+        "/public/stolen?x-amz-copy-source=hds-bucket%2Fpatient.pdf",
+        "/public/stolen?X-Amz-Copy-Source=%2Fhds%252Dbucket%2Fpatient.pdf&X-Amz-Expires=60",
+        "/public/stolen?a=1&x-amz-copy%2Dsource=hds-bucket/patient.pdf",
+    ] {
+        us_kept_out(&proxy, &origin, &req(target, "storage.test")).await;
+    }
     // Two copy sources: the storage might read either.
     us_kept_out(
         &proxy,

@@ -15,7 +15,8 @@
 //!
 //! A copy (CopyObject, UploadPartCopy) reads the object its
 //! `x-amz-copy-source` names (`[/]bucket/key[?versionId=...]`, path-style
-//! whatever the request's addressing): that object's readings are readings
+//! whatever the request's addressing; a header, or a query parameter of a
+//! presigned URL, [`copy_sources`]): that object's readings are readings
 //! of the request too ([`with_copy_source`]), so copying a protected object
 //! into a laxer route's bucket, to read it there, meets the protected
 //! route. A copy source that names no bucket the proxy can read (an access
@@ -119,6 +120,48 @@ where
 
 /// The request header naming the object a copy reads.
 pub const COPY_SOURCE: &str = "x-amz-copy-source";
+
+/// The copy sources a request names: its `x-amz-copy-source` fields, then
+/// its query parameters of that name (a presigned URL may carry `x-amz-*`
+/// headers as parameters), name and value percent-decoded once. Nothing is
+/// allocated for a request that names none.
+pub fn copy_sources<'r>(headers: &'r http::HeaderMap, query: Option<&str>) -> Vec<Cow<'r, [u8]>> {
+    let mut sources: Vec<Cow<'r, [u8]>> = headers
+        .get_all(COPY_SOURCE)
+        .iter()
+        .map(|v| Cow::Borrowed(v.as_bytes()))
+        .collect();
+    for param in query.unwrap_or_default().split('&') {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        let named = name.len() >= COPY_SOURCE.len()
+            && decode_once(name.as_bytes())
+                .is_some_and(|n| n.eq_ignore_ascii_case(COPY_SOURCE.as_bytes()));
+        if named {
+            // A value that is not percent-encoding names nothing readable.
+            sources.push(Cow::Owned(
+                decode_once(value.as_bytes()).unwrap_or_default(),
+            ));
+        }
+    }
+    sources
+}
+
+/// `s` with every `%XX` decoded; `None` for a `%` without two hex digits.
+fn decode_once(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        if b == b'%' {
+            let hex = std::str::from_utf8(s.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(out)
+}
 
 /// The route for a request that `chosen` routes, once its copy sources
 /// (the values of `x-amz-copy-source`, usually none) are read as well: the

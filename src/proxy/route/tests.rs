@@ -599,3 +599,25 @@ fn a_copy_source_in_a_protected_bucket_routes_the_copy_to_its_route() {
         Err(Unroutable::BadPercent)
     );
 }
+
+#[test]
+fn copy_sources_are_read_from_fields_and_from_query_parameters() {
+    let mut headers = http::HeaderMap::new();
+    assert!(copy_sources(&headers, Some("partNumber=1&uploadId=x")).is_empty());
+    headers.append(COPY_SOURCE, http::HeaderValue::from_static("hds-bucket/a"));
+    let got = |q| {
+        copy_sources(&headers, q)
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(got(None), ["hds-bucket/a"]);
+    assert_eq!(
+        got(Some(
+            "X-Amz-Copy-Source=hds%252Dbucket%2Fk&x-amz-copy%2dsource=b%2Fc&x-amz-copy-source-range=1"
+        )),
+        ["hds-bucket/a", "hds%2Dbucket/k", "b/c"]
+    );
+    // Not percent-encoding: a source that names nothing (refused).
+    assert_eq!(got(Some("x-amz-copy-source=%zz")), ["hds-bucket/a", ""]);
+}
