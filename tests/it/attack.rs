@@ -267,6 +267,11 @@ async fn more_spellings_of_a_protected_bucket_or_host_never_reach_the_catch_all(
         ("/%68%64%73%2d%62%75%63%6b%65%74/k", "storage.test"),
         ("/VAULT-BUCKET/k", "storage.test"),
         ("/hds-bucket/k;x=1", "storage.test"),
+        // Path parameters, which servlet containers and JAX-RS drop.
+        ("/hds-bucket;x/k", "storage.test"),
+        ("/hds-bucket;/k", "storage.test"),
+        ("/public/..;/hds-bucket/k", "storage.test"),
+        ("/HDS-BUCKET;jsessionid=1/k", "storage.test"),
         ("/hds-bucket/%2e%2e/k", "storage.test"),
         ("/hds-bucket/../../hds-bucket/k", "storage.test"),
         ("/./././hds-bucket", "storage.test"),
@@ -887,4 +892,43 @@ async fn a_copy_whose_source_is_a_protected_bucket_is_judged_by_its_route() {
     .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("flagged; side=client"), "{out}");
+}
+
+// ------------------------------------------------------ embedded forms
+
+#[tokio::test]
+async fn a_trusted_proxy_configured_ipv4_mapped_is_the_ipv4_proxy() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let server = format!(
+        "trusted_proxies = [\"::ffff:{}/128\"]\nclient_ip_source = \"x-forwarded-for\"",
+        ips::TRUSTED
+    );
+    let proxy = Proxy::start(&config(&geo, &origin, &server, "", ""));
+    refused_as(&proxy, &["X-Forwarded-For: 127.0.0.5"], US_BLOCKED).await;
+    refused_as(
+        &proxy,
+        &["X-Forwarded-For: 127.0.0.5, 64:ff9b::7f00:14"],
+        US_BLOCKED,
+    )
+    .await;
+    refused_as(&proxy, &["X-Forwarded-For: ::ffff:127.0.0.20"], UNTRACEABLE).await;
+    // A US peer is not trusted, whatever it claims.
+    let out = raw_exchange(
+        ips::US,
+        proxy.addr(),
+        get_with(&["X-Forwarded-For: 127.0.0.2"]).as_bytes(),
+        QUIET,
+    )
+    .await;
+    assert!(out.contains(US_BLOCKED), "{out}");
+    let out = raw_exchange(
+        ips::TRUSTED,
+        proxy.addr(),
+        get_with(&["X-Forwarded-For: 127.0.0.2"]).as_bytes(),
+        QUIET,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(origin.request_count(), 1);
 }

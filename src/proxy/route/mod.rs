@@ -76,22 +76,33 @@ where
         && host_buckets(routes.clone(), &host).next().is_some();
     let upper_bucket = matches!(addressing, Addressing::Path)
         && upper_case_bucket(routes.clone(), path.as_bytes()).is_some();
-    if spelling.is_plain() && !has_candidates && !upper_bucket {
+    let params = path.contains(';');
+    if spelling.is_plain() && !has_candidates && !upper_bucket && !params {
         // The common case: one reading, the path as sent; no allocation.
         if let Addressing::Path = addressing {
             return Ok(best(routes, &host, path.as_bytes()));
         }
     }
+    // A `;` starts path parameters to servers that strip them from each
+    // segment (servlet containers, JAX-RS matrix parameters): the path
+    // without them is read too.
+    let stripped = params.then(|| normalise::without_params(path.as_bytes()));
+    let mut bases: Vec<(&[u8], normalise::Spelling)> = vec![(path.as_bytes(), spelling)];
+    if let Some(p) = &stripped {
+        bases.push((p, normalise::inspect(p)?));
+    }
     let mut paths: Vec<Cow<'_, [u8]>> = Vec::new();
     let both = |f: bool| if f { &[false, true][..] } else { &[true][..] };
-    for &slash in both(spelling.encoded_slash) {
-        for &collapse in both(spelling.empty_segment) {
-            for &dots in both(spelling.dot_segment) {
-                paths.push(if spelling.is_plain() {
-                    Cow::Borrowed(path.as_bytes())
-                } else {
-                    Cow::Owned(normalise::reading(path.as_bytes(), slash, collapse, dots))
-                });
+    for &(base, spelling) in &bases {
+        for &slash in both(spelling.encoded_slash) {
+            for &collapse in both(spelling.empty_segment) {
+                for &dots in both(spelling.dot_segment) {
+                    paths.push(if spelling.is_plain() {
+                        Cow::Borrowed(base)
+                    } else {
+                        Cow::Owned(normalise::reading(base, slash, collapse, dots))
+                    });
+                }
             }
         }
     }

@@ -621,3 +621,55 @@ fn copy_sources_are_read_from_fields_and_from_query_parameters() {
     // Not percent-encoding: a source that names nothing (refused).
     assert_eq!(got(Some("x-amz-copy-source=%zz")), ["hds-bucket/a", ""]);
 }
+
+#[test]
+fn path_parameters_are_read_without_them_too() {
+    let c = issue_routes();
+    for path in [
+        "/hds-bucket;x/patient.pdf",
+        "/hds-bucket;/patient.pdf",
+        "/hds-bucket;jsessionid=1",
+        "/public/..;/hds-bucket/patient.pdf",
+        "/public;x/..;y/hds-bucket/patient.pdf",
+        "/hds%2Dbucket;x/patient.pdf",
+    ] {
+        assert_eq!(
+            pick(&c, "storage.local", path),
+            Ok(Some("hds".into())),
+            "{path}"
+        );
+    }
+    // Parameters in a key do not move the request.
+    assert_eq!(
+        pick(&c, "storage.local", "/public/a;b"),
+        Ok(Some("catch-all".into()))
+    );
+    assert_eq!(
+        pick(&c, "storage.local", "/hds-bucket/a;b"),
+        Ok(Some("hds".into()))
+    );
+    // `%3B` is data, not a parameter.
+    assert_eq!(
+        pick(&c, "storage.local", "/hds-bucket%3Bx/k"),
+        Ok(Some("catch-all".into()))
+    );
+    // Another storage's bucket behind parameters: no route is strictest.
+    assert_eq!(
+        pick(&c, "storage.local", "/other-bucket;x/k"),
+        Err(Unroutable::Ambiguous)
+    );
+}
+
+#[test]
+fn without_params_drops_each_segments_parameters() {
+    use super::normalise::without_params;
+    for (path, want) in [
+        ("/b;x/k", "/b/k"),
+        ("/..;/b", "/../b"),
+        ("/a;b;c/d;e", "/a/d"),
+        ("/;/k", "//k"),
+        ("/plain/k", "/plain/k"),
+    ] {
+        assert_eq!(without_params(path.as_bytes()), want.as_bytes(), "{path}");
+    }
+}
