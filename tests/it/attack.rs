@@ -932,3 +932,39 @@ async fn a_trusted_proxy_configured_ipv4_mapped_is_the_ipv4_proxy() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert_eq!(origin.request_count(), 1);
 }
+
+#[tokio::test]
+async fn a_us_storage_in_ipv6_wrappings_from_dns_is_never_dialled() {
+    use crate::support::{Client, Dns};
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let de = Origin::start(ips::ORIGIN).await;
+    let us_addr = std::net::SocketAddr::new(ips::ORIGIN_US.parse().unwrap(), de.addr().port());
+    let us = Origin::start_at(us_addr, None).await;
+    // 127.0.0.11 (US) as IPv4-mapped, NAT64 and 6to4 AAAA records.
+    let dns = Dns::start(&[
+        ("storage.test", "::ffff:127.0.0.11"),
+        ("storage.test", "64:ff9b::7f00:b"),
+        ("storage.test", "2002:7f00:b::1"),
+    ]);
+    let toml = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [geoip]\ndatabase = \"{}\"\n[resolver]\nnameservers = [\"{}\"]\n\
+         [policy]\nallow_networks = []\n\
+         [[route]]\nname = \"s3\"\nupstreams = [\"http://storage.test:{}\"]\nconnect_timeout = \"1s\"\n",
+        geo.path().display(),
+        dns.addr(),
+        de.addr().port()
+    );
+    let proxy = Proxy::start(&toml);
+    let rsp = Client::bound_to(ips::FR)
+        .get(proxy.addr(), "/b/k", &[])
+        .await;
+    assert_eq!(
+        rsp.header("x-residency-decision"),
+        "blocked; side=upstream; country=US; reason=no_allowed_upstream_ip",
+        "{}",
+        rsp.text()
+    );
+    assert_eq!(us.connection_count(), 0);
+    assert_eq!(de.request_count(), 0);
+}
