@@ -673,3 +673,39 @@ fn without_params_drops_each_segments_parameters() {
         assert_eq!(without_params(path.as_bytes()), want.as_bytes(), "{path}");
     }
 }
+
+proptest! {
+    /// A copy is served by a route at least as strict as the one its
+    /// source's canonical spelling reaches, and as the request's own, or
+    /// refused: no spelling of the source takes it to a laxer route.
+    #[test]
+    fn a_copy_never_reaches_a_route_laxer_than_its_source(
+        path in canonical_path(),
+        source in canonical_path(),
+        host in canonical_host(),
+        picks in prop::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let c = issue_routes();
+        let domains = &c.server.s3_domains;
+        let (Ok(Some(request)), Ok(Some(want))) = (
+            choose(c.routes.iter(), domains, &host, &path),
+            choose_as(c.routes.iter(), domains, &host, &source, true),
+        ) else {
+            return Ok(());
+        };
+        let mangled = mangle(&source, &picks);
+        let spelled = mangled.strip_prefix('/').unwrap_or(&mangled);
+        let got = with_copy_source(
+            c.routes.iter(),
+            domains,
+            &host,
+            std::iter::once(spelled.as_bytes()),
+            Some(request),
+        );
+        if let Ok(got) = got {
+            let g = got.expect("a routed request stays routed");
+            prop_assert!(at_least_as_strict(&c.routes[g], &c.routes[want]), "{} {}", host, mangled);
+            prop_assert!(at_least_as_strict(&c.routes[g], &c.routes[request]), "{} {}", host, mangled);
+        }
+    }
+}
