@@ -968,3 +968,51 @@ async fn a_us_storage_in_ipv6_wrappings_from_dns_is_never_dialled() {
     assert_eq!(us.connection_count(), 0);
     assert_eq!(de.request_count(), 0);
 }
+
+#[tokio::test]
+async fn hostile_keys_and_purposes_keep_the_trail_one_record_a_line_and_verifiable() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let proxy = Proxy::start(&config(&geo, &origin, "", "", ""));
+    let targets = [
+        "/b/%FF%FE%00",
+        "/b/%0A%7B%22decision%22%3A%22allowed%22%7D%0A",
+        "/b/%E2%80%A8%E2%80%A9%5C%22",
+        "/b/%C0%AE%C0%AE/%ED%A0%80",
+    ];
+    for (i, t) in targets.iter().enumerate() {
+        for source in [ips::US, ips::FR] {
+            let raw = format!(
+                "GET {t} HTTP/1.1\r\nHost: s3.test\r\nx-access-purpose: a\"}}\\u0000\\n{{\r\nConnection: close\r\n\r\n"
+            );
+            let out = raw_exchange(source, proxy.addr(), raw.as_bytes(), QUIET).await;
+            assert!(out.starts_with("HTTP/1.1"), "{i} {t}: {out}");
+        }
+    }
+    let want = targets.len() * 2;
+    let mut text = String::new();
+    for _ in 0..300 {
+        text = String::from_utf8(std::fs::read(proxy.audit_path()).unwrap_or_default()).unwrap();
+        if text.lines().count() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(text.lines().count(), want, "{text}");
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let allowed = records
+        .iter()
+        .filter(|r| r["decision"] == "allowed")
+        .count();
+    assert_eq!(allowed, targets.len(), "{text}");
+    assert!(
+        records
+            .iter()
+            .all(|r| r["decision"] != "allowed" || r["client_country"] == "FR"),
+        "{text}"
+    );
+    crate::support::proxy::assert_audit_verifies(&[&proxy.audit_path()]);
+}
