@@ -272,6 +272,10 @@ async fn more_spellings_of_a_protected_bucket_or_host_never_reach_the_catch_all(
         ("/hds-bucket;/k", "storage.test"),
         ("/public/..;/hds-bucket/k", "storage.test"),
         ("/HDS-BUCKET;jsessionid=1/k", "storage.test"),
+        // Ceph tenants: `tenant:bucket`, `:bucket` for no tenant.
+        ("/:hds-bucket/k", "storage.test"),
+        ("/acme:hds-bucket/k", "storage.test"),
+        ("/acme%3Ahds-bucket/k", "storage.test"),
         ("/hds-bucket/%2e%2e/k", "storage.test"),
         ("/hds-bucket/../../hds-bucket/k", "storage.test"),
         ("/./././hds-bucket", "storage.test"),
@@ -855,6 +859,7 @@ async fn a_copy_whose_source_is_a_protected_bucket_is_judged_by_its_route() {
             "hds-bucket/patient.pdf?versionId=1",
         ),
         ("/public/stolen", "storage.test", "vault-bucket/a.pdf"),
+        ("/public/stolen", "storage.test", ":hds-bucket/patient.pdf"),
         ("/stolen", "public.s3.example", "hds-bucket/patient.pdf"),
         (
             "/public/stolen?partNumber=1&uploadId=x",

@@ -6,7 +6,8 @@
 //! The request is read the ways a storage may read it ([`normalise`]): the
 //! host as DNS does, the path decoded and, where S3 servers differ (`%2F`,
 //! `//`, dot segments), both ways; the bucket path-style (`/bucket/key`) or
-//! virtual-hosted (`bucket.<s3 domain>`). Every reading is matched as the
+//! virtual-hosted (`bucket.<s3 domain>`), with or without a Ceph tenant
+//! (`/tenant:bucket/key`). Every reading is matched as the
 //! S3 path-style path `/bucket/key`. When the readings lead to different
 //! routes, the route that is at least as strict as every other one (same
 //! upstreams and rules, enforce over monitor) wins; if there is none, the
@@ -77,7 +78,9 @@ where
     let upper_bucket = matches!(addressing, Addressing::Path)
         && upper_case_bucket(routes.clone(), path.as_bytes()).is_some();
     let params = path.contains(';');
-    if spelling.is_plain() && !has_candidates && !upper_bucket && !params {
+    let tenant = matches!(addressing, Addressing::Path)
+        && first_segment(path.as_bytes()).is_some_and(|s| s.contains(&b':'));
+    if spelling.is_plain() && !has_candidates && !upper_bucket && !params && !tenant {
         // The common case: one reading, the path as sent; no allocation.
         if let Addressing::Path = addressing {
             return Ok(best(routes, &host, path.as_bytes()));
@@ -119,6 +122,12 @@ where
                 note(best(routes.clone(), &host, p));
                 if let Some(lower) = upper_case_bucket(routes.clone(), p) {
                     note(best(routes.clone(), &host, &lower));
+                }
+                if let Some(bare) = without_tenant(p) {
+                    note(best(routes.clone(), &host, &bare));
+                    if let Some(lower) = upper_case_bucket(routes.clone(), &bare) {
+                        note(best(routes.clone(), &host, &lower));
+                    }
                 }
                 for bucket in host_buckets(routes.clone(), &host) {
                     note(best(routes.clone(), &host, &vhosted(bucket, p)));
@@ -296,6 +305,19 @@ fn upper_case_bucket<'a>(
     }
     let mut p = path.to_vec();
     p[1..=first.len()].copy_from_slice(&lower);
+    Some(p)
+}
+
+/// `path` with the tenant of its bucket removed, when its first segment
+/// is `tenant:bucket`: Ceph RGW reads `/acme:hds-bucket/k` as the bucket
+/// `hds-bucket` of the tenant `acme`, and `/:hds-bucket/k` as the bucket
+/// `hds-bucket` without a tenant (S3 bucket names hold no `:`).
+fn without_tenant(path: &[u8]) -> Option<Vec<u8>> {
+    let first = first_segment(path)?;
+    let colon = first.iter().position(|&b| b == b':')?;
+    let mut p = Vec::with_capacity(path.len());
+    p.push(b'/');
+    p.extend_from_slice(path.get(colon + 2..)?);
     Some(p)
 }
 

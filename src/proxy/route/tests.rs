@@ -709,3 +709,45 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_ceph_tenant_before_the_bucket_is_read_without_it_too() {
+    let c = issue_routes();
+    for path in [
+        "/:hds-bucket/patient.pdf",
+        "/acme:hds-bucket/patient.pdf",
+        "/acme%3Ahds-bucket/patient.pdf",
+        "/acme:HDS-BUCKET/patient.pdf",
+        "/acme:hds-bucket",
+        "/public/../acme:hds-bucket/k",
+        "/acme:hds-bucket;x/k",
+    ] {
+        assert_eq!(
+            pick(&c, "storage.local", path),
+            Ok(Some("hds".into())),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        pick(&c, "storage.local", "/acme:vault-bucket/a"),
+        Ok(Some("vault".into()))
+    );
+    // A colon in a key is data.
+    assert_eq!(
+        pick(&c, "storage.local", "/public/acme:hds-bucket"),
+        Ok(Some("catch-all".into()))
+    );
+    assert_eq!(
+        copy(
+            &c,
+            "storage.local",
+            "/public/k",
+            &["acme:hds-bucket/patient.pdf"]
+        ),
+        Ok(Some("hds".into()))
+    );
+    assert_eq!(
+        pick(&c, "storage.local", "/acme:other-bucket/k"),
+        Err(Unroutable::Ambiguous)
+    );
+}
