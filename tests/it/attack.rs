@@ -276,6 +276,10 @@ async fn more_spellings_of_a_protected_bucket_or_host_never_reach_the_catch_all(
         ("/:hds-bucket/k", "storage.test"),
         ("/acme:hds-bucket/k", "storage.test"),
         ("/acme%3Ahds-bucket/k", "storage.test"),
+        // The Swift API of a storage serving both (Ceph RGW by default).
+        ("/swift/v1/hds-bucket/k", "storage.test"),
+        ("/swift/v1/AUTH_acme/hds-bucket/k", "storage.test"),
+        ("/v1/AUTH_acme/hds-bucket/k", "storage.test"),
         ("/hds-bucket/%2e%2e/k", "storage.test"),
         ("/hds-bucket/../../hds-bucket/k", "storage.test"),
         ("/./././hds-bucket", "storage.test"),

@@ -7,7 +7,8 @@
 //! host as DNS does, the path decoded and, where S3 servers differ (`%2F`,
 //! `//`, dot segments), both ways; the bucket path-style (`/bucket/key`) or
 //! virtual-hosted (`bucket.<s3 domain>`), with or without a Ceph tenant
-//! (`/tenant:bucket/key`). Every reading is matched as the
+//! (`/tenant:bucket/key`), or as a Swift container of a storage serving
+//! both APIs (`/swift/v1/bucket/key`). Every reading is matched as the
 //! S3 path-style path `/bucket/key`. When the readings lead to different
 //! routes, the route that is at least as strict as every other one (same
 //! upstreams and rules, enforce over monitor) wins; if there is none, the
@@ -80,7 +81,9 @@ where
     let params = path.contains(';');
     let tenant = matches!(addressing, Addressing::Path)
         && first_segment(path.as_bytes()).is_some_and(|s| s.contains(&b':'));
-    if spelling.is_plain() && !has_candidates && !upper_bucket && !params && !tenant {
+    let swift =
+        matches!(addressing, Addressing::Path) && swift_container(path.as_bytes()).is_some();
+    if spelling.is_plain() && !has_candidates && !upper_bucket && !params && !tenant && !swift {
         // The common case: one reading, the path as sent; no allocation.
         if let Addressing::Path = addressing {
             return Ok(best(routes, &host, path.as_bytes()));
@@ -123,7 +126,10 @@ where
                 if let Some(lower) = upper_case_bucket(routes.clone(), p) {
                     note(best(routes.clone(), &host, &lower));
                 }
-                if let Some(bare) = without_tenant(p) {
+                for bare in [without_tenant(p), swift_container(p)]
+                    .into_iter()
+                    .flatten()
+                {
                     note(best(routes.clone(), &host, &bare));
                     if let Some(lower) = upper_case_bucket(routes.clone(), &bare) {
                         note(best(routes.clone(), &host, &lower));
@@ -319,6 +325,30 @@ fn without_tenant(path: &[u8]) -> Option<Vec<u8>> {
     p.push(b'/');
     p.extend_from_slice(path.get(colon + 2..)?);
     Some(p)
+}
+
+/// The S3 path-style path of a Swift API path, which reads the same
+/// buckets (containers) on storages serving both, Ceph RGW by default:
+/// `/swift/v1/[AUTH_account/]container/object` (RGW's prefix) or
+/// `/v1/AUTH_account/container/object` (Swift's own form).
+fn swift_container(path: &[u8]) -> Option<Vec<u8>> {
+    let rest = path.strip_prefix(b"/")?;
+    let rest = if let Some(r) = rest.strip_prefix(b"swift/v1/") {
+        r
+    } else {
+        rest.strip_prefix(b"v1/")
+            .filter(|r| r.starts_with(b"AUTH_"))?
+    };
+    let rest = if rest.starts_with(b"AUTH_") {
+        let end = rest.iter().position(|&b| b == b'/')?;
+        rest.get(end + 1..)?
+    } else {
+        rest
+    };
+    let mut p = Vec::with_capacity(rest.len() + 1);
+    p.push(b'/');
+    p.extend_from_slice(rest);
+    first_segment(&p).is_some().then_some(p)
 }
 
 /// The bucket of a path-style path: its first segment, if not empty.

@@ -751,3 +751,36 @@ fn a_ceph_tenant_before_the_bucket_is_read_without_it_too() {
         Err(Unroutable::Ambiguous)
     );
 }
+
+#[test]
+fn a_swift_container_path_is_read_as_its_bucket_too() {
+    let c = issue_routes();
+    for path in [
+        "/swift/v1/hds-bucket/patient.pdf",
+        "/swift/v1/AUTH_acme/hds-bucket/patient.pdf",
+        "/v1/AUTH_acme/hds-bucket/patient.pdf",
+        "/swift/v1/hds-bucket",
+        "/swift%2Fv1%2Fhds-bucket/patient.pdf",
+        "//swift/v1/hds-bucket/patient.pdf",
+        "/x/../swift/v1/hds-bucket/patient.pdf",
+    ] {
+        assert_eq!(
+            pick(&c, "storage.local", path),
+            Ok(Some("hds".into())),
+            "{path}"
+        );
+    }
+    for path in [
+        "/swift/v1/",
+        "/swift/v1/AUTH_acme",
+        "/swift/v2/hds-bucket/x",
+        "/v1/hds-bucket/x",
+        "/swift/v1/public/k",
+    ] {
+        assert_eq!(
+            pick(&c, "storage.local", path),
+            Ok(Some("catch-all".into())),
+            "{path}"
+        );
+    }
+}
