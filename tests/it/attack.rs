@@ -876,6 +876,20 @@ async fn a_copy_whose_source_is_a_protected_bucket_is_judged_by_its_route() {
         );
         us_kept_out(&proxy, &origin, &raw).await;
     }
+    // Swift's server-side copy, on a storage serving both APIs.
+    us_kept_out(
+        &proxy,
+        &origin,
+        "PUT /swift/v1/public/stolen HTTP/1.1\r\nHost: storage.test\r\nX-Copy-From: /hds-bucket/patient.pdf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    // A Swift dynamic large object whose segments are the protected bucket's.
+    us_kept_out(
+        &proxy,
+        &origin,
+        "PUT /swift/v1/public/manifest HTTP/1.1\r\nHost: storage.test\r\nX-Object-Manifest: hds-bucket/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     // A presigned URL may carry the header as a query parameter.
     for target in [
         "/public/stolen?x-amz-copy-source=hds-bucket%2Fpatient.pdf",

@@ -18,7 +18,8 @@
 //! A copy (CopyObject, UploadPartCopy) reads the object its
 //! `x-amz-copy-source` names (`[/]bucket/key[?versionId=...]`, path-style
 //! whatever the request's addressing; a header, or a query parameter of a
-//! presigned URL, [`copy_sources`]): that object's readings are readings
+//! presigned URL; Swift's copy, manifest and symlink headers alike,
+//! [`copy_sources`]): that object's readings are readings
 //! of the request too ([`with_copy_source`]), so copying a protected object
 //! into a laxer route's bucket, to read it there, meets the protected
 //! route. A copy source that names no bucket the proxy can read (an access
@@ -147,7 +148,14 @@ where
 /// The request header naming the object a copy reads.
 pub const COPY_SOURCE: &str = "x-amz-copy-source";
 
-/// The copy sources a request names: its `x-amz-copy-source` fields, then
+/// The Swift API's headers naming objects a write makes readable through
+/// its own path (`container/object`, or `container/prefix`): a copy's
+/// source, a dynamic large object's segments, a symlink's target. A
+/// storage serving both APIs reads them on the same buckets.
+pub const SWIFT_SOURCES: [&str; 3] = ["x-copy-from", "x-object-manifest", "x-symlink-target"];
+
+/// The copy sources a request names: its `x-amz-copy-source` and Swift
+/// [`SWIFT_SOURCES`] fields, then
 /// its query parameters of that name (a presigned URL may carry `x-amz-*`
 /// headers as parameters), name and value percent-decoded once. Nothing is
 /// allocated for a request that names none.
@@ -155,6 +163,11 @@ pub fn copy_sources<'r>(headers: &'r http::HeaderMap, query: Option<&str>) -> Ve
     let mut sources: Vec<Cow<'r, [u8]>> = headers
         .get_all(COPY_SOURCE)
         .iter()
+        .chain(
+            SWIFT_SOURCES
+                .iter()
+                .flat_map(|h| headers.get_all(*h).iter()),
+        )
         .map(|v| Cow::Borrowed(v.as_bytes()))
         .collect();
     for param in query.unwrap_or_default().split('&') {

@@ -620,6 +620,16 @@ fn copy_sources_are_read_from_fields_and_from_query_parameters() {
     );
     // Not percent-encoding: a source that names nothing (refused).
     assert_eq!(got(Some("x-amz-copy-source=%zz")), ["hds-bucket/a", ""]);
+    // Swift's copy header names a source too.
+    headers.append(SWIFT_SOURCES[0], http::HeaderValue::from_static("/c/o"));
+    headers.append(SWIFT_SOURCES[1], http::HeaderValue::from_static("d/"));
+    assert_eq!(
+        copy_sources(&headers, None)
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect::<Vec<_>>(),
+        ["hds-bucket/a", "/c/o", "d/"]
+    );
 }
 
 #[test]
