@@ -905,6 +905,22 @@ async fn a_copy_whose_source_is_a_protected_bucket_is_judged_by_its_route() {
         "PUT /public/stolen HTTP/1.1\r\nHost: storage.test\r\nx-amz-copy-source: public/a\r\nx-amz-copy-source: hds-bucket/patient.pdf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     )
     .await;
+    // An allowed client's copy out of the protected bucket is served, by
+    // the protected bucket's route.
+    let out = raw_exchange(
+        ips::FR,
+        proxy.addr(),
+        b"PUT /public/copy HTTP/1.1\r\nHost: storage.test\r\nx-amz-copy-source: hds-bucket/patient.pdf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        QUIET,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert_eq!(proxy.audit_records().last().unwrap()["route"], "hds");
+    let seen = origin.seen();
+    assert_eq!(
+        seen.last().unwrap().headers["x-amz-copy-source"],
+        "hds-bucket/patient.pdf"
+    );
     // A copy within the catch-all's buckets is the catch-all's.
     let out = raw_exchange(
         ips::US,
