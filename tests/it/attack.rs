@@ -293,6 +293,10 @@ async fn more_spellings_of_a_protected_bucket_or_host_never_reach_the_catch_all(
         ("/k", "vault-bucket.s3.example."),
         ("/k", "vault-bucket.elsewhere.test"),
         ("/k", "hds-bucket.elsewhere.test."),
+        // S3 reads a Host that is not one of its endpoints as the bucket.
+        ("/k", "hds-bucket"),
+        ("/k", "HDS-BUCKET.:80"),
+        ("/a.pdf", "vault-bucket"),
         ("/hds-bucket/k", "s3.example"),
         ("/hds-bucket/k", "s3.example."),
         ("/b/k", "records.s3.test:0"),

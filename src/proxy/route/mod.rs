@@ -296,13 +296,17 @@ fn prefix_bucket(prefix: &str) -> Option<&[u8]> {
 
 /// The host's leading labels that are a bucket the config knows
 /// (`hds-bucket.storage.example` names `hds-bucket` to a storage that
-/// serves virtual-hosted buckets under a domain nobody declared).
+/// serves virtual-hosted buckets under a domain nobody declared), and the
+/// whole host when it is one: S3 reads a Host that is none of its
+/// endpoints as a bucket name (its CNAME virtual hosting), so `Host:
+/// hds-bucket` names `hds-bucket`.
 fn host_buckets<'a, 'h, I>(routes: I, host: &'h str) -> impl Iterator<Item = &'h str>
 where
     I: Iterator<Item = &'a RouteSpec> + Clone,
 {
     host.match_indices('.')
         .map(move |(i, _)| &host[..i])
+        .chain(std::iter::once(host))
         .filter(move |b| is_known_bucket(routes.clone(), b.as_bytes()))
 }
 

@@ -794,3 +794,18 @@ fn a_swift_container_path_is_read_as_its_bucket_too() {
         );
     }
 }
+
+#[test]
+fn a_host_that_is_a_bucket_name_is_read_as_that_bucket() {
+    let c = issue_routes();
+    for host in ["hds-bucket", "HDS-Bucket.", "hds-bucket:8080"] {
+        assert_eq!(
+            pick(&c, host, "/patient.pdf"),
+            Ok(Some("hds".into())),
+            "{host}"
+        );
+    }
+    assert_eq!(pick(&c, "vault.dotted", "/a"), Ok(Some("vault".into())));
+    assert_eq!(pick(&c, "vault-bucket", "/"), Ok(Some("vault".into())));
+    assert_eq!(pick(&c, "public", "/k"), Ok(Some("catch-all".into())));
+}
