@@ -172,10 +172,7 @@ pub fn copy_sources<'r>(headers: &'r http::HeaderMap, query: Option<&str>) -> Ve
         .collect();
     for param in query.unwrap_or_default().split('&') {
         let (name, value) = param.split_once('=').unwrap_or((param, ""));
-        let named = name.len() >= COPY_SOURCE.len()
-            && decode_once(name.as_bytes())
-                .is_some_and(|n| n.eq_ignore_ascii_case(COPY_SOURCE.as_bytes()));
-        if named {
+        if decodes_to(name.as_bytes(), COPY_SOURCE.as_bytes()) {
             // A value that is not percent-encoding names nothing readable.
             sources.push(Cow::Owned(
                 decode_once(value.as_bytes()).unwrap_or_default(),
@@ -185,14 +182,46 @@ pub fn copy_sources<'r>(headers: &'r http::HeaderMap, query: Option<&str>) -> Ve
     sources
 }
 
+/// Whether `s`, its `%XX` decoded, is `want` (ASCII case aside), without
+/// allocating: query parameter names are compared on every request.
+fn decodes_to(s: &[u8], want: &[u8]) -> bool {
+    let mut i = 0;
+    let mut k = 0;
+    while let Some(&b) = s.get(i) {
+        let byte = if b == b'%' {
+            let Some(v) = hex_byte(s.get(i + 1..i + 3)) else {
+                return false;
+            };
+            i += 3;
+            v
+        } else {
+            i += 1;
+            b
+        };
+        if !want.get(k).is_some_and(|w| w.eq_ignore_ascii_case(&byte)) {
+            return false;
+        }
+        k += 1;
+    }
+    k == want.len()
+}
+
+/// The byte two hex digits (either case) spell.
+fn hex_byte(digits: Option<&[u8]>) -> Option<u8> {
+    let digit = |b: u8| char::from(b).to_digit(16);
+    match digits? {
+        [h, l] => u8::try_from(digit(*h)? << 4 | digit(*l)?).ok(),
+        _ => None,
+    }
+}
+
 /// `s` with every `%XX` decoded; `None` for a `%` without two hex digits.
 fn decode_once(s: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while let Some(&b) = s.get(i) {
         if b == b'%' {
-            let hex = std::str::from_utf8(s.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            out.push(hex_byte(s.get(i + 1..i + 3))?);
             i += 3;
         } else {
             out.push(b);

@@ -620,6 +620,8 @@ fn copy_sources_are_read_from_fields_and_from_query_parameters() {
     );
     // Not percent-encoding: a source that names nothing (refused).
     assert_eq!(got(Some("x-amz-copy-source=%zz")), ["hds-bucket/a", ""]);
+    assert_eq!(got(Some("x-amz-copy-source=%+f")), ["hds-bucket/a", ""]);
+    assert_eq!(got(Some("x-amz-copy-sourc%+5=a")), ["hds-bucket/a"]);
     // Swift's copy header names a source too.
     headers.append(SWIFT_SOURCES[0], http::HeaderValue::from_static("/c/o"));
     headers.append(SWIFT_SOURCES[1], http::HeaderValue::from_static("d/"));
