@@ -1059,3 +1059,36 @@ async fn hostile_keys_and_purposes_keep_the_trail_one_record_a_line_and_verifiab
     );
     crate::support::proxy::assert_audit_verifies(&[&proxy.audit_path()]);
 }
+
+#[tokio::test]
+async fn an_untrusted_clients_x_forwarded_host_never_reaches_the_storage() {
+    let (_g, origin, proxy) = behind_trusted("x-forwarded-for").await;
+    let out = raw_exchange(
+        ips::FR,
+        proxy.addr(),
+        get_with(&["X-Forwarded-Host: hds-bucket.s3.example"]).as_bytes(),
+        QUIET,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let out = raw_exchange(
+        ips::TRUSTED,
+        proxy.addr(),
+        get_with(&[
+            "X-Forwarded-For: 127.0.0.2",
+            "X-Forwarded-Host: public.example",
+        ])
+        .as_bytes(),
+        QUIET,
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        !seen[0].headers.contains_key("x-forwarded-host"),
+        "{:?}",
+        seen[0].headers
+    );
+    assert_eq!(seen[1].headers["x-forwarded-host"], "public.example");
+}
