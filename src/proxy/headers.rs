@@ -90,14 +90,19 @@ pub fn set_host(headers: &mut HeaderMap, authority: &str) {
     }
 }
 
+/// `X-Forwarded-Host`: a host a storage may read instead of `Host`.
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// Extends `X-Forwarded-For` and `Forwarded` with the peer. From a trusted
 /// peer the existing chain is kept and the peer appended; from anyone else
 /// the client-supplied values are dropped, so the upstream never receives a
-/// chain the proxy could not vouch for.
+/// chain the proxy could not vouch for — nor an `X-Forwarded-Host` that
+/// would name another bucket than the `Host` the route was chosen on.
 pub fn add_forwarding(headers: &mut HeaderMap, peer: SocketAddr, peer_trusted: bool) {
     if !peer_trusted {
         headers.remove(&X_FORWARDED_FOR);
         headers.remove(FORWARDED);
+        headers.remove(X_FORWARDED_HOST);
     }
     let ip = peer.ip();
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {

@@ -326,7 +326,19 @@ async fn decide(
         &snap.config.server.s3_domains,
         &host,
         req.uri().path(),
-    );
+    )
+    .and_then(|chosen| {
+        let sources = route::copy_sources(req.headers(), req.uri().query());
+        let sources = sources.iter().map(AsRef::as_ref);
+        let routes = snap.routes.iter().map(|r| &r.spec);
+        route::with_copy_source(
+            routes,
+            &snap.config.server.s3_domains,
+            &host,
+            sources,
+            chosen,
+        )
+    });
     let index = match chosen {
         Ok(Some(index)) => index,
         Ok(None) => {

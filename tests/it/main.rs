@@ -12,6 +12,7 @@
 mod support;
 
 mod adversarial;
+mod attack;
 mod audit;
 mod checkpoint;
 mod cli;

@@ -6,12 +6,24 @@
 //! The request is read the ways a storage may read it ([`normalise`]): the
 //! host as DNS does, the path decoded and, where S3 servers differ (`%2F`,
 //! `//`, dot segments), both ways; the bucket path-style (`/bucket/key`) or
-//! virtual-hosted (`bucket.<s3 domain>`). Every reading is matched as the
+//! virtual-hosted (`bucket.<s3 domain>`), with or without a Ceph tenant
+//! (`/tenant:bucket/key`), or as a Swift container of a storage serving
+//! both APIs (`/swift/v1/bucket/key`). Every reading is matched as the
 //! S3 path-style path `/bucket/key`. When the readings lead to different
 //! routes, the route that is at least as strict as every other one (same
 //! upstreams and rules, enforce over monitor) wins; if there is none, the
 //! request is refused (`400`): a spelling never reaches a laxer route.
 //! Nothing here changes the bytes forwarded.
+//!
+//! A copy (CopyObject, UploadPartCopy) reads the object its
+//! `x-amz-copy-source` names (`[/]bucket/key[?versionId=...]`, path-style
+//! whatever the request's addressing; a header, or a query parameter of a
+//! presigned URL; Swift's copy, manifest and symlink headers alike,
+//! [`copy_sources`]): that object's readings are readings
+//! of the request too ([`with_copy_source`]), so copying a protected object
+//! into a laxer route's bucket, to read it there, meets the protected
+//! route. A copy source that names no bucket the proxy can read (an access
+//! point ARN), or more than one copy source, is refused (`400`).
 
 mod normalise;
 #[cfg(test)]
@@ -41,29 +53,63 @@ pub fn choose<'a, I>(
 where
     I: Iterator<Item = &'a RouteSpec> + Clone,
 {
+    choose_as(routes, s3_domains, host, path, false)
+}
+
+/// [`choose`], with `path_style` forcing path-style addressing (a copy
+/// source names its bucket in its path whatever the request's host).
+fn choose_as<'a, I>(
+    routes: I,
+    s3_domains: &[String],
+    host: &str,
+    path: &str,
+    path_style: bool,
+) -> Result<Option<usize>, Unroutable>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
     let host = normalise::host(host)?;
     let spelling = normalise::inspect(path.as_bytes())?;
-    let addressing = Addressing::of(&host, s3_domains);
+    let addressing = if path_style {
+        Addressing::Path
+    } else {
+        Addressing::of(&host, s3_domains)
+    };
     let has_candidates = matches!(addressing, Addressing::Path)
         && host_buckets(routes.clone(), &host).next().is_some();
     let upper_bucket = matches!(addressing, Addressing::Path)
         && upper_case_bucket(routes.clone(), path.as_bytes()).is_some();
-    if spelling.is_plain() && !has_candidates && !upper_bucket {
+    let params = path.contains(';');
+    let tenant = matches!(addressing, Addressing::Path)
+        && first_segment(path.as_bytes()).is_some_and(|s| s.contains(&b':'));
+    let swift =
+        matches!(addressing, Addressing::Path) && swift_container(path.as_bytes()).is_some();
+    if spelling.is_plain() && !has_candidates && !upper_bucket && !params && !tenant && !swift {
         // The common case: one reading, the path as sent; no allocation.
         if let Addressing::Path = addressing {
             return Ok(best(routes, &host, path.as_bytes()));
         }
     }
+    // A `;` starts path parameters to servers that strip them from each
+    // segment (servlet containers, JAX-RS matrix parameters): the path
+    // without them is read too.
+    let stripped = params.then(|| normalise::without_params(path.as_bytes()));
+    let mut bases: Vec<(&[u8], normalise::Spelling)> = vec![(path.as_bytes(), spelling)];
+    if let Some(p) = &stripped {
+        bases.push((p, normalise::inspect(p)?));
+    }
     let mut paths: Vec<Cow<'_, [u8]>> = Vec::new();
     let both = |f: bool| if f { &[false, true][..] } else { &[true][..] };
-    for &slash in both(spelling.encoded_slash) {
-        for &collapse in both(spelling.empty_segment) {
-            for &dots in both(spelling.dot_segment) {
-                paths.push(if spelling.is_plain() {
-                    Cow::Borrowed(path.as_bytes())
-                } else {
-                    Cow::Owned(normalise::reading(path.as_bytes(), slash, collapse, dots))
-                });
+    for &(base, spelling) in &bases {
+        for &slash in both(spelling.encoded_slash) {
+            for &collapse in both(spelling.empty_segment) {
+                for &dots in both(spelling.dot_segment) {
+                    paths.push(if spelling.is_plain() {
+                        Cow::Borrowed(base)
+                    } else {
+                        Cow::Owned(normalise::reading(base, slash, collapse, dots))
+                    });
+                }
             }
         }
     }
@@ -81,6 +127,15 @@ where
                 if let Some(lower) = upper_case_bucket(routes.clone(), p) {
                     note(best(routes.clone(), &host, &lower));
                 }
+                for bare in [without_tenant(p), swift_container(p)]
+                    .into_iter()
+                    .flatten()
+                {
+                    note(best(routes.clone(), &host, &bare));
+                    if let Some(lower) = upper_case_bucket(routes.clone(), &bare) {
+                        note(best(routes.clone(), &host, &lower));
+                    }
+                }
                 for bucket in host_buckets(routes.clone(), &host) {
                     note(best(routes.clone(), &host, &vhosted(bucket, p)));
                 }
@@ -88,6 +143,131 @@ where
         }
     }
     reconcile(routes, &found)
+}
+
+/// The request header naming the object a copy reads.
+pub const COPY_SOURCE: &str = "x-amz-copy-source";
+
+/// The Swift API's headers naming objects a write makes readable through
+/// its own path (`container/object`, or `container/prefix`): a copy's
+/// source, a dynamic large object's segments, a symlink's target. A
+/// storage serving both APIs reads them on the same buckets.
+pub const SWIFT_SOURCES: [&str; 3] = ["x-copy-from", "x-object-manifest", "x-symlink-target"];
+
+/// The copy sources a request names: its `x-amz-copy-source` and Swift
+/// [`SWIFT_SOURCES`] fields, then
+/// its query parameters of that name (a presigned URL may carry `x-amz-*`
+/// headers as parameters), name and value percent-decoded once. Nothing is
+/// allocated for a request that names none.
+pub fn copy_sources<'r>(headers: &'r http::HeaderMap, query: Option<&str>) -> Vec<Cow<'r, [u8]>> {
+    let mut sources: Vec<Cow<'r, [u8]>> = headers
+        .get_all(COPY_SOURCE)
+        .iter()
+        .chain(
+            SWIFT_SOURCES
+                .iter()
+                .flat_map(|h| headers.get_all(*h).iter()),
+        )
+        .map(|v| Cow::Borrowed(v.as_bytes()))
+        .collect();
+    for param in query.unwrap_or_default().split('&') {
+        let (name, value) = param.split_once('=').unwrap_or((param, ""));
+        if decodes_to(name.as_bytes(), COPY_SOURCE.as_bytes()) {
+            // A value that is not percent-encoding names nothing readable.
+            sources.push(Cow::Owned(
+                decode_once(value.as_bytes()).unwrap_or_default(),
+            ));
+        }
+    }
+    sources
+}
+
+/// Whether `s`, its `%XX` decoded, is `want` (ASCII case aside), without
+/// allocating: query parameter names are compared on every request.
+fn decodes_to(s: &[u8], want: &[u8]) -> bool {
+    let mut i = 0;
+    let mut k = 0;
+    while let Some(&b) = s.get(i) {
+        let byte = if b == b'%' {
+            let Some(v) = hex_byte(s.get(i + 1..i + 3)) else {
+                return false;
+            };
+            i += 3;
+            v
+        } else {
+            i += 1;
+            b
+        };
+        if !want.get(k).is_some_and(|w| w.eq_ignore_ascii_case(&byte)) {
+            return false;
+        }
+        k += 1;
+    }
+    k == want.len()
+}
+
+/// The byte two hex digits (either case) spell.
+fn hex_byte(digits: Option<&[u8]>) -> Option<u8> {
+    let digit = |b: u8| char::from(b).to_digit(16);
+    match digits? {
+        [h, l] => u8::try_from(digit(*h)? << 4 | digit(*l)?).ok(),
+        _ => None,
+    }
+}
+
+/// `s` with every `%XX` decoded; `None` for a `%` without two hex digits.
+fn decode_once(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        if b == b'%' {
+            out.push(hex_byte(s.get(i + 1..i + 3))?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// The route for a request that `chosen` routes, once its copy sources
+/// (the values of `x-amz-copy-source`, usually none) are read as well: the
+/// route at least as strict as the request's and the source's.
+///
+/// # Errors
+/// [`Unroutable::Ambiguous`] for more than one copy source, one that is not
+/// a path-style `bucket/key` (an ARN, not ASCII), or routes that cannot be
+/// reconciled; the errors of [`choose`] for the source's path.
+pub fn with_copy_source<'a, 'v, I>(
+    routes: I,
+    s3_domains: &[String],
+    host: &str,
+    mut sources: impl Iterator<Item = &'v [u8]>,
+    chosen: Option<usize>,
+) -> Result<Option<usize>, Unroutable>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
+    let (Some(chosen), Some(source)) = (chosen, sources.next()) else {
+        return Ok(chosen);
+    };
+    if sources.next().is_some() {
+        return Err(Unroutable::Ambiguous);
+    }
+    let source = std::str::from_utf8(source).map_err(|_| Unroutable::Ambiguous)?;
+    // The version (or any query) is not part of the object's name.
+    let source = source.split_once('?').map_or(source, |(s, _)| s);
+    let source = source.strip_prefix('/').unwrap_or(source);
+    if source.is_empty() || source.starts_with('/') || source.starts_with("arn:") {
+        return Err(Unroutable::Ambiguous);
+    }
+    let path = format!("/{source}");
+    let read = choose_as(routes.clone(), s3_domains, host, &path, true)?;
+    match read {
+        Some(r) if r == chosen => Ok(Some(chosen)),
+        _ => reconcile(routes, &[Some(chosen), read]),
+    }
 }
 
 /// How the request names its bucket.
@@ -145,13 +325,17 @@ fn prefix_bucket(prefix: &str) -> Option<&[u8]> {
 
 /// The host's leading labels that are a bucket the config knows
 /// (`hds-bucket.storage.example` names `hds-bucket` to a storage that
-/// serves virtual-hosted buckets under a domain nobody declared).
+/// serves virtual-hosted buckets under a domain nobody declared), and the
+/// whole host when it is one: S3 reads a Host that is none of its
+/// endpoints as a bucket name (its CNAME virtual hosting), so `Host:
+/// hds-bucket` names `hds-bucket`.
 fn host_buckets<'a, 'h, I>(routes: I, host: &'h str) -> impl Iterator<Item = &'h str>
 where
     I: Iterator<Item = &'a RouteSpec> + Clone,
 {
     host.match_indices('.')
         .map(move |(i, _)| &host[..i])
+        .chain(std::iter::once(host))
         .filter(move |b| is_known_bucket(routes.clone(), b.as_bytes()))
 }
 
@@ -174,6 +358,43 @@ fn upper_case_bucket<'a>(
     let mut p = path.to_vec();
     p[1..=first.len()].copy_from_slice(&lower);
     Some(p)
+}
+
+/// `path` with the tenant of its bucket removed, when its first segment
+/// is `tenant:bucket`: Ceph RGW reads `/acme:hds-bucket/k` as the bucket
+/// `hds-bucket` of the tenant `acme`, and `/:hds-bucket/k` as the bucket
+/// `hds-bucket` without a tenant (S3 bucket names hold no `:`).
+fn without_tenant(path: &[u8]) -> Option<Vec<u8>> {
+    let first = first_segment(path)?;
+    let colon = first.iter().position(|&b| b == b':')?;
+    let mut p = Vec::with_capacity(path.len());
+    p.push(b'/');
+    p.extend_from_slice(path.get(colon + 2..)?);
+    Some(p)
+}
+
+/// The S3 path-style path of a Swift API path, which reads the same
+/// buckets (containers) on storages serving both, Ceph RGW by default:
+/// `/swift/v1/[AUTH_account/]container/object` (RGW's prefix) or
+/// `/v1/AUTH_account/container/object` (Swift's own form).
+fn swift_container(path: &[u8]) -> Option<Vec<u8>> {
+    let rest = path.strip_prefix(b"/")?;
+    let rest = if let Some(r) = rest.strip_prefix(b"swift/v1/") {
+        r
+    } else {
+        rest.strip_prefix(b"v1/")
+            .filter(|r| r.starts_with(b"AUTH_"))?
+    };
+    let rest = if rest.starts_with(b"AUTH_") {
+        let end = rest.iter().position(|&b| b == b'/')?;
+        rest.get(end + 1..)?
+    } else {
+        rest
+    };
+    let mut p = Vec::with_capacity(rest.len() + 1);
+    p.push(b'/');
+    p.extend_from_slice(rest);
+    first_segment(&p).is_some().then_some(p)
 }
 
 /// The bucket of a path-style path: its first segment, if not empty.

@@ -13,6 +13,10 @@
 //!   3986 §5.2.4, after decoding, so `%2E%2E` is `..`). A path that uses
 //!   none of them has one reading; otherwise every combination is a reading.
 //!
+//! - a `;` starts path parameters to some servers (servlet containers,
+//!   JAX-RS), which drop them from each segment: the path without them is
+//!   read too, every way above.
+//!
 //! Host: ASCII case folded, the port removed, one trailing dot removed (the
 //! fully qualified form names the same host), an IPv6 literal in its
 //! canonical text (`[0::1]` is `::1`). Anything else than letters, digits,
@@ -50,7 +54,7 @@ impl Unroutable {
             }
             Self::BadHost => "the Host is not a valid host name or IP literal",
             Self::Ambiguous => {
-                "the request path or host can be read as addressing routes that judge differently; spell it canonically (the bucket in lower case, no %2F, '//', '.' or '..' segments)"
+                "the request path or host can be read as addressing routes that judge differently; spell it canonically (the bucket in lower case, no %2F, '//', ';', '.' or '..' segments)"
             }
         }
     }
@@ -138,6 +142,27 @@ pub fn inspect(path: &[u8]) -> Result<Spelling, Unroutable> {
         end_segment(&mut s, seg_len, seg_dots, true);
     }
     Ok(s)
+}
+
+/// `path` with the parameters of each segment (from a `;` to the end of
+/// the segment, before decoding: `%3B` is data) removed, as servlet
+/// containers and JAX-RS matrix parameters read it: `/b;x/k` is `/b/k`,
+/// `/..;/b` is `/../b`.
+pub fn without_params(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut in_params = false;
+    for &b in path {
+        match b {
+            b'/' => {
+                in_params = false;
+                out.push(b);
+            }
+            b';' => in_params = true,
+            _ if !in_params => out.push(b),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// One reading of `path` (already [`inspect`]ed): decoded, with `%2F`

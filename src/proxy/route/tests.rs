@@ -518,3 +518,296 @@ proptest! {
         }
     }
 }
+
+fn copy(
+    c: &Config,
+    host: &str,
+    path: &str,
+    sources: &[&str],
+) -> Result<Option<String>, Unroutable> {
+    let routes = || c.routes.iter();
+    let chosen = choose(routes(), &c.server.s3_domains, host, path)?;
+    let sources = sources.iter().map(|s| s.as_bytes());
+    with_copy_source(routes(), &c.server.s3_domains, host, sources, chosen)
+        .map(|i| i.map(|i| c.routes[i].name.clone()))
+}
+
+#[test]
+fn a_copy_source_in_a_protected_bucket_routes_the_copy_to_its_route() {
+    let c = issue_routes();
+    for (host, path, source) in [
+        ("storage.local", "/public/k", "/hds-bucket/patient.pdf"),
+        ("storage.local", "/public/k", "hds-bucket/patient.pdf"),
+        ("storage.local", "/public/k", "hds%2Dbucket/patient.pdf"),
+        ("storage.local", "/public/k", "HDS-BUCKET/patient.pdf"),
+        (
+            "storage.local",
+            "/public/k",
+            "public/../hds-bucket/patient.pdf",
+        ),
+        (
+            "storage.local",
+            "/public/k",
+            "public%2F..%2Fhds-bucket/patient.pdf",
+        ),
+        (
+            "storage.local",
+            "/public/k",
+            "hds-bucket/patient.pdf?versionId=3",
+        ),
+        ("storage.local", "/public/k", "hds-bucket"),
+        // Virtual-hosted requests name their source path-style.
+        ("public.s3.example", "/k", "hds-bucket/patient.pdf"),
+        ("hds-bucket.s3.example", "/k", "public/a"),
+    ] {
+        assert_eq!(
+            copy(&c, host, path, &[source]),
+            Ok(Some("hds".into())),
+            "{host} {path} {source}"
+        );
+    }
+    assert_eq!(
+        copy(&c, "storage.local", "/public/k", &["vault-bucket/a"]),
+        Ok(Some("vault".into()))
+    );
+    // No source, or one in the request's own route: the request's route.
+    assert_eq!(
+        copy(&c, "storage.local", "/public/k", &[]),
+        Ok(Some("catch-all".into()))
+    );
+    assert_eq!(
+        copy(&c, "storage.local", "/public/k", &["public/a"]),
+        Ok(Some("catch-all".into()))
+    );
+    // What cannot be read, or another storage's object: refused.
+    for sources in [
+        &["hds-bucket/a", "public/a"][..],
+        &["arn:aws:s3:eu-west-3:123456789012:accesspoint/ap/object/k"],
+        &[""],
+        &["/"],
+        &["//hds-bucket/a"],
+        &["other-bucket/x"],
+    ] {
+        assert_eq!(
+            copy(&c, "storage.local", "/public/k", sources),
+            Err(Unroutable::Ambiguous),
+            "{sources:?}"
+        );
+    }
+    assert_eq!(
+        copy(&c, "storage.local", "/public/k", &["hds-bucket/%zz"]),
+        Err(Unroutable::BadPercent)
+    );
+}
+
+#[test]
+fn copy_sources_are_read_from_fields_and_from_query_parameters() {
+    let mut headers = http::HeaderMap::new();
+    assert!(copy_sources(&headers, Some("partNumber=1&uploadId=x")).is_empty());
+    headers.append(COPY_SOURCE, http::HeaderValue::from_static("hds-bucket/a"));
+    let got = |q| {
+        copy_sources(&headers, q)
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(got(None), ["hds-bucket/a"]);
+    assert_eq!(
+        got(Some(
+            "X-Amz-Copy-Source=hds%252Dbucket%2Fk&x-amz-copy%2dsource=b%2Fc&x-amz-copy-source-range=1"
+        )),
+        ["hds-bucket/a", "hds%2Dbucket/k", "b/c"]
+    );
+    // Not percent-encoding: a source that names nothing (refused).
+    assert_eq!(got(Some("x-amz-copy-source=%zz")), ["hds-bucket/a", ""]);
+    assert_eq!(got(Some("x-amz-copy-source=%+f")), ["hds-bucket/a", ""]);
+    assert_eq!(got(Some("x-amz-copy-sourc%+5=a")), ["hds-bucket/a"]);
+    // Swift's copy header names a source too.
+    headers.append(SWIFT_SOURCES[0], http::HeaderValue::from_static("/c/o"));
+    headers.append(SWIFT_SOURCES[1], http::HeaderValue::from_static("d/"));
+    assert_eq!(
+        copy_sources(&headers, None)
+            .iter()
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect::<Vec<_>>(),
+        ["hds-bucket/a", "/c/o", "d/"]
+    );
+}
+
+#[test]
+fn path_parameters_are_read_without_them_too() {
+    let c = issue_routes();
+    for path in [
+        "/hds-bucket;x/patient.pdf",
+        "/hds-bucket;/patient.pdf",
+        "/hds-bucket;jsessionid=1",
+        "/public/..;/hds-bucket/patient.pdf",
+        "/public;x/..;y/hds-bucket/patient.pdf",
+        "/hds%2Dbucket;x/patient.pdf",
+    ] {
+        assert_eq!(
+            pick(&c, "storage.local", path),
+            Ok(Some("hds".into())),
+            "{path}"
+        );
+    }
+    // Parameters in a key do not move the request.
+    assert_eq!(
+        pick(&c, "storage.local", "/public/a;b"),
+        Ok(Some("catch-all".into()))
+    );
+    assert_eq!(
+        pick(&c, "storage.local", "/hds-bucket/a;b"),
+        Ok(Some("hds".into()))
+    );
+    // `%3B` is data, not a parameter.
+    assert_eq!(
+        pick(&c, "storage.local", "/hds-bucket%3Bx/k"),
+        Ok(Some("catch-all".into()))
+    );
+    // Another storage's bucket behind parameters: no route is strictest.
+    assert_eq!(
+        pick(&c, "storage.local", "/other-bucket;x/k"),
+        Err(Unroutable::Ambiguous)
+    );
+}
+
+#[test]
+fn without_params_drops_each_segments_parameters() {
+    use super::normalise::without_params;
+    for (path, want) in [
+        ("/b;x/k", "/b/k"),
+        ("/..;/b", "/../b"),
+        ("/a;b;c/d;e", "/a/d"),
+        ("/;/k", "//k"),
+        ("/plain/k", "/plain/k"),
+    ] {
+        assert_eq!(without_params(path.as_bytes()), want.as_bytes(), "{path}");
+    }
+}
+
+proptest! {
+    /// A copy is served by a route at least as strict as the one its
+    /// source's canonical spelling reaches, and as the request's own, or
+    /// refused: no spelling of the source takes it to a laxer route.
+    #[test]
+    fn a_copy_never_reaches_a_route_laxer_than_its_source(
+        path in canonical_path(),
+        source in canonical_path(),
+        host in canonical_host(),
+        picks in prop::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let c = issue_routes();
+        let domains = &c.server.s3_domains;
+        let (Ok(Some(request)), Ok(Some(want))) = (
+            choose(c.routes.iter(), domains, &host, &path),
+            choose_as(c.routes.iter(), domains, &host, &source, true),
+        ) else {
+            return Ok(());
+        };
+        let mangled = mangle(&source, &picks);
+        let spelled = mangled.strip_prefix('/').unwrap_or(&mangled);
+        let got = with_copy_source(
+            c.routes.iter(),
+            domains,
+            &host,
+            std::iter::once(spelled.as_bytes()),
+            Some(request),
+        );
+        if let Ok(got) = got {
+            let g = got.expect("a routed request stays routed");
+            prop_assert!(at_least_as_strict(&c.routes[g], &c.routes[want]), "{} {}", host, mangled);
+            prop_assert!(at_least_as_strict(&c.routes[g], &c.routes[request]), "{} {}", host, mangled);
+        }
+    }
+}
+
+#[test]
+fn a_ceph_tenant_before_the_bucket_is_read_without_it_too() {
+    let c = issue_routes();
+    for path in [
+        "/:hds-bucket/patient.pdf",
+        "/acme:hds-bucket/patient.pdf",
+        "/acme%3Ahds-bucket/patient.pdf",
+        "/acme:HDS-BUCKET/patient.pdf",
+        "/acme:hds-bucket",
+        "/public/../acme:hds-bucket/k",
+        "/acme:hds-bucket;x/k",
+    ] {
+        assert_eq!(
+            pick(&c, "storage.local", path),
+            Ok(Some("hds".into())),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        pick(&c, "storage.local", "/acme:vault-bucket/a"),
+        Ok(Some("vault".into()))
+    );
+    // A colon in a key is data.
+    assert_eq!(
+        pick(&c, "storage.local", "/public/acme:hds-bucket"),
+        Ok(Some("catch-all".into()))
+    );
+    assert_eq!(
+        copy(
+            &c,
+            "storage.local",
+            "/public/k",
+            &["acme:hds-bucket/patient.pdf"]
+        ),
+        Ok(Some("hds".into()))
+    );
+    assert_eq!(
+        pick(&c, "storage.local", "/acme:other-bucket/k"),
+        Err(Unroutable::Ambiguous)
+    );
+}
+
+#[test]
+fn a_swift_container_path_is_read_as_its_bucket_too() {
+    let c = issue_routes();
+    for path in [
+        "/swift/v1/hds-bucket/patient.pdf",
+        "/swift/v1/AUTH_acme/hds-bucket/patient.pdf",
+        "/v1/AUTH_acme/hds-bucket/patient.pdf",
+        "/swift/v1/hds-bucket",
+        "/swift%2Fv1%2Fhds-bucket/patient.pdf",
+        "//swift/v1/hds-bucket/patient.pdf",
+        "/x/../swift/v1/hds-bucket/patient.pdf",
+    ] {
+        assert_eq!(
+            pick(&c, "storage.local", path),
+            Ok(Some("hds".into())),
+            "{path}"
+        );
+    }
+    for path in [
+        "/swift/v1/",
+        "/swift/v1/AUTH_acme",
+        "/swift/v2/hds-bucket/x",
+        "/v1/hds-bucket/x",
+        "/swift/v1/public/k",
+    ] {
+        assert_eq!(
+            pick(&c, "storage.local", path),
+            Ok(Some("catch-all".into())),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn a_host_that_is_a_bucket_name_is_read_as_that_bucket() {
+    let c = issue_routes();
+    for host in ["hds-bucket", "HDS-Bucket.", "hds-bucket:8080"] {
+        assert_eq!(
+            pick(&c, host, "/patient.pdf"),
+            Ok(Some("hds".into())),
+            "{host}"
+        );
+    }
+    assert_eq!(pick(&c, "vault.dotted", "/a"), Ok(Some("vault".into())));
+    assert_eq!(pick(&c, "vault-bucket", "/"), Ok(Some("vault".into())));
+    assert_eq!(pick(&c, "public", "/k"), Ok(Some("catch-all".into())));
+}
