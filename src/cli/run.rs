@@ -38,6 +38,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         );
         (None, None)
     };
+    let export = config.audit.export.clone().filter(|_| config.audit.enabled);
     let evidence = Evidence {
         metrics,
         cartography: Arc::new(LiveCartography::new()),
@@ -52,7 +53,26 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(path, snapshot.share(), evidence));
+    let shared = snapshot.share();
+    if let Some(spec) = &export {
+        // The store is judged before anything is served: one outside the
+        // area is refused at start and never dialled.
+        crate::audit::export::credentials(spec)?;
+        runtime.block_on(crate::audit::export::preflight(spec, &shared.load()))?;
+    }
+    let result = runtime.block_on(async {
+        let exporter = export.map(|_| {
+            tokio::spawn(crate::audit::export::run(
+                shared.clone(),
+                evidence.audit.clone(),
+            ))
+        });
+        let result = serve(path, shared, evidence).await;
+        if let Some(task) = exporter {
+            task.abort();
+        }
+        result
+    });
     // Connections past the grace were dropped with their workers; their
     // records were written as they dropped. Then the trail is synced to disk.
     runtime.shutdown_timeout(Duration::from_secs(2));
