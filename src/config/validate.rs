@@ -308,7 +308,7 @@ fn export(e: &super::raw::RawExport, p: &mut Problems<'_>) -> Option<super::Expo
         }
         (None, None) => None,
     };
-    let spool_max = bounded(&e.spool_max, 1 << 20, 1 << 50, "spool_max", p) as u64;
+    let spool_max = bounded(&e.spool_max, 1, 1 << 50, "spool_max", p) as u64;
     Some(super::ExportSpec {
         endpoint: endpoint?,
         bucket: e.bucket.get_ref().clone(),
