@@ -296,8 +296,13 @@ fn export(e: &super::raw::RawExport, p: &mut Problems<'_>) -> Option<super::Expo
     let object_lock = match (mode, retain) {
         (Some(m), Some(r)) if !r.is_zero() => Some((m, r)),
         (Some(_), _) => {
+            let at = if e.retain.get_ref().is_empty() {
+                e.object_lock_mode.span()
+            } else {
+                e.retain.span()
+            };
             p.at(
-                e.retain.span(),
+                at,
                 "object_lock_mode needs a retain duration greater than zero (e.g. \"1095d\")",
             );
             None
