@@ -319,7 +319,6 @@ async fn upload(
 ) -> Result<(), String> {
     let file = path.with_file_name(name);
     let body = std::fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let addrs = preflight(spec, snap).await.map_err(|e| e.to_string())?;
     let endpoint = url::Url::parse(&spec.endpoint.url).map_err(|e| e.to_string())?;
     let bucket = Bucket::new(
         endpoint,
@@ -345,6 +344,29 @@ async fn upload(
         action.headers_mut().insert(*k, v.clone());
     }
     let url = action.sign(Duration::from_secs(300));
+    let (status, answer) = request(spec, snap, http::Method::PUT, &url, &extra, body).await?;
+    if status == http::StatusCode::OK {
+        Ok(())
+    } else {
+        Err(format!("the store answered {status}: {}", snippet(&answer)))
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).chars().take(300).collect()
+}
+
+/// Sends one request to the signed `url` through a judged address of the
+/// endpoint (the first that answers): the status and the body.
+async fn request(
+    spec: &ExportSpec,
+    snap: &Snapshot,
+    method: http::Method,
+    url: &url::Url,
+    extra: &[(&'static str, String)],
+    body: Vec<u8>,
+) -> Result<(http::StatusCode, Bytes), String> {
+    let addrs = preflight(spec, snap).await.map_err(|e| e.to_string())?;
     let host = match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
         (Some(h), None) => h.to_owned(),
@@ -354,21 +376,22 @@ async fn upload(
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
     };
+    let body = Bytes::from(body);
     let mut last = String::from("no address");
     for addr in addrs {
         let mut req = http::Request::builder()
-            .method(http::Method::PUT)
+            .method(method.clone())
             .uri(&target)
             .header(http::header::HOST, &host)
             .header(http::header::CONTENT_LENGTH, body.len());
-        for (k, v) in &extra {
+        for (k, v) in extra {
             req = req.header(*k, v);
         }
         let req = req
-            .body(Full::new(Bytes::from(body.clone())))
+            .body(Full::new(body.clone()))
             .map_err(|e| e.to_string())?;
         match tokio::time::timeout(TIMEOUT, send(spec, addr, req)).await {
-            Ok(Ok(())) => return Ok(()),
+            Ok(Ok(answer)) => return Ok(answer),
             Ok(Err(e)) => last = e,
             Err(_) => last = format!("{addr}: timed out after {TIMEOUT:?}"),
         }
@@ -381,12 +404,12 @@ pub fn object_key(prefix: &str, origin: &str, name: &str) -> String {
     format!("{prefix}{origin}/{name}")
 }
 
-/// Dials exactly `addr` (TLS for `https://`), sends `req`, and wants 200.
+/// Dials exactly `addr` (TLS for `https://`), sends `req`: the answer.
 async fn send(
     spec: &ExportSpec,
     addr: SocketAddr,
     req: http::Request<Full<Bytes>>,
-) -> Result<(), String> {
+) -> Result<(http::StatusCode, Bytes), String> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect to {addr}: {e}"))?;
@@ -408,7 +431,11 @@ async fn send(
     }
 }
 
-async fn exchange<T>(addr: SocketAddr, io: T, req: http::Request<Full<Bytes>>) -> Result<(), String>
+async fn exchange<T>(
+    addr: SocketAddr,
+    io: T,
+    req: http::Request<Full<Bytes>>,
+) -> Result<(http::StatusCode, Bytes), String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -426,14 +453,96 @@ where
         .into_body()
         .collect()
         .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+        .map(http_body_util::Collected::to_bytes)
+        .map_err(|e| format!("{addr}: reading the answer: {e}"))?;
     task.abort();
-    if status == http::StatusCode::OK {
-        Ok(())
-    } else {
-        let text = String::from_utf8_lossy(&body);
-        let text: String = text.chars().take(300).collect();
-        Err(format!("{addr} answered {status}: {text}"))
+    Ok((status, body))
+}
+
+/// Downloads every object under `source` (`s3://bucket/prefix`) through
+/// the export endpoint of `spec` into `dir`, as `dir/<origin>/<name>` for
+/// each key `<prefix><origin>/<name>` (other keys are skipped); returns
+/// the origins, sorted.
+///
+/// # Errors
+/// A source that is not `s3://bucket[/prefix]`, a refused endpoint, a
+/// failed request or answer, a file that cannot be written.
+pub async fn download(
+    spec: &ExportSpec,
+    snap: &Snapshot,
+    source: &str,
+    dir: &Path,
+) -> Result<Vec<String>, String> {
+    let rest = source
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("{source}: not an s3://bucket/prefix source"))?;
+    let (bucket_name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket_name.is_empty() {
+        return Err(format!("{source}: no bucket"));
     }
+    let endpoint = url::Url::parse(&spec.endpoint.url).map_err(|e| e.to_string())?;
+    let bucket = Bucket::new(
+        endpoint,
+        UrlStyle::Path,
+        bucket_name.to_owned(),
+        spec.region.clone(),
+    )
+    .map_err(|e| format!("{source}: {e}"))?;
+    let creds = credentials(spec).map_err(|e| e.to_string())?;
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut list = bucket.list_objects_v2(Some(&creds));
+        list.with_prefix(prefix);
+        if let Some(t) = &token {
+            list.with_continuation_token(t.clone());
+        }
+        let url = list.sign(Duration::from_secs(300));
+        let (status, body) = request(spec, snap, http::Method::GET, &url, &[], Vec::new()).await?;
+        if status != http::StatusCode::OK {
+            return Err(format!(
+                "listing {source}: the store answered {status}: {}",
+                snippet(&body)
+            ));
+        }
+        let text = String::from_utf8_lossy(&body);
+        let page = rusty_s3::actions::ListObjectsV2::parse_response(&text)
+            .map_err(|e| format!("listing {source}: {e}"))?;
+        keys.extend(page.contents.into_iter().map(|c| c.key));
+        match page.next_continuation_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    let mut origins = std::collections::BTreeSet::new();
+    for key in keys {
+        let Some((origin, name)) = key.strip_prefix(prefix).and_then(|r| r.split_once('/')) else {
+            continue;
+        };
+        if !safe_component(origin) || !safe_component(name) {
+            continue;
+        }
+        let url = bucket
+            .get_object(Some(&creds), &key)
+            .sign(Duration::from_secs(300));
+        let (status, body) = request(spec, snap, http::Method::GET, &url, &[], Vec::new()).await?;
+        if status != http::StatusCode::OK {
+            return Err(format!(
+                "s3://{bucket_name}/{key}: the store answered {status}: {}",
+                snippet(&body)
+            ));
+        }
+        let to = dir.join(origin);
+        std::fs::create_dir_all(&to).map_err(|e| format!("{}: {e}", to.display()))?;
+        std::fs::write(to.join(name), &body)
+            .map_err(|e| format!("{}: {e}", to.join(name).display()))?;
+        origins.insert(origin.to_owned());
+    }
+    Ok(origins.into_iter().collect())
+}
+
+/// A file or directory name that stays where it is put: not empty, no
+/// `/`, not `.` or `..`, no control characters.
+fn safe_component(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.chars().any(char::is_control)
 }

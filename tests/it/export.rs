@@ -130,6 +130,19 @@ fn export_config(
     extra: &str,
     tail: &str,
 ) -> String {
+    replica_config(geo, up, dir, endpoint, extra, tail, ORIGIN_NAME)
+}
+
+/// [`export_config`] for the replica named `origin`.
+fn replica_config(
+    geo: &crate::support::TestGeo,
+    up: &Origin,
+    dir: &Path,
+    endpoint: &str,
+    extra: &str,
+    tail: &str,
+    origin: &str,
+) -> String {
     let out = Command::new(BIN)
         .args(["audit", "keygen", "--name", "test-key", "test-key"])
         .current_dir(dir)
@@ -139,7 +152,7 @@ fn export_config(
     assert!(out.status.success());
     std::fs::write(dir.join("secret"), format!("{SECRET_KEY}\n")).unwrap();
     format!(
-        "{}\n{tail}\n[audit]\npath = \"{}\"\nsigning_key = \"{}\"\norigin = \"{ORIGIN_NAME}\"\n\
+        "{}\n{tail}\n[audit]\npath = \"{}\"\nsigning_key = \"{}\"\norigin = \"{origin}\"\n\
          checkpoint_every = \"1h\"\nrotate_size = 1\n\n[audit.export]\nendpoint = \"{endpoint}\"\n\
          bucket = \"{BUCKET}\"\nprefix = \"audit/\"\nregion = \"us-east-1\"\n\
          access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key_file = \"{}\"\n{extra}\n",
@@ -350,4 +363,123 @@ async fn an_export_endpoint_outside_the_area_is_refused_and_never_dialled() {
         "{stderr}"
     );
     assert_eq!(trap.connection_count(), 0, "the store outside was dialled");
+}
+
+/// Three replicas export to one bucket; `audit verify s3://…` reads it
+/// through `[audit.export]` and verifies each origin's chain on its own
+/// against its signed checkpoints, `transfers` reports them together, and
+/// an object rewritten in the store fails its chain alone, named by its
+/// `s3://` key.
+#[tokio::test]
+async fn three_replicas_chains_verify_from_s3() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let up = Origin::start(ips::ORIGIN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::start(&dir.path().join("s3"), &dir.path().join("s3.log"), 0).await;
+    let endpoint = format!("http://{}:{}", ips::ORIGIN, store.port);
+    let names = ["lyon-1", "paris-1", "paris-2"];
+    let mut configs = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let home = dir.path().join(name);
+        std::fs::create_dir(&home).unwrap();
+        let toml = replica_config(&geo, &up, &home, &endpoint, "", "", name);
+        // One key for the fleet: the first replica's.
+        for file in ["test-key", "test-key.pub"].into_iter().filter(|_| i > 0) {
+            std::fs::copy(dir.path().join(names[0]).join(file), home.join(file)).unwrap();
+        }
+        let mut proxy = Proxy::start(&toml);
+        assert_eq!(requests(&proxy, i + 2).await, vec![200; i + 2]);
+        let closed = closed_files(&home);
+        wait_until("the spool to drain", async || {
+            let m = proxy.metrics().await;
+            metric(&m, "residency_audit_export_spool_bytes") == 0
+                && metric(&m, "residency_audit_export_uploads_total") >= closed.len() as i64
+        })
+        .await;
+        proxy.signal("TERM");
+        assert_eq!(proxy.wait_exit(Duration::from_secs(20)), Some(0));
+        configs.push((home.join("proxy.toml"), toml));
+    }
+    let (config, toml) = &configs[0];
+    std::fs::write(config, toml).unwrap();
+    let mut args: Vec<String> = ["audit", "verify", "--config"].map(str::to_owned).to_vec();
+    args.push(config.display().to_string());
+    args.push("--key".into());
+    args.push(
+        dir.path()
+            .join(names[0])
+            .join("test-key.pub")
+            .display()
+            .to_string(),
+    );
+    args.push(format!("s3://{BUCKET}/audit/"));
+    let verify = || {
+        Command::new(BIN)
+            .args(&args)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for ((line, name), n) in lines.iter().zip(names).zip([2, 3, 4]) {
+        assert!(
+            line.starts_with(&format!(
+                "{name}/audit: ok: {n} records in {n} files, from genesis to "
+            )),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("(origin {name}, key test-key)")),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("of s3://{BUCKET}/audit/{name}/audit-")),
+            "{line}"
+        );
+    }
+    let out = Command::new(BIN)
+        .args(["transfers", "--format", "json", "--config"])
+        .arg(config)
+        .args(["--audit", &format!("s3://{BUCKET}/audit/")])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["records"], 9);
+    // paris-2's first segment rewritten in the store.
+    let objects = store.root.join(BUCKET).join("audit").join("paris-2");
+    let mut first: Vec<PathBuf> = std::fs::read_dir(&objects)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    first.sort();
+    let text = std::fs::read_to_string(&first[0]).unwrap();
+    std::fs::write(&first[0], text.replacen("\"FR\"", "\"DE\"", 1)).unwrap();
+    let out = verify();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(
+        stdout.lines().count(),
+        2,
+        "the other chains verify: {stdout}"
+    );
+    assert!(
+        stderr.starts_with(&format!(
+            "paris-2/audit: s3://{BUCKET}/audit/paris-2/audit-00000001-"
+        )),
+        "{stderr}"
+    );
 }
