@@ -214,9 +214,23 @@ fn ack(path: &Path, name: &str) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
         .mode(0o600)
         .open(ack_path(path))?;
-    f.write_all(format!("{name}\n").as_bytes())?;
+    // A line cut short by a crash is ended first, so that it never merges
+    // with this one (its file is then uploaded again: same key).
+    let len = f.metadata()?.len();
+    let mut last = [b'\n'];
+    if len > 0 {
+        use std::os::unix::fs::FileExt;
+        f.read_exact_at(&mut last, len - 1)?;
+    }
+    let line = if last[0] == b'\n' {
+        format!("{name}\n")
+    } else {
+        format!("\n{name}\n")
+    };
+    f.write_all(line.as_bytes())?;
     f.sync_data()
 }
 
@@ -545,4 +559,82 @@ pub async fn download(
 /// `/`, not `.` or `..`, no control characters.
 fn safe_component(s: &str) -> bool {
     !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spool is the closed segments and their checkpoint files not in
+    /// the acknowledgement log, in name order; the current file, its
+    /// checkpoints, the log itself and other stems are not part of it. An
+    /// acknowledgement after a line cut short by a crash is still read.
+    #[test]
+    fn pending_lists_closed_files_not_acknowledged_in_chain_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let files = [
+            ("audit-00000002-20261206T023100Z.jsonl", 3),
+            ("audit-00000001-20261206T023000Z.jsonl.checkpoints", 5),
+            ("audit-00000001-20261206T023000Z.jsonl", 7),
+            ("audit-00000002-20261206T023100Z.jsonl.checkpoints", 11),
+            ("audit.jsonl", 13),
+            ("audit.jsonl.checkpoints", 17),
+            ("audit.jsonl.exported", 19),
+            ("other-00000001-20261206T023000Z.jsonl", 23),
+            ("audit-1-20261206T023000Z.jsonl", 29),
+        ];
+        for (name, size) in files {
+            std::fs::write(dir.path().join(name), vec![b'x'; size]).unwrap();
+        }
+        let acked = HashSet::from(["audit-00000001-20261206T023000Z.jsonl".to_owned()]);
+        assert_eq!(
+            pending(&path, &acked).unwrap(),
+            [
+                (
+                    "audit-00000001-20261206T023000Z.jsonl.checkpoints".to_owned(),
+                    5
+                ),
+                ("audit-00000002-20261206T023100Z.jsonl".to_owned(), 3),
+                (
+                    "audit-00000002-20261206T023100Z.jsonl.checkpoints".to_owned(),
+                    11
+                ),
+            ]
+        );
+        ack(&path, "audit-00000002-20261206T023100Z.jsonl").unwrap();
+        let acked = read_acks(&path);
+        assert!(acked.contains("audit-00000002-20261206T023100Z.jsonl"));
+        let names: Vec<String> = pending(&path, &acked)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "audit-00000001-20261206T023000Z.jsonl",
+                "audit-00000001-20261206T023000Z.jsonl.checkpoints",
+                "audit-00000002-20261206T023100Z.jsonl.checkpoints",
+            ]
+        );
+    }
+
+    /// A key read from the bucket never names a file outside the scratch
+    /// directory it is downloaded into.
+    #[test]
+    fn keys_from_the_bucket_cannot_leave_the_scratch_directory() {
+        for bad in ["", ".", "..", "a/b", "/", "a\nb", "\0"] {
+            assert!(!safe_component(bad), "{bad:?}");
+        }
+        for good in [
+            "paris-1",
+            "audit-00000001-20261206T023000Z.jsonl",
+            "..a",
+            "a..",
+        ] {
+            assert!(safe_component(good), "{good:?}");
+        }
+        assert_eq!(object_key("audit/", "paris-1", "f"), "audit/paris-1/f");
+    }
 }
