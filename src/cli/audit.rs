@@ -8,8 +8,10 @@
 //! directory instead of files holds several chains (see
 //! [`crate::audit::rotate::trail_files`]): each is verified on its own, its
 //! line prefixed by its name (`paris-1: ok: …` on stdout, `paris-2: …` on
-//! stderr), and the exit code is 1 if any failed. `audit keygen` makes the
-//! key pair.
+//! stderr), and the exit code is 1 if any failed. A single
+//! `s3://bucket/prefix` is read through `[audit.export]` of `--config`
+//! ([`crate::audit::export::download`]), each origin's chains on their own.
+//! `audit keygen` makes the key pair.
 //!
 //! Success prints one line to stdout and exits 0, with the full hashes
 //! where the verified chain starts and ends:

@@ -8,7 +8,8 @@
 //! verifies whole. Otherwise the failure is printed to stderr as by `audit
 //! verify`, and the exit code is 1. A single directory is read as several
 //! chains (one per replica, as `audit verify DIR`), each verified on its
-//! own; the report covers them all; a failure names its chain.
+//! own; the report covers them all; a failure names its chain. So is a
+//! single `s3://bucket/prefix`, read as `audit verify` reads it.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
