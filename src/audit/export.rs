@@ -240,7 +240,7 @@ pub async fn run(shared: Shared, sink: Option<AuditSink>) {
     let Some(spec) = snap.config.audit.export.clone() else {
         return;
     };
-    let path = snap.config.audit.path.clone();
+    let mut path = snap.config.audit.path.clone();
     let origin = if snap.config.audit.origin.is_empty() {
         host_name()
     } else {
@@ -259,6 +259,12 @@ pub async fn run(shared: Shared, sink: Option<AuditSink>) {
     let mut full = false;
     loop {
         let snap = shared.load_full();
+        if snap.config.audit.path != path {
+            // `[audit] path` changed by a reload: the spool is the new
+            // directory.
+            path.clone_from(&snap.config.audit.path);
+            acked = read_acks(&path);
+        }
         let metrics = snap.evidence.metrics.clone();
         let files = pending(&path, &acked).unwrap_or_else(|e| {
             tracing::error!(path = %path.display(), error = %e, "cannot list the audit directory for export");

@@ -58,7 +58,12 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         // The store is judged before anything is served: one outside the
         // area is refused at start and never dialled.
         crate::audit::export::credentials(spec)?;
-        runtime.block_on(crate::audit::export::preflight(spec, &shared.load()))?;
+        match runtime.block_on(crate::audit::export::preflight(spec, &shared.load())) {
+            Err(e @ crate::audit::export::ExportError::Outside { .. }) => return Err(e.into()),
+            // Not resolvable now: retried with each upload.
+            Err(e) => tracing::warn!(error = %e, "audit export endpoint not resolved at start"),
+            Ok(_) => {}
+        }
     }
     let result = runtime.block_on(async {
         let exporter = export.map(|_| {
@@ -161,6 +166,8 @@ struct Fixed {
     audit_queue: usize,
     /// Signing and rotation, read by the writer at start.
     audit_keeping: AuditKeeping,
+    /// `[audit.export]`, read by the exporter at start.
+    audit_export: Option<crate::config::ExportSpec>,
 }
 
 type AuditKeeping = (
@@ -187,6 +194,7 @@ impl Fixed {
                 c.audit.rotate_size,
                 c.audit.rotate_every,
             ),
+            audit_export: c.audit.export.clone(),
         }
     }
 
@@ -229,6 +237,12 @@ impl Fixed {
             "[audit] signing_key, origin, checkpoint_every, rotate_size or rotate_every",
             &self.audit_keeping,
             &now.audit_keeping,
+        );
+        key(
+            &mut out,
+            "[audit.export]",
+            &self.audit_export,
+            &now.audit_export,
         );
         out
     }
