@@ -235,6 +235,85 @@ async fn rotated_segments_and_checkpoints_arrive_byte_for_byte() {
     assert_eq!(metric(&m, "residency_audit_export_failures_total"), 0);
     let s3_log = std::fs::read_to_string(&store.log).unwrap();
     assert_eq!(s3_log.matches("SignatureDoesNotMatch").count(), 0);
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(proxy.config_path())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "audit export: {endpoint} bucket {BUCKET} prefix \"audit/\" (no Object Lock, \
+             spool_max 1073741824 bytes, when full: refuse requests); allowed addresses: {}:{}\n",
+            ips::ORIGIN,
+            store.port
+        )),
+        "{stdout}"
+    );
+}
+
+/// With Object Lock, each PUT carries the mode, the retain-until date and
+/// a SHA-256 checksum, inside the signature: the store checks the
+/// signature (and the checksum) and takes the objects.
+#[tokio::test]
+async fn object_lock_headers_are_signed_and_sent() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let up = Origin::start(ips::ORIGIN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::start(&dir.path().join("s3"), &dir.path().join("s3.log"), 0).await;
+    let endpoint = format!("http://{}:{}", ips::ORIGIN, store.port);
+    let proxy = Proxy::start(&export_config(
+        &geo,
+        &up,
+        dir.path(),
+        &endpoint,
+        "object_lock_mode = \"COMPLIANCE\"\nretain = \"2d\"",
+        "",
+    ));
+    assert_eq!(requests(&proxy, 1).await, [200]);
+    let closed = closed_files(dir.path());
+    wait_until("an upload or a failure", async || {
+        let m = proxy.metrics().await;
+        metric(&m, "residency_audit_export_uploads_total") >= closed.len() as i64
+            || metric(&m, "residency_audit_export_failures_total") > 0
+    })
+    .await;
+    let m = proxy.metrics().await;
+    assert_eq!(
+        metric(&m, "residency_audit_export_failures_total"),
+        0,
+        "{}",
+        std::fs::read_to_string(&store.log).unwrap()
+    );
+    for name in &closed {
+        let local = std::fs::read(dir.path().join("audit").join(name)).unwrap();
+        assert_eq!(store.object(name).as_deref(), Some(&local[..]), "{name}");
+    }
+    let log = std::fs::read_to_string(&store.log).unwrap();
+    let puts: Vec<&str> = log.lines().filter(|l| l.contains("method: PUT")).collect();
+    assert_eq!(puts.len(), closed.len(), "{log}");
+    for put in puts {
+        assert!(
+            put.contains("\"x-amz-object-lock-mode\": \"COMPLIANCE\""),
+            "{put}"
+        );
+        assert!(
+            put.contains("\"x-amz-object-lock-retain-until-date\": \"20"),
+            "{put}"
+        );
+        assert!(put.contains("\"x-amz-checksum-sha256\": \""), "{put}");
+        assert!(
+            put.contains("x-amz-object-lock-mode%3Bx-amz-object-lock-retain-until-date")
+                || put.contains("x-amz-object-lock-mode;x-amz-object-lock-retain-until-date"),
+            "signed: {put}"
+        );
+    }
 }
 
 /// The store down while requests flow: segments wait in the spool, the
