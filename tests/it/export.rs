@@ -562,3 +562,26 @@ async fn three_replicas_chains_verify_from_s3() {
         "{stderr}"
     );
 }
+
+/// `[audit.export]` is read by the exporter at start: a reload changing
+/// it is refused whole, naming the section, never applied while ignored.
+#[tokio::test]
+async fn a_reload_changing_the_export_is_refused_naming_it() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let up = Origin::start(ips::ORIGIN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::start(&dir.path().join("s3"), &dir.path().join("s3.log"), 0).await;
+    let endpoint = format!("http://{}:{}", ips::ORIGIN, store.port);
+    let proxy = Proxy::start(&export_config(&geo, &up, dir.path(), &endpoint, "", ""));
+    let text = std::fs::read_to_string(proxy.config_path()).unwrap();
+    std::fs::write(proxy.config_path(), format!("{text}spool_max = 4096\n")).unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log("reload refused", 1).await;
+    let logs = proxy.logs();
+    assert!(
+        logs.contains("[audit.export] (running with Some(ExportSpec {")
+            && logs.contains("cannot change on reload"),
+        "{logs}"
+    );
+    assert_eq!(requests(&proxy, 1).await, [200]);
+}
