@@ -138,8 +138,14 @@ fn export_check(snap: &Snapshot) -> anyhow::Result<String> {
         || "no Object Lock".to_owned(),
         |(m, r)| format!("Object Lock {} for {}d", m.as_str(), r.as_secs() / 86_400),
     );
+    let a = &snap.config.audit;
+    let warning = if a.rotate_size.is_none() && a.rotate_every.is_none() {
+        "WARNING: [audit.export] without [audit] rotate_size or rotate_every: no segment is ever closed, nothing is exported\n"
+    } else {
+        ""
+    };
     Ok(format!(
-        "audit export: {} bucket {} prefix \"{}\" ({lock}, spool_max {} bytes, when full: {}); allowed addresses: {}\n",
+        "audit export: {} bucket {} prefix \"{}\" ({lock}, spool_max {} bytes, when full: {}); allowed addresses: {}\n{warning}",
         spec.endpoint.url,
         spec.bucket,
         spec.prefix,

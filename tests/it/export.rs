@@ -585,3 +585,33 @@ async fn a_reload_changing_the_export_is_refused_naming_it() {
     );
     assert_eq!(requests(&proxy, 1).await, [200]);
 }
+
+/// Export without rotation would never export anything: `check` warns.
+#[tokio::test]
+async fn check_warns_about_export_without_rotation() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let up = Origin::start(ips::ORIGIN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://{}:9", ips::ORIGIN);
+    let path = dir.path().join("proxy.toml");
+    let check = |toml: String| {
+        std::fs::write(&path, toml).unwrap();
+        let out = Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let toml = export_config(&geo, &up, dir.path(), &endpoint, "", "");
+    let warning = "WARNING: [audit.export] without [audit] rotate_size or rotate_every";
+    assert!(!check(toml.clone()).contains(warning));
+    let stdout = check(toml.replace("rotate_size = 1\n", ""));
+    assert!(stdout.contains(warning), "{stdout}");
+}
