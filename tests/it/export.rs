@@ -615,3 +615,60 @@ async fn check_warns_about_export_without_rotation() {
     let stdout = check(toml.replace("rotate_size = 1\n", ""));
     assert!(stdout.contains(warning), "{stdout}");
 }
+
+/// Each upload resolves and judges the endpoint again: when its name
+/// moves outside the area while the proxy runs, uploads fail (counted)
+/// and the address outside is never dialled.
+#[tokio::test]
+async fn an_export_endpoint_moving_outside_the_area_is_never_dialled() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let up = Origin::start(ips::ORIGIN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::start(&dir.path().join("s3"), &dir.path().join("s3.log"), 0).await;
+    let trap = Origin::start_at(
+        std::net::SocketAddr::new(ips::ORIGIN_US.parse().unwrap(), store.port),
+        None,
+    )
+    .await;
+    let dns = Dns::start(&[("store.example.test", ips::ORIGIN)]);
+    let endpoint = format!("http://store.example.test:{}", store.port);
+    let resolver = format!(
+        "[resolver]\nnameservers = [\"{}\"]\nmin_ttl = \"0s\"\nmax_ttl = \"1s\"\ntimeout = \"1s\"\n",
+        dns.addr()
+    );
+    let proxy = Proxy::start(&export_config(
+        &geo,
+        &up,
+        dir.path(),
+        &endpoint,
+        "",
+        &resolver,
+    ));
+    assert_eq!(requests(&proxy, 1).await, [200]);
+    let closed = closed_files(dir.path());
+    wait_until("the first upload", async || {
+        metric(
+            &proxy.metrics().await,
+            "residency_audit_export_uploads_total",
+        ) >= closed.len() as i64
+    })
+    .await;
+    dns.set(&[("store.example.test", ips::ORIGIN_US)]);
+    // Each request closes a segment to upload; once the cached answer
+    // expires, the upload finds the new one.
+    wait_until("a refused upload", async || {
+        assert_eq!(requests(&proxy, 1).await, [200]);
+        metric(
+            &proxy.metrics().await,
+            "residency_audit_export_failures_total",
+        ) >= 1
+    })
+    .await;
+    assert!(
+        proxy.logs().contains("has no address the policy allows"),
+        "{}",
+        proxy.logs()
+    );
+    assert_eq!(trap.connection_count(), 0, "the store outside was dialled");
+    assert!(metric(&proxy.metrics().await, "residency_audit_export_spool_bytes") > 0);
+}
