@@ -49,6 +49,13 @@ pub struct Metrics {
     /// `residency_audit_protocol_errors_dropped_total`: refusals by the HTTP
     /// layer over the record budget, counted but not recorded one by one.
     pub protocol_errors_dropped: IntCounter,
+    /// `residency_audit_export_spool_bytes`: closed audit segments (and
+    /// their checkpoint files) not yet acknowledged by the export store.
+    pub export_spool_bytes: IntGauge,
+    /// `residency_audit_export_uploads_total`: files the store acknowledged.
+    pub export_uploads: IntCounter,
+    /// `residency_audit_export_failures_total`: upload attempts that failed.
+    pub export_failures: IntCounter,
 }
 
 /// The commit the binary was built from: `RESIDENCY_PROXY_COMMIT` in the
@@ -102,6 +109,13 @@ impl Metrics {
         )
         .expect("static metric definition");
         r.register(Box::new(duration.clone()))
+            .expect("metric names are unique");
+        let export_spool_bytes = IntGauge::new(
+            "residency_audit_export_spool_bytes",
+            "Bytes of closed audit segments and checkpoint files waiting for the export store's acknowledgement.",
+        )
+        .expect("static metric definition");
+        r.register(Box::new(export_spool_bytes.clone()))
             .expect("metric names are unique");
         let geoip_build = IntGauge::new(
             "residency_geoip_database_build_timestamp_seconds",
@@ -221,6 +235,17 @@ impl Metrics {
                 "TLS handshakes that failed or were refused (e.g. no or untrusted client certificate).",
             ),
             tls_expiry,
+            export_spool_bytes,
+            export_uploads: counter(
+                &r,
+                "residency_audit_export_uploads_total",
+                "Closed audit segments and checkpoint files the export store acknowledged.",
+            ),
+            export_failures: counter(
+                &r,
+                "residency_audit_export_failures_total",
+                "Audit export upload attempts that failed (refused address, connection, or a non-200 answer).",
+            ),
             registry: r,
         }
     }

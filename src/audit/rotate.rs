@@ -239,7 +239,7 @@ fn parts(path: &Path) -> (PathBuf, String, String) {
 
 /// The sequence number of `name` if it is a closed segment of
 /// `<stem><ext>`: `<stem>-<8 digits>-<15 chars>Z<ext>`.
-fn segment_seq(name: &str, stem: &str, ext: &str) -> Option<u64> {
+pub(crate) fn segment_seq(name: &str, stem: &str, ext: &str) -> Option<u64> {
     let rest = name
         .strip_prefix(stem)?
         .strip_prefix('-')?

@@ -97,6 +97,8 @@ struct Inner {
     /// The file and the chain; held by the leader while it writes.
     writer: Mutex<Writer>,
     healthy: AtomicBool,
+    /// The export spool is full and `[audit.export] on_error` is fail-closed.
+    spool_full: AtomicBool,
     /// Most records in one write.
     batch: usize,
 }
@@ -206,6 +208,7 @@ impl AuditSink {
                 keeper,
             }),
             healthy: AtomicBool::new(true),
+            spool_full: AtomicBool::new(false),
             batch: batch.max(1),
         });
         let timer = if timed {
@@ -227,9 +230,15 @@ impl AuditSink {
         ))
     }
 
-    /// False after a failed write, until a write succeeds again.
+    /// False after a failed write, until a write succeeds again; and
+    /// while the export spool is full with `on_error = "fail-closed"`.
     pub fn is_healthy(&self) -> bool {
-        self.inner.healthy.load(Ordering::Relaxed)
+        self.inner.healthy.load(Ordering::Relaxed) && !self.inner.spool_full.load(Ordering::Relaxed)
+    }
+
+    /// The export spool is over `spool_max` (see [`super::export`]).
+    pub fn set_spool_full(&self, full: bool) {
+        self.inner.spool_full.store(full, Ordering::Relaxed);
     }
 
     /// Writes `record`; resolves to whether it was written. Uncontended, the

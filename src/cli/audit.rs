@@ -8,8 +8,10 @@
 //! directory instead of files holds several chains (see
 //! [`crate::audit::rotate::trail_files`]): each is verified on its own, its
 //! line prefixed by its name (`paris-1: ok: …` on stdout, `paris-2: …` on
-//! stderr), and the exit code is 1 if any failed. `audit keygen` makes the
-//! key pair.
+//! stderr), and the exit code is 1 if any failed. A single
+//! `s3://bucket/prefix` is read through `[audit.export]` of `--config`
+//! ([`crate::audit::export::download`]), each origin's chains on their own.
+//! `audit keygen` makes the key pair.
 //!
 //! Success prints one line to stdout and exits 0, with the full hashes
 //! where the verified chain starts and ends:
@@ -41,12 +43,30 @@ use crate::audit::{self, Expect, Failure, GENESIS, Summary};
 /// # Errors
 /// A file that cannot be read (the error names it), a key that cannot be
 /// read.
-pub fn verify(paths: &[PathBuf], expect: &Expect, keys: &[PathBuf]) -> anyhow::Result<ExitCode> {
+pub fn verify(
+    paths: &[PathBuf],
+    expect: &Expect,
+    keys: &[PathBuf],
+    config: &Path,
+) -> anyhow::Result<ExitCode> {
     let keys = keys
         .iter()
         .map(|k| VerifierKey::load(k))
         .collect::<Result<Vec<_>, _>>()?;
     let key = (!keys.is_empty()).then_some(keys.as_slice());
+    if let Some(s3) = s3_chains(paths, expect, config)? {
+        let mut code = ExitCode::SUCCESS;
+        for (name, files) in &s3.chains {
+            match verify_chain(files, expect, key)? {
+                Ok(line) => println!("{name}: {}", s3.named(&line)),
+                Err(line) => {
+                    eprintln!("{name}: {}", s3.named(&line));
+                    code = ExitCode::FAILURE;
+                }
+            }
+        }
+        return Ok(code);
+    }
     let Some(groups) = chains(paths, expect)? else {
         return Ok(match verify_chain(paths, expect, key)? {
             Ok(line) => {
@@ -108,6 +128,109 @@ pub(super) fn chains(
         anyhow::bail!("no audit trail (*.jsonl) in directory {}", dir.display());
     }
     Ok(Some(groups))
+}
+
+/// The chains of an `s3://bucket/prefix` source, downloaded into a
+/// scratch directory removed when this drops.
+pub(super) struct S3Chains {
+    /// Each origin's chains (`origin`, or `origin/stem` for a stem other
+    /// than the origin), in chain order.
+    pub chains: crate::audit::rotate::Chains,
+    scratch: PathBuf,
+    base: String,
+}
+
+impl S3Chains {
+    /// `text` with scratch paths given as `s3://` names.
+    pub fn named(&self, text: &str) -> String {
+        text.replace(&format!("{}/", self.scratch.display()), &self.base)
+    }
+}
+
+impl Drop for S3Chains {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// A single `s3://bucket/prefix` path: every object under it downloaded
+/// through `[audit.export]` of `config` (the endpoint judged as `run`
+/// judges it), grouped by origin, then by stem within an origin; `None`
+/// for other paths.
+///
+/// # Errors
+/// `--from`/`--expect-last` given (they concern one chain), a config
+/// without `[audit.export]`, a refused endpoint, a failed download, no
+/// trail under the prefix.
+pub(super) fn s3_chains(
+    paths: &[PathBuf],
+    expect: &Expect,
+    config: &Path,
+) -> anyhow::Result<Option<S3Chains>> {
+    let [path] = paths else {
+        return Ok(None);
+    };
+    let Some(source) = path.to_str().filter(|s| s.starts_with("s3://")) else {
+        return Ok(None);
+    };
+    if *expect != Expect::default() {
+        anyhow::bail!(
+            "--from and --expect-last concern one chain: give the files of that chain, not {source}"
+        );
+    }
+    let config = crate::config::Config::load(config)?;
+    let Some(spec) = config.audit.export.clone() else {
+        anyhow::bail!(
+            "{source}: the config {} has no [audit.export] (its endpoint and credentials read s3:// sources)",
+            config.path.display()
+        );
+    };
+    let snap = crate::snapshot::Snapshot::build(config, &crate::snapshot::Evidence::detached())?;
+    let scratch = std::env::temp_dir().join(format!(
+        "residency-proxy-s3-{}-{}",
+        std::process::id(),
+        crate::audit::format_time(std::time::SystemTime::now())
+    ));
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    let base = if source.trim_start_matches("s3://").contains('/') {
+        source.to_owned()
+    } else {
+        format!("{source}/")
+    };
+    let mut s3 = S3Chains {
+        chains: Vec::new(),
+        scratch,
+        base,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let origins = runtime
+        .block_on(crate::audit::export::download(
+            &spec,
+            &snap,
+            source,
+            &s3.scratch,
+        ))
+        .map_err(|e| anyhow::anyhow!("cannot read {source}: {e}"))?;
+    for origin in origins {
+        let dir = s3.scratch.join(&origin);
+        for (stem, files) in crate::audit::rotate::trail_files(&dir)
+            .with_context(|| format!("cannot list directory {}", dir.display()))?
+        {
+            let name = if stem == origin {
+                origin.clone()
+            } else {
+                format!("{origin}/{stem}")
+            };
+            s3.chains.push((name, files));
+        }
+    }
+    if s3.chains.is_empty() {
+        anyhow::bail!("no audit trail (*.jsonl) under {source}");
+    }
+    Ok(Some(s3))
 }
 
 /// Verifies one chain, and with `key` its checkpoints: `Ok(ok line)` or

@@ -13,7 +13,8 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let keeping = audit_keeping(&config)?;
     let snap = Snapshot::build(config, &Evidence::detached())?;
-    print!("{}{keeping}", summary(&snap));
+    let export = export_check(&snap)?;
+    print!("{}{keeping}{export}", summary(&snap));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -113,6 +114,49 @@ fn audit_keeping(c: &Config) -> anyhow::Result<String> {
         let _ = writeln!(out, "audit rotation: {}", when.join(" or "));
     }
     Ok(out)
+}
+
+/// The `[audit.export]` line: the secret read and the endpoint resolved
+/// and judged as `run` does; an endpoint with no address in the area fails.
+fn export_check(snap: &Snapshot) -> anyhow::Result<String> {
+    let Some(spec) = snap
+        .config
+        .audit
+        .export
+        .as_ref()
+        .filter(|_| snap.config.audit.enabled)
+    else {
+        return Ok(String::new());
+    };
+    crate::audit::export::credentials(spec)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let addrs = runtime.block_on(crate::audit::export::preflight(spec, snap))?;
+    let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    let lock = spec.object_lock.map_or_else(
+        || "no Object Lock".to_owned(),
+        |(m, r)| format!("Object Lock {} for {}d", m.as_str(), r.as_secs() / 86_400),
+    );
+    let a = &snap.config.audit;
+    let warning = if a.rotate_size.is_none() && a.rotate_every.is_none() {
+        "WARNING: [audit.export] without [audit] rotate_size or rotate_every: no segment is ever closed, nothing is exported\n"
+    } else {
+        ""
+    };
+    Ok(format!(
+        "audit export: {} bucket {} prefix \"{}\" ({lock}, spool_max {} bytes, when full: {}); allowed addresses: {}\n{warning}",
+        spec.endpoint.url,
+        spec.bucket,
+        spec.prefix,
+        spec.spool_max,
+        if spec.fail_closed {
+            "refuse requests"
+        } else {
+            "continue"
+        },
+        addrs.join(" ")
+    ))
 }
 
 fn summary(snap: &Snapshot) -> String {

@@ -71,8 +71,14 @@ pub enum Command {
         /// Audit files, oldest first; or a directory holding several
         /// chains (its `*.jsonl` files, grouped by file stem, each
         /// verified on its own).
+        /// Or `s3://bucket/prefix`: the objects `[audit.export]` uploaded,
+        /// read through the endpoint and credentials of `--config`, each
+        /// origin's chains verified on their own.
         #[arg(long = "audit", value_name = "PATH", required = true, num_args = 1..)]
         audit: Vec<PathBuf>,
+        /// Config whose `[audit.export]` reads an `s3://` source.
+        #[arg(long, short = 'c', value_name = "PATH", default_value = DEFAULT_PATH)]
+        config: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
         format: ReportFormat,
@@ -89,8 +95,14 @@ pub enum AuditCommand {
         /// Audit files, oldest first; or a directory holding several
         /// chains (its `*.jsonl` files, grouped by file stem, each
         /// verified on its own).
+        /// Or `s3://bucket/prefix`: the objects `[audit.export]` uploaded
+        /// (`<prefix><origin>/<file>`), read through the endpoint and
+        /// credentials of `--config`, each origin's chains on their own.
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
+        /// Config whose `[audit.export]` reads an `s3://` source.
+        #[arg(long, short = 'c', value_name = "PATH", default_value = DEFAULT_PATH)]
+        config: PathBuf,
         #[command(flatten)]
         expect: ExpectArgs,
         /// Also check every file against its signed checkpoints
@@ -172,14 +184,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Check(c) => check::check(&c.config),
         Command::Lookup { config, json, ips } => lookup::lookup(&config.config, json, &ips),
         Command::Upstreams { config, json } => upstreams::upstreams(&config.config, json),
-        Command::Audit(AuditCommand::Verify { paths, expect, key }) => {
-            audit::verify(&paths, &expect.expect(), &key)
-        }
+        Command::Audit(AuditCommand::Verify {
+            paths,
+            expect,
+            key,
+            config,
+        }) => audit::verify(&paths, &expect.expect(), &key, &config),
         Command::Audit(AuditCommand::Keygen { name, path }) => audit::keygen(name, &path),
         Command::Transfers {
             audit,
             format,
             expect,
-        } => transfers::transfers(&audit, format, &expect.expect()),
+            config,
+        } => transfers::transfers(&audit, format, &expect.expect(), &config),
     }
 }

@@ -38,6 +38,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         );
         (None, None)
     };
+    let export = config.audit.export.clone().filter(|_| config.audit.enabled);
     let evidence = Evidence {
         metrics,
         cartography: Arc::new(LiveCartography::new()),
@@ -52,7 +53,31 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(serve(path, snapshot.share(), evidence));
+    let shared = snapshot.share();
+    if let Some(spec) = &export {
+        // The store is judged before anything is served: one outside the
+        // area is refused at start and never dialled.
+        crate::audit::export::credentials(spec)?;
+        match runtime.block_on(crate::audit::export::preflight(spec, &shared.load())) {
+            Err(e @ crate::audit::export::ExportError::Outside { .. }) => return Err(e.into()),
+            // Not resolvable now: retried with each upload.
+            Err(e) => tracing::warn!(error = %e, "audit export endpoint not resolved at start"),
+            Ok(_) => {}
+        }
+    }
+    let result = runtime.block_on(async {
+        let exporter = export.map(|_| {
+            tokio::spawn(crate::audit::export::run(
+                shared.clone(),
+                evidence.audit.clone(),
+            ))
+        });
+        let result = serve(path, shared, evidence).await;
+        if let Some(task) = exporter {
+            task.abort();
+        }
+        result
+    });
     // Connections past the grace were dropped with their workers; their
     // records were written as they dropped. Then the trail is synced to disk.
     runtime.shutdown_timeout(Duration::from_secs(2));
@@ -141,6 +166,8 @@ struct Fixed {
     audit_queue: usize,
     /// Signing and rotation, read by the writer at start.
     audit_keeping: AuditKeeping,
+    /// `[audit.export]`, read by the exporter at start.
+    audit_export: Option<crate::config::ExportSpec>,
 }
 
 type AuditKeeping = (
@@ -167,6 +194,7 @@ impl Fixed {
                 c.audit.rotate_size,
                 c.audit.rotate_every,
             ),
+            audit_export: c.audit.export.clone(),
         }
     }
 
@@ -209,6 +237,12 @@ impl Fixed {
             "[audit] signing_key, origin, checkpoint_every, rotate_size or rotate_every",
             &self.audit_keeping,
             &now.audit_keeping,
+        );
+        key(
+            &mut out,
+            "[audit.export]",
+            &self.audit_export,
+            &now.audit_export,
         );
         out
     }

@@ -8,10 +8,11 @@
 //! verifies whole. Otherwise the failure is printed to stderr as by `audit
 //! verify`, and the exit code is 1. A single directory is read as several
 //! chains (one per replica, as `audit verify DIR`), each verified on its
-//! own; the report covers them all; a failure names its chain.
+//! own; the report covers them all; a failure names its chain. So is a
+//! single `s3://bucket/prefix`, read as `audit verify` reads it.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -28,9 +29,15 @@ pub fn transfers(
     paths: &[PathBuf],
     format: ReportFormat,
     expect: &Expect,
+    config: &Path,
 ) -> anyhow::Result<ExitCode> {
     let mut failure: Option<Failure> = None;
-    let cartography = match super::audit::chains(paths, expect)? {
+    let s3 = super::audit::s3_chains(paths, expect, config)?;
+    let groups = match &s3 {
+        Some(s3) => Some(s3.chains.clone()),
+        None => super::audit::chains(paths, expect)?,
+    };
+    let cartography = match groups {
         None => audit::aggregate(
             audit::records(paths, expect).map_while(|r| r.map_err(|f| failure = Some(f)).ok()),
         ),
@@ -50,7 +57,9 @@ pub fn transfers(
             match failed.into_inner() {
                 Some((_, f @ Failure::Read { .. })) => return report(f),
                 Some((name, f)) => {
-                    eprintln!("{name}: {f}");
+                    let line = f.to_string();
+                    let line = s3.as_ref().map_or_else(|| line.clone(), |s| s.named(&line));
+                    eprintln!("{name}: {line}");
                     return Ok(ExitCode::FAILURE);
                 }
                 None => cartography,

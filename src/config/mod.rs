@@ -83,6 +83,50 @@ pub struct AuditSpec {
     pub rotate_size: Option<u64>,
     /// Rotate after this long.
     pub rotate_every: Option<std::time::Duration>,
+    /// `[audit.export]`: closed segments uploaded to S3.
+    pub export: Option<ExportSpec>,
+}
+
+/// `[audit.export]`, typed (SPEC §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSpec {
+    /// The S3 service, judged by the global policy like an upstream.
+    pub endpoint: UpstreamUrl,
+    /// The bucket.
+    pub bucket: String,
+    /// Prepended to `<origin>/<segment file name>`.
+    pub prefix: String,
+    /// The SigV4 region.
+    pub region: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The file holding the secret access key (read at start).
+    pub secret_access_key_file: PathBuf,
+    /// Object Lock mode and retention, when set.
+    pub object_lock: Option<(ObjectLockMode, std::time::Duration)>,
+    /// Bytes of unacknowledged files before `fail_closed` applies.
+    pub spool_max: u64,
+    /// Refuse requests (503) while the spool is over `spool_max`.
+    pub fail_closed: bool,
+}
+
+/// `object_lock_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectLockMode {
+    /// Nobody can delete or shorten the retention, not even the root user.
+    Compliance,
+    /// Users with `s3:BypassGovernanceRetention` can.
+    Governance,
+}
+
+impl ObjectLockMode {
+    /// The `x-amz-object-lock-mode` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compliance => "COMPLIANCE",
+            Self::Governance => "GOVERNANCE",
+        }
+    }
 }
 
 /// `[server]`, typed.

@@ -81,6 +81,44 @@ pub struct RawAudit {
     /// Rotate after this long; 0s: never.
     #[serde(default = "default_rotate_every")]
     pub rotate_every: Text,
+    /// `[audit.export]`: closed segments uploaded to S3; absent: none.
+    #[serde(default)]
+    pub export: Option<RawExport>,
+}
+
+/// `[audit.export]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExport {
+    /// `http://host:port` or `https://host:port` of the S3 service.
+    pub endpoint: Text,
+    /// The bucket.
+    pub bucket: Text,
+    /// Prepended to `<origin>/<segment file name>`.
+    #[serde(default = "empty_text")]
+    pub prefix: Text,
+    /// The SigV4 region.
+    pub region: Text,
+    /// The access key id.
+    pub access_key_id: Text,
+    /// A file holding the secret access key.
+    pub secret_access_key_file: Text,
+    /// "" (none), "COMPLIANCE" or "GOVERNANCE".
+    #[serde(default = "empty_text")]
+    pub object_lock_mode: Text,
+    /// Object Lock retention; required with a mode.
+    #[serde(default = "empty_text")]
+    pub retain: Text,
+    /// Bytes of unacknowledged segments before `on_error` applies.
+    #[serde(default = "default_spool_max")]
+    pub spool_max: Spanned<u64>,
+    /// What to do when the spool is full.
+    #[serde(default)]
+    pub on_error: RawOnError,
+}
+
+fn default_spool_max() -> Spanned<u64> {
+    Spanned::new(0..0, 1 << 30)
 }
 
 impl Default for RawAudit {
@@ -100,6 +138,7 @@ impl Default for RawAudit {
             checkpoint_every: default_checkpoint_every(),
             rotate_size: zero(),
             rotate_every: default_rotate_every(),
+            export: None,
         }
     }
 }

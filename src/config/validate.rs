@@ -254,7 +254,77 @@ fn audit(raw: &RawConfig, p: &mut Problems<'_>) -> AuditSpec {
         rotate_size: Some(bounded(&a.rotate_size, 0, 1 << 40, "rotate_size", p) as u64)
             .filter(|&n| n > 0),
         rotate_every: Some(duration(&a.rotate_every, p, true)).filter(|d| !d.is_zero()),
+        export: a.export.as_ref().and_then(|e| export(e, p)),
     }
+}
+
+/// `[audit.export]`.
+fn export(e: &super::raw::RawExport, p: &mut Problems<'_>) -> Option<super::ExportSpec> {
+    let endpoint = upstream(&e.endpoint, p);
+    for (t, what) in [
+        (&e.bucket, "bucket"),
+        (&e.region, "region"),
+        (&e.access_key_id, "access_key_id"),
+        (&e.secret_access_key_file, "secret_access_key_file"),
+    ] {
+        if t.get_ref().is_empty() {
+            p.at(t.span(), format!("[audit.export] {what} is empty"));
+        }
+    }
+    let prefix = e.prefix.get_ref();
+    if prefix.starts_with('/') || prefix.contains("..") || prefix.chars().any(char::is_control) {
+        p.at(
+            e.prefix.span(),
+            format!("[audit.export] prefix \"{prefix}\" must not start with '/' nor hold \"..\" or control characters"),
+        );
+    }
+    let mode = match e.object_lock_mode.get_ref().as_str() {
+        "" => None,
+        "COMPLIANCE" => Some(super::ObjectLockMode::Compliance),
+        "GOVERNANCE" => Some(super::ObjectLockMode::Governance),
+        other => {
+            p.at(
+                e.object_lock_mode.span(),
+                format!(
+                    "object_lock_mode \"{other}\" is not \"COMPLIANCE\", \"GOVERNANCE\" or \"\""
+                ),
+            );
+            None
+        }
+    };
+    let retain = (!e.retain.get_ref().is_empty()).then(|| long_duration(&e.retain, p));
+    let object_lock = match (mode, retain) {
+        (Some(m), Some(r)) if !r.is_zero() => Some((m, r)),
+        (Some(_), _) => {
+            let at = if e.retain.get_ref().is_empty() {
+                e.object_lock_mode.span()
+            } else {
+                e.retain.span()
+            };
+            p.at(
+                at,
+                "object_lock_mode needs a retain duration greater than zero (e.g. \"1095d\")",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            p.at(e.retain.span(), "retain is set without object_lock_mode");
+            None
+        }
+        (None, None) => None,
+    };
+    let spool_max = bounded(&e.spool_max, 1, 1 << 50, "spool_max", p) as u64;
+    Some(super::ExportSpec {
+        endpoint: endpoint?,
+        bucket: e.bucket.get_ref().clone(),
+        prefix: prefix.clone(),
+        region: e.region.get_ref().clone(),
+        access_key_id: e.access_key_id.get_ref().clone(),
+        secret_access_key_file: PathBuf::from(e.secret_access_key_file.get_ref()),
+        object_lock,
+        spool_max,
+        fail_closed: e.on_error == RawOnError::FailClosed,
+    })
 }
 
 /// `[audit] origin`: empty (the host name) or a name a signed note can

@@ -235,6 +235,74 @@ fn shipped_config_parses_to_the_defaults() {
     assert_eq!(shipped.resolver, defaults.resolver);
     assert_eq!(shipped.admin_listen, defaults.admin_listen);
     assert_eq!(shipped.operator_database, defaults.operator_database);
+    assert_eq!(shipped.audit.export, None, "export is off by default");
+    // The commented [audit.export] section, uncommented, gives the
+    // defaults of its optional keys.
+    let text = std::fs::read_to_string(path).unwrap();
+    let section = text.split_once("# [audit.export]\n").unwrap().1;
+    let keys: String = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            l.split_once(" = ")
+                .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let required = "endpoint = \"https://s3.fr-par.scw.cloud\"\nbucket = \"residency-audit\"\n\
+        region = \"fr-par\"\naccess_key_id = \"SCWXXXXXXXXXXXXXXXXX\"\n\
+        secret_access_key_file = \"/etc/residency-proxy/s3-secret\"\n";
+    let export = |keys: &str| {
+        residency_proxy::config::Config::parse(path, &format!("{minimal}[audit.export]\n{keys}"))
+            .unwrap()
+            .audit
+            .export
+            .unwrap()
+    };
+    let documented = export(&keys);
+    assert_eq!(keys.lines().count(), 10, "{keys}");
+    assert_eq!(documented, export(required));
+    assert_eq!(documented.prefix, "");
+    assert_eq!(documented.spool_max, 1 << 30);
+    assert!(documented.fail_closed);
+    assert_eq!(documented.object_lock, None);
+}
+
+/// `[audit.export]` values that cannot work are refused with their place.
+#[test]
+fn export_settings_that_cannot_work_are_refused() {
+    let base = "[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9000\"]\n[audit.export]\n\
+        endpoint = \"http://127.0.0.1:9\"\nbucket = \"b\"\nregion = \"r\"\naccess_key_id = \"k\"\n\
+        secret_access_key_file = \"s\"\n";
+    for (extra, message) in [
+        (
+            "object_lock_mode = \"compliance\"\nretain = \"1d\"\n",
+            "bad.toml:10:20: object_lock_mode \"compliance\" is not",
+        ),
+        (
+            "object_lock_mode = \"COMPLIANCE\"\n",
+            "bad.toml:10:20: object_lock_mode needs a retain duration",
+        ),
+        (
+            "retain = \"1d\"\n",
+            "bad.toml:10:10: retain is set without object_lock_mode",
+        ),
+        (
+            "prefix = \"/a/\"\n",
+            "bad.toml:10:10: [audit.export] prefix \"/a/\" must not start with '/'",
+        ),
+        (
+            "spool_max = 0\n",
+            "bad.toml:10:13: spool_max = 0 is out of range",
+        ),
+    ] {
+        let (code, _, stderr) = check_file(&format!("{base}{extra}"));
+        assert_eq!(code, Some(1), "{extra}");
+        assert!(stderr.starts_with(message), "{extra}: {stderr}");
+    }
+    let (code, _, stderr) = check_file(&base.replace("http://127.0.0.1:9", "ftp://x"));
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("invalid upstream \"ftp://x\""), "{stderr}");
 }
 
 #[test]

@@ -21,6 +21,7 @@ mod decisions;
 mod deploy;
 mod embedded;
 mod evidence;
+mod export;
 mod faults;
 mod forwarding;
 mod geodb;
