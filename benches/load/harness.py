@@ -27,6 +27,7 @@ ROUNDS = int(os.environ.get("ROUNDS", "3"))
 # Which measures to take: small, h2, large, idle (all by default). For a
 # quick look while profiling, e.g. PARTS=small ROUNDS=1.
 PARTS = set(os.environ.get("PARTS", "small,h2,large,idle").split(","))
+OLD_BIN = os.environ.get("OLD_BIN", "")
 CONNS = 64
 IDLE_CONNS = 1000
 EEA = ("AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE "
@@ -217,8 +218,13 @@ http {{
     subprocess.run([os.path.join(REL, "residency-proxy"), "audit", "keygen", f"{tmp}/audit.key"],
                    check=True, capture_output=True)
     proxies = {}
-    for name, audit, signed in (("residency-proxy", True, False), ("residency-proxy, audit off", False, False),
-                                ("residency-proxy, signed", True, True)):
+    variants = [("residency-proxy", True, False), ("residency-proxy, audit off", False, False),
+                ("residency-proxy, signed", True, True)]
+    # OLD_BIN=path/to/residency-proxy: an earlier build beside this one, audit
+    # on, so a change's cost is a paired ratio from one run.
+    if OLD_BIN:
+        variants.append(("residency-proxy, OLD_BIN", True, False))
+    for name, audit, signed in variants:
         port, tls_port, admin = free_port(), free_port(), free_port()
         signing = f'signing_key = "{tmp}/audit.key"\ncheckpoint_every = "1s"\n' if signed else ""
         cfg = f"""
@@ -244,7 +250,8 @@ path = "{tmp}/audit-{port}.jsonl"
 {signing}"""
         path = f"{tmp}/rp-{port}.toml"
         open(path, "w").write(cfg)
-        p = start([os.path.join(REL, "residency-proxy"), "run", "--config", path], env={**os.environ, "RUST_LOG": "warn"})
+        binary = OLD_BIN if name.endswith("OLD_BIN") else os.path.join(REL, "residency-proxy")
+        p = start([binary, "run", "--config", path], env={**os.environ, "RUST_LOG": "warn"})
         wait_port("127.0.0.1", port)
         proxies[name] = (p, port, tls_port)
 
@@ -330,6 +337,12 @@ path = "{tmp}/audit-{port}.jsonl"
         lines.append(f"Audit signing (a signed checkpoint every second): {sg[0]:.0f} req/s against {rp[0]:.0f} unsigned "
                      f"({sg[0] / rp[0]:.3f}x), p99 {sg[2]:.2f} ms against {rp[2]:.2f} ms, "
                      f"CPU {c_sg:.3f} s against {c_rp:.3f} s per 10,000 requests ({c_sg / c_rp:.3f}x).")
+    if "small" in PARTS and OLD_BIN:
+        ob = row("residency-proxy, OLD_BIN")
+        c_ob = med(cpu["residency-proxy, OLD_BIN"])
+        lines.append(f"This build against OLD_BIN ({OLD_BIN}), audit on: {rp[0]:.0f} against {ob[0]:.0f} req/s "
+                     f"({rp[0] / ob[0]:.3f}x), p99 {rp[2]:.2f} against {ob[2]:.2f} ms, "
+                     f"CPU {c_rp:.3f} against {c_ob:.3f} s per 10,000 requests ({c_rp / c_ob:.3f}x).")
     table = "\n".join(lines)
     print(table)
     if PARTS >= {"small", "h2", "large", "idle"}:
