@@ -1244,13 +1244,7 @@ async fn budgeted(max: u64, window: &str) -> (TestGeo, Origin, Proxy, tempfile::
     (geo, origin, proxy, dir)
 }
 
-fn records_in(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use crate::support::proxy::records_in;
 
 /// A flood of garbage cannot become a flood of records: within one window
 /// exactly `protocol_error_records` are written, every other refusal is

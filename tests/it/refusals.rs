@@ -30,11 +30,7 @@ async fn start(dir: &Path, server: &str, audit_extra: &str) -> (TestGeo, Origin,
 }
 
 fn records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    crate::support::proxy::records_in(path)
 }
 
 /// Waits until `path` holds `n` records (a refusal by the HTTP layer is
