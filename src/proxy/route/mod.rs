@@ -94,8 +94,12 @@ where
     // segment (servlet containers, JAX-RS matrix parameters): the path
     // without them is read too.
     let stripped = params.then(|| normalise::without_params(path.as_bytes()));
+    // A server that decodes `%2F` into a separator before it strips the
+    // parameters reads `/;%2Fb/k` as `/b/k`: that reading too.
+    let stripped_after_slash = (params && spelling.encoded_slash)
+        .then(|| normalise::without_params(&slash_decoded(path.as_bytes())));
     let mut bases: Vec<(&[u8], normalise::Spelling)> = vec![(path.as_bytes(), spelling)];
-    if let Some(p) = &stripped {
+    for p in [&stripped, &stripped_after_slash].into_iter().flatten() {
         bases.push((p, normalise::inspect(p)?));
     }
     let mut paths: Vec<Cow<'_, [u8]>> = Vec::new();
@@ -489,4 +493,26 @@ pub fn same_rules(a: &PolicySpec, b: &PolicySpec) -> bool {
         && a.allow_networks == b.allow_networks
         && a.deny_networks == b.deny_networks
         && a.policy.unknown_allowed == b.policy.unknown_allowed
+}
+
+/// `path` with each `%2F` (either case) turned into `/` and every other
+/// byte as sent.
+fn slash_decoded(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < path.len() {
+        if path[i] == b'%'
+            && path.get(i + 1) == Some(&b'2')
+            && path
+                .get(i + 2)
+                .is_some_and(|b| b.eq_ignore_ascii_case(&b'f'))
+        {
+            out.push(b'/');
+            i += 3;
+        } else {
+            out.push(path[i]);
+            i += 1;
+        }
+    }
+    out
 }

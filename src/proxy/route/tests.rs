@@ -404,7 +404,10 @@ fn respell_path(path: &str, picks: &[(bool, bool)]) -> String {
     let mut out = String::new();
     for (i, c) in path.chars().enumerate() {
         let (encode, upper) = picks.get(i).copied().unwrap_or((false, false));
-        if encode && c != '/' {
+        // `/` separates segments and `;` starts path parameters that
+        // servlet-based servers drop, while `%2F` and `%3B` are data: not
+        // equivalent spellings (see `ambiguous_spellings_…` for those).
+        if encode && c != '/' && c != ';' {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
                 out.push_str(&if upper {
@@ -469,7 +472,7 @@ fn mangle(path: &str, picks: &[u8]) -> String {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    /// Equivalent spellings (percent-encoding of any character but `/`,
+    /// Equivalent spellings (percent-encoding of any character but `/` and `;`,
     /// host case, trailing dot, port, IPv6 form) choose the same route as
     /// the canonical spelling.
     #[test]
@@ -644,11 +647,16 @@ fn path_parameters_are_read_without_them_too() {
         "/public/..;/hds-bucket/patient.pdf",
         "/public;x/..;y/hds-bucket/patient.pdf",
         "/hds%2Dbucket;x/patient.pdf",
+        // Found by the property tests in CI: `%2F` decoded into a
+        // separator before the parameters are stripped.
+        "///;%2Fhds-bucket",
+        "/;%2fhds-bucket/patient.pdf",
     ] {
-        assert_eq!(
-            pick(&c, "storage.local", path),
-            Ok(Some("hds".into())),
-            "{path}"
+        assert!(
+            matches!(pick(&c, "storage.local", path), Ok(Some(r)) if r == "hds")
+                || pick(&c, "storage.local", path) == Err(Unroutable::Ambiguous),
+            "{path}: {:?}",
+            pick(&c, "storage.local", path)
         );
     }
     // Parameters in a key do not move the request.
