@@ -5,8 +5,11 @@
 //! first (one yield), then writes its record together with every record they
 //! queued (one `write` per batch); requests arriving while a batch is being
 //! written queue their records and wait for that leader to acknowledge them.
-//! Leaders of different workers take turns on the file. No response
-//! completes before its record is written, and no record is ever dropped.
+//! Leaders of different workers take turns on the file. A leader that has
+//! written several batches hands the lead to a waiting request; one that
+//! goes away (its client closed) before it ran passes the lead on. No
+//! response completes before its record is written, and no record is ever
+//! dropped.
 //!
 //! Why in the request path and not on a thread of its own: at tens of
 //! thousands of requests per second, handing every record to a writer thread
@@ -364,8 +367,11 @@ impl Drop for Commit {
                 self.inner
                     .lead(self.share, vec![Entry { record, slot: None }]);
             }
-            // Queued records are written by their leader.
-            CommitState::Queued(_) | CommitState::Done => {}
+            // Queued records are written by their leader; but this request
+            // may have been woken to lead (see `Inner::lead`) and gone
+            // before it ran: then nobody leads, and it passes the lead on.
+            CommitState::Queued(slot) => self.inner.pass_lead(self.share, &slot),
+            CommitState::Done => {}
         }
     }
 }
@@ -460,6 +466,32 @@ impl Inner {
             writer.write_batch(&mut batch, &self.healthy);
             rounds += 1;
         }
+    }
+
+    /// Called by a waiting request that goes away: if it was handed the
+    /// lead (nobody leads, records are pending), wakes the next waiting
+    /// request to lead instead, or, with none left, writes the queue now
+    /// (its own record among it), as a leader dropped mid-lead does.
+    fn pass_lead(&self, share: usize, gone: &Arc<Slot>) {
+        let mut q = lock(self.queues.get(share));
+        if q.leading || q.pending.is_empty() {
+            return;
+        }
+        let next = q
+            .pending
+            .iter()
+            .filter_map(|e| e.slot.as_ref())
+            .filter(|s| !Arc::ptr_eq(s, gone))
+            .find_map(|s| s.take_waker());
+        if let Some(w) = next {
+            drop(q);
+            w.wake();
+            return;
+        }
+        q.leading = true;
+        let batch = q.take(self.batch);
+        drop(q);
+        self.lead(share, batch);
     }
 
     /// Writes whatever is queued and has no leader (at exit).
@@ -747,6 +779,102 @@ mod tests {
         assert_eq!(ids, [0, 1, 4, 2, 3, 5, 6]);
         let summary = crate::audit::verify(&[path], &crate::audit::Expect::default()).unwrap();
         assert_eq!(summary.records, 7);
+    }
+
+    fn ids(path: &Path) -> Vec<u64> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let id = crate::audit::unseal(l.as_bytes())
+                    .unwrap()
+                    .record
+                    .request_id;
+                u64::from_str_radix(&id, 16).unwrap()
+            })
+            .collect()
+    }
+
+    /// Queues `n` records from as many spawned requests, behind a busy
+    /// leader, then lets a request (record 100) lead: it writes the oldest
+    /// queued record with its own, `LEAD_ROUNDS - 1` more batches of one,
+    /// then hands the lead to the oldest waiter, record `LEAD_ROUNDS`.
+    /// `detached` records queue after the waiters'.
+    async fn hand_off(
+        sink: &AuditSink,
+        n: u64,
+        detached: &[u64],
+    ) -> Vec<tokio::task::JoinHandle<bool>> {
+        lock(sink.inner.queues.mine()).leading = true;
+        let waiters: Vec<_> = (0..n)
+            .map(|i| {
+                let sink = sink.clone();
+                tokio::spawn(async move { sink.write(record(i)).await })
+            })
+            .collect();
+        while lock(sink.inner.queues.mine()).pending.len() < waiters.len() {
+            tokio::task::yield_now().await;
+        }
+        for &i in detached {
+            sink.write_detached(record(i));
+        }
+        lock(sink.inner.queues.mine()).leading = false;
+        assert!(sink.write(record(100)).await);
+        let q = lock(sink.inner.queues.mine());
+        assert!(!q.leading, "the lead was handed over");
+        assert_eq!(
+            q.pending.len(),
+            waiters.len() + detached.len() - LEAD_ROUNDS
+        );
+        drop(q);
+        waiters
+    }
+
+    /// The request woken to lead has gone (its client closed) before it
+    /// ran: the requests queued behind it still complete, with no further
+    /// record on this worker to start a new leader. Paused time: a stall
+    /// lets the clock run to the timeout at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_waiter_woken_to_lead_passes_the_lead_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let (sink, writer) = AuditSink::start(&path, 1, Arc::new(Metrics::new())).unwrap();
+        let n = LEAD_ROUNDS as u64 + 4;
+        let mut waiters = hand_off(&sink, n, &[]).await;
+        let designated = waiters.remove(LEAD_ROUNDS);
+        designated.abort();
+        assert!(designated.await.unwrap_err().is_cancelled());
+        for (i, w) in (0..n).filter(|&i| i != LEAD_ROUNDS as u64).zip(waiters) {
+            let done = tokio::time::timeout(std::time::Duration::from_secs(3600), w).await;
+            assert!(
+                done.unwrap_or_else(|_| panic!("request {i} stalled"))
+                    .unwrap()
+            );
+        }
+        let mut want: Vec<u64> = vec![0, 100];
+        want.extend(1..n);
+        assert_eq!(ids(&path), want, "every record, the dropped one's too");
+        writer.join();
+        assert_eq!(verify(&[path]).records, n + 1);
+    }
+
+    /// The same, with nobody waiting behind the dropped request (only a
+    /// detached record): it writes what is queued itself as it goes.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_waiter_woken_to_lead_with_nobody_behind_writes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let (sink, writer) = AuditSink::start(&path, 1, Arc::new(Metrics::new())).unwrap();
+        let n = LEAD_ROUNDS as u64 + 1;
+        let mut waiters = hand_off(&sink, n, &[n]).await;
+        let designated = waiters.remove(LEAD_ROUNDS);
+        designated.abort();
+        assert!(designated.await.unwrap_err().is_cancelled());
+        let mut want: Vec<u64> = vec![0, 100];
+        want.extend(1..=n);
+        assert_eq!(ids(&path), want, "written before any further record");
+        writer.join();
+        assert_eq!(verify(&[path]).records, n + 2);
     }
 
     fn verify(paths: &[PathBuf]) -> crate::audit::Summary {
