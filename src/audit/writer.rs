@@ -9,11 +9,10 @@
 //! queue` records wait on one worker: a request that finds the queue full
 //! does not queue but writes the waiting records and its own, waiting for
 //! the file (backpressure), so memory stays bounded without dropping a
-//! record. A leader that has
-//! written several batches hands the lead to a waiting request; one that
-//! goes away (its client closed) before it ran passes the lead on. No
-//! response completes before its record is written, and no record is ever
-//! dropped.
+//! record. A leader that has written several batches hands the lead to a
+//! waiting request; one that goes away (its client closed) before it ran
+//! passes the lead on. No response completes before its record is written,
+//! and no record is ever dropped.
 //!
 //! Why in the request path and not on a thread of its own: at tens of
 //! thousands of requests per second, handing every record to a writer thread
