@@ -25,6 +25,7 @@ pub mod checkpoint;
 pub mod export;
 pub mod fields;
 pub mod operated;
+pub mod progress;
 pub mod record;
 mod report;
 pub mod rotate;

@@ -168,6 +168,8 @@ pub fn records<'a>(paths: &'a [PathBuf], expect: &'a Expect) -> VerifiedRecords<
         buf: Vec::new(),
         summary: Summary::default(),
         done: false,
+        watcher: super::progress::watcher(),
+        unreported: (0, 0),
     }
 }
 
@@ -184,6 +186,10 @@ pub struct VerifiedRecords<'a> {
     buf: Vec<u8>,
     summary: Summary,
     done: bool,
+    /// Told how far reading has got (see [`super::progress`]).
+    watcher: Option<&'static dyn super::progress::Watcher>,
+    /// Bytes read and records verified since the watcher was last told.
+    unreported: (u64, u64),
 }
 
 impl VerifiedRecords<'_> {
@@ -207,11 +213,12 @@ impl VerifiedRecords<'_> {
             }
             let reader = self.reader.as_mut().expect("opened above");
             match read_line(reader, &mut self.buf) {
-                Ok(true) => {
+                Ok(0) => self.reader = None,
+                Ok(n) => {
                     self.line += 1;
+                    self.unreported.0 += n as u64;
                     return Some(self.check());
                 }
-                Ok(false) => self.reader = None,
                 Err(source) => return Some(Err(read_failure(self.path(), source))),
             }
         }
@@ -283,6 +290,18 @@ impl Iterator for VerifiedRecords<'_> {
             None => self.finish().map(Err),
         };
         self.done = !matches!(item, Some(Ok(_)));
+        if let Some(watcher) = self.watcher {
+            if matches!(item, Some(Ok(_))) {
+                self.unreported.1 += 1;
+            }
+            if self.done || self.unreported.1 >= super::progress::EVERY {
+                let (bytes, records) = std::mem::take(&mut self.unreported);
+                watcher.advance(bytes, records);
+            }
+            if self.done {
+                watcher.ended(item.is_some());
+            }
+        }
         item
     }
 }
@@ -296,19 +315,18 @@ fn read_failure(path: &Path, source: io::Error) -> Failure {
     }
 }
 
-/// Reads one line into `buf`, without its `\n`; `false` at the end of the
-/// file. Reads at most `MAX_LINE + 1` bytes, so an overlong line comes back
-/// cut (and fails to unseal as too long) instead of filling memory.
-fn read_line(reader: &mut BufReader<File>, buf: &mut Vec<u8>) -> io::Result<bool> {
+/// Reads one line into `buf`, without its `\n`; returns the bytes read
+/// (`\n` included), 0 at the end of the file. Reads at most `MAX_LINE + 1`
+/// bytes, so an overlong line comes back cut (and fails to unseal as too
+/// long) instead of filling memory.
+fn read_line(reader: &mut BufReader<File>, buf: &mut Vec<u8>) -> io::Result<usize> {
     buf.clear();
     let limit = MAX_LINE as u64 + 1;
-    if reader.by_ref().take(limit).read_until(b'\n', buf)? == 0 {
-        return Ok(false);
-    }
+    let n = reader.by_ref().take(limit).read_until(b'\n', buf)?;
     if buf.last() == Some(&b'\n') {
         buf.pop();
     }
-    Ok(true)
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -5,8 +5,14 @@
 //! first (one yield), then writes its record together with every record they
 //! queued (one `write` per batch); requests arriving while a batch is being
 //! written queue their records and wait for that leader to acknowledge them.
-//! Leaders of different workers take turns on the file. No response
-//! completes before its record is written, and no record is ever dropped.
+//! Leaders of different workers take turns on the file. At most `[audit]
+//! queue` records wait on one worker: a request that finds the queue full
+//! does not queue but writes the waiting records and its own, waiting for
+//! the file (backpressure), so memory stays bounded without dropping a
+//! record. A leader that has written several batches hands the lead to a
+//! waiting request; one that goes away (its client closed) before it ran
+//! passes the lead on. No response completes before its record is written,
+//! and no record is ever dropped.
 //!
 //! Why in the request path and not on a thread of its own: at tens of
 //! thousands of requests per second, handing every record to a writer thread
@@ -99,7 +105,11 @@ struct Inner {
     healthy: AtomicBool,
     /// The export spool is full and `[audit.export] on_error` is fail-closed.
     spool_full: AtomicBool,
-    /// Most records in one write.
+    /// Most records waiting in one worker's queue: a request that finds it
+    /// full writes instead of queueing (memory stays bounded, no record is
+    /// dropped; see [`Commit`]).
+    queue: usize,
+    /// Most records in one write: `queue` (less in tests).
     batch: usize,
 }
 
@@ -161,18 +171,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AuditSink {
-    /// Opens (or creates) `path` and resumes the chain from its last record;
-    /// at most `batch` records go into one write.
+    /// Opens (or creates) `path` and resumes the chain from its last record.
+    /// At most `queue` records wait on one worker thread, and go into one
+    /// write; a request that finds its worker's queue full writes instead
+    /// (see [`Commit`]).
     ///
     /// # Errors
     /// [`AuditError`] if the file cannot be created or its last record does
     /// not verify (the chain could not be continued honestly).
     pub fn start(
         path: &Path,
-        batch: usize,
+        queue: usize,
         metrics: Arc<Metrics>,
     ) -> Result<(Self, AuditWriter), AuditError> {
-        Self::start_keeping(path, batch, metrics, Keeper::default())
+        Self::start_keeping(path, queue, metrics, Keeper::default())
     }
 
     /// [`AuditSink::start`], with segments kept by `keeper`: signed
@@ -183,6 +195,19 @@ impl AuditSink {
     /// As [`AuditSink::start`].
     pub fn start_keeping(
         path: &Path,
+        queue: usize,
+        metrics: Arc<Metrics>,
+        keeper: Keeper,
+    ) -> Result<(Self, AuditWriter), AuditError> {
+        Self::start_batched(path, queue, queue, metrics, keeper)
+    }
+
+    /// [`AuditSink::start_keeping`], with at most `batch` records (no more
+    /// than `queue`) in one write: tests write smaller batches than their
+    /// queue holds.
+    fn start_batched(
+        path: &Path,
+        queue: usize,
         batch: usize,
         metrics: Arc<Metrics>,
         mut keeper: Keeper,
@@ -209,7 +234,8 @@ impl AuditSink {
             }),
             healthy: AtomicBool::new(true),
             spool_full: AtomicBool::new(false),
-            batch: batch.max(1),
+            queue: queue.max(1),
+            batch: batch.clamp(1, queue.max(1)),
         });
         let timer = if timed {
             let (stop, stopped) = std::sync::mpsc::channel();
@@ -261,8 +287,13 @@ impl AuditSink {
         };
         let share = worker_slot();
         let mut q = lock(self.inner.queues.get(share));
-        if q.leading {
+        if q.leading && q.pending.len() < self.inner.queue {
             q.pending.push(entry);
+            return;
+        }
+        if q.leading {
+            drop(q);
+            self.inner.write_through(share, entry);
             return;
         }
         q.leading = true;
@@ -334,7 +365,9 @@ fn open_resumed(path: &Path) -> Result<(File, u64, Option<Chain>), AuditError> {
     Ok((file, len, chain))
 }
 
-/// The future of one record's write.
+/// The future of one record's write. It queues the record behind its
+/// worker's leader, or leads; if the queue already holds `[audit] queue`
+/// records, it writes them and its own at once, waiting for the file.
 pub struct Commit {
     inner: Arc<Inner>,
     /// The queue this record goes through (the writing thread's).
@@ -364,8 +397,11 @@ impl Drop for Commit {
                 self.inner
                     .lead(self.share, vec![Entry { record, slot: None }]);
             }
-            // Queued records are written by their leader.
-            CommitState::Queued(_) | CommitState::Done => {}
+            // Queued records are written by their leader; but this request
+            // may have been woken to lead (see `Inner::lead`) and gone
+            // before it ran: then nobody leads, and it passes the lead on.
+            CommitState::Queued(slot) => self.inner.pass_lead(self.share, &slot),
+            CommitState::Done => {}
         }
     }
 }
@@ -379,6 +415,11 @@ impl Future for Commit {
             match std::mem::replace(&mut this.state, CommitState::Done) {
                 CommitState::Start(record) => {
                     let mut q = lock(this.inner.queues.get(this.share));
+                    if q.leading && q.pending.len() >= this.inner.queue {
+                        drop(q);
+                        let entry = Entry { record, slot: None };
+                        return Poll::Ready(this.inner.write_through(this.share, entry));
+                    }
                     if q.leading {
                         let slot = Arc::new(Slot::default());
                         let _ = slot.poll(cx.waker());
@@ -460,6 +501,47 @@ impl Inner {
             writer.write_batch(&mut batch, &self.healthy);
             rounds += 1;
         }
+    }
+
+    /// Writes `entry` after the records waiting in the queue of `share`,
+    /// which is full: waits for the file as leaders of other workers do
+    /// (backpressure: a disk slower than the traffic slows requests down,
+    /// it never grows the queue nor loses a record). The queue's leader,
+    /// if it is still leading, writes what comes after. Returns whether
+    /// `entry` was written.
+    fn write_through(&self, share: usize, entry: Entry) -> bool {
+        let mut writer = lock(&self.writer);
+        let mut q = lock(self.queues.get(share));
+        let mut batch = q.take(self.queue);
+        drop(q);
+        batch.push(entry);
+        writer.write_batch(&mut batch, &self.healthy)
+    }
+
+    /// Called by a waiting request that goes away: if it was handed the
+    /// lead (nobody leads, records are pending), wakes the next waiting
+    /// request to lead instead, or, with none left, writes the queue now
+    /// (its own record among it), as a leader dropped mid-lead does.
+    fn pass_lead(&self, share: usize, gone: &Arc<Slot>) {
+        let mut q = lock(self.queues.get(share));
+        if q.leading || q.pending.is_empty() {
+            return;
+        }
+        let next = q
+            .pending
+            .iter()
+            .filter_map(|e| e.slot.as_ref())
+            .filter(|s| !Arc::ptr_eq(s, gone))
+            .find_map(|s| s.take_waker());
+        if let Some(w) = next {
+            drop(q);
+            w.wake();
+            return;
+        }
+        q.leading = true;
+        let batch = q.take(self.batch);
+        drop(q);
+        self.lead(share, batch);
     }
 
     /// Writes whatever is queued and has no leader (at exit).
@@ -695,7 +777,9 @@ mod tests {
     fn queued_records_are_written_by_the_leader_and_woken() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.jsonl");
-        let (sink, writer) = AuditSink::start(&path, 2, Arc::new(Metrics::new())).unwrap();
+        let (sink, writer) =
+            AuditSink::start_batched(&path, 8, 2, Arc::new(Metrics::new()), Keeper::default())
+                .unwrap();
         let woken = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(woken.clone());
         let mut cx = Context::from_waker(&waker);
@@ -747,6 +831,174 @@ mod tests {
         assert_eq!(ids, [0, 1, 4, 2, 3, 5, 6]);
         let summary = crate::audit::verify(&[path], &crate::audit::Expect::default()).unwrap();
         assert_eq!(summary.records, 7);
+    }
+
+    fn ids(path: &Path) -> Vec<u64> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let id = crate::audit::unseal(l.as_bytes())
+                    .unwrap()
+                    .record
+                    .request_id;
+                u64::from_str_radix(&id, 16).unwrap()
+            })
+            .collect()
+    }
+
+    /// Queues `n` records from as many spawned requests, behind a busy
+    /// leader, then lets a request (record 100) lead: it writes the oldest
+    /// queued record with its own, `LEAD_ROUNDS - 1` more batches of one,
+    /// then hands the lead to the oldest waiter, record `LEAD_ROUNDS`.
+    /// `detached` records queue after the waiters'.
+    async fn hand_off(
+        sink: &AuditSink,
+        n: u64,
+        detached: &[u64],
+    ) -> Vec<tokio::task::JoinHandle<bool>> {
+        lock(sink.inner.queues.mine()).leading = true;
+        let waiters: Vec<_> = (0..n)
+            .map(|i| {
+                let sink = sink.clone();
+                tokio::spawn(async move { sink.write(record(i)).await })
+            })
+            .collect();
+        while lock(sink.inner.queues.mine()).pending.len() < waiters.len() {
+            tokio::task::yield_now().await;
+        }
+        for &i in detached {
+            sink.write_detached(record(i));
+        }
+        lock(sink.inner.queues.mine()).leading = false;
+        assert!(sink.write(record(100)).await);
+        let q = lock(sink.inner.queues.mine());
+        assert!(!q.leading, "the lead was handed over");
+        assert_eq!(
+            q.pending.len(),
+            waiters.len() + detached.len() - LEAD_ROUNDS
+        );
+        drop(q);
+        waiters
+    }
+
+    /// The request woken to lead has gone (its client closed) before it
+    /// ran: the requests queued behind it still complete, with no further
+    /// record on this worker to start a new leader. Paused time: a stall
+    /// lets the clock run to the timeout at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_waiter_woken_to_lead_passes_the_lead_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let (sink, writer) =
+            AuditSink::start_batched(&path, 64, 1, Arc::new(Metrics::new()), Keeper::default())
+                .unwrap();
+        let n = LEAD_ROUNDS as u64 + 4;
+        let mut waiters = hand_off(&sink, n, &[]).await;
+        let designated = waiters.remove(LEAD_ROUNDS);
+        designated.abort();
+        assert!(designated.await.unwrap_err().is_cancelled());
+        for (i, w) in (0..n).filter(|&i| i != LEAD_ROUNDS as u64).zip(waiters) {
+            let done = tokio::time::timeout(std::time::Duration::from_secs(3600), w).await;
+            assert!(
+                done.unwrap_or_else(|_| panic!("request {i} stalled"))
+                    .unwrap()
+            );
+        }
+        let mut want: Vec<u64> = vec![0, 100];
+        want.extend(1..n);
+        assert_eq!(ids(&path), want, "every record, the dropped one's too");
+        writer.join();
+        assert_eq!(verify(&[path]).records, n + 1);
+    }
+
+    /// The same, with nobody waiting behind the dropped request (only a
+    /// detached record): it writes what is queued itself as it goes.
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_waiter_woken_to_lead_with_nobody_behind_writes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let (sink, writer) =
+            AuditSink::start_batched(&path, 64, 1, Arc::new(Metrics::new()), Keeper::default())
+                .unwrap();
+        let n = LEAD_ROUNDS as u64 + 1;
+        let mut waiters = hand_off(&sink, n, &[n]).await;
+        let designated = waiters.remove(LEAD_ROUNDS);
+        designated.abort();
+        assert!(designated.await.unwrap_err().is_cancelled());
+        let mut want: Vec<u64> = vec![0, 100];
+        want.extend(1..=n);
+        assert_eq!(ids(&path), want, "written before any further record");
+        writer.join();
+        assert_eq!(verify(&[path]).records, n + 2);
+    }
+
+    /// `[audit] queue` bounds the records waiting on a worker: behind a
+    /// leader that does not get to write (a stalled disk), a request that
+    /// finds the queue full does not queue but writes the waiting records
+    /// and its own, in order, waiting for the file meanwhile.
+    #[test]
+    fn a_full_queue_makes_the_next_request_write_instead_of_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let (sink, writer) = AuditSink::start(&path, 2, Arc::new(Metrics::new())).unwrap();
+        let woken = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let pending = || lock(sink.inner.queues.mine()).pending.len();
+        lock(sink.inner.queues.mine()).leading = true;
+        let mut waiting: Vec<Commit> = (0..2).map(|n| sink.write(record(n))).collect();
+        for c in &mut waiting {
+            assert!(Pin::new(c).poll(&mut cx).is_pending());
+        }
+        assert_eq!(pending(), 2);
+        // A detached record finds the queue full.
+        sink.write_detached(record(2));
+        assert_eq!(pending(), 0);
+        assert_eq!(ids(&path), [0, 1, 2]);
+        assert_eq!(woken.0.load(Ordering::SeqCst), 2, "the waiters are woken");
+        for c in &mut waiting {
+            assert_eq!(Pin::new(c).poll(&mut cx), Poll::Ready(true));
+        }
+        // So does a request, on its first poll.
+        sink.write_detached(record(3));
+        let mut queued = sink.write(record(4));
+        assert!(Pin::new(&mut queued).poll(&mut cx).is_pending());
+        let mut full = sink.write(record(5));
+        assert_eq!(Pin::new(&mut full).poll(&mut cx), Poll::Ready(true));
+        assert_eq!(Pin::new(&mut queued).poll(&mut cx), Poll::Ready(true));
+        assert_eq!(ids(&path), [0, 1, 2, 3, 4, 5]);
+        // While another worker's leader holds the file, it waits for it.
+        let file = lock(&sink.inner.writer);
+        let share = worker_slot();
+        let through = {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let entry = |n| Entry {
+                    record: Box::new(record(n)),
+                    slot: None,
+                };
+                for n in 6..8 {
+                    lock(sink.inner.queues.get(share)).pending.push(entry(n));
+                }
+                sink.inner.write_through(share, entry(8))
+            })
+        };
+        while lock(sink.inner.queues.get(share)).pending.len() < 2 {
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            ids(&path).len(),
+            6,
+            "nothing written while the file is held"
+        );
+        drop(file);
+        assert!(through.join().unwrap());
+        assert_eq!(pending(), 0);
+        lock(sink.inner.queues.mine()).leading = false;
+        writer.join();
+        assert_eq!(ids(&path), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(verify(&[path]).records, 9);
     }
 
     fn verify(paths: &[PathBuf]) -> crate::audit::Summary {

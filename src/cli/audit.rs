@@ -54,13 +54,14 @@ pub fn verify(
         .map(|k| VerifierKey::load(k))
         .collect::<Result<Vec<_>, _>>()?;
     let key = (!keys.is_empty()).then_some(keys.as_slice());
+    let progress = super::progress::Progress::show(paths);
     if let Some(s3) = s3_chains(paths, expect, config)? {
         let mut code = ExitCode::SUCCESS;
         for (name, files) in &s3.chains {
             match verify_chain(files, expect, key)? {
-                Ok(line) => println!("{name}: {}", s3.named(&line)),
+                Ok(line) => progress.suspend(|| println!("{name}: {}", s3.named(&line))),
                 Err(line) => {
-                    eprintln!("{name}: {}", s3.named(&line));
+                    progress.suspend(|| eprintln!("{name}: {}", s3.named(&line)));
                     code = ExitCode::FAILURE;
                 }
             }
@@ -68,7 +69,9 @@ pub fn verify(
         return Ok(code);
     }
     let Some(groups) = chains(paths, expect)? else {
-        return Ok(match verify_chain(paths, expect, key)? {
+        let result = verify_chain(paths, expect, key)?;
+        drop(progress);
+        return Ok(match result {
             Ok(line) => {
                 println!("{line}");
                 ExitCode::SUCCESS
@@ -82,9 +85,9 @@ pub fn verify(
     let mut code = ExitCode::SUCCESS;
     for (name, files) in &groups {
         match verify_chain(files, expect, key)? {
-            Ok(line) => println!("{name}: {line}"),
+            Ok(line) => progress.suspend(|| println!("{name}: {line}")),
             Err(line) => {
-                eprintln!("{name}: {line}");
+                progress.suspend(|| eprintln!("{name}: {line}"));
                 code = ExitCode::FAILURE;
             }
         }

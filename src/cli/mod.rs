@@ -3,6 +3,7 @@
 mod audit;
 mod check;
 mod lookup;
+mod progress;
 mod run;
 mod transfers;
 mod upstreams;

@@ -32,6 +32,7 @@ pub fn transfers(
     config: &Path,
 ) -> anyhow::Result<ExitCode> {
     let mut failure: Option<Failure> = None;
+    let progress = super::progress::Progress::show(paths);
     let s3 = super::audit::s3_chains(paths, expect, config)?;
     let groups = match &s3 {
         Some(s3) => Some(s3.chains.clone()),
@@ -66,6 +67,7 @@ pub fn transfers(
             }
         }
     };
+    drop(progress);
     if let Some(failure) = failure {
         return report(failure);
     }

@@ -66,7 +66,8 @@ pub struct AuditSpec {
     pub object_key: crate::audit::ObjectKeyMode,
     /// Refuse requests (503) while the trail cannot be written.
     pub fail_closed: bool,
-    /// Queue capacity, in records.
+    /// Most records waiting to be written on one worker thread (and so in
+    /// one write); a request finding the queue full writes them itself.
     pub queue: usize,
     /// Refusals by the HTTP layer recorded one by one per
     /// `protocol_error_window`; the rest are counted and summarised.

@@ -57,7 +57,7 @@ pub struct RawAudit {
     /// What to do when the audit file cannot be written.
     #[serde(default)]
     pub on_error: RawOnError,
-    /// Records waiting for the writer before requests wait for a slot.
+    /// Most records waiting to be written on one worker thread.
     #[serde(default = "default_audit_queue")]
     pub queue: Spanned<u64>,
     /// Protocol-error refusals recorded one by one per window.

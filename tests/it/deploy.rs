@@ -637,3 +637,71 @@ fn logrotate_reopens_with_sigusr1_and_systemd_passes_the_key_as_a_credential() {
         );
     }
 }
+
+/// The geomap panel draws blocked and flagged transfers by country without
+/// fetching map tiles: its base layer is Grafana's own country outlines,
+/// each data layer places a query's `country` label (an ISO code) with
+/// Grafana's built-in gazetteer, and nothing in it names an external URL.
+/// (Its queries are checked against a live scrape with the others, in
+/// `dashboard_and_alerts_query_only_what_the_proxy_exports`.)
+#[test]
+fn dashboard_map_places_countries_by_iso_code_and_fetches_no_tiles() {
+    let dash = dashboard();
+    let maps: Vec<&serde_json::Value> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "geomap")
+        .collect();
+    assert_eq!(maps.len(), 1, "one geomap panel");
+    let map = maps[0];
+    assert!(
+        !map.to_string().contains("http"),
+        "no external URL in the map panel: {map}"
+    );
+    let base = &map["options"]["basemap"];
+    assert_eq!(base["type"], "geojson", "a vector base layer, not tiles");
+    assert!(
+        base["config"]["src"]
+            .as_str()
+            .unwrap()
+            .starts_with("public/maps/"),
+        "served by Grafana itself: {base}"
+    );
+    let mut drawn = BTreeSet::new();
+    for layer in map["options"]["layers"].as_array().unwrap() {
+        assert_eq!(layer["type"], "markers");
+        let location = &layer["location"];
+        assert_eq!(location["mode"], "lookup");
+        assert_eq!(location["lookup"], "country");
+        assert_eq!(location["gazetteer"], "public/gazetteer/countries.json");
+        assert_eq!(layer["filterData"]["id"], "byRefId");
+        let ref_id = layer["filterData"]["options"].as_str().unwrap();
+        let target = map["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["refId"] == ref_id)
+            .unwrap_or_else(|| panic!("layer {} draws no query", layer["name"]));
+        assert_eq!(target["format"], "table");
+        assert_eq!(target["instant"], true);
+        let expr = target["expr"].as_str().unwrap();
+        assert!(expr.starts_with("sum by (country) ("), "{expr}");
+        // Grafana names the value of each of several table queries so.
+        assert_eq!(
+            layer["config"]["style"]["size"]["field"],
+            format!("Value #{ref_id}").as_str()
+        );
+        drawn.extend(promql_refs(expr).metrics);
+    }
+    assert_eq!(
+        drawn,
+        BTreeSet::from(
+            [
+                "residency_blocked_transfers_total",
+                "residency_flagged_transfers_total"
+            ]
+            .map(str::to_owned)
+        )
+    );
+}

@@ -575,3 +575,37 @@ async fn a_second_proxy_on_the_same_audit_file_is_refused() {
     wait_records(&first, 1).await;
     assert_audit_verifies(&[&first.audit_path()]);
 }
+
+/// `[audit] queue = 1`: nearly every request finds its worker's queue full
+/// and writes the waiting records itself (backpressure): every request is
+/// still served and traced once, and the chain verifies.
+#[tokio::test]
+async fn a_queue_of_one_record_still_traces_every_concurrent_request() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let audit_section = format!("[audit]\npath = \"{}\"\nqueue = 1\n", audit.display());
+    let proxy = Proxy::start(&config(&geo, &origin, "", "", &audit_section));
+    let addr = proxy.addr();
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let ip = [ips::FR, ips::US, ips::DE][i % 3];
+            tokio::spawn(async move {
+                Client::bound_to(ip)
+                    .get(addr, &format!("/b/{i}"), &[])
+                    .await
+                    .status
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 200);
+    assert_eq!(statuses.iter().filter(|s| **s == 451).count(), 100);
+    let stdout = assert_audit_verifies(&[&audit]);
+    assert!(stdout.starts_with("ok: 300 records in 1 file,"), "{stdout}");
+}

@@ -31,6 +31,7 @@ mod operations;
 mod operator;
 mod operator_values;
 mod policy_engine;
+mod progress;
 mod refusals;
 mod starvation;
 mod streaming;
