@@ -308,3 +308,6 @@ impl Config {
 
 #[cfg(test)]
 mod tests_bounds;
+
+#[cfg(test)]
+mod tests_reported_once;
