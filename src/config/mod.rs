@@ -22,7 +22,7 @@ use crate::policy::{NetworkTable, Policy};
 pub const DEFAULT_PATH: &str = "config/residency-proxy.toml";
 
 /// A validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Where it was read from.
     pub path: PathBuf,
@@ -52,7 +52,7 @@ pub struct Config {
 }
 
 /// `[audit]`, typed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSpec {
     /// Whether the trail is written at all.
     pub enabled: bool,
@@ -130,7 +130,7 @@ impl ObjectLockMode {
 }
 
 /// `[server]`, typed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
     /// Plain HTTP listen addresses.
     pub listen: Vec<SocketAddr>,
@@ -194,7 +194,7 @@ pub struct ResolverSpec {
 }
 
 /// A policy with the text it was compiled from, for `check`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySpec {
     /// The compiled rules.
     pub policy: Policy,
@@ -209,7 +209,7 @@ pub struct PolicySpec {
 }
 
 /// One `[[route]]`, typed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSpec {
     /// Unique name.
     pub name: String,
