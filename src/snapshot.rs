@@ -92,6 +92,43 @@ pub enum SnapshotError {
         #[source]
         source: TlsError,
     },
+    /// Several of the above, each on its own line with its causes.
+    #[error("{}", .0.iter().map(SnapshotError::with_causes).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<SnapshotError>),
+}
+
+impl SnapshotError {
+    /// One error for `errors` (at least one): itself when alone.
+    fn all(mut errors: Vec<Self>) -> Self {
+        if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            Self::Several(errors)
+        }
+    }
+
+    /// Each problem, with its causes after `: `, one line each.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            Self::Several(all) => all.iter().map(Self::with_causes).collect(),
+            one => vec![one.with_causes()],
+        }
+    }
+
+    fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            // A message that already quotes its cause does not repeat it.
+            let cause_text = cause.to_string();
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        text
+    }
 }
 
 /// A route with its upstreams.
@@ -127,19 +164,33 @@ impl Snapshot {
     /// # Errors
     /// [`SnapshotError`] naming what could not be loaded.
     pub fn build(config: Config, evidence: &Evidence) -> Result<Self, SnapshotError> {
-        let geo = GeoDb::open(&config.geoip_database)?;
+        // Every part is tried, so that one refusal names every problem (a
+        // missing database and a missing key at once).
+        let mut errors: Vec<SnapshotError> = Vec::new();
+        let mut keep = |e: SnapshotError| errors.push(e);
+        let geo = GeoDb::open(&config.geoip_database)
+            .map_err(|e| keep(e.into()))
+            .ok();
         let operators = config
             .operator_database
             .as_deref()
             .map(OperatorDb::open)
-            .transpose()?;
-        let resolver = Resolver::new(&config.resolver)?;
+            .transpose()
+            .map_err(|e| keep(e.into()))
+            .ok()
+            .flatten();
+        let resolver = Resolver::new(&config.resolver)
+            .map_err(|e| keep(e.into()))
+            .ok();
         let tls = config
             .server
             .tls
             .as_ref()
             .map(crate::tls::server_config)
-            .transpose()?;
+            .transpose()
+            .map_err(|e| keep(e.into()))
+            .ok()
+            .flatten();
         let certificates = config
             .server
             .tls
@@ -153,16 +204,28 @@ impl Snapshot {
                 source,
             };
             let tls = if spec.upstreams.iter().any(|u| u.https) {
-                Some(client_config(spec.tls_ca.as_deref()).map_err(tls_err)?)
+                match client_config(spec.tls_ca.as_deref()) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        keep(tls_err(e));
+                        continue;
+                    }
+                }
             } else {
                 None
             };
-            let upstreams = spec
+            let upstreams = match spec
                 .upstreams
                 .iter()
                 .map(|u| Upstream::new(u.clone(), spec.connect_timeout, tls.clone()))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(tls_err)?;
+            {
+                Ok(u) => u,
+                Err(e) => {
+                    keep(tls_err(e));
+                    continue;
+                }
+            };
             routes.push(Route {
                 upstreams,
                 metrics: evidence.metrics.route(&spec.name),
@@ -170,6 +233,9 @@ impl Snapshot {
                 next: AtomicUsize::new(0),
             });
         }
+        let (Some(geo), Some(resolver), true) = (geo, resolver, errors.is_empty()) else {
+            return Err(SnapshotError::all(errors));
+        };
         let policy_version = policy_version(
             &config,
             &DatabaseBuild::of(&geo),

@@ -32,6 +32,7 @@ mod operator;
 mod operator_values;
 mod policy_engine;
 mod refusals;
+mod reload;
 mod starvation;
 mod streaming;
 mod tls_reload;
