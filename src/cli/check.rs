@@ -9,7 +9,7 @@ use crate::config::{Config, PolicySpec, UpstreamHost};
 use crate::geo::eea;
 use crate::snapshot::{Evidence, Snapshot};
 
-pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
+pub fn check(path: &Path, allow_unready_routes: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let keeping = audit_keeping(&config)?;
     let snap = Snapshot::build(config, &Evidence::detached())?;
@@ -19,7 +19,63 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     print!("{}", expiry(&snap, now));
-    Ok(ExitCode::SUCCESS)
+    let unready = unready_routes(&snap)?;
+    if unready.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if allow_unready_routes {
+        for line in &unready {
+            println!("WARNING: {line}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    anyhow::bail!(
+        "{}\n(pass --allow-unready-routes to accept such a route)",
+        unready.join("\n")
+    )
+}
+
+/// One line per route with no upstream address it may dial, resolved and
+/// judged now as `/readyz` does.
+fn unready_routes(snap: &Snapshot) -> anyhow::Result<Vec<String>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let routes = runtime.block_on(crate::upstream::preflight::preflight(snap));
+    Ok(routes
+        .iter()
+        .filter(|r| !r.ready)
+        .map(|r| {
+            let why: Vec<String> = r
+                .upstreams
+                .iter()
+                .map(|u| match &u.error {
+                    Some(e) => format!("{}: {e}", u.url),
+                    None if u.addresses.is_empty() => format!("{}: no address", u.url),
+                    None => {
+                        let each: Vec<String> = u
+                            .addresses
+                            .iter()
+                            .map(|a| {
+                                format!(
+                                    "{} {} {}",
+                                    a.address,
+                                    a.country,
+                                    a.reason.unwrap_or(a.rule)
+                                )
+                            })
+                            .collect();
+                        format!("{}: {}", u.url, each.join(", "))
+                    }
+                })
+                .collect();
+            format!(
+                "route {} has no upstream address its policy allows: {}",
+                r.route,
+                why.join("; ")
+            )
+        })
+        .collect())
 }
 
 /// A certificate expiring within this many days is warned about.

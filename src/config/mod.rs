@@ -232,6 +232,9 @@ pub struct RouteSpec {
     pub policy: PolicySpec,
     /// S3 buckets served (path-style or virtual-hosted); empty: any.
     pub buckets: Vec<String>,
+    /// `required`: `/readyz` is 503 while this route has no upstream
+    /// address it may dial (else only when no route has one).
+    pub required: bool,
 }
 
 /// A `hosts` entry: an exact name, or `*.suffix` for virtual-hosted buckets.

@@ -692,6 +692,7 @@ fn compile_route(
             .map(|c| PathBuf::from(c.get_ref())),
         policy,
         buckets,
+        required: r.required,
     })
 }
 

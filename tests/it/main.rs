@@ -31,6 +31,7 @@ mod operations;
 mod operator;
 mod operator_values;
 mod policy_engine;
+mod readiness;
 mod refusals;
 mod reload;
 mod starvation;
