@@ -19,7 +19,10 @@ pub fn check(path: &Path, allow_unready_routes: bool) -> anyhow::Result<ExitCode
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     print!("{}", expiry(&snap, now));
-    let unready = unready_routes(&snap)?;
+    let (unready, unresolved) = unready_routes(&snap)?;
+    for line in &unresolved {
+        println!("WARNING: {line}");
+    }
     if unready.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -36,46 +39,48 @@ pub fn check(path: &Path, allow_unready_routes: bool) -> anyhow::Result<ExitCode
 }
 
 /// One line per route with no upstream address it may dial, resolved and
-/// judged now as `/readyz` does.
-fn unready_routes(snap: &Snapshot) -> anyhow::Result<Vec<String>> {
+/// judged now as `/readyz` does: first the routes whose every upstream
+/// resolved and none may be dialled (the policy refuses them: an error),
+/// then those where a name did not resolve here (a warning: `run` starts
+/// and waits for it, and `check` may run where the storage is unknown).
+fn unready_routes(snap: &Snapshot) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let routes = runtime.block_on(crate::upstream::preflight::preflight(snap));
-    Ok(routes
+    let (unresolved, refused): (Vec<_>, Vec<_>) = routes
         .iter()
         .filter(|r| !r.ready)
-        .map(|r| {
-            let why: Vec<String> = r
-                .upstreams
-                .iter()
-                .map(|u| match &u.error {
-                    Some(e) => format!("{}: {e}", u.url),
-                    None if u.addresses.is_empty() => format!("{}: no address", u.url),
-                    None => {
-                        let each: Vec<String> = u
-                            .addresses
-                            .iter()
-                            .map(|a| {
-                                format!(
-                                    "{} {} {}",
-                                    a.address,
-                                    a.country,
-                                    a.reason.unwrap_or(a.rule)
-                                )
-                            })
-                            .collect();
-                        format!("{}: {}", u.url, each.join(", "))
-                    }
-                })
-                .collect();
-            format!(
-                "route {} has no upstream address its policy allows: {}",
-                r.route,
-                why.join("; ")
-            )
-        })
-        .collect())
+        .partition(|r| r.upstreams.iter().any(|u| u.error.is_some()));
+    let line = |r: &&crate::upstream::preflight::RouteReport| {
+        let why: Vec<String> = r
+            .upstreams
+            .iter()
+            .map(|u| match &u.error {
+                Some(e) => format!("{}: {e}", u.url),
+                None if u.addresses.is_empty() => format!("{}: no address", u.url),
+                None => {
+                    let each: Vec<String> = u
+                        .addresses
+                        .iter()
+                        .map(|a| {
+                            format!("{} {} {}", a.address, a.country, a.reason.unwrap_or(a.rule))
+                        })
+                        .collect();
+                    format!("{}: {}", u.url, each.join(", "))
+                }
+            })
+            .collect();
+        format!(
+            "route {} has no upstream address its policy allows: {}",
+            r.route,
+            why.join("; ")
+        )
+    };
+    Ok((
+        refused.iter().map(line).collect(),
+        unresolved.iter().map(line).collect(),
+    ))
 }
 
 /// A certificate expiring within this many days is warned about.

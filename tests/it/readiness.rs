@@ -120,6 +120,27 @@ async fn check_fails_on_a_route_without_an_allowed_upstream_unless_told() {
         stdout.contains(&format!("WARNING: {unready}\n")),
         "{stdout}"
     );
+    // A name that does not resolve where `check` runs: a warning only (the
+    // proxy starts and waits for it).
+    std::fs::write(
+        &path,
+        two_routes(&geo, &origin, "")
+            .replace(
+                &format!("http://{}:9000", ips::ORIGIN_US),
+                "http://storage.invalid:9000",
+            )
+            .replace(
+                "[admin]",
+                "[resolver]\nnameservers = [\"127.0.0.1:9\"]\ntimeout = \"200ms\"\n\n[admin]",
+            ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("WARNING: route us has no upstream address its policy allows: http://storage.invalid:9000: cannot resolve upstream host storage.invalid"),
+        "{stdout}"
+    );
     // In monitor mode any resolved address serves (flagged): not an error.
     std::fs::write(&path, two_routes(&geo, &origin, "mode = \"monitor\"")).unwrap();
     let (code, stdout, stderr) = check(&[]);
