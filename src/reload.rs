@@ -97,8 +97,12 @@ impl StartOnly {
                 secs(a.rotate_every.unwrap_or_default()),
             ),
         ];
+        keys.push((
+            "[audit.export]",
+            if a.export.is_some() { "on" } else { "off" }.to_owned(),
+        ));
         match &a.export {
-            None => keys.push(("[audit.export]", "none".to_owned())),
+            None => {}
             Some(e) => keys.extend([
                 ("[audit.export] endpoint", e.endpoint.url.clone()),
                 ("[audit.export] bucket", e.bucket.clone()),
