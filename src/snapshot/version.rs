@@ -383,4 +383,41 @@ mod tests {
             assert_ne!(policy_version(&config, &build(), Some(&changed)), with);
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Networks written in any order, repeated, or split into halves
+        /// that cover the same addresses give the same version.
+        #[test]
+        fn networks_covering_the_same_addresses_give_the_same_version(
+            nets in proptest::collection::vec((proptest::prelude::any::<u32>(), 8u8..=31), 1..6),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let written: Vec<ipnet::Ipv4Net> = nets
+                .iter()
+                .map(|&(a, p)| ipnet::Ipv4Net::new(a.into(), p).unwrap().trunc())
+                .collect();
+            let list = |nets: &[String]| {
+                nets.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+            };
+            let plain: Vec<String> = written.iter().map(ToString::to_string).collect();
+            let mut split: Vec<String> = written
+                .iter()
+                .flat_map(|n| n.subnets(n.prefix_len() + 1).unwrap().map(|s| s.to_string()))
+                .chain(plain.iter().take(1).cloned())
+                .collect();
+            // A deterministic shuffle from the seed.
+            let mut state = seed;
+            for i in (1..split.len()).rev() {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                split.swap(i, usize::try_from(state >> 33).unwrap_or(0) % (i + 1));
+            }
+            let text = |nets: &[String]| {
+                BASE.replacen("deny_networks = [\"10.9.0.0/16\"]", &format!("deny_networks = [{}]", list(nets)), 1)
+                    .replacen("trusted_proxies = [\"10.1.0.0/16\"]", &format!("trusted_proxies = [{}]", list(nets)), 1)
+            };
+            proptest::prop_assert_eq!(version_of(&text(&plain)), version_of(&text(&split)));
+        }
+    }
 }
