@@ -178,34 +178,7 @@ pub async fn reload(
     fixed: &StartOnly,
     trigger: Trigger,
 ) {
-    let mut problems = Vec::new();
-    let built = match Config::load(path) {
-        Err(ConfigError::Invalid {
-            path,
-            problems: found,
-        }) => {
-            problems.extend(
-                found
-                    .iter()
-                    .map(|p| format!("{}:{}:{}: {}", path.display(), p.line, p.column, p.message)),
-            );
-            None
-        }
-        Err(e @ ConfigError::Read { .. }) => {
-            problems.push(with_causes(&e));
-            None
-        }
-        Ok(config) => {
-            problems.extend(fixed.refused(&StartOnly::of(&config)));
-            match Snapshot::build(config, evidence) {
-                Ok(snap) => Some(snap),
-                Err(e) => {
-                    problems.extend(e.problems());
-                    None
-                }
-            }
-        }
-    };
+    let (built, mut problems) = prepare(path, evidence, fixed);
     let current = shared.load_full();
     let mut reopened_rotated = false;
     if let Some(sink) = &evidence.audit {
@@ -233,8 +206,8 @@ pub async fn reload(
             _ => {}
         }
     }
-    let snap = match built {
-        Some(snap) if problems.is_empty() => snap,
+    match built {
+        Some(snap) if problems.is_empty() => apply(path, shared, &current, snap, trigger).await,
         _ => {
             evidence.metrics.reload(false);
             let audit = if reopened_rotated {
@@ -248,10 +221,40 @@ pub async fn reload(
                 problems = %problems.join("; "),
                 "reload refused; the previous configuration keeps serving{audit}"
             );
-            return;
         }
-    };
-    let before = build_of(&current);
+    }
+}
+
+/// Reads the file and builds its snapshot, collecting every problem: the
+/// file's own (each at its place), the start-only keys it changes, and
+/// what the snapshot could not load.
+fn prepare(path: &Path, evidence: &Evidence, fixed: &StartOnly) -> (Option<Snapshot>, Vec<String>) {
+    match Config::load(path) {
+        Err(ConfigError::Invalid { path, problems }) => (
+            None,
+            problems
+                .iter()
+                .map(|p| format!("{}:{}:{}: {}", path.display(), p.line, p.column, p.message))
+                .collect(),
+        ),
+        Err(e @ ConfigError::Read { .. }) => (None, vec![with_causes(&e)]),
+        Ok(config) => {
+            let mut problems = fixed.refused(&StartOnly::of(&config));
+            match Snapshot::build(config, evidence) {
+                Ok(snap) => (Some(snap), problems),
+                Err(e) => {
+                    problems.extend(e.problems());
+                    (None, problems)
+                }
+            }
+        }
+    }
+}
+
+/// Swaps `snap` in after `current`: the policy change record first (when
+/// the version changed), then the metrics, the log line, the swap.
+async fn apply(path: &Path, shared: &Shared, current: &Snapshot, snap: Snapshot, trigger: Trigger) {
+    let before = build_of(current);
     let after = build_of(&snap);
     let (rules_before, rules_after) = (
         canonical(&current.config, &before.0, before.1.as_ref()),
@@ -260,7 +263,7 @@ pub async fn reload(
     let mut changes = rule_changes(&rules_before, &rules_after);
     let settings = settings_changed(&current.config, &snap.config);
     if snap.policy_version != current.policy_version
-        && let Some(sink) = &evidence.audit
+        && let Some(sink) = &snap.evidence.audit
     {
         let record = AuditRecord::policy_changed(
             crate::proxy::respond::RequestId::next().to_string(),
@@ -288,8 +291,9 @@ pub async fn reload(
         settings_changed = %if settings.is_empty() { "none".to_owned() } else { settings.join(", ") },
         "reloaded"
     );
+    let metrics = snap.evidence.metrics.clone();
     shared.store(Arc::new(snap));
-    evidence.metrics.reload(true);
+    metrics.reload(true);
 }
 
 /// The database builds a snapshot was made with.
