@@ -52,7 +52,7 @@ fn unready_routes(snap: &Snapshot) -> anyhow::Result<(Vec<String>, Vec<String>)>
         .iter()
         .filter(|r| !r.ready)
         .partition(|r| r.upstreams.iter().any(|u| u.error.is_some()));
-    let line = |r: &&crate::upstream::preflight::RouteReport| {
+    let why = |r: &&crate::upstream::preflight::RouteReport| {
         let why: Vec<String> = r
             .upstreams
             .iter()
@@ -71,15 +71,30 @@ fn unready_routes(snap: &Snapshot) -> anyhow::Result<(Vec<String>, Vec<String>)>
                 }
             })
             .collect();
-        format!(
-            "route {} has no upstream address its policy allows: {}",
-            r.route,
-            why.join("; ")
-        )
+        why.join("; ")
     };
     Ok((
-        refused.iter().map(line).collect(),
-        unresolved.iter().map(line).collect(),
+        refused
+            .iter()
+            .map(|r| {
+                format!(
+                    "route {} has no upstream address its policy allows: {}",
+                    r.route,
+                    why(r)
+                )
+            })
+            .collect(),
+        unresolved
+            .iter()
+            .map(|r| {
+                format!(
+                    "route {} has no upstream address that resolves here and its policy allows \
+                     (judged again when it resolves): {}",
+                    r.route,
+                    why(r)
+                )
+            })
+            .collect(),
     ))
 }
 

@@ -138,7 +138,7 @@ async fn check_fails_on_a_route_without_an_allowed_upstream_unless_told() {
     let (code, stdout, stderr) = check(&[]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stdout.contains("WARNING: route us has no upstream address its policy allows: http://storage.invalid:9000: cannot resolve upstream host storage.invalid"),
+        stdout.contains("WARNING: route us has no upstream address that resolves here and its policy allows (judged again when it resolves): http://storage.invalid:9000: cannot resolve upstream host storage.invalid"),
         "{stdout}"
     );
     // In monitor mode any resolved address serves (flagged): not an error.
