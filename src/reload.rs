@@ -240,7 +240,17 @@ fn prepare(path: &Path, evidence: &Evidence, fixed: &StartOnly) -> (Option<Snaps
         Err(e @ ConfigError::Read { .. }) => (None, vec![with_causes(&e)]),
         Ok(config) => {
             let mut problems = fixed.refused(&StartOnly::of(&config));
-            match Snapshot::build(config, evidence) {
+            // Built even when refused already, to name every problem at
+            // once; then against throwaway sinks, so that a refused file's
+            // routes leave no metric series behind.
+            let detached;
+            let sinks = if problems.is_empty() {
+                evidence
+            } else {
+                detached = Evidence::detached();
+                &detached
+            };
+            match Snapshot::build(config, sinks) {
                 Ok(snap) => (Some(snap), problems),
                 Err(e) => {
                     problems.extend(e.problems());

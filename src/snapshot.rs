@@ -198,7 +198,7 @@ impl Snapshot {
             .as_ref()
             .map(crate::tls::expiries)
             .unwrap_or_default();
-        let mut routes = Vec::with_capacity(config.routes.len());
+        let mut pools = Vec::with_capacity(config.routes.len());
         for spec in &config.routes {
             let tls_err = |source| SnapshotError::Tls {
                 route: spec.name.clone(),
@@ -227,16 +227,21 @@ impl Snapshot {
                     continue;
                 }
             };
-            routes.push(Route {
-                upstreams,
-                metrics: evidence.metrics.route(&spec.name),
-                spec: spec.clone(),
-                next: AtomicUsize::new(0),
-            });
+            pools.push((spec, upstreams));
         }
         let (Some(geo), Some(resolver), true) = (geo, resolver, errors.is_empty()) else {
             return Err(SnapshotError::all(errors));
         };
+        // Metric series only for the routes of a snapshot that will serve.
+        let routes = pools
+            .into_iter()
+            .map(|(spec, upstreams)| Route {
+                upstreams,
+                metrics: evidence.metrics.route(&spec.name),
+                spec: spec.clone(),
+                next: AtomicUsize::new(0),
+            })
+            .collect();
         let policy_version = policy_version(
             &config,
             &DatabaseBuild::of(&geo),

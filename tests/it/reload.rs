@@ -334,3 +334,40 @@ async fn a_policy_change_is_logged_and_marked_once_in_the_trail() {
     assert_eq!(records.len(), 4, "{records:#?}");
     assert_eq!(records[3]["decision"], "allowed");
 }
+
+/// A refused file leaves nothing behind: a route it adds gets no metric
+/// series, whether it was refused for a start-only key or a database.
+#[tokio::test]
+async fn a_refused_reload_leaves_no_metric_series_of_its_routes() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let proxy = Proxy::start(&config(&geo, &origin, "", "", ""));
+    let original = std::fs::read_to_string(proxy.config_path()).unwrap();
+    let phantom = format!(
+        "\n[[route]]\nname = \"phantom\"\npath_prefix = \"/p\"\nupstreams = [\"{}\"]\n",
+        origin.url()
+    );
+    let with_route = original.replacen("\n[audit]", &format!("{phantom}\n[audit]"), 1);
+    std::fs::write(
+        proxy.config_path(),
+        with_route.replace("listen = [\"127.0.0.1:0\"]", "listen = [\"127.0.0.1:1\"]"),
+    )
+    .unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log("reload refused", 1).await;
+    std::fs::write(
+        proxy.config_path(),
+        with_route.replace(&geo.path().display().to_string(), "/nonexistent.mmdb"),
+    )
+    .unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log("reload refused", 2).await;
+    let m = proxy.metrics().await;
+    assert!(m.contains("route=\"s3\""), "{m}");
+    assert!(!m.contains("phantom"), "{m}");
+    // Applied, the route gets its series.
+    std::fs::write(proxy.config_path(), &with_route).unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log("reloaded", 1).await;
+    assert!(proxy.metrics().await.contains("route=\"phantom\""));
+}
