@@ -138,6 +138,7 @@ fn record() -> AuditRecord {
         client_ip_source: None,
         unrecorded: None,
         operators: Default::default(),
+        policy_change: None,
         prev: String::new(),
     }
 }

@@ -29,6 +29,7 @@ pub mod markup;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod snapshot;
 pub mod tls;
 pub mod upstream;

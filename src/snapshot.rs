@@ -9,14 +9,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
-use sha2::{Digest, Sha256};
-
 use crate::audit::writer::AuditSink;
 use crate::cartography::LiveCartography;
 use crate::config::{Config, RouteSpec};
+
+mod version;
 use crate::geo::{GeoDb, GeoError, OperatorDb};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::{Resolver, ResolverError, TlsError, Upstream, client_config};
+pub use version::{DatabaseBuild, canonical, policy_version};
 
 /// The snapshot cell shared by every connection.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
@@ -92,6 +93,43 @@ pub enum SnapshotError {
         #[source]
         source: TlsError,
     },
+    /// Several of the above, each on its own line with its causes.
+    #[error("{}", .0.iter().map(SnapshotError::with_causes).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<SnapshotError>),
+}
+
+impl SnapshotError {
+    /// One error for `errors` (at least one): itself when alone.
+    fn all(mut errors: Vec<Self>) -> Self {
+        if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            Self::Several(errors)
+        }
+    }
+
+    /// Each problem, with its causes after `: `, one line each.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            Self::Several(all) => all.iter().map(Self::with_causes).collect(),
+            one => vec![one.with_causes()],
+        }
+    }
+
+    fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            // A message that already quotes its cause does not repeat it.
+            let cause_text = cause.to_string();
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        text
+    }
 }
 
 /// A route with its upstreams.
@@ -127,67 +165,91 @@ impl Snapshot {
     /// # Errors
     /// [`SnapshotError`] naming what could not be loaded.
     pub fn build(config: Config, evidence: &Evidence) -> Result<Self, SnapshotError> {
-        let geo = GeoDb::open(&config.geoip_database)?;
+        // Every part is tried, so that one refusal names every problem (a
+        // missing database and a missing key at once).
+        let mut errors: Vec<SnapshotError> = Vec::new();
+        let mut keep = |e: SnapshotError| errors.push(e);
+        let geo = GeoDb::open(&config.geoip_database)
+            .map_err(|e| keep(e.into()))
+            .ok();
         let operators = config
             .operator_database
             .as_deref()
             .map(OperatorDb::open)
-            .transpose()?;
-        let resolver = Resolver::new(&config.resolver)?;
+            .transpose()
+            .map_err(|e| keep(e.into()))
+            .ok()
+            .flatten();
+        let resolver = Resolver::new(&config.resolver)
+            .map_err(|e| keep(e.into()))
+            .ok();
         let tls = config
             .server
             .tls
             .as_ref()
             .map(crate::tls::server_config)
-            .transpose()?;
+            .transpose()
+            .map_err(|e| keep(e.into()))
+            .ok()
+            .flatten();
         let certificates = config
             .server
             .tls
             .as_ref()
             .map(crate::tls::expiries)
             .unwrap_or_default();
-        let mut routes = Vec::with_capacity(config.routes.len());
+        let mut pools = Vec::with_capacity(config.routes.len());
         for spec in &config.routes {
             let tls_err = |source| SnapshotError::Tls {
                 route: spec.name.clone(),
                 source,
             };
             let tls = if spec.upstreams.iter().any(|u| u.https) {
-                Some(client_config(spec.tls_ca.as_deref()).map_err(tls_err)?)
+                match client_config(spec.tls_ca.as_deref()) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        keep(tls_err(e));
+                        continue;
+                    }
+                }
             } else {
                 None
             };
-            let upstreams = spec
+            let upstreams = match spec
                 .upstreams
                 .iter()
                 .map(|u| Upstream::new(u.clone(), spec.connect_timeout, tls.clone()))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(tls_err)?;
-            routes.push(Route {
+            {
+                Ok(u) => u,
+                Err(e) => {
+                    keep(tls_err(e));
+                    continue;
+                }
+            };
+            pools.push((spec, upstreams));
+        }
+        let (Some(geo), Some(resolver), true) = (geo, resolver, errors.is_empty()) else {
+            return Err(SnapshotError::all(errors));
+        };
+        // Metric series only for the routes of a snapshot that will serve.
+        let routes = pools
+            .into_iter()
+            .map(|(spec, upstreams)| Route {
                 upstreams,
                 metrics: evidence.metrics.route(&spec.name),
                 spec: spec.clone(),
                 next: AtomicUsize::new(0),
-            });
-        }
-        let mut policy_version = policy_version(&config, &geo);
-        if let Some(db) = &operators {
-            // The operator database decides verdicts too: a new build is a
-            // new version. Without one, versions are unchanged.
-            let mut h = Sha256::new();
-            h.update(policy_version.as_bytes());
-            let db = db.database();
-            h.update(format!(
-                "|operator|{}|{}|{}",
-                db.database_type(),
-                db.build_epoch(),
-                db.node_count()
-            ));
-            policy_version = h.finalize()[..6]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-        }
+            })
+            .collect();
+        let policy_version = policy_version(
+            &config,
+            &DatabaseBuild::of(&geo),
+            operators
+                .as_ref()
+                .map(|o| DatabaseBuild::of(o.database()))
+                .as_ref(),
+        );
         Ok(Self {
             config,
             geo,
@@ -215,31 +277,4 @@ impl Snapshot {
     pub fn share(self) -> Shared {
         Arc::new(ArcSwap::from_pointee(self))
     }
-}
-
-/// The first 12 hex digits of SHA-256 over everything that decides a
-/// verdict: each policy (global and per route, with the route's name, hosts,
-/// prefix, upstreams and buckets, and the S3 domains) and the database's
-/// type, build time and size.
-fn policy_version(config: &Config, geo: &GeoDb) -> String {
-    let mut h = Sha256::new();
-    h.update(format!("{:?}", config.policy.policy));
-    for r in &config.routes {
-        h.update(format!(
-            "|{}|{:?}|{}|{:?}|{:?}|{:?}",
-            r.name, r.hosts, r.path_prefix, r.upstreams, r.policy.policy, r.buckets
-        ));
-    }
-    h.update(format!("|{:?}", config.server.s3_domains));
-    h.update(format!(
-        "|{}|{}|{}",
-        geo.database_type(),
-        geo.build_epoch(),
-        geo.node_count()
-    ));
-    h.finalize()
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

@@ -1,7 +1,9 @@
 //! The admin listener (SPEC §7): `/metrics` (Prometheus text format),
 //! `/healthz` (the process answers), `/readyz` (database loaded, config
-//! valid — both true for any snapshot — and every route has at least one
-//! upstream address it may dial), and `/transfers` (the live cartography of
+//! valid — both true for any snapshot — and at least one route, and every
+//! route with `required = true`, has an upstream address it may dial:
+//! one route whose storage moved abroad does not take every replica out
+//! of service while the others route), and `/transfers` (the live cartography of
 //! flows outside the EEA, JSON). Bind it to loopback or a management
 //! network: it tells what the proxy can reach.
 
@@ -18,7 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::snapshot::Shared;
-use crate::upstream::preflight::preflight;
+use crate::upstream::preflight::{preflight, process_ready};
 
 /// Serves admin requests on `listener` until the task is aborted.
 pub async fn serve(listener: TcpListener, shared: Shared) {
@@ -89,7 +91,7 @@ async fn handle(
         "/readyz" => {
             let snap = shared.load_full();
             let routes = preflight(&snap).await;
-            let ready = routes.iter().all(|r| r.ready);
+            let ready = process_ready(&routes);
             let body = serde_json::json!({ "ready": ready, "routes": routes });
             let status = if ready {
                 StatusCode::OK

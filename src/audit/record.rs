@@ -78,9 +78,73 @@ pub struct AuditRecord {
     /// an operator database are unchanged.
     #[serde(flatten)]
     pub operators: OperatorFields,
+    /// Only on a policy change record (decision [`POLICY`], reason
+    /// [`POLICY_CHANGED`]): written once by each reload that changes the
+    /// policy version, before any request decided under the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_change: Option<PolicyChange>,
     /// Hex SHA-256 of the previous record's hashed bytes; 64 `0`s for the
     /// first record of a chain. Set by [`super::Chain::seal`].
     pub prev: String,
+}
+
+/// The `decision` of a policy change record: not a request.
+pub const POLICY: &str = "policy";
+/// The `reason` of a policy change record.
+pub const POLICY_CHANGED: &str = "policy_changed";
+
+/// What a policy change record adds: the version it replaces, what changed,
+/// and the rules now in force, so that the trail alone says which rules
+/// decided each later record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyChange {
+    /// The policy version in force before (`policy_version` is the new one).
+    pub previous: String,
+    /// Each changed line of the rules, `key: old -> new` (`(none)` for a
+    /// line that was not or is no longer there).
+    pub changes: Vec<String>,
+    /// The canonical text of the new rules, one line each (docs/reference.md,
+    /// "Policy version"): SHA-256 of the lines each followed by `\n` starts
+    /// with the 12 hex digits of `policy_version`.
+    pub rules: Vec<String>,
+}
+
+impl AuditRecord {
+    /// The record marking a reload that changed the policy version from
+    /// `change.previous` to `policy_version`. Its request fields say it
+    /// is no request: no route, method `-`, decision [`POLICY`], status 0.
+    pub fn policy_changed(
+        request_id: String,
+        policy_version: String,
+        change: PolicyChange,
+    ) -> Self {
+        Self {
+            time: format_time(SystemTime::now()),
+            request_id,
+            route: None,
+            method: "-".to_owned(),
+            object_key: None,
+            client_ip: None,
+            client_country: crate::geo::label(None).to_owned(),
+            identity: "anonymous".to_owned(),
+            purpose: None,
+            upstream_ip: None,
+            upstream_country: None,
+            decision: POLICY.to_owned(),
+            side: None,
+            reason: Some(POLICY_CHANGED.to_owned()),
+            status: 0,
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0,
+            policy_version,
+            client_ip_source: None,
+            unrecorded: None,
+            operators: OperatorFields::default(),
+            policy_change: Some(change),
+            prev: String::new(),
+        }
+    }
 }
 
 /// The operator fields of an [`AuditRecord`], each absent when unknown.
@@ -195,6 +259,7 @@ pub(crate) fn example(n: u64) -> AuditRecord {
         client_ip_source: None,
         unrecorded: None,
         operators: Default::default(),
+        policy_change: None,
         prev: String::new(),
     }
 }
@@ -295,6 +360,7 @@ mod tests {
             client_ip_source: None,
             unrecorded: None,
             operators: Default::default(),
+            policy_change: None,
             prev: "p".into(),
         };
         assert_eq!(

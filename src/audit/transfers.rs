@@ -108,6 +108,10 @@ pub fn aggregate(records: impl Iterator<Item = AuditRecord>) -> Cartography {
     };
     let (operator_area, mut operated) = super::operated::rows();
     for record in records {
+        if record.policy_change.is_some() {
+            // A policy change record marks a reload: no traffic.
+            continue;
+        }
         cartography.records += 1;
         operated.add(&operator_area, &record);
         widen(&mut cartography.from, &mut cartography.to, &record.time);

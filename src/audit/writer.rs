@@ -301,6 +301,12 @@ impl AuditSink {
         self.inner.lead(share, vec![entry]);
     }
 
+    /// Whether `path` names the file being written (false once it was
+    /// renamed away or removed).
+    pub fn is_open_at(&self, path: &Path) -> bool {
+        lock(&self.inner.writer).is_open_at(path)
+    }
+
     /// Opens `path` (the same path after rotation, or a new one after a
     /// reload) and writes there from now on: an empty file continues the
     /// chain, a file with records continues its own (see the module

@@ -9,7 +9,7 @@ use crate::config::{Config, PolicySpec, UpstreamHost};
 use crate::geo::eea;
 use crate::snapshot::{Evidence, Snapshot};
 
-pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
+pub fn check(path: &Path, allow_unready_routes: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     let keeping = audit_keeping(&config)?;
     let snap = Snapshot::build(config, &Evidence::detached())?;
@@ -19,7 +19,83 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     print!("{}", expiry(&snap, now));
-    Ok(ExitCode::SUCCESS)
+    let (unready, unresolved) = unready_routes(&snap)?;
+    for line in &unresolved {
+        println!("WARNING: {line}");
+    }
+    if unready.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if allow_unready_routes {
+        for line in &unready {
+            println!("WARNING: {line}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    anyhow::bail!(
+        "{}\n(pass --allow-unready-routes to accept such a route)",
+        unready.join("\n")
+    )
+}
+
+/// One line per route with no upstream address it may dial, resolved and
+/// judged now as `/readyz` does: first the routes whose every upstream
+/// resolved and none may be dialled (the policy refuses them: an error),
+/// then those where a name did not resolve here (a warning: `run` starts
+/// and waits for it, and `check` may run where the storage is unknown).
+fn unready_routes(snap: &Snapshot) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let routes = runtime.block_on(crate::upstream::preflight::preflight(snap));
+    let (unresolved, refused): (Vec<_>, Vec<_>) = routes
+        .iter()
+        .filter(|r| !r.ready)
+        .partition(|r| r.upstreams.iter().any(|u| u.error.is_some()));
+    let why = |r: &&crate::upstream::preflight::RouteReport| {
+        let why: Vec<String> = r
+            .upstreams
+            .iter()
+            .map(|u| match &u.error {
+                Some(e) => format!("{}: {e}", u.url),
+                None if u.addresses.is_empty() => format!("{}: no address", u.url),
+                None => {
+                    let each: Vec<String> = u
+                        .addresses
+                        .iter()
+                        .map(|a| {
+                            format!("{} {} {}", a.address, a.country, a.reason.unwrap_or(a.rule))
+                        })
+                        .collect();
+                    format!("{}: {}", u.url, each.join(", "))
+                }
+            })
+            .collect();
+        why.join("; ")
+    };
+    Ok((
+        refused
+            .iter()
+            .map(|r| {
+                format!(
+                    "route {} has no upstream address its policy allows: {}",
+                    r.route,
+                    why(r)
+                )
+            })
+            .collect(),
+        unresolved
+            .iter()
+            .map(|r| {
+                format!(
+                    "route {} has no upstream address that resolves here and its policy allows \
+                     (judged again when it resolves): {}",
+                    r.route,
+                    why(r)
+                )
+            })
+            .collect(),
+    ))
 }
 
 /// A certificate expiring within this many days is warned about.

@@ -43,7 +43,14 @@ pub enum Command {
     /// Run the proxy.
     Run(ConfigArg),
     /// Validate the config and GeoIP database, print a summary; exit 0 or 1.
-    Check(ConfigArg),
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Exit 0 even if a route has no upstream address its policy allows
+        /// (say, where the storage names do not resolve); warn instead.
+        #[arg(long)]
+        allow_unready_routes: bool,
+    },
     /// Print the country and verdict of each IP under the configured policy.
     Lookup {
         #[command(flatten)]
@@ -182,7 +189,10 @@ pub struct ConfigArg {
 pub fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Run(c) => run::run(&c.config),
-        Command::Check(c) => check::check(&c.config),
+        Command::Check {
+            config,
+            allow_unready_routes,
+        } => check::check(&config.config, allow_unready_routes),
         Command::Lookup { config, json, ips } => lookup::lookup(&config.config, json, &ips),
         Command::Upstreams { config, json } => upstreams::upstreams(&config.config, json),
         Command::Audit(AuditCommand::Verify {

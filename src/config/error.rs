@@ -76,17 +76,23 @@ impl<'a> Problems<'a> {
         }
     }
 
-    /// Records `message` at the start of `span`.
+    /// Records `message` at the start of `span`, once: a value checked
+    /// twice (a global list that several policies are compiled from) is
+    /// still one problem.
     pub fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let (line, column) = line_col(self.source, span.start);
-        self.list.push((
-            span.start,
-            Problem {
-                line,
-                column,
-                message: message.into(),
-            },
-        ));
+        let problem = Problem {
+            line,
+            column,
+            message: message.into(),
+        };
+        if !self
+            .list
+            .iter()
+            .any(|(at, seen)| *at == span.start && *seen == problem)
+        {
+            self.list.push((span.start, problem));
+        }
     }
 
     /// Finishes: `Ok` when nothing was wrong.
@@ -137,5 +143,15 @@ mod tests {
         p.at(0..1, "first");
         let err = p.finish(Path::new("c.toml")).unwrap_err();
         assert_eq!(err.to_string(), "c.toml:1:1: first\nc.toml:2:1: second");
+    }
+
+    #[test]
+    fn the_same_problem_at_the_same_place_is_reported_once() {
+        let mut p = Problems::new("x\n");
+        p.at(0..1, "bad");
+        p.at(0..1, "bad");
+        p.at(0..1, "other");
+        let err = p.finish(Path::new("c.toml")).unwrap_err();
+        assert_eq!(err.to_string(), "c.toml:1:1: bad\nc.toml:1:1: other");
     }
 }

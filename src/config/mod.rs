@@ -22,7 +22,7 @@ use crate::policy::{NetworkTable, Policy};
 pub const DEFAULT_PATH: &str = "config/residency-proxy.toml";
 
 /// A validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Where it was read from.
     pub path: PathBuf,
@@ -52,7 +52,7 @@ pub struct Config {
 }
 
 /// `[audit]`, typed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSpec {
     /// Whether the trail is written at all.
     pub enabled: bool,
@@ -131,7 +131,7 @@ impl ObjectLockMode {
 }
 
 /// `[server]`, typed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
     /// Plain HTTP listen addresses.
     pub listen: Vec<SocketAddr>,
@@ -195,7 +195,7 @@ pub struct ResolverSpec {
 }
 
 /// A policy with the text it was compiled from, for `check`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySpec {
     /// The compiled rules.
     pub policy: Policy,
@@ -210,7 +210,7 @@ pub struct PolicySpec {
 }
 
 /// One `[[route]]`, typed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSpec {
     /// Unique name.
     pub name: String,
@@ -233,6 +233,9 @@ pub struct RouteSpec {
     pub policy: PolicySpec,
     /// S3 buckets served (path-style or virtual-hosted); empty: any.
     pub buckets: Vec<String>,
+    /// `required`: `/readyz` is 503 while this route has no upstream
+    /// address it may dial (else only when no route has one).
+    pub required: bool,
 }
 
 /// A `hosts` entry: an exact name, or `*.suffix` for virtual-hosted buckets.
@@ -309,3 +312,6 @@ impl Config {
 
 #[cfg(test)]
 mod tests_bounds;
+
+#[cfg(test)]
+mod tests_reported_once;

@@ -526,6 +526,10 @@ pub struct RawRoute {
     /// Overrides `[policy] on_foreign_operator`; a table overrides only the
     /// sides it names.
     pub on_foreign_operator: Option<Spanned<toml::Value>>,
+    /// `/readyz` answers 503 while this route has no upstream address it
+    /// may dial.
+    #[serde(default)]
+    pub required: bool,
 }
 
 fn text(s: &str) -> Text {

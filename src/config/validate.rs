@@ -668,25 +668,14 @@ fn compile_route(
         .on_foreign_operator
         .as_ref()
         .map_or(global_actions, |v| operator_actions(v, global_actions, p));
-    // Global lists were already checked; only report problems in the route's own.
-    let mut scratch = Problems::new("");
-    let own = |list: &Option<Vec<Text>>| list.is_some();
-    let pp: &mut Problems<'_> = if own(&r.allow_countries)
-        || own(&r.deny_countries)
-        || own(&r.allow_networks)
-        || own(&r.deny_networks)
-        || own(&r.operator_countries)
-    {
-        p
-    } else {
-        &mut scratch
-    };
+    // Inherited global lists are checked again here: `Problems` reports a
+    // problem at one place once, however many policies compile it.
     let policy = compile_policy(
         &lists,
         mode(r.mode.unwrap_or(global.mode)),
         r.unknown_country.unwrap_or(global.unknown_country),
         actions,
-        pp,
+        p,
     );
     Some(RouteSpec {
         name,
@@ -703,6 +692,7 @@ fn compile_route(
             .map(|c| PathBuf::from(c.get_ref())),
         policy,
         buckets,
+        required: r.required,
     })
 }
 

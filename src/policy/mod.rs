@@ -204,7 +204,7 @@ impl Verdict {
 }
 
 /// One compiled policy: the global one, or a route's with its overrides.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Enforce or monitor.
     pub mode: Mode,

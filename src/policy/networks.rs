@@ -73,6 +73,28 @@ impl NetworkTable {
     pub fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.is_empty()
     }
+
+    /// The merged ranges, IPv4 then IPv6, each sorted: `first-last` with
+    /// both addresses in their canonical text. Two tables that match the
+    /// same addresses give the same ranges, however their networks were
+    /// written (used by the policy version).
+    pub fn ranges(&self) -> impl Iterator<Item = String> + '_ {
+        let v4 = self.v4.iter().map(|&(a, b)| {
+            format!(
+                "{}-{}",
+                std::net::Ipv4Addr::from(a),
+                std::net::Ipv4Addr::from(b)
+            )
+        });
+        let v6 = self.v6.iter().map(|&(a, b)| {
+            format!(
+                "{}-{}",
+                std::net::Ipv6Addr::from(a),
+                std::net::Ipv6Addr::from(b)
+            )
+        });
+        v4.chain(v6)
+    }
 }
 
 fn merge<T: Ord + Copy + num_succ::Succ>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {

@@ -153,6 +153,7 @@ impl RequestEvidence {
                 upstream_operator: self.upstream_operator.map(|o| label(o.country).to_owned()),
                 upstream_asn: self.upstream_operator.and_then(|o| o.asn),
             },
+            policy_change: None,
             prev: String::new(),
         }
     }

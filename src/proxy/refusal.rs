@@ -356,6 +356,7 @@ fn record(snap: &Snapshot, reason: &str, status: u16) -> AuditRecord {
         client_ip_source: None,
         unrecorded: None,
         operators: Default::default(),
+        policy_change: None,
         prev: String::new(),
     }
 }

@@ -52,6 +52,13 @@ pub struct RouteReport {
     pub ready: bool,
     /// Each upstream URL.
     pub upstreams: Vec<UpstreamReport>,
+    /// `required = true`: the process is not ready while this route is not.
+    pub required: bool,
+}
+
+/// `/readyz`: ready when at least one route is, and every required route.
+pub fn process_ready(routes: &[RouteReport]) -> bool {
+    routes.iter().any(|r| r.ready) && routes.iter().all(|r| r.ready || !r.required)
 }
 
 /// Resolves and judges every upstream of every route of `snap`.
@@ -107,5 +114,6 @@ async fn route_report(snap: &Snapshot, route: &Route) -> RouteReport {
         mode: policy.mode.as_str(),
         ready,
         upstreams,
+        required: route.spec.required,
     }
 }

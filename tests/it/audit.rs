@@ -35,6 +35,7 @@ pub fn record(n: u64) -> AuditRecord {
         client_ip_source: None,
         unrecorded: None,
         operators: Default::default(),
+        policy_change: None,
         prev: String::new(),
     }
 }

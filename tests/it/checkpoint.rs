@@ -550,7 +550,7 @@ async fn a_reload_changing_signing_or_rotation_is_refused_naming_the_keys() {
     proxy.wait_for_log("reload refused", 1).await;
     assert!(
         proxy.logs().contains(
-            "[audit] signing_key, origin, checkpoint_every, rotate_size or rotate_every (running with"
+            "[audit] rotate_size (running with 0, file has 100) cannot change on reload (read only at start); restart to apply"
         ),
         "{}",
         proxy.logs()

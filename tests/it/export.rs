@@ -579,8 +579,7 @@ async fn a_reload_changing_the_export_is_refused_naming_it() {
     proxy.wait_for_log("reload refused", 1).await;
     let logs = proxy.logs();
     assert!(
-        logs.contains("[audit.export] (running with Some(ExportSpec {")
-            && logs.contains("cannot change on reload"),
+        logs.contains("[audit.export] spool_max (running with 1073741824, file has 4096) cannot change on reload (read only at start); restart to apply"),
         "{logs}"
     );
     assert_eq!(requests(&proxy, 1).await, [200]);
