@@ -42,7 +42,7 @@ use std::task::{Context, Poll, Waker};
 use super::rotate::Keeper;
 use super::{AuditError, AuditRecord, Chain};
 use crate::metrics::Metrics;
-use crate::proxy::listener::{PerWorker, WORKER_SLOTS, worker_slot};
+use crate::worker::PerWorker;
 
 /// Batches a leader writes before handing the rest to a waiting request, so
 /// that one request is not kept writing for everybody else under sustained
@@ -236,7 +236,7 @@ impl AuditSink {
         self.inner.healthy.load(Ordering::Relaxed) && !self.inner.spool_full.load(Ordering::Relaxed)
     }
 
-    /// The export spool is over `spool_max` (see [`super::export`]).
+    /// The export spool is over `spool_max` (see [`crate::export`]).
     pub fn set_spool_full(&self, full: bool) {
         self.inner.spool_full.store(full, Ordering::Relaxed);
     }
@@ -246,7 +246,7 @@ impl AuditSink {
     pub fn write(&self, record: AuditRecord) -> Commit {
         Commit {
             inner: self.inner.clone(),
-            share: worker_slot(),
+            share: self.inner.queues.my_slot(),
             state: CommitState::Start(Box::new(record)),
         }
     }
@@ -259,7 +259,7 @@ impl AuditSink {
             record: Box::new(record),
             slot: None,
         };
-        let share = worker_slot();
+        let share = self.inner.queues.my_slot();
         let mut q = lock(self.inner.queues.get(share));
         if q.leading {
             q.pending.push(entry);
@@ -464,7 +464,7 @@ impl Inner {
 
     /// Writes whatever is queued and has no leader (at exit).
     fn flush_queued(&self) {
-        for share in 0..WORKER_SLOTS {
+        for share in 0..self.queues.len() {
             let mut q = lock(self.queues.get(share));
             if q.leading || q.pending.is_empty() {
                 continue;

@@ -128,11 +128,11 @@ fn export_check(snap: &Snapshot) -> anyhow::Result<String> {
     else {
         return Ok(String::new());
     };
-    crate::audit::export::credentials(spec)?;
+    crate::export::credentials(spec)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let addrs = runtime.block_on(crate::audit::export::preflight(spec, snap))?;
+    let addrs = runtime.block_on(crate::export::preflight(spec, snap))?;
     let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     let lock = spec.object_lock.map_or_else(
         || "no Object Lock".to_owned(),

@@ -6,6 +6,7 @@ mod duration;
 mod error;
 mod raw;
 mod validate;
+mod vocab;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::time::Duration;
 pub use duration::parse as parse_duration;
 pub use error::{ConfigError, Problem};
 pub use raw::{ClientIpSource, TrustedProxyWithoutClient};
+pub use vocab::{ObjectKeyMode, valid_note_name};
 
 use crate::geo::Nat64Prefixes;
 use crate::policy::{NetworkTable, Policy};
@@ -63,7 +65,7 @@ pub struct AuditSpec {
     /// A request without purpose gets 428.
     pub require_purpose: bool,
     /// How object keys are recorded.
-    pub object_key: crate::audit::ObjectKeyMode,
+    pub object_key: ObjectKeyMode,
     /// Refuse requests (503) while the trail cannot be written.
     pub fail_closed: bool,
     /// Queue capacity, in records.

@@ -20,8 +20,8 @@ use super::{
 use crate::geo::{
     Country, CountrySet, FIXED_FORMS, Nat64Prefix, Nat64Prefixes, eea, known_codes, suggestion,
 };
+use crate::normalise::config_host;
 use crate::policy::{Mode, NetworkTable, OperatorAction, OperatorActions, Policy};
-use crate::proxy::route::config_host;
 
 pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
@@ -233,9 +233,9 @@ fn audit(raw: &RawConfig, p: &mut Problems<'_>) -> AuditSpec {
         purpose_header,
         require_purpose: a.require_purpose,
         object_key: match a.object_key {
-            RawObjectKey::Full => crate::audit::ObjectKeyMode::Full,
-            RawObjectKey::Sha256 => crate::audit::ObjectKeyMode::Sha256,
-            RawObjectKey::None => crate::audit::ObjectKeyMode::None,
+            RawObjectKey::Full => super::ObjectKeyMode::Full,
+            RawObjectKey::Sha256 => super::ObjectKeyMode::Sha256,
+            RawObjectKey::None => super::ObjectKeyMode::None,
         },
         fail_closed: a.on_error == RawOnError::FailClosed,
         queue: bounded(&a.queue, 1, 1 << 20, "queue", p),
@@ -331,7 +331,7 @@ fn export(e: &super::raw::RawExport, p: &mut Problems<'_>) -> Option<super::Expo
 /// carry.
 fn audit_origin(a: &super::raw::RawAudit, p: &mut Problems<'_>) -> String {
     let origin = a.origin.get_ref();
-    if !origin.is_empty() && !crate::audit::checkpoint::valid_name(origin) {
+    if !origin.is_empty() && !super::valid_note_name(origin) {
         p.at(
             a.origin.span(),
             format!(

@@ -9,10 +9,10 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
+use super::context::{ConnInfo, log_verdict};
 use super::evidence::RequestEvidence;
 use super::headers::{add_forwarding, is_chunked, set_chunked, set_host, strip_hop_by_hop};
 use super::respond::{self, DECISION_HEADER, Generated};
-use super::service::{ConnInfo, log_verdict};
 use crate::body::{Metered, Sent};
 use crate::geo::label;
 use crate::policy::{Decision, Mode, Reason, Side, Verdict};

@@ -2,6 +2,7 @@
 //! choosing the route, judging, and forwarding or refusing.
 
 pub mod client_ip;
+pub mod context;
 pub mod evidence;
 pub mod forward;
 pub mod headers;

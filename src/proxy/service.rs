@@ -5,7 +5,6 @@
 //! audit record) before the response completes.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{HOST, HeaderValue};
@@ -14,30 +13,15 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use super::client_ip::{ClientAddr, client_addr};
+use super::context::{ConnInfo, log_verdict};
 use super::evidence::RequestEvidence;
 use super::forward::{Forwarded, forward};
 use super::refusal::{Refusal, locate};
 use super::respond::{self, Body, DECISION_HEADER, Generated, REQUEST_ID_HEADER, RequestId};
 use super::route::{self, Unroutable};
 use crate::body::Audited;
-use crate::geo::label;
-use crate::policy::{Decision, Reason, Side, Verdict};
+use crate::policy::{Decision, Side, Verdict};
 use crate::snapshot::{Shared, Snapshot};
-
-/// What the connection knows about its client.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The socket peer.
-    pub peer: SocketAddr,
-    /// The untrusted peer; from a trusted peer, the address it announced
-    /// with PROXY protocol, or what a trusted proxy naming no client stands
-    /// for (`trusted_proxy_without_client`; see `client_ip::client_addr`).
-    pub client: ClientAddr,
-    /// Whether the peer is a trusted proxy.
-    pub peer_trusted: bool,
-    /// The verified mTLS client certificate subject, if any.
-    pub mtls_subject: Option<String>,
-}
 
 /// Handles one request. Never fails: every failure becomes a response.
 pub async fn handle(
@@ -425,30 +409,6 @@ async fn decide(
         rsp.headers_mut().append(DECISION_HEADER.clone(), v);
     }
     out
-}
-
-pub(super) fn log_verdict(
-    decision: Decision,
-    side: Side,
-    route: &str,
-    v: &Verdict,
-    reason: Reason,
-    id: RequestId,
-    conn: &ConnInfo,
-) {
-    let country = label(v.country);
-    let ip = v.ip.map(|ip| ip.to_string());
-    let peer = conn.peer.ip();
-    match decision {
-        Decision::Blocked => tracing::info!(
-            decision = decision.as_str(), side = side.as_str(), route, country, reason = reason.as_str(),
-            request_id = %id, ip = ip.as_deref().unwrap_or("untraceable"), %peer, "request blocked"
-        ),
-        _ => tracing::warn!(
-            decision = decision.as_str(), side = side.as_str(), route, country, reason = reason.as_str(),
-            request_id = %id, ip = ip.as_deref().unwrap_or("untraceable"), %peer, "request flagged"
-        ),
-    }
 }
 
 /// Only `Transfer-Encoding: chunked`, once, is accepted. hyper already

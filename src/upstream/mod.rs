@@ -9,7 +9,6 @@
 //! a name. Pools are keyed by that address and belong to one snapshot.
 
 mod pool;
-pub mod preflight;
 mod resolver;
 mod tls;
 

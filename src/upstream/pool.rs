@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use hyper::client::conn::http1::SendRequest;
 
 use crate::body::Metered;
-use crate::proxy::listener::PerWorker;
+use crate::worker::PerWorker;
 
 /// Most connections kept per upstream address and worker, busy ones
 /// included: a connection is checked back in as soon as its request is

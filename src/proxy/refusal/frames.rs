@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use super::{Refusal, protocol_refusal};
-use crate::proxy::service::ConnInfo;
+use crate::proxy::context::ConnInfo;
 use crate::snapshot::Shared;
 
 /// An HTTP/2 server connection's stream, watched for the refusals h2
