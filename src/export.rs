@@ -44,7 +44,7 @@ use crate::audit::rotate::segment_seq;
 use crate::audit::writer::AuditSink;
 use crate::config::{ExportSpec, UpstreamHost};
 use crate::snapshot::{Shared, Snapshot};
-use crate::upstream::Upstream;
+use crate::upstream::{Chain, Upstream};
 
 /// How long a dial or a whole upload may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -127,14 +127,14 @@ pub async fn preflight(spec: &ExportSpec, snap: &Snapshot) -> Result<Vec<SocketA
     let upstream =
         Upstream::new(spec.endpoint.clone(), TIMEOUT, None).map_err(|e| ExportError::Resolve {
             url: url.clone(),
-            why: e.to_string(),
+            why: Chain(&e).to_string(),
         })?;
     let addrs = upstream
         .resolve(&snap.resolver)
         .await
         .map_err(|e| ExportError::Resolve {
             url: url.clone(),
-            why: e.to_string(),
+            why: Chain(&e).to_string(),
         })?;
     let judged = Upstream::judge(
         &addrs,

@@ -2,7 +2,6 @@
 //! judge every address, send only to judged addresses, and hand back the
 //! upstream's response (or the reason there is none).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use crate::body::{Metered, Sent};
 use crate::geo::label;
 use crate::policy::{Decision, Mode, Reason, Side, Verdict};
 use crate::snapshot::{Route, Snapshot};
-use crate::upstream::Upstream;
+use crate::upstream::{Chain, SendError, Upstream, UpstreamError};
 
 /// What the upstream side came to.
 pub enum Forwarded {
@@ -45,12 +44,12 @@ pub async fn forward(
     let mut req = upstream_request(req, conn, ev, &sent);
     let policy = &route.spec.policy.policy;
     let mut blocked: Option<Verdict> = None;
-    let mut last_error = String::from("no upstream");
+    let mut last_error: Option<UpstreamError> = None;
     for upstream in route.upstream_order() {
         let addrs = match upstream.resolve(&snap.resolver).await {
             Ok(a) => a,
             Err(e) => {
-                last_error = e.to_string();
+                last_error = Some(e);
                 continue;
             }
         };
@@ -92,7 +91,10 @@ pub async fn forward(
             ev.upstream = Some((addr, verdict.country));
             ev.upstream_operator = snap.operators.as_ref().map(|_| verdict.operator);
             ev.upstream_failed = flag.map(|(v, reason)| (Decision::Flagged, v.country, reason));
-            match send(upstream, addr, req, &sent, route.spec.response_timeout).await {
+            match upstream
+                .send(addr, req, &sent, route.spec.response_timeout)
+                .await
+            {
                 Ok(rsp) if rsp.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     // Upgrade is stripped from every request, so this 101 is
                     // uninvited; relayed, it would leave the client holding
@@ -131,18 +133,21 @@ pub async fn forward(
                     }
                     return Forwarded::Proxied(rsp, route.spec.response_timeout);
                 }
-                Err((e, Some(back), _)) => {
+                Err(SendError::NotSent { request, error }) => {
                     // Not sent: this address is not part of the request's story.
                     ev.upstream = None;
                     ev.upstream_operator = None;
                     ev.upstream_failed = None;
-                    last_error = e;
-                    req = back;
+                    last_error = Some(error);
+                    req = *request;
                 }
-                Err((e, None, timed_out)) => {
-                    tracing::warn!(route = %route.spec.name, %addr, error = %e, request_id = %id, "upstream request failed");
+                Err(SendError::Sent(e)) => {
+                    tracing::warn!(route = %route.spec.name, %addr, error = %Chain(&e), request_id = %id, "upstream request failed");
                     return Forwarded::Refused(respond::upstream_failed(
-                        timed_out, resource, id, head,
+                        e.timed_out(),
+                        resource,
+                        id,
+                        head,
                     ));
                 }
             }
@@ -165,7 +170,14 @@ pub async fn forward(
         respond::note_operator(&mut rsp, &v);
         return Forwarded::Refused(rsp);
     }
-    tracing::warn!(route = %route.spec.name, error = %last_error, request_id = %id, "no upstream reachable");
+    match &last_error {
+        Some(e) => {
+            tracing::warn!(route = %route.spec.name, error = %Chain(e), request_id = %id, "no upstream reachable");
+        }
+        None => {
+            tracing::warn!(route = %route.spec.name, request_id = %id, "no upstream reachable");
+        }
+    }
     Forwarded::Refused(respond::xml_error(
         StatusCode::BAD_GATEWAY,
         "BadGateway",
@@ -215,57 +227,6 @@ fn upstream_request(
         .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     parts.version = Version::HTTP_11;
     Request::from_parts(parts, Metered::new(body, ev.bytes_up.clone(), sent.clone()))
-}
-
-/// Why a request got no response: `(message, the request if it was not
-/// written, whether the upstream took too long)`.
-type SendError = (String, Option<Request<Metered>>, bool);
-
-/// Sends on a connection to exactly `addr`. When the request was not written
-/// (connect failure, or a pooled connection that closed under us) it is
-/// handed back so another address or a fresh connection can be tried. Once
-/// the body is sent, the response head must come within `timeout`.
-async fn send(
-    upstream: &Upstream,
-    addr: SocketAddr,
-    mut req: Request<Metered>,
-    sent: &Sent,
-    timeout: Duration,
-) -> Result<Response<Incoming>, SendError> {
-    for _attempt in 0..2 {
-        let mut sender = match upstream.connect(addr).await {
-            Ok(s) => s,
-            Err(e) => return Err((e, Some(req), false)),
-        };
-        if sender.ready().await.is_err() {
-            continue;
-        }
-        let pending = sender.try_send_request(req);
-        upstream.release(addr, sender);
-        let deadline = async {
-            sent.wait().await;
-            tokio::time::sleep(timeout).await;
-        };
-        let outcome = tokio::select! {
-            r = pending => r,
-            () = deadline => {
-                let why = format!("upstream {addr} sent no response within {timeout:?} of the request");
-                return Err((why, None, true));
-            }
-        };
-        match outcome {
-            Ok(rsp) => return Ok(rsp),
-            Err(mut e) => match e.take_message() {
-                Some(back) => req = back,
-                None => return Err((format!("upstream {addr}: {}", e.error()), None, false)),
-            },
-        }
-    }
-    Err((
-        format!("upstream {addr}: connection closed before the request could be sent"),
-        Some(req),
-        false,
-    ))
 }
 
 /// The upstream's response with hop-by-hop and `x-residency-*` fields
