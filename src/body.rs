@@ -91,11 +91,10 @@ impl Body for Metered {
     }
 }
 
-/// What happens when a response body ends: given the bytes sent down and
-/// whether the stream completed, it records the evidence and resolves to
-/// whether the record was written.
-pub type Completion =
-    Box<dyn FnOnce(u64, bool) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send>;
+/// What happens when a response body ends (complete or failed): given the
+/// bytes sent down, it records the evidence and resolves to whether the
+/// record was written.
+pub type Completion = Box<dyn FnOnce(u64) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send>;
 
 /// What happens when a response body is dropped before it ended.
 pub type OnDrop = Box<dyn FnOnce(u64) + Send>;
@@ -165,10 +164,10 @@ impl Body for Audited {
                     // for the client as soon as it has it) or the trailers:
                     // held back until the record is written.
                     this.held = Some(frame);
-                    this.start_completion(true);
+                    this.start_completion();
                 }
                 Some(Err(e)) => {
-                    this.start_completion(false);
+                    this.start_completion();
                     // The record is written in the background; the client
                     // sees the upstream's failure now.
                     if let Some(p) = this.pending.take() {
@@ -177,7 +176,7 @@ impl Body for Audited {
                     this.done = true;
                     return Poll::Ready(Some(Err(Box::new(e))));
                 }
-                None => this.start_completion(true),
+                None => this.start_completion(),
             }
         }
     }
@@ -192,10 +191,10 @@ impl Body for Audited {
 }
 
 impl Audited {
-    fn start_completion(&mut self, completed: bool) {
+    fn start_completion(&mut self) {
         self.on_drop = None;
         if let Some(complete) = self.complete.take() {
-            self.pending = Some(complete(self.sent, completed));
+            self.pending = Some(complete(self.sent));
         }
     }
 }

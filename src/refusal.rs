@@ -4,6 +4,12 @@
 //! the proxy refuses and records ([`crate::proxy::refusal`]), the metrics
 //! and the audit reports count by these names.
 
+use std::net::IpAddr;
+
+use http::StatusCode;
+
+use crate::geo::{Canonical, Country, GeoDb, Nat64Prefixes, canonicalize};
+
 /// The decision of a refused request, in the audit record and the
 /// `decision` label of `residency_requests_total`: the request was turned
 /// away before the policy judged it (it is neither `allowed` nor a policy
@@ -141,6 +147,65 @@ impl Refusal {
         }
     }
 
+    /// The status of the proxy's answer to this refusal. The HTTP layer's
+    /// own refusals are answered by hyper or h2 (see
+    /// [`Refusal::protocol_status`]); this is what they stand for.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TooManyHeaders | Self::HttpHeadTooLarge | Self::H2HeaderListTooLarge => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::PurposeRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::HttpUriTooLong => StatusCode::URI_TOO_LONG,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The S3 error code of the answer's XML body.
+    pub const fn s3_code(self) -> &'static str {
+        match self {
+            Self::AuditUnavailable => "ServiceUnavailable",
+            Self::MethodNotAllowed => "MethodNotAllowed",
+            Self::TooManyHeaders | Self::HttpHeadTooLarge | Self::H2HeaderListTooLarge => {
+                "RequestHeaderFieldsTooLarge"
+            }
+            Self::NoRoute => "NoSuchRoute",
+            Self::BadPathEncoding | Self::AmbiguousTarget | Self::HttpUriTooLong => "InvalidURI",
+            Self::PurposeRequired => "PreconditionRequired",
+            _ => "InvalidRequest",
+        }
+    }
+
+    /// The message of the answer's XML body: public, no detail.
+    /// [`Refusal::PurposeRequired`]'s is followed by the header to use.
+    pub const fn message(self) -> &'static str {
+        match self {
+            Self::AuditUnavailable => {
+                "the access trace cannot be recorded; requests are refused until it can"
+            }
+            Self::MethodNotAllowed => "CONNECT is not supported by this proxy",
+            Self::TooManyHeaders => "too many header fields",
+            Self::BadTransferEncoding => {
+                "unsupported Transfer-Encoding (only a single \"chunked\" is accepted)"
+            }
+            Self::BadHost => "missing, repeated or invalid Host header",
+            Self::NoRoute => "no route of this proxy matches the host and path",
+            Self::BadPathEncoding => {
+                "invalid percent-encoding in the request path (a '%' must be followed by two hex digits)"
+            }
+            Self::AmbiguousTarget => {
+                "the request path or host can be read as addressing routes that judge differently; spell it canonically (the bucket in lower case, no %2F, '//', ';', '.' or '..' segments)"
+            }
+            Self::PurposeRequired => "a purpose of access is required in the header",
+            Self::HttpHeadTooLarge | Self::H2HeaderListTooLarge => "the request head is too large",
+            Self::HttpUriTooLong => "the request target is too long",
+            _ => "the request is malformed",
+        }
+    }
+
     /// Position in [`Refusal::ALL`].
     pub fn index(self) -> usize {
         Self::ALL.iter().position(|r| *r == self).unwrap_or(0)
@@ -202,6 +267,16 @@ impl Refusal {
             7 => Some(Self::H2RefusedStream),
             _ => Some(Self::H2StreamError),
         }
+    }
+}
+
+/// The client address as recorded, canonicalised as the policy would
+/// judge it, and its country (none for Teredo or a NAT64 address with a
+/// non-zero u octet, which hide the client).
+pub fn locate(ip: IpAddr, geo: &GeoDb, nat64: &Nat64Prefixes) -> (IpAddr, Option<Country>) {
+    match canonicalize(ip, nat64) {
+        Canonical::Ip(ip) => (ip, geo.country(ip)),
+        Canonical::Untraceable(v6) => (IpAddr::V6(v6), None),
     }
 }
 

@@ -10,12 +10,12 @@ use std::time::{Instant, SystemTime};
 use http::Request;
 use hyper::body::Incoming;
 
-use super::refusal::{REFUSED, Refusal};
 use super::respond::RequestId;
 use crate::audit::record::OperatorFields;
 use crate::audit::{AuditRecord, format_time, identity, object_key};
 use crate::geo::{Country, Operator, label};
 use crate::policy::{Decision, Reason, Side};
+use crate::refusal::{REFUSED, Refusal};
 use crate::snapshot::Snapshot;
 
 /// Most characters of the purpose header kept in a record.

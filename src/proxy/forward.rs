@@ -8,40 +8,33 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use super::context::{ConnInfo, log_verdict};
-use super::evidence::RequestEvidence;
+use super::context::RequestCtx;
 use super::headers::{add_forwarding, is_chunked, set_chunked, set_host, strip_hop_by_hop};
-use super::respond::{self, DECISION_HEADER, Generated};
+use super::respond::{self, DECISION_HEADER, Stop};
 use crate::body::{Metered, Sent};
 use crate::geo::label;
 use crate::policy::{Decision, Mode, Reason, Side, Verdict};
-use crate::snapshot::{Route, Snapshot};
 use crate::upstream::{Chain, SendError, Upstream, UpstreamError};
 
-/// What the upstream side came to.
-pub enum Forwarded {
-    /// The upstream answered; its body still has to stream. With the
-    /// route's response timeout, which also bounds reading a held body.
-    Proxied(Response<Incoming>, Duration),
-    /// The proxy answers itself (451 upstream side, 502).
-    Refused(Response<Generated>),
+/// The storage's response, its body still to stream, with the route's
+/// response timeout, which also bounds reading a held body.
+pub struct Proxied {
+    /// The response as it goes to the client.
+    pub rsp: Response<Incoming>,
+    /// The route's `response_timeout`.
+    pub timeout: Duration,
 }
 
-/// Forwards `req` on `route`; records the upstream address and any upstream
-/// verdict failure in `ev`.
-pub async fn forward(
-    req: Request<Incoming>,
-    conn: &ConnInfo,
-    route: &Route,
-    snap: &Snapshot,
-    ev: &mut RequestEvidence,
-    resource: &str,
-    head: bool,
-) -> Forwarded {
-    let id = ev.id;
+/// Phase 4: forwards `req` on the chosen route to a judged upstream
+/// address; records the upstream address and any upstream verdict failure
+/// in the evidence. Stops with the upstream side's 451, or 502/504.
+pub async fn forward(req: Request<Incoming>, ctx: &mut RequestCtx) -> Result<Proxied, Stop> {
+    let snap = ctx.snap.clone();
+    let route = ctx.route(&snap).expect("forwarded after the route phase");
+    let id = ctx.id;
     let client_h2 = req.version() == Version::HTTP_2;
     let sent = Arc::new(Sent::default());
-    let mut req = upstream_request(req, conn, ev, &sent);
+    let mut req = upstream_request(req, ctx, &sent);
     let policy = &route.spec.policy.policy;
     let mut blocked: Option<Verdict> = None;
     let mut last_error: Option<UpstreamError> = None;
@@ -88,6 +81,7 @@ pub async fn forward(
             });
             // Recorded before sending: a request abandoned while the upstream
             // is still answering is traced with the address it went to.
+            let ev = ctx.ev();
             ev.upstream = Some((addr, verdict.country));
             ev.upstream_operator = snap.operators.as_ref().map(|_| verdict.operator);
             ev.upstream_failed = flag.map(|(v, reason)| (Decision::Flagged, v.country, reason));
@@ -100,27 +94,18 @@ pub async fn forward(
                     // uninvited; relayed, it would leave the client holding
                     // what it believes is a tunnel.
                     tracing::warn!(route = %route.spec.name, %addr, request_id = %id, "upstream switched protocols uninvited");
-                    return Forwarded::Refused(respond::xml_error(
-                        StatusCode::BAD_GATEWAY,
-                        "BadGateway",
-                        "the storage upstream failed",
-                        resource,
-                        id,
-                        head,
-                    ));
+                    return Err(Stop::UpstreamFailed { timed_out: false });
                 }
                 Ok(rsp) => {
                     let mut rsp = upstream_response(rsp, client_h2);
                     if let Some((v, reason)) = &flag {
                         let reason = *reason;
-                        log_verdict(
+                        ctx.log_verdict(
                             Decision::Flagged,
                             Side::Upstream,
                             &route.spec.name,
                             v,
                             reason,
-                            id,
-                            conn,
                         );
                         let value = respond::decision_value(
                             Decision::Flagged,
@@ -131,10 +116,14 @@ pub async fn forward(
                         let value = respond::with_operator(value, v);
                         rsp.headers_mut().append(DECISION_HEADER.clone(), value);
                     }
-                    return Forwarded::Proxied(rsp, route.spec.response_timeout);
+                    return Ok(Proxied {
+                        rsp,
+                        timeout: route.spec.response_timeout,
+                    });
                 }
                 Err(SendError::NotSent { request, error }) => {
                     // Not sent: this address is not part of the request's story.
+                    let ev = ctx.ev();
                     ev.upstream = None;
                     ev.upstream_operator = None;
                     ev.upstream_failed = None;
@@ -143,32 +132,30 @@ pub async fn forward(
                 }
                 Err(SendError::Sent(e)) => {
                     tracing::warn!(route = %route.spec.name, %addr, error = %Chain(&e), request_id = %id, "upstream request failed");
-                    return Forwarded::Refused(respond::upstream_failed(
-                        e.timed_out(),
-                        resource,
-                        id,
-                        head,
-                    ));
+                    return Err(Stop::UpstreamFailed {
+                        timed_out: e.timed_out(),
+                    });
                 }
             }
         }
     }
     if let Some(v) = blocked {
         let reason = upstream_reason(&v);
+        let ev = ctx.ev();
         ev.upstream_failed = Some((Decision::Blocked, v.country, reason));
         ev.upstream_operator = snap.operators.as_ref().map(|_| v.operator);
-        log_verdict(
+        ctx.log_verdict(
             Decision::Blocked,
             Side::Upstream,
             &route.spec.name,
             &v,
             reason,
-            id,
-            conn,
         );
-        let mut rsp = respond::blocked(Side::Upstream, v.country, reason, resource, id, head);
-        respond::note_operator(&mut rsp, &v);
-        return Forwarded::Refused(rsp);
+        return Err(Stop::Blocked {
+            side: Side::Upstream,
+            verdict: v,
+            reason,
+        });
     }
     match &last_error {
         Some(e) => {
@@ -178,14 +165,7 @@ pub async fn forward(
             tracing::warn!(route = %route.spec.name, request_id = %id, "no upstream reachable");
         }
     }
-    Forwarded::Refused(respond::xml_error(
-        StatusCode::BAD_GATEWAY,
-        "BadGateway",
-        "the storage upstream cannot be reached",
-        resource,
-        id,
-        head,
-    ))
+    Err(Stop::UpstreamUnreachable)
 }
 
 /// The upstream reason of a failed address: `foreign_operator` when that is
@@ -202,8 +182,7 @@ const fn upstream_reason(v: &Verdict) -> Reason {
 /// target byte for byte as received (SigV4 signs it), body metered.
 fn upstream_request(
     req: Request<Incoming>,
-    conn: &ConnInfo,
-    ev: &RequestEvidence,
+    ctx: &mut RequestCtx,
     sent: &Arc<Sent>,
 ) -> Request<Metered> {
     let (mut parts, body) = req.into_parts();
@@ -212,7 +191,7 @@ fn upstream_request(
     if chunked {
         set_chunked(&mut parts.headers);
     }
-    add_forwarding(&mut parts.headers, conn.peer, conn.peer_trusted);
+    add_forwarding(&mut parts.headers, ctx.conn.peer, ctx.peer_trusted);
     if !parts.headers.contains_key(http::header::HOST)
         && let Some(auth) = parts.uri.authority()
         && let Ok(v) = http::HeaderValue::from_str(auth.as_str())
@@ -226,7 +205,10 @@ fn upstream_request(
         .path_and_query()
         .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     parts.version = Version::HTTP_11;
-    Request::from_parts(parts, Metered::new(body, ev.bytes_up.clone(), sent.clone()))
+    Request::from_parts(
+        parts,
+        Metered::new(body, ctx.ev().bytes_up.clone(), sent.clone()),
+    )
 }
 
 /// The upstream's response with hop-by-hop and `x-residency-*` fields

@@ -326,27 +326,33 @@ async fn serve_connection(
     let mut info = ConnInfo {
         peer,
         client,
-        peer_trusted,
+        proxy_header: server.client_ip_source == ClientIpSource::ProxyProtocol && peer_trusted,
         mtls_subject: None,
     };
-    let io = ClientIo::new(stream, prefix, server.idle_timeout);
+    // Only the limits outlive the accept: each request takes the snapshot
+    // current when it arrives, and an old one is not kept alive (its
+    // database map, its pools) by a long-lived connection.
+    let limits = HttpLimits::of(server);
+    let tls_config = snap.tls.clone();
+    drop(snap);
+    let io = ClientIo::new(stream, prefix, limits.idle_timeout);
     if !tls {
-        serve_http(TokioIo::new(io), None, info, server, shared.clone(), stop).await;
+        serve_http(TokioIo::new(io), None, info, limits, shared.clone(), stop).await;
         return;
     }
-    let Some(config) = snap.tls.clone() else {
+    let Some(config) = tls_config else {
         return;
     };
     let handshake = TlsAcceptor::from(config).accept(io);
-    let stream = match tokio::time::timeout(server.header_read_timeout, handshake).await {
+    let stream = match tokio::time::timeout(limits.header_read_timeout, handshake).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            snap.evidence.metrics.tls_handshake_failures.inc();
+            shared.load().evidence.metrics.tls_handshake_failures.inc();
             tracing::info!(%peer, error = %e, "TLS handshake refused");
             return;
         }
         Err(_) => {
-            snap.evidence.metrics.tls_handshake_failures.inc();
+            shared.load().evidence.metrics.tls_handshake_failures.inc();
             tracing::info!(%peer, "TLS handshake timed out");
             return;
         }
@@ -360,17 +366,9 @@ async fn serve_connection(
     if h2 {
         let activity = Arc::new(Activity::default());
         let io = TokioIo::new(H2Watch::new(stream, activity.clone()));
-        serve_http(io, Some(activity), info, server, shared.clone(), stop).await;
+        serve_http(io, Some(activity), info, limits, shared.clone(), stop).await;
     } else {
-        serve_http(
-            TokioIo::new(stream),
-            None,
-            info,
-            server,
-            shared.clone(),
-            stop,
-        )
-        .await;
+        serve_http(TokioIo::new(stream), None, info, limits, shared, stop).await;
     }
 }
 
@@ -390,6 +388,26 @@ macro_rules! serve_until_stopped {
     };
 }
 
+/// The `[server]` limits a connection is served with, fixed at accept.
+#[derive(Debug, Clone, Copy)]
+struct HttpLimits {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    max_header_bytes: usize,
+    max_headers: usize,
+}
+
+impl HttpLimits {
+    const fn of(server: &ServerSpec) -> Self {
+        Self {
+            header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
+            max_header_bytes: server.max_header_bytes,
+            max_headers: server.max_headers,
+        }
+    }
+}
+
 /// hyper's HTTP/1.1 header count limit when none is set.
 const HYPER_MAX_HEADERS: usize = 100;
 
@@ -399,7 +417,7 @@ async fn serve_http<I>(
     io: I,
     h2: Option<Arc<Activity>>,
     info: ConnInfo,
-    server: &ServerSpec,
+    server: HttpLimits,
     shared: Shared,
     mut stop: watch::Receiver<bool>,
 ) where

@@ -27,28 +27,17 @@ mod frames;
 pub use budget::{Admit, Budget};
 pub use frames::{BARE_BLOCK, Frame, FrameScan, H2Watch};
 
-pub use crate::refusal::{NO_ROUTE, REFUSED, Refusal};
+pub use crate::refusal::{NO_ROUTE, REFUSED, Refusal, locate};
 
 use super::client_ip::ClientAddr;
 use super::context::ConnInfo;
 use super::respond::RequestId;
 use crate::audit::{AuditRecord, format_time};
-use crate::config::ClientIpSource;
-use crate::geo::{Canonical, Country, GeoDb, Nat64Prefixes, canonicalize, label};
+use crate::geo::{Country, label};
 use crate::snapshot::{Shared, Snapshot};
 
 /// The `method` of a record whose request line was never parsed.
 const NO_METHOD: &str = "-";
-
-/// The client address as recorded, canonicalised as the policy would
-/// judge it, and its country (none for Teredo or a NAT64 address with a
-/// non-zero u octet, which hide the client).
-pub fn locate(ip: IpAddr, geo: &GeoDb, nat64: &Nat64Prefixes) -> (IpAddr, Option<Country>) {
-    match canonicalize(ip, nat64) {
-        Canonical::Ip(ip) => (ip, geo.country(ip)),
-        Canonical::Untraceable(v6) => (IpAddr::V6(v6), None),
-    }
-}
 
 /// Counts and (within the [`Budget`]) records one refusal by the HTTP
 /// layer on `conn`. Its headers were never parsed, so the client is the
@@ -87,9 +76,7 @@ fn write(
         Instant::now(),
     ) {
         Admit::Record => {
-            let source = if snap.config.server.client_ip_source == ClientIpSource::ProxyProtocol
-                && conn.peer_trusted
-            {
+            let source = if conn.proxy_header {
                 "proxy-protocol"
             } else {
                 "peer"
