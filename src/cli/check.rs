@@ -417,19 +417,13 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
-/// `YYYY-MM-DD` of a Unix time, UTC (civil-from-days, H. Hinnant).
+/// `YYYY-MM-DD` of a Unix time, UTC: the date of the audit trail's own
+/// timestamps ([`crate::audit::format_time`]), one calendar algorithm.
 pub fn format_epoch(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let mut date = crate::audit::format_time(t);
+    date.truncate("YYYY-MM-DD".len());
+    date
 }
 
 #[cfg(test)]
