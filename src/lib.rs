@@ -36,7 +36,6 @@
 
 pub mod admin;
 pub mod audit;
-pub mod body;
 pub mod cartography;
 pub mod cli;
 pub mod config;

@@ -29,7 +29,7 @@ pub struct Config {
     /// Where it was read from.
     pub path: PathBuf,
     /// `[server]`
-    pub server: Server,
+    pub server: ServerSpec,
     /// `[admin] listen`; `None` when disabled.
     pub admin_listen: Option<SocketAddr>,
     /// `[resolver]`
@@ -133,7 +133,7 @@ impl ObjectLockMode {
 
 /// `[server]`, typed.
 #[derive(Debug, Clone)]
-pub struct Server {
+pub struct ServerSpec {
     /// Plain HTTP listen addresses.
     pub listen: Vec<SocketAddr>,
     /// HTTPS listen addresses.

@@ -14,7 +14,7 @@ use super::raw::{
     Text,
 };
 use super::{
-    AuditSpec, Config, HostPattern, PolicySpec, ResolverSpec, RouteSpec, Server, TlsSpec,
+    AuditSpec, Config, HostPattern, PolicySpec, ResolverSpec, RouteSpec, ServerSpec, TlsSpec,
     UpstreamHost, UpstreamUrl,
 };
 use crate::geo::{
@@ -115,7 +115,7 @@ fn clean_toml_message(msg: &str) -> String {
     msg.trim().replace('`', "\"").replace('\n', " ")
 }
 
-fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
+fn server(raw: &RawConfig, p: &mut Problems<'_>) -> ServerSpec {
     let s = &raw.server;
     let mut listen = Vec::new();
     for addr in &s.listen {
@@ -189,7 +189,7 @@ fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
         .iter()
         .filter_map(|n| cidr(n, p))
         .collect();
-    Server {
+    ServerSpec {
         listen,
         tls_listen,
         tls,

@@ -11,10 +11,9 @@ use hyper::body::Incoming;
 use super::context::RequestCtx;
 use super::headers::{add_forwarding, is_chunked, set_chunked, set_host, strip_hop_by_hop};
 use super::respond::{self, DECISION_HEADER, Stop};
-use crate::body::{Metered, Sent};
 use crate::geo::label;
 use crate::policy::{Decision, Mode, Reason, Side, Verdict};
-use crate::upstream::{Chain, SendError, Upstream, UpstreamError};
+use crate::upstream::{Chain, Metered, SendError, Sent, Upstream, UpstreamError};
 
 /// The storage's response, its body still to stream, with the route's
 /// response timeout, which also bounds reading a held body.

@@ -41,7 +41,7 @@ use super::io::ClientIo;
 use super::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader};
 use super::refusal::ConnEnd;
 use super::service;
-use crate::config::{ClientIpSource, Server as ServerSpec, TrustedProxyWithoutClient};
+use crate::config::{ClientIpSource, ServerSpec, TrustedProxyWithoutClient};
 use crate::snapshot::Shared;
 use crate::worker::Balance;
 

@@ -25,13 +25,13 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
+use super::body::{Audited, Completion, OnDrop};
 use super::client_ip::ClientAddr;
 use super::context::{ConnInfo, RequestCtx};
 use super::evidence::RequestEvidence;
 use super::forward::{Proxied, forward};
 use super::respond::{self, Body, DECISION_HEADER, Generated, REQUEST_ID_HEADER, Stop};
 use super::route::{self, Unroutable};
-use crate::body::Audited;
 use crate::policy::{Decision, Side, Verdict};
 use crate::refusal::Refusal;
 use crate::snapshot::{Shared, Snapshot};
@@ -302,13 +302,13 @@ fn audited(rsp: Response<Incoming>, ev: RequestEvidence, snap: Arc<Snapshot>) ->
     let status = rsp.status().as_u16();
     let shared = Arc::new((ev, snap));
     let on_end = shared.clone();
-    let complete: crate::body::Completion = Box::new(move |down| {
+    let complete: Completion = Box::new(move |down| {
         Box::pin(async move {
             let (ev, snap) = &*on_end;
             trace(ev, snap, status, down).await
         })
     });
-    let on_drop: crate::body::OnDrop = Box::new(move |down| {
+    let on_drop: OnDrop = Box::new(move |down| {
         let (ev, snap) = &*shared;
         ev.account(snap, down);
         if let Some(sink) = &snap.evidence.audit {

@@ -8,6 +8,7 @@
 //! [`Upstream::connect`] takes a judged `SocketAddr`: there is no way to dial
 //! a name. Pools are keyed by that address and belong to one snapshot.
 
+mod body;
 mod pool;
 mod resolver;
 mod tls;
@@ -23,11 +24,11 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+pub use body::{Metered, Sent};
 pub use pool::{Pool, Sender};
 pub use resolver::{ResolveError, Resolver, ResolverError};
 pub use tls::{TlsError, client_config};
 
-use crate::body::{Metered, Sent};
 use crate::config::{UpstreamHost, UpstreamUrl};
 use crate::geo::{GeoDb, OperatorDb};
 use crate::policy::{Policy, Side, Verdict};

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use hyper::client::conn::http1::SendRequest;
 
-use crate::body::Metered;
+use super::body::Metered;
 use crate::worker::PerWorker;
 
 /// Most connections kept per upstream address and worker, busy ones
