@@ -9,6 +9,7 @@
 //! a name. Pools are keyed by that address and belong to one snapshot.
 
 mod body;
+mod early;
 mod pool;
 mod resolver;
 mod tls;
@@ -424,7 +425,7 @@ where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(io))
+        .handshake(TokioIo::new(early::EarlyAnswer::new(io)))
         .await
         .map_err(|source| UpstreamError::Handshake { addr, source })?;
     tokio::spawn(async move {
