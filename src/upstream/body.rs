@@ -1,11 +1,14 @@
 //! The request body on its way to the upstream: [`Metered`] counts its
 //! bytes and tells, through [`Sent`], when it has been sent to its end
-//! (the response timeout starts then).
+//! (the response timeout starts then). A body the upstream let go of
+//! before its end is read on for a while ([`linger`]), so the client gets
+//! the answer rather than a reset.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -38,7 +41,8 @@ impl Sent {
 
 /// Request body counted on its way upstream.
 pub struct Metered {
-    inner: Incoming,
+    /// `None` only once dropped (handed to [`linger`]).
+    inner: Option<Incoming>,
     count: Arc<AtomicU64>,
     sent: Arc<Sent>,
 }
@@ -50,7 +54,44 @@ impl Metered {
         if inner.is_end_stream() {
             sent.finish();
         }
-        Self { inner, count, sent }
+        Self {
+            inner: Some(inner),
+            count,
+            sent,
+        }
+    }
+}
+
+/// The longest a client's upload is read on, and discarded, after the
+/// upstream let go of it before its end.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Reads the rest of a client's request body, discarding it, until it
+/// ends or [`LINGER`] runs out: the upstream let go of it (it answered
+/// early and closed, or failed), and a client connection closed with its
+/// upload unread is reset, which can destroy the answer before the client
+/// reads it (RFC 9112 §9.6). Read on, it ends cleanly.
+fn linger(mut body: Incoming) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        let drain = async {
+            while let Some(Ok(_)) =
+                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            {}
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    });
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take()
+            && !inner.is_end_stream()
+        {
+            linger(inner);
+        }
     }
 }
 
@@ -62,23 +103,29 @@ impl Body for Metered {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = ready!(Pin::new(&mut *inner).poll_frame(cx));
+        let ended = inner.is_end_stream();
         if let Some(Ok(f)) = &frame
             && let Some(d) = f.data_ref()
         {
             self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
         }
-        if frame.is_none() || self.inner.is_end_stream() {
+        if frame.is_none() || ended {
             self.sent.finish();
         }
         Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
