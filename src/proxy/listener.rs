@@ -337,7 +337,9 @@ async fn serve_connection(
     drop(snap);
     let io = ClientIo::new(stream, prefix, limits.idle_timeout);
     if !tls {
-        serve_http(TokioIo::new(io), None, info, limits, shared.clone(), stop).await;
+        let info = Arc::new(info);
+        let end = ConnEnd::new(info.clone(), shared.clone(), false);
+        serve_http(TokioIo::new(io), None, info, end, limits, shared, stop).await;
         return;
     }
     let Some(config) = tls_config else {
@@ -365,10 +367,15 @@ async fn serve_connection(
         .and_then(crate::tls::subject_of);
     if h2 {
         let activity = Arc::new(Activity::default());
-        let io = TokioIo::new(H2Watch::new(stream, activity.clone()));
-        serve_http(io, Some(activity), info, limits, shared.clone(), stop).await;
+        let info = Arc::new(info);
+        let end = ConnEnd::new(info.clone(), shared.clone(), true);
+        let io = TokioIo::new(H2Watch::new(stream, activity.clone(), end.watch()));
+        serve_http(io, Some(activity), info, end, limits, shared, stop).await;
     } else {
-        serve_http(TokioIo::new(stream), None, info, limits, shared, stop).await;
+        let info = Arc::new(info);
+        let end = ConnEnd::new(info.clone(), shared.clone(), false);
+        let io = TokioIo::new(stream);
+        serve_http(io, None, info, end, limits, shared, stop).await;
     }
 }
 
@@ -412,11 +419,14 @@ impl HttpLimits {
 const HYPER_MAX_HEADERS: usize = 100;
 
 /// HTTP/1.1, or HTTP/2 when `h2` counts its activity, on an established
-/// stream, until it ends or shutdown.
+/// stream, until it ends or shutdown. Refusals by hyper never reach the
+/// service: `end` sees them as it ends them (and, for HTTP/2, the stream's
+/// watch as they are written).
 async fn serve_http<I>(
     io: I,
     h2: Option<Arc<Activity>>,
-    info: ConnInfo,
+    info: Arc<ConnInfo>,
+    end: ConnEnd,
     server: HttpLimits,
     shared: Shared,
     mut stop: watch::Receiver<bool>,
@@ -424,9 +434,6 @@ async fn serve_http<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let peer = info.peer;
-    let info = Arc::new(info);
-    // Refusals by hyper never reach the service: see them as it ends them.
-    let end = ConnEnd::new(info.clone(), shared.clone(), h2.is_some());
     if let Some(activity) = h2 {
         let requests = activity.clone();
         let info = info.clone();
@@ -447,7 +454,6 @@ async fn serve_http<I>(
             .max_concurrent_streams(100)
             .keep_alive_interval(Some(server.idle_timeout / 2))
             .keep_alive_timeout(server.header_read_timeout);
-        let io = end.watch(io);
         let conn = builder.serve_connection(io, svc);
         tokio::pin!(conn);
         // hyper closes an h2 connection on errors and GOAWAY only, and

@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod context;
 pub mod evidence;
 pub mod forward;
+pub mod h2frames;
 pub mod headers;
 pub mod idle;
 pub mod io;

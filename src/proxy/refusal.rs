@@ -13,7 +13,7 @@
 //!
 //! hyper gives no hook for what it refuses: HTTP/1.1 refusals are read from
 //! the error the connection ends with ([`ConnEnd`]); HTTP/2 ones from the
-//! frames the server writes ([`H2Watch`]: a bare `:status` header block
+//! frames the server writes ([`RefusalWatch`]: a bare `:status` header block
 //! ending a stream is h2's own `431`, and resets carry their error code).
 
 use std::net::IpAddr;
@@ -25,7 +25,7 @@ mod budget;
 mod frames;
 
 pub use budget::{Admit, Budget};
-pub use frames::{BARE_BLOCK, Frame, FrameScan, H2Watch};
+pub use frames::{BARE_BLOCK, RefusalWatch};
 
 pub use crate::refusal::{NO_ROUTE, REFUSED, Refusal, locate};
 
@@ -157,7 +157,7 @@ pub struct ConnEnd {
     conn: Arc<ConnInfo>,
     shared: Shared,
     h2: bool,
-    /// Set by the [`H2Watch`] of the connection once it recorded a
+    /// Set by the [`RefusalWatch`] of the connection once it recorded a
     /// `GOAWAY` with an error code.
     goaway_recorded: Arc<AtomicBool>,
 }
@@ -173,10 +173,9 @@ impl ConnEnd {
         }
     }
 
-    /// Watches the HTTP/2 stream `io` of this connection.
-    pub fn watch<I>(&self, io: I) -> H2Watch<I> {
-        H2Watch::new(
-            io,
+    /// The watch of what this HTTP/2 connection writes.
+    pub fn watch(&self) -> RefusalWatch {
+        RefusalWatch::new(
             self.conn.clone(),
             self.shared.clone(),
             self.goaway_recorded.clone(),
@@ -190,7 +189,7 @@ impl ConnEnd {
         };
         tracing::debug!(peer = %self.conn.peer, error = %e, "client connection ended with an error");
         let refusal = if self.h2 {
-            // Refusals are seen in the frames ([`H2Watch`]), GOAWAY
+            // Refusals are seen in the frames ([`RefusalWatch`]), GOAWAY
             // included; h2 writes none for a bad preface, though.
             h2_connection_refused(&e).filter(|_| !self.goaway_recorded.load(Ordering::Relaxed))
         } else {
