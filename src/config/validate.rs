@@ -76,15 +76,14 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     let mut routes = Vec::new();
     for route in &raw.routes {
-        if let Some(r) = compile_route(route, &raw.policy, &global, global_actions, &mut p) {
-            if routes.iter().any(|o: &RouteSpec| o.name == r.name) {
-                p.at(
-                    route.get_ref().name.span(),
-                    format!("duplicate route name \"{}\"", r.name),
-                );
-            }
-            routes.push(r);
+        let r = compile_route(route, &raw.policy, &global, global_actions, &mut p);
+        if routes.iter().any(|o: &RouteSpec| o.name == r.name) {
+            p.at(
+                route.get_ref().name.span(),
+                format!("duplicate route name \"{}\"", r.name),
+            );
         }
+        routes.push(r);
     }
     for r in &mut routes {
         r.policy.policy.nat64 = nat64.clone();
@@ -616,7 +615,7 @@ fn compile_route(
     global_lists: &Lists<'_>,
     global_actions: OperatorActions,
     p: &mut Problems<'_>,
-) -> Option<RouteSpec> {
+) -> RouteSpec {
     let r = spanned.get_ref();
     let name = r.name.get_ref().clone();
     if name.is_empty()
@@ -688,7 +687,7 @@ fn compile_route(
         actions,
         pp,
     );
-    Some(RouteSpec {
+    RouteSpec {
         name,
         hosts,
         path_prefix: prefix,
@@ -703,7 +702,7 @@ fn compile_route(
             .map(|c| PathBuf::from(c.get_ref())),
         policy,
         buckets,
-    })
+    }
 }
 
 fn host_pattern(t: &Text, p: &mut Problems<'_>) -> Option<HostPattern> {
