@@ -224,7 +224,8 @@ pub struct RouteSpec {
     pub upstreams: Vec<UpstreamUrl>,
     /// Keep the client's Host header.
     pub preserve_host: bool,
-    /// TCP connect timeout per upstream IP.
+    /// Time to open a connection to one upstream IP: TCP connect, TLS and
+    /// HTTP handshakes together.
     pub connect_timeout: Duration,
     /// Time allowed for the response head after the request body was sent.
     pub response_timeout: Duration,

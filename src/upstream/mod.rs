@@ -186,7 +186,8 @@ impl std::fmt::Display for Chain<'_> {
 pub struct Upstream {
     /// Where it is.
     pub url: UpstreamUrl,
-    /// TCP connect (and TLS handshake) timeout per address.
+    /// Time to open a connection to one address: TCP connect, TLS and HTTP
+    /// handshakes together.
     pub connect_timeout: Duration,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     pool: Pool,
