@@ -15,7 +15,7 @@ use prometheus::{
 
 use crate::geo::{COUNTRY_SLOTS, Country, label, slot};
 use crate::policy::{Decision, Reason, Side};
-use crate::proxy::refusal::{NO_ROUTE, REFUSED, Refusal};
+use crate::refusal::{NO_ROUTE, REFUSED, Refusal};
 
 /// Every metric of the process.
 pub struct Metrics {

@@ -19,8 +19,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::preflight::{preflight, process_ready};
 use crate::snapshot::Shared;
-use crate::upstream::preflight::{preflight, process_ready};
 
 /// Serves admin requests on `listener` until the task is aborted.
 pub async fn serve(listener: TcpListener, shared: Shared) {

@@ -113,14 +113,7 @@ pub enum KeyError {
     Random,
 }
 
-/// A name a signed note can carry (key name or origin): non-empty, no
-/// whitespace, no control character, no `+`.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '+')
-}
+pub use crate::config::valid_note_name as valid_name;
 
 fn key_id(name: &str, public: &[u8]) -> [u8; 4] {
     let mut h = Sha256::new();

@@ -12,6 +12,7 @@ use http::header::AUTHORIZATION;
 use sha2::{Digest, Sha256};
 
 use super::chain::hex;
+pub use crate::config::ObjectKeyMode;
 
 /// The longest access key id accepted (AWS documents 16..=128 characters;
 /// other S3 implementations use shorter ones, so the floor is 1).
@@ -171,33 +172,6 @@ fn hex_value(b: u8) -> Option<u8> {
         b'a'..=b'f' => Some(b - b'a' + 10),
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
-    }
-}
-
-/// `audit.object_key`: how much of the object key the trail keeps (keys may
-/// hold patient identifiers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ObjectKeyMode {
-    /// `bucket/key` as received.
-    #[default]
-    Full,
-    /// Lower-case hex SHA-256 of what `Full` would record. Unkeyed: it
-    /// links records of one object without showing its key, but a guessable
-    /// key (a patient number) can be found by hashing candidates.
-    Sha256,
-    /// Nothing.
-    None,
-}
-
-impl ObjectKeyMode {
-    /// Public contract: the config value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Full => "full",
-            Self::Sha256 => "sha256",
-            Self::None => "none",
-        }
     }
 }
 

@@ -14,15 +14,14 @@
 //!   notes), the keys, and their verification;
 //! - [`rotate`]: rotation by size and age, segment names, and the
 //!   directory listing of several chains;
-//! - [`export`]: closed segments uploaded to S3 from a spool, the store
-//!   judged like an upstream;
+//! - closed segments are uploaded to S3 by [`crate::export`], outside this
+//!   module: it judges the store like an upstream, with the snapshot;
 //! - [`writer`]: appends sealed records with group commit from the request
 //!   path; the file and the [`Chain`] belong to whichever request leads a
 //!   batch.
 
 pub mod chain;
 pub mod checkpoint;
-pub mod export;
 pub mod fields;
 pub mod operated;
 pub mod progress;

@@ -33,7 +33,7 @@ use serde::{Serialize, Serializer};
 use super::record::AuditRecord;
 use crate::geo::{Country, CountrySet, eea};
 use crate::policy::{Decision, Side};
-use crate::proxy::refusal::REFUSED;
+use crate::refusal::REFUSED;
 
 /// Transfers outside the EEA, aggregated from audit records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -48,7 +48,7 @@ use std::task::{Context, Poll, Waker};
 use super::rotate::Keeper;
 use super::{AuditError, AuditRecord, Chain};
 use crate::metrics::Metrics;
-use crate::proxy::listener::{PerWorker, WORKER_SLOTS, worker_slot};
+use crate::worker::PerWorker;
 
 /// Batches a leader writes before handing the rest to a waiting request, so
 /// that one request is not kept writing for everybody else under sustained
@@ -262,7 +262,7 @@ impl AuditSink {
         self.inner.healthy.load(Ordering::Relaxed) && !self.inner.spool_full.load(Ordering::Relaxed)
     }
 
-    /// The export spool is over `spool_max` (see [`super::export`]).
+    /// The export spool is over `spool_max` (see [`crate::export`]).
     pub fn set_spool_full(&self, full: bool) {
         self.inner.spool_full.store(full, Ordering::Relaxed);
     }
@@ -272,7 +272,7 @@ impl AuditSink {
     pub fn write(&self, record: AuditRecord) -> Commit {
         Commit {
             inner: self.inner.clone(),
-            share: worker_slot(),
+            share: self.inner.queues.my_slot(),
             state: CommitState::Start(Box::new(record)),
         }
     }
@@ -285,7 +285,7 @@ impl AuditSink {
             record: Box::new(record),
             slot: None,
         };
-        let share = worker_slot();
+        let share = self.inner.queues.my_slot();
         let mut q = lock(self.inner.queues.get(share));
         if q.leading && q.pending.len() < self.inner.queue {
             q.pending.push(entry);
@@ -552,7 +552,7 @@ impl Inner {
 
     /// Writes whatever is queued and has no leader (at exit).
     fn flush_queued(&self) {
-        for share in 0..WORKER_SLOTS {
+        for share in 0..self.queues.len() {
             let mut q = lock(self.queues.get(share));
             if q.leading || q.pending.is_empty() {
                 continue;
@@ -976,7 +976,7 @@ mod tests {
         assert_eq!(ids(&path), [0, 1, 2, 3, 4, 5]);
         // While another worker's leader holds the file, it waits for it.
         let file = lock(&sink.inner.writer);
-        let share = worker_slot();
+        let share = sink.inner.queues.my_slot();
         let through = {
             let sink = sink.clone();
             std::thread::spawn(move || {

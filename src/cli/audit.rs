@@ -10,7 +10,7 @@
 //! line prefixed by its name (`paris-1: ok: …` on stdout, `paris-2: …` on
 //! stderr), and the exit code is 1 if any failed. A single
 //! `s3://bucket/prefix` is read through `[audit.export]` of `--config`
-//! ([`crate::audit::export::download`]), each origin's chains on their own.
+//! ([`crate::export::download`]), each origin's chains on their own.
 //! `audit keygen` makes the key pair.
 //!
 //! Success prints one line to stdout and exits 0, with the full hashes
@@ -210,12 +210,7 @@ pub(super) fn s3_chains(
         .enable_all()
         .build()?;
     let origins = runtime
-        .block_on(crate::audit::export::download(
-            &spec,
-            &snap,
-            source,
-            &s3.scratch,
-        ))
+        .block_on(crate::export::download(&spec, &snap, source, &s3.scratch))
         .map_err(|e| anyhow::anyhow!("cannot read {source}: {e}"))?;
     for origin in origins {
         let dir = s3.scratch.join(&origin);

@@ -47,12 +47,12 @@ fn unready_routes(snap: &Snapshot) -> anyhow::Result<(Vec<String>, Vec<String>)>
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let routes = runtime.block_on(crate::upstream::preflight::preflight(snap));
+    let routes = runtime.block_on(crate::preflight::preflight(snap));
     let (unresolved, refused): (Vec<_>, Vec<_>) = routes
         .iter()
         .filter(|r| !r.ready)
         .partition(|r| r.upstreams.iter().any(|u| u.error.is_some()));
-    let why = |r: &&crate::upstream::preflight::RouteReport| {
+    let why = |r: &&crate::preflight::RouteReport| {
         let why: Vec<String> = r
             .upstreams
             .iter()
@@ -204,11 +204,11 @@ fn export_check(snap: &Snapshot) -> anyhow::Result<String> {
     else {
         return Ok(String::new());
     };
-    crate::audit::export::credentials(spec)?;
+    crate::export::credentials(spec)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let addrs = runtime.block_on(crate::audit::export::preflight(spec, snap))?;
+    let addrs = runtime.block_on(crate::export::preflight(spec, snap))?;
     let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     let lock = spec.object_lock.map_or_else(
         || "no Object Lock".to_owned(),
@@ -493,19 +493,13 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
-/// `YYYY-MM-DD` of a Unix time, UTC (civil-from-days, H. Hinnant).
+/// `YYYY-MM-DD` of a Unix time, UTC: the date of the audit trail's own
+/// timestamps ([`crate::audit::format_time`]), one calendar algorithm.
 pub fn format_epoch(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let mut date = crate::audit::format_time(t);
+    date.truncate("YYYY-MM-DD".len());
+    date
 }
 
 #[cfg(test)]

@@ -57,21 +57,17 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
     if let Some(spec) = &export {
         // The store is judged before anything is served: one outside the
         // area is refused at start and never dialled.
-        crate::audit::export::credentials(spec)?;
-        match runtime.block_on(crate::audit::export::preflight(spec, &shared.load())) {
-            Err(e @ crate::audit::export::ExportError::Outside { .. }) => return Err(e.into()),
+        crate::export::credentials(spec)?;
+        match runtime.block_on(crate::export::preflight(spec, &shared.load())) {
+            Err(e @ crate::export::ExportError::Outside { .. }) => return Err(e.into()),
             // Not resolvable now: retried with each upload.
             Err(e) => tracing::warn!(error = %e, "audit export endpoint not resolved at start"),
             Ok(_) => {}
         }
     }
     let result = runtime.block_on(async {
-        let exporter = export.map(|_| {
-            tokio::spawn(crate::audit::export::run(
-                shared.clone(),
-                evidence.audit.clone(),
-            ))
-        });
+        let exporter = export
+            .map(|_| tokio::spawn(crate::export::run(shared.clone(), evidence.audit.clone())));
         let result = serve(path, shared, evidence).await;
         if let Some(task) = exporter {
             task.abort();
@@ -140,7 +136,7 @@ async fn serve(path: &Path, shared: Shared, evidence: Evidence) -> anyhow::Resul
         }
         tracing::info!("shutting down: no new connections, draining");
     };
-    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let workers = crate::worker::count();
     let left = server
         .run(workers, ready, shutdown)
         .await

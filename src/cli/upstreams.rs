@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::preflight::{RouteReport, preflight};
 use crate::snapshot::{Evidence, Snapshot};
-use crate::upstream::preflight::{RouteReport, preflight};
 
 pub fn upstreams(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let snap = Snapshot::build(Config::load(path)?, &Evidence::detached())?;

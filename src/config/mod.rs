@@ -6,6 +6,7 @@ mod duration;
 mod error;
 mod raw;
 mod validate;
+mod vocab;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::time::Duration;
 pub use duration::parse as parse_duration;
 pub use error::{ConfigError, Problem};
 pub use raw::{ClientIpSource, TrustedProxyWithoutClient};
+pub use vocab::{ObjectKeyMode, valid_note_name};
 
 use crate::geo::Nat64Prefixes;
 use crate::policy::{NetworkTable, Policy};
@@ -27,7 +29,7 @@ pub struct Config {
     /// Where it was read from.
     pub path: PathBuf,
     /// `[server]`
-    pub server: Server,
+    pub server: ServerSpec,
     /// `[admin] listen`; `None` when disabled.
     pub admin_listen: Option<SocketAddr>,
     /// `[resolver]`
@@ -63,7 +65,7 @@ pub struct AuditSpec {
     /// A request without purpose gets 428.
     pub require_purpose: bool,
     /// How object keys are recorded.
-    pub object_key: crate::audit::ObjectKeyMode,
+    pub object_key: ObjectKeyMode,
     /// Refuse requests (503) while the trail cannot be written.
     pub fail_closed: bool,
     /// Most records waiting to be written on one worker thread (and so in
@@ -132,7 +134,7 @@ impl ObjectLockMode {
 
 /// `[server]`, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Server {
+pub struct ServerSpec {
     /// Plain HTTP listen addresses.
     pub listen: Vec<SocketAddr>,
     /// HTTPS listen addresses.
@@ -223,7 +225,8 @@ pub struct RouteSpec {
     pub upstreams: Vec<UpstreamUrl>,
     /// Keep the client's Host header.
     pub preserve_host: bool,
-    /// TCP connect timeout per upstream IP.
+    /// Time to open a connection to one upstream IP: TCP connect, TLS and
+    /// HTTP handshakes together.
     pub connect_timeout: Duration,
     /// Time allowed for the response head after the request body was sent.
     pub response_timeout: Duration,

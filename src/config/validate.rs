@@ -14,14 +14,14 @@ use super::raw::{
     Text,
 };
 use super::{
-    AuditSpec, Config, HostPattern, PolicySpec, ResolverSpec, RouteSpec, Server, TlsSpec,
+    AuditSpec, Config, HostPattern, PolicySpec, ResolverSpec, RouteSpec, ServerSpec, TlsSpec,
     UpstreamHost, UpstreamUrl,
 };
 use crate::geo::{
     Country, CountrySet, FIXED_FORMS, Nat64Prefix, Nat64Prefixes, eea, known_codes, suggestion,
 };
+use crate::normalise::config_host;
 use crate::policy::{Mode, NetworkTable, OperatorAction, OperatorActions, Policy};
-use crate::proxy::route::config_host;
 
 pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
@@ -76,15 +76,14 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     let mut routes = Vec::new();
     for route in &raw.routes {
-        if let Some(r) = compile_route(route, &raw.policy, &global, global_actions, &mut p) {
-            if routes.iter().any(|o: &RouteSpec| o.name == r.name) {
-                p.at(
-                    route.get_ref().name.span(),
-                    format!("duplicate route name \"{}\"", r.name),
-                );
-            }
-            routes.push(r);
+        let r = compile_route(route, &raw.policy, &global, global_actions, &mut p);
+        if routes.iter().any(|o: &RouteSpec| o.name == r.name) {
+            p.at(
+                route.get_ref().name.span(),
+                format!("duplicate route name \"{}\"", r.name),
+            );
         }
+        routes.push(r);
     }
     for r in &mut routes {
         r.policy.policy.nat64 = nat64.clone();
@@ -115,7 +114,7 @@ fn clean_toml_message(msg: &str) -> String {
     msg.trim().replace('`', "\"").replace('\n', " ")
 }
 
-fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
+fn server(raw: &RawConfig, p: &mut Problems<'_>) -> ServerSpec {
     let s = &raw.server;
     let mut listen = Vec::new();
     for addr in &s.listen {
@@ -189,7 +188,7 @@ fn server(raw: &RawConfig, p: &mut Problems<'_>) -> Server {
         .iter()
         .filter_map(|n| cidr(n, p))
         .collect();
-    Server {
+    ServerSpec {
         listen,
         tls_listen,
         tls,
@@ -233,9 +232,9 @@ fn audit(raw: &RawConfig, p: &mut Problems<'_>) -> AuditSpec {
         purpose_header,
         require_purpose: a.require_purpose,
         object_key: match a.object_key {
-            RawObjectKey::Full => crate::audit::ObjectKeyMode::Full,
-            RawObjectKey::Sha256 => crate::audit::ObjectKeyMode::Sha256,
-            RawObjectKey::None => crate::audit::ObjectKeyMode::None,
+            RawObjectKey::Full => super::ObjectKeyMode::Full,
+            RawObjectKey::Sha256 => super::ObjectKeyMode::Sha256,
+            RawObjectKey::None => super::ObjectKeyMode::None,
         },
         fail_closed: a.on_error == RawOnError::FailClosed,
         queue: bounded(&a.queue, 1, 1 << 20, "queue", p),
@@ -331,7 +330,7 @@ fn export(e: &super::raw::RawExport, p: &mut Problems<'_>) -> Option<super::Expo
 /// carry.
 fn audit_origin(a: &super::raw::RawAudit, p: &mut Problems<'_>) -> String {
     let origin = a.origin.get_ref();
-    if !origin.is_empty() && !crate::audit::checkpoint::valid_name(origin) {
+    if !origin.is_empty() && !super::valid_note_name(origin) {
         p.at(
             a.origin.span(),
             format!(
@@ -616,7 +615,7 @@ fn compile_route(
     global_lists: &Lists<'_>,
     global_actions: OperatorActions,
     p: &mut Problems<'_>,
-) -> Option<RouteSpec> {
+) -> RouteSpec {
     let r = spanned.get_ref();
     let name = r.name.get_ref().clone();
     if name.is_empty()
@@ -677,7 +676,7 @@ fn compile_route(
         actions,
         p,
     );
-    Some(RouteSpec {
+    RouteSpec {
         name,
         hosts,
         path_prefix: prefix,
@@ -693,7 +692,7 @@ fn compile_route(
         policy,
         buckets,
         required: r.required,
-    })
+    }
 }
 
 fn host_pattern(t: &Text, p: &mut Problems<'_>) -> Option<HostPattern> {

@@ -10,12 +10,12 @@ use std::time::{Instant, SystemTime};
 use http::Request;
 use hyper::body::Incoming;
 
-use super::refusal::{REFUSED, Refusal};
 use super::respond::RequestId;
 use crate::audit::record::OperatorFields;
 use crate::audit::{AuditRecord, format_time, identity, object_key};
 use crate::geo::{Country, Operator, label};
 use crate::policy::{Decision, Reason, Side};
+use crate::refusal::{REFUSED, Refusal};
 use crate::snapshot::Snapshot;
 
 /// Most characters of the purpose header kept in a record.
@@ -104,6 +104,14 @@ impl RequestEvidence {
         }
     }
 
+    /// The upstream side's country, when there is an upstream side: the
+    /// address the request went to, else the one refused.
+    fn upstream_country(&self) -> Option<Option<Country>> {
+        self.upstream
+            .map(|(_, c)| c)
+            .or(self.upstream_failed.map(|(_, c, _)| c))
+    }
+
     /// The audit record, for a response with `status` that sent
     /// `bytes_down` body bytes.
     pub fn record(&self, snap: &Snapshot, status: u16, bytes_down: u64) -> AuditRecord {
@@ -121,10 +129,7 @@ impl RequestEvidence {
             .route
             .and_then(|i| snap.routes.get(i))
             .map(|r| r.spec.name.clone());
-        let upstream_country = self
-            .upstream
-            .map(|(_, c)| c)
-            .or(self.upstream_failed.map(|(_, c, _)| c));
+        let upstream_country = self.upstream_country();
         AuditRecord {
             time: format_time(self.time),
             request_id: self.id.to_string(),
@@ -179,10 +184,7 @@ impl RequestEvidence {
         let side_decision = self.client_failed.map_or(Decision::Allowed, |(d, _)| d);
         let client_country = self.client.and_then(|(_, c)| c);
         carto.record(Side::Client, client_country, side_decision, up, bytes_down);
-        let upstream_country = self
-            .upstream
-            .map(|(_, c)| c)
-            .or(self.upstream_failed.map(|(_, c, _)| c));
+        let upstream_country = self.upstream_country();
         if let Some(country) = upstream_country {
             let side_decision = self
                 .upstream_failed

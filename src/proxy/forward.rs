@@ -2,55 +2,46 @@
 //! judge every address, send only to judged addresses, and hand back the
 //! upstream's response (or the reason there is none).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use super::evidence::RequestEvidence;
+use super::context::RequestCtx;
 use super::headers::{add_forwarding, is_chunked, set_chunked, set_host, strip_hop_by_hop};
-use super::respond::{self, DECISION_HEADER, Generated};
-use super::service::{ConnInfo, log_verdict};
-use crate::body::{Metered, Sent};
+use super::respond::{self, DECISION_HEADER, Stop};
 use crate::geo::label;
 use crate::policy::{Decision, Mode, Reason, Side, Verdict};
-use crate::snapshot::{Route, Snapshot};
-use crate::upstream::Upstream;
+use crate::upstream::{Chain, Metered, SendError, Sent, Upstream, UpstreamError};
 
-/// What the upstream side came to.
-pub enum Forwarded {
-    /// The upstream answered; its body still has to stream. With the
-    /// route's response timeout, which also bounds reading a held body.
-    Proxied(Response<Incoming>, Duration),
-    /// The proxy answers itself (451 upstream side, 502).
-    Refused(Response<Generated>),
+/// The storage's response, its body still to stream, with the route's
+/// response timeout, which also bounds reading a held body.
+pub struct Proxied {
+    /// The response as it goes to the client.
+    pub rsp: Response<Incoming>,
+    /// The route's `response_timeout`.
+    pub timeout: Duration,
 }
 
-/// Forwards `req` on `route`; records the upstream address and any upstream
-/// verdict failure in `ev`.
-pub async fn forward(
-    req: Request<Incoming>,
-    conn: &ConnInfo,
-    route: &Route,
-    snap: &Snapshot,
-    ev: &mut RequestEvidence,
-    resource: &str,
-    head: bool,
-) -> Forwarded {
-    let id = ev.id;
+/// Phase 4: forwards `req` on the chosen route to a judged upstream
+/// address; records the upstream address and any upstream verdict failure
+/// in the evidence. Stops with the upstream side's 451, or 502/504.
+pub async fn forward(req: Request<Incoming>, ctx: &mut RequestCtx) -> Result<Proxied, Stop> {
+    let snap = ctx.snap.clone();
+    let route = ctx.route(&snap).expect("forwarded after the route phase");
+    let id = ctx.id;
     let client_h2 = req.version() == Version::HTTP_2;
     let sent = Arc::new(Sent::default());
-    let mut req = upstream_request(req, conn, ev, &sent);
+    let mut req = upstream_request(req, ctx, &sent);
     let policy = &route.spec.policy.policy;
     let mut blocked: Option<Verdict> = None;
-    let mut last_error = String::from("no upstream");
+    let mut last_error: Option<UpstreamError> = None;
     for upstream in route.upstream_order() {
         let addrs = match upstream.resolve(&snap.resolver).await {
             Ok(a) => a,
             Err(e) => {
-                last_error = e.to_string();
+                last_error = Some(e);
                 continue;
             }
         };
@@ -89,36 +80,31 @@ pub async fn forward(
             });
             // Recorded before sending: a request abandoned while the upstream
             // is still answering is traced with the address it went to.
+            let ev = ctx.ev();
             ev.upstream = Some((addr, verdict.country));
             ev.upstream_operator = snap.operators.as_ref().map(|_| verdict.operator);
             ev.upstream_failed = flag.map(|(v, reason)| (Decision::Flagged, v.country, reason));
-            match send(upstream, addr, req, &sent, route.spec.response_timeout).await {
+            match upstream
+                .send(addr, req, &sent, route.spec.response_timeout)
+                .await
+            {
                 Ok(rsp) if rsp.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     // Upgrade is stripped from every request, so this 101 is
                     // uninvited; relayed, it would leave the client holding
                     // what it believes is a tunnel.
                     tracing::warn!(route = %route.spec.name, %addr, request_id = %id, "upstream switched protocols uninvited");
-                    return Forwarded::Refused(respond::xml_error(
-                        StatusCode::BAD_GATEWAY,
-                        "BadGateway",
-                        "the storage upstream failed",
-                        resource,
-                        id,
-                        head,
-                    ));
+                    return Err(Stop::UpstreamFailed { timed_out: false });
                 }
                 Ok(rsp) => {
                     let mut rsp = upstream_response(rsp, client_h2);
                     if let Some((v, reason)) = &flag {
                         let reason = *reason;
-                        log_verdict(
+                        ctx.log_verdict(
                             Decision::Flagged,
                             Side::Upstream,
                             &route.spec.name,
                             v,
                             reason,
-                            id,
-                            conn,
                         );
                         let value = respond::decision_value(
                             Decision::Flagged,
@@ -129,51 +115,56 @@ pub async fn forward(
                         let value = respond::with_operator(value, v);
                         rsp.headers_mut().append(DECISION_HEADER.clone(), value);
                     }
-                    return Forwarded::Proxied(rsp, route.spec.response_timeout);
+                    return Ok(Proxied {
+                        rsp,
+                        timeout: route.spec.response_timeout,
+                    });
                 }
-                Err((e, Some(back), _)) => {
+                Err(SendError::NotSent { request, error }) => {
                     // Not sent: this address is not part of the request's story.
+                    let ev = ctx.ev();
                     ev.upstream = None;
                     ev.upstream_operator = None;
                     ev.upstream_failed = None;
-                    last_error = e;
-                    req = back;
+                    last_error = Some(error);
+                    req = *request;
                 }
-                Err((e, None, timed_out)) => {
-                    tracing::warn!(route = %route.spec.name, %addr, error = %e, request_id = %id, "upstream request failed");
-                    return Forwarded::Refused(respond::upstream_failed(
-                        timed_out, resource, id, head,
-                    ));
+                Err(SendError::Sent(e)) => {
+                    tracing::warn!(route = %route.spec.name, %addr, error = %Chain(&e), request_id = %id, "upstream request failed");
+                    return Err(Stop::UpstreamFailed {
+                        timed_out: e.timed_out(),
+                    });
                 }
             }
         }
     }
     if let Some(v) = blocked {
         let reason = upstream_reason(&v);
+        let ev = ctx.ev();
         ev.upstream_failed = Some((Decision::Blocked, v.country, reason));
         ev.upstream_operator = snap.operators.as_ref().map(|_| v.operator);
-        log_verdict(
+        ctx.log_verdict(
             Decision::Blocked,
             Side::Upstream,
             &route.spec.name,
             &v,
             reason,
-            id,
-            conn,
         );
-        let mut rsp = respond::blocked(Side::Upstream, v.country, reason, resource, id, head);
-        respond::note_operator(&mut rsp, &v);
-        return Forwarded::Refused(rsp);
+        return Err(Stop::Blocked {
+            side: Side::Upstream,
+            verdict: v,
+            reason,
+        });
     }
-    tracing::warn!(route = %route.spec.name, error = %last_error, request_id = %id, "no upstream reachable");
-    Forwarded::Refused(respond::xml_error(
-        StatusCode::BAD_GATEWAY,
-        "BadGateway",
-        "the storage upstream cannot be reached",
-        resource,
-        id,
-        head,
-    ))
+    match &last_error {
+        Some(e) => {
+            tracing::warn!(route = %route.spec.name, error = %Chain(e), request_id = %id, "no upstream reachable");
+        }
+        None => {
+            tracing::warn!(route = %route.spec.name, request_id = %id, "no upstream reachable");
+        }
+    }
+    Err(Stop::UpstreamUnreachable)
 }
 
 /// The upstream reason of a failed address: `foreign_operator` when that is
@@ -190,8 +181,7 @@ const fn upstream_reason(v: &Verdict) -> Reason {
 /// target byte for byte as received (SigV4 signs it), body metered.
 fn upstream_request(
     req: Request<Incoming>,
-    conn: &ConnInfo,
-    ev: &RequestEvidence,
+    ctx: &mut RequestCtx,
     sent: &Arc<Sent>,
 ) -> Request<Metered> {
     let (mut parts, body) = req.into_parts();
@@ -200,7 +190,7 @@ fn upstream_request(
     if chunked {
         set_chunked(&mut parts.headers);
     }
-    add_forwarding(&mut parts.headers, conn.peer, conn.peer_trusted);
+    add_forwarding(&mut parts.headers, ctx.conn.peer, ctx.peer_trusted);
     if !parts.headers.contains_key(http::header::HOST)
         && let Some(auth) = parts.uri.authority()
         && let Ok(v) = http::HeaderValue::from_str(auth.as_str())
@@ -214,58 +204,10 @@ fn upstream_request(
         .path_and_query()
         .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     parts.version = Version::HTTP_11;
-    Request::from_parts(parts, Metered::new(body, ev.bytes_up.clone(), sent.clone()))
-}
-
-/// Why a request got no response: `(message, the request if it was not
-/// written, whether the upstream took too long)`.
-type SendError = (String, Option<Request<Metered>>, bool);
-
-/// Sends on a connection to exactly `addr`. When the request was not written
-/// (connect failure, or a pooled connection that closed under us) it is
-/// handed back so another address or a fresh connection can be tried. Once
-/// the body is sent, the response head must come within `timeout`.
-async fn send(
-    upstream: &Upstream,
-    addr: SocketAddr,
-    mut req: Request<Metered>,
-    sent: &Sent,
-    timeout: Duration,
-) -> Result<Response<Incoming>, SendError> {
-    for _attempt in 0..2 {
-        let mut sender = match upstream.connect(addr).await {
-            Ok(s) => s,
-            Err(e) => return Err((e, Some(req), false)),
-        };
-        if sender.ready().await.is_err() {
-            continue;
-        }
-        let pending = sender.try_send_request(req);
-        upstream.release(addr, sender);
-        let deadline = async {
-            sent.wait().await;
-            tokio::time::sleep(timeout).await;
-        };
-        let outcome = tokio::select! {
-            r = pending => r,
-            () = deadline => {
-                let why = format!("upstream {addr} sent no response within {timeout:?} of the request");
-                return Err((why, None, true));
-            }
-        };
-        match outcome {
-            Ok(rsp) => return Ok(rsp),
-            Err(mut e) => match e.take_message() {
-                Some(back) => req = back,
-                None => return Err((format!("upstream {addr}: {}", e.error()), None, false)),
-            },
-        }
-    }
-    Err((
-        format!("upstream {addr}: connection closed before the request could be sent"),
-        Some(req),
-        false,
-    ))
+    Request::from_parts(
+        parts,
+        Metered::new(body, ctx.ev().bytes_up.clone(), sent.clone()),
+    )
 }
 
 /// The upstream's response with hop-by-hop and `x-residency-*` fields

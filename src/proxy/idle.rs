@@ -17,7 +17,8 @@
 //! PINGs go on.
 //!
 //! [`H2Watch`] wraps the (decrypted) stream under hyper and reads the frame
-//! headers going by; the service counts requests and their waits with
+//! headers going by ([`FrameScan`], shared with the refusal watch it also
+//! feeds); the service counts requests and their waits with
 //! [`Activity::request`]; [`Activity::quiet_for`] resolves once nothing
 //! has moved for the duration.
 
@@ -29,6 +30,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::h2frames::{Frame, FrameScan, Written};
 
 /// What moved on one connection.
 #[derive(Debug, Default)]
@@ -83,104 +86,46 @@ impl Drop for Awaiting {
     }
 }
 
-/// Content frames that started in some bytes of one direction.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Content {
-    headers: u64,
-    /// Non-empty DATA frames.
-    data: u64,
-}
-
-/// The client connection preface, before the client's first frame.
-const PREFACE_LEN: usize = 24;
-const FRAME_HEADER_LEN: usize = 9;
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-
-/// Follows the frame boundaries of one direction of an h2 connection.
-#[derive(Debug)]
-struct FrameScan {
-    /// Bytes to pass over: the preface, or the current frame's payload.
-    skip: usize,
-    head: [u8; FRAME_HEADER_LEN],
-    have: usize,
-}
-
-impl FrameScan {
-    /// What the client sends: the preface, then frames.
-    fn client() -> Self {
-        Self {
-            skip: PREFACE_LEN,
-            head: [0; FRAME_HEADER_LEN],
-            have: 0,
-        }
-    }
-
-    /// What the server sends: frames from the first byte.
-    fn server() -> Self {
-        Self {
-            skip: 0,
-            ..Self::client()
-        }
-    }
-
-    /// Reads the next bytes of the direction; returns the content frames
-    /// (HEADERS, non-empty DATA) that start in them.
-    fn scan(&mut self, mut bytes: &[u8]) -> Content {
-        let mut found = Content::default();
-        while !bytes.is_empty() {
-            if self.skip > 0 {
-                let n = self.skip.min(bytes.len());
-                self.skip -= n;
-                bytes = &bytes[n..];
-                continue;
-            }
-            let n = (FRAME_HEADER_LEN - self.have).min(bytes.len());
-            self.head[self.have..self.have + n].copy_from_slice(&bytes[..n]);
-            self.have += n;
-            bytes = &bytes[n..];
-            if self.have == FRAME_HEADER_LEN {
-                self.have = 0;
-                let len = usize::from(self.head[0]) << 16
-                    | usize::from(self.head[1]) << 8
-                    | usize::from(self.head[2]);
-                self.skip = len;
-                match self.head[3] {
-                    HEADERS => found.headers += 1,
-                    DATA if len > 0 => found.data += 1,
-                    _ => {}
-                }
-            }
-        }
-        found
-    }
-}
-
-/// An h2 server connection's stream, counting the content frames that move.
-pub struct H2Watch<T> {
+/// An h2 server connection's stream, its frames scanned once each way:
+/// the content frames that move count into its [`Activity`], and what the
+/// server writes is told to `W` (the connection's refusal watch,
+/// [`RefusalWatch`](super::refusal::RefusalWatch)).
+pub struct H2Watch<T, W> {
     inner: T,
     read: FrameScan,
     write: FrameScan,
     activity: Arc<Activity>,
+    refusals: W,
 }
 
-impl<T> H2Watch<T> {
+impl<T, W: Written> H2Watch<T, W> {
     /// Wraps `inner` (what hyper reads and writes, after TLS) from its
-    /// first byte; counts into `activity`.
-    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
+    /// first byte; counts into `activity`, tells `refusals`.
+    pub const fn new(inner: T, activity: Arc<Activity>, refusals: W) -> Self {
         Self {
             inner,
             read: FrameScan::client(),
             write: FrameScan::server(),
             activity,
+            refusals,
         }
     }
 
     /// What the proxy writes counts: DATA only leaves within the window
     /// the client opens, HEADERS only as a response to a request.
     fn wrote(&mut self, data: &[u8]) {
-        let c = self.write.scan(data);
-        self.activity.add(c.headers + c.data);
+        let Self {
+            write,
+            activity,
+            refusals,
+            ..
+        } = self;
+        write.feed(data, &mut |frame| {
+            if content(frame) {
+                activity.add(1);
+            }
+            refusals.written(frame);
+        });
     }
 
     /// What the client sends counts when it starts a request (counted by
@@ -188,14 +133,29 @@ impl<T> H2Watch<T> {
     /// while a request waits. The check is per read, not per frame: a
     /// frame read with the last waiting request's end may count once.
     fn read(&mut self, data: &[u8]) {
-        let c = self.read.scan(data);
-        if c.data > 0 && self.activity.uploading() {
-            self.activity.add(c.data);
+        let mut uploaded = 0;
+        self.read.feed(data, &mut |frame| {
+            if matches!(frame, Frame::Data { len } if len > 0) {
+                uploaded += 1;
+            }
+        });
+        if uploaded > 0 && self.activity.uploading() {
+            self.activity.add(uploaded);
         }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for H2Watch<T> {
+/// Whether a frame moves request or response content: HEADERS, or DATA
+/// that carries some.
+const fn content(frame: Frame) -> bool {
+    match frame {
+        Frame::Headers { .. } => true,
+        Frame::Data { len } => len > 0,
+        Frame::Reset { .. } | Frame::GoAway { .. } => false,
+    }
+}
+
+impl<T: AsyncRead + Unpin, W: Written + Unpin> AsyncRead for H2Watch<T, W> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -211,7 +171,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for H2Watch<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for H2Watch<T> {
+impl<T: AsyncWrite + Unpin, W: Written + Unpin> AsyncWrite for H2Watch<T, W> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -262,73 +222,19 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for H2Watch<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A frame of `kind` with `len` payload bytes that each look like the
-    /// first byte of a HEADERS frame header.
+    use crate::proxy::h2frames::{DATA, HEADERS};
+
+    const FRAME_HEADER_LEN: usize = 9;
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    /// A frame of `kind` with `len` payload bytes.
     fn frame(kind: u8, len: usize) -> Vec<u8> {
         let l = u32::try_from(len).unwrap().to_be_bytes();
         let mut f = vec![l[1], l[2], l[3], kind, 0, 0, 0, 0, 1];
-        f.resize(FRAME_HEADER_LEN + len, HEADERS);
+        f.resize(FRAME_HEADER_LEN + len, 0);
         f
-    }
-
-    const PREFACE: &[u8; PREFACE_LEN] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-    proptest! {
-        /// However the bytes are cut, the scan counts the frames a whole
-        /// reading would: HEADERS and non-empty DATA, nothing else (PING,
-        /// SETTINGS, WINDOW_UPDATE, empty DATA, payload bytes that look
-        /// like frame headers).
-        #[test]
-        fn counts_active_frames_however_the_stream_is_cut(
-            frames in prop::collection::vec((0u8..12, 0usize..300), 0..40),
-            cuts in prop::collection::vec(1usize..64, 1..20),
-            client in any::<bool>(),
-        ) {
-            let mut bytes = if client { PREFACE.to_vec() } else { Vec::new() };
-            let mut want = Content::default();
-            for &(kind, len) in &frames {
-                bytes.extend(frame(kind, len));
-                match kind {
-                    HEADERS => want.headers += 1,
-                    DATA if len > 0 => want.data += 1,
-                    _ => {}
-                }
-            }
-            let mut scan = if client { FrameScan::client() } else { FrameScan::server() };
-            let mut got = Content::default();
-            let mut rest = &bytes[..];
-            for &cut in cuts.iter().cycle() {
-                if rest.is_empty() {
-                    break;
-                }
-                let n = cut.min(rest.len());
-                let c = scan.scan(&rest[..n]);
-                got.headers += c.headers;
-                got.data += c.data;
-                rest = &rest[n..];
-            }
-            prop_assert_eq!(got, want);
-        }
-    }
-
-    #[test]
-    fn large_frame_lengths_are_skipped_whole() {
-        // A 16 MiB - 1 DATA frame, then a PING: one active frame.
-        let mut scan = FrameScan::server();
-        let mut head = frame(DATA, 0);
-        head[..3].copy_from_slice(&[0xff, 0xff, 0xff]);
-        assert_eq!(
-            scan.scan(&head),
-            Content {
-                headers: 0,
-                data: 1
-            }
-        );
-        assert_eq!(scan.scan(&vec![0; 0xff_ffff]), Content::default());
-        assert_eq!(scan.scan(&frame(0x6, 8)), Content::default());
     }
 
     /// Through the stream: PINGs both ways are not activity, nor is a
@@ -339,7 +245,7 @@ mod tests {
     async fn the_watched_stream_counts_what_the_proxy_takes_in() {
         let (server, mut client) = tokio::io::duplex(1 << 16);
         let activity = Arc::new(Activity::default());
-        let mut watched = H2Watch::new(server, activity.clone());
+        let mut watched = H2Watch::new(server, activity.clone(), ());
         let moved = |a: &Activity| a.moved.load(Ordering::Relaxed);
         let mut sent = PREFACE.to_vec();
         sent.extend(frame(0x4, 0));

@@ -24,7 +24,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -36,13 +35,15 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 
 use super::client_ip::{ClientAddr, is_trusted};
+use super::context::ConnInfo;
 use super::idle::{Activity, H2Watch};
 use super::io::ClientIo;
 use super::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader};
 use super::refusal::ConnEnd;
-use super::service::{self, ConnInfo};
-use crate::config::{ClientIpSource, Server as ServerSpec, TrustedProxyWithoutClient};
+use super::service;
+use crate::config::{ClientIpSource, ServerSpec, TrustedProxyWithoutClient};
 use crate::snapshot::Shared;
+use crate::worker::Balance;
 
 /// The bound listeners, ready to serve.
 pub struct Server {
@@ -88,7 +89,8 @@ impl Server {
             .collect()
     }
 
-    /// Starts `workers` worker threads, calls `ready` once they all accept,
+    /// Starts `workers` worker threads (at most [`crate::worker::count`],
+    /// which everything kept per worker is sized for), calls `ready` once they all accept,
     /// and serves until `shutdown` completes, then stops accepting, asks
     /// every connection to finish its current request, and waits up to
     /// `shutdown_grace` for them; the
@@ -107,7 +109,7 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (exit_tx, exit_rx) = watch::channel(false);
         let mut threads = Vec::new();
-        let workers = workers.max(1);
+        let workers = workers.clamp(1, crate::worker::count());
         let (started_tx, mut started) = tokio::sync::mpsc::channel::<()>(workers);
         let balance = Balance::new(workers);
         let bound = self.listeners;
@@ -167,42 +169,6 @@ impl Server {
     }
 }
 
-/// Slots of a [`PerWorker`]: more than the workers of any machine this is
-/// expected on, so that no two workers share one.
-pub const WORKER_SLOTS: usize = 64;
-
-/// The [`PerWorker`] slot of the calling thread: worker `i` (from 1) takes
-/// slot `i` modulo [`WORKER_SLOTS`], threads off the workers slot 0.
-pub fn worker_slot() -> usize {
-    WORKER.with(std::cell::Cell::get) % WORKER_SLOTS
-}
-
-/// One `T` per worker thread, for what a worker uses on its own: its share
-/// of the upstream pools, its audit queue.
-pub struct PerWorker<T>(Box<[T]>);
-
-impl<T: Default> Default for PerWorker<T> {
-    fn default() -> Self {
-        Self((0..WORKER_SLOTS).map(|_| T::default()).collect())
-    }
-}
-
-impl<T> PerWorker<T> {
-    /// The calling thread's `T`.
-    pub fn mine(&self) -> &T {
-        &self.0[worker_slot()]
-    }
-
-    /// The `T` of `slot`.
-    pub fn get(&self, slot: usize) -> &T {
-        &self.0[slot]
-    }
-}
-
-thread_local! {
-    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
 /// One worker thread: its runtime accepts on every listener until stopped,
 /// serves its connections, and drops the ones still open at exit.
 struct Worker {
@@ -219,7 +185,7 @@ struct Worker {
 
 impl Worker {
     fn run(self, runtime: tokio::runtime::Runtime) {
-        WORKER.with(|w| w.set(self.index));
+        crate::worker::enter(self.index);
         let Self {
             balance,
             listeners,
@@ -252,73 +218,6 @@ impl Worker {
         });
         // Dropping the runtime drops the connections still open.
         drop(runtime);
-    }
-}
-
-/// How many connections each worker serves, so that none takes far more
-/// than the others.
-#[derive(Clone)]
-struct Balance {
-    loads: Arc<[AtomicUsize]>,
-    /// Signalled when a count changes, for a worker waiting for its turn.
-    changed: Arc<tokio::sync::Notify>,
-    me: usize,
-}
-
-impl Balance {
-    fn new(workers: usize) -> Self {
-        Self {
-            loads: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
-            changed: Arc::new(tokio::sync::Notify::new()),
-            me: 0,
-        }
-    }
-
-    /// The same counts, seen from worker `me` (from 0).
-    fn worker(&self, me: usize) -> Self {
-        Self { me, ..self.clone() }
-    }
-
-    /// Whether this worker may take another connection: it serves at most
-    /// one more (or an eighth more) than the least loaded worker. The
-    /// least loaded one always may, so connections are never left waiting.
-    fn may_accept(&self) -> bool {
-        let mine = self.loads[self.me].load(Ordering::Relaxed);
-        let least = self
-            .loads
-            .iter()
-            .map(|l| l.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0);
-        mine <= least + 1 + least / 8
-    }
-
-    /// Waits until this worker may take another connection. No timer: a
-    /// worker over its share sleeps until some worker's count changes.
-    async fn my_turn(&self) {
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if self.may_accept() {
-                return;
-            }
-            changed.await;
-        }
-    }
-
-    /// Counts a connection on this worker until the guard drops.
-    fn hold(&self) -> impl Drop + Send + use<> {
-        struct Held(Balance);
-        impl Drop for Held {
-            fn drop(&mut self) {
-                self.0.loads[self.0.me].fetch_sub(1, Ordering::Relaxed);
-                self.0.changed.notify_waiters();
-            }
-        }
-        self.loads[self.me].fetch_add(1, Ordering::Relaxed);
-        self.changed.notify_waiters();
-        Held(self.clone())
     }
 }
 
@@ -427,27 +326,35 @@ async fn serve_connection(
     let mut info = ConnInfo {
         peer,
         client,
-        peer_trusted,
+        proxy_header: server.client_ip_source == ClientIpSource::ProxyProtocol && peer_trusted,
         mtls_subject: None,
     };
-    let io = ClientIo::new(stream, prefix, server.idle_timeout);
+    // Only the limits outlive the accept: each request takes the snapshot
+    // current when it arrives, and an old one is not kept alive (its
+    // database map, its pools) by a long-lived connection.
+    let limits = HttpLimits::of(server);
+    let tls_config = snap.tls.clone();
+    drop(snap);
+    let io = ClientIo::new(stream, prefix, limits.idle_timeout);
     if !tls {
-        serve_http(TokioIo::new(io), None, info, server, shared.clone(), stop).await;
+        let info = Arc::new(info);
+        let end = ConnEnd::new(info.clone(), shared.clone(), false);
+        serve_http(TokioIo::new(io), None, info, end, limits, shared, stop).await;
         return;
     }
-    let Some(config) = snap.tls.clone() else {
+    let Some(config) = tls_config else {
         return;
     };
     let handshake = TlsAcceptor::from(config).accept(io);
-    let stream = match tokio::time::timeout(server.header_read_timeout, handshake).await {
+    let stream = match tokio::time::timeout(limits.header_read_timeout, handshake).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            snap.evidence.metrics.tls_handshake_failures.inc();
+            shared.load().evidence.metrics.tls_handshake_failures.inc();
             tracing::info!(%peer, error = %e, "TLS handshake refused");
             return;
         }
         Err(_) => {
-            snap.evidence.metrics.tls_handshake_failures.inc();
+            shared.load().evidence.metrics.tls_handshake_failures.inc();
             tracing::info!(%peer, "TLS handshake timed out");
             return;
         }
@@ -460,18 +367,15 @@ async fn serve_connection(
         .and_then(crate::tls::subject_of);
     if h2 {
         let activity = Arc::new(Activity::default());
-        let io = TokioIo::new(H2Watch::new(stream, activity.clone()));
-        serve_http(io, Some(activity), info, server, shared.clone(), stop).await;
+        let info = Arc::new(info);
+        let end = ConnEnd::new(info.clone(), shared.clone(), true);
+        let io = TokioIo::new(H2Watch::new(stream, activity.clone(), end.watch()));
+        serve_http(io, Some(activity), info, end, limits, shared, stop).await;
     } else {
-        serve_http(
-            TokioIo::new(stream),
-            None,
-            info,
-            server,
-            shared.clone(),
-            stop,
-        )
-        .await;
+        let info = Arc::new(info);
+        let end = ConnEnd::new(info.clone(), shared.clone(), false);
+        let io = TokioIo::new(stream);
+        serve_http(io, None, info, end, limits, shared, stop).await;
     }
 }
 
@@ -491,25 +395,45 @@ macro_rules! serve_until_stopped {
     };
 }
 
+/// The `[server]` limits a connection is served with, fixed at accept.
+#[derive(Debug, Clone, Copy)]
+struct HttpLimits {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    max_header_bytes: usize,
+    max_headers: usize,
+}
+
+impl HttpLimits {
+    const fn of(server: &ServerSpec) -> Self {
+        Self {
+            header_read_timeout: server.header_read_timeout,
+            idle_timeout: server.idle_timeout,
+            max_header_bytes: server.max_header_bytes,
+            max_headers: server.max_headers,
+        }
+    }
+}
+
 /// hyper's HTTP/1.1 header count limit when none is set.
 const HYPER_MAX_HEADERS: usize = 100;
 
 /// HTTP/1.1, or HTTP/2 when `h2` counts its activity, on an established
-/// stream, until it ends or shutdown.
+/// stream, until it ends or shutdown. Refusals by hyper never reach the
+/// service: `end` sees them as it ends them (and, for HTTP/2, the stream's
+/// watch as they are written).
 async fn serve_http<I>(
     io: I,
     h2: Option<Arc<Activity>>,
-    info: ConnInfo,
-    server: &ServerSpec,
+    info: Arc<ConnInfo>,
+    end: ConnEnd,
+    server: HttpLimits,
     shared: Shared,
     mut stop: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let peer = info.peer;
-    let info = Arc::new(info);
-    // Refusals by hyper never reach the service: see them as it ends them.
-    let end = ConnEnd::new(info.clone(), shared.clone(), h2.is_some());
     if let Some(activity) = h2 {
         let requests = activity.clone();
         let info = info.clone();
@@ -530,7 +454,6 @@ async fn serve_http<I>(
             .max_concurrent_streams(100)
             .keep_alive_interval(Some(server.idle_timeout / 2))
             .keep_alive_timeout(server.header_read_timeout);
-        let io = end.watch(io);
         let conn = builder.serve_connection(io, svc);
         tokio::pin!(conn);
         // hyper closes an h2 connection on errors and GOAWAY only, and
@@ -594,68 +517,5 @@ async fn read_proxy_header(stream: &mut TcpStream) -> Result<(ProxyHeader, Bytes
         if n == 0 {
             return Err("connection closed before the PROXY header ended".into());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn balance(loads: &[usize], me: usize) -> Balance {
-        Balance {
-            loads: loads.iter().map(|&n| AtomicUsize::new(n)).collect(),
-            changed: Arc::new(tokio::sync::Notify::new()),
-            me,
-        }
-    }
-
-    #[test]
-    fn a_worker_ahead_of_the_least_loaded_one_lets_it_accept() {
-        assert!(balance(&[1, 1], 0).may_accept());
-        assert!(
-            balance(&[2, 1], 0).may_accept(),
-            "one ahead is within slack"
-        );
-        assert!(!balance(&[3, 1], 0).may_accept());
-        assert!(
-            balance(&[3, 1], 1).may_accept(),
-            "the least loaded always may"
-        );
-        // An eighth more is tolerated at higher counts.
-        assert!(balance(&[90, 80], 0).may_accept());
-        assert!(balance(&[91, 80], 0).may_accept());
-        assert!(!balance(&[92, 80], 0).may_accept());
-    }
-
-    /// A worker over its share waits without polling, and gets its turn
-    /// as soon as the counts change (here: another worker takes one).
-    #[tokio::test(start_paused = true)]
-    async fn a_worker_over_its_share_waits_for_a_change() {
-        let all = Balance::new(2);
-        let (first, second) = (all.worker(0), all.worker(1));
-        let held: Vec<_> = (0..2).map(|_| first.hold()).collect();
-        assert!(!first.may_accept());
-        let turn = tokio::spawn({
-            let first = first.clone();
-            async move { first.my_turn().await }
-        });
-        // Time passes: no turn, and no timer drives it.
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert!(!turn.is_finished());
-        let other = second.hold();
-        tokio::time::timeout(Duration::from_secs(1), turn)
-            .await
-            .expect("woken when the other worker took a connection")
-            .unwrap();
-        drop((held, other));
-    }
-
-    #[test]
-    fn a_held_connection_counts_until_dropped() {
-        let b = balance(&[0, 0], 1);
-        let held = b.hold();
-        assert_eq!(b.loads[1].load(Ordering::Relaxed), 1);
-        drop(held);
-        assert_eq!(b.loads[1].load(Ordering::Relaxed), 0);
     }
 }

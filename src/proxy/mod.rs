@@ -1,9 +1,12 @@
 //! The client side: accepting connections, establishing who the client is,
 //! choosing the route, judging, and forwarding or refusing.
 
+pub mod body;
 pub mod client_ip;
+pub mod context;
 pub mod evidence;
 pub mod forward;
+pub mod h2frames;
 pub mod headers;
 pub mod idle;
 pub mod io;

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::body::Audited;
+use super::body::Audited;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
@@ -12,6 +12,7 @@ use http_body_util::{Either, Full};
 
 use crate::geo::{Country, label};
 use crate::policy::{Decision, Reason, Side, Verdict};
+use crate::refusal::Refusal;
 
 /// The body of a response the proxy writes itself.
 pub type Generated = Full<Bytes>;
@@ -100,25 +101,121 @@ pub fn with_operator(value: HeaderValue, v: &Verdict) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or(value)
 }
 
-/// Adds the operator to the decision header of a refusal built by
-/// [`blocked`].
-pub fn note_operator(rsp: &mut Response<Generated>, v: &Verdict) {
-    if let Some(value) = rsp.headers_mut().remove(&DECISION_HEADER) {
-        rsp.headers_mut()
-            .insert(DECISION_HEADER.clone(), with_operator(value, v));
+/// Why a request stops before a response of the storage reaches the
+/// client: the proxy answers itself. Each has its status, S3 error code
+/// and message; [`answer`] is the one place they become a response.
+#[derive(Debug, Clone, Copy)]
+pub enum Stop {
+    /// Turned away outside the verdict (decision `refused`).
+    Refused(Refusal),
+    /// A side's verdict blocks the request (`451`).
+    Blocked {
+        /// The side judged.
+        side: Side,
+        /// Its verdict, for the country and the operator.
+        verdict: Verdict,
+        /// The public reason.
+        reason: Reason,
+    },
+    /// The storage failed once the request was sent, or answered with an
+    /// uninvited `101` (`502`; `504` if it did not answer in time).
+    UpstreamFailed {
+        /// Whether it took too long.
+        timed_out: bool,
+    },
+    /// No address of any upstream could be reached (`502`).
+    UpstreamUnreachable,
+}
+
+impl Stop {
+    /// The status of the answer.
+    pub const fn status(&self) -> StatusCode {
+        match self {
+            Self::Refused(r) => r.status(),
+            Self::Blocked { .. } => StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            Self::UpstreamFailed { timed_out: true } => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpstreamFailed { timed_out: false } | Self::UpstreamUnreachable => {
+                StatusCode::BAD_GATEWAY
+            }
+        }
+    }
+
+    /// The S3 error code of the answer.
+    pub const fn s3_code(&self) -> &'static str {
+        match self {
+            Self::Refused(r) => r.s3_code(),
+            Self::Blocked { .. } => "AccessDenied",
+            Self::UpstreamFailed { timed_out: true } => "GatewayTimeout",
+            Self::UpstreamFailed { timed_out: false } | Self::UpstreamUnreachable => "BadGateway",
+        }
+    }
+
+    /// The message of the answer; `purpose_header` names the header a
+    /// missing purpose goes in.
+    pub fn message(&self, purpose_header: &str) -> String {
+        match self {
+            Self::Refused(Refusal::PurposeRequired) => {
+                format!("a purpose of access is required in the {purpose_header} header")
+            }
+            Self::Refused(r) => r.message().to_owned(),
+            Self::Blocked {
+                side,
+                verdict,
+                reason,
+            } => format!(
+                "blocked by data-residency policy: {}",
+                blocked_message(*side, verdict.country, *reason)
+            ),
+            Self::UpstreamFailed { timed_out: true } => {
+                "the storage upstream did not answer in time".to_owned()
+            }
+            Self::UpstreamFailed { timed_out: false } => "the storage upstream failed".to_owned(),
+            Self::UpstreamUnreachable => "the storage upstream cannot be reached".to_owned(),
+        }
     }
 }
 
-/// A request the policy blocks: `451` with the XML body (none for HEAD).
-pub fn blocked(
-    side: Side,
-    country: Option<Country>,
-    reason: Reason,
+/// The response to `stop`: the S3 XML error (no body for HEAD) and, when
+/// blocked, the decision header (with the operator when it is foreign) and
+/// a reason phrase saying so.
+pub fn answer(
+    stop: &Stop,
+    purpose_header: &str,
     resource: &str,
     id: RequestId,
     head: bool,
 ) -> Response<Generated> {
-    let message = match (side, reason) {
+    let mut rsp = xml_error(
+        stop.status(),
+        stop.s3_code(),
+        &stop.message(purpose_header),
+        resource,
+        id,
+        head,
+    );
+    if let Stop::Blocked {
+        side,
+        verdict,
+        reason,
+    } = stop
+    {
+        let value = decision_value(Decision::Blocked, *side, verdict.country, *reason);
+        rsp.headers_mut()
+            .insert(DECISION_HEADER.clone(), with_operator(value, verdict));
+        // Clients that show only the status line (a HEAD has no body to
+        // carry the XML message; s3cmd prints the reason phrase) still
+        // learn why.
+        rsp.extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(
+                b"Blocked By Data-Residency Policy",
+            ));
+    }
+    rsp
+}
+
+/// Why a side is blocked, in the client's words.
+fn blocked_message(side: Side, country: Option<Country>, reason: Reason) -> String {
+    match (side, reason) {
         (Side::Client, Reason::UntraceableAddress) => {
             "client address cannot be established".to_owned()
         }
@@ -136,54 +233,11 @@ pub fn blocked(
         (Side::Upstream, _) => {
             "no address of the storage upstream is inside the allowed area".to_owned()
         }
-    };
-    let mut rsp = xml_error(
-        StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-        "AccessDenied",
-        &format!("blocked by data-residency policy: {message}"),
-        resource,
-        id,
-        head,
-    );
-    rsp.headers_mut().insert(
-        DECISION_HEADER.clone(),
-        decision_value(Decision::Blocked, side, country, reason),
-    );
-    // Clients that show only the status line (a HEAD has no body to carry
-    // the XML message; s3cmd prints the reason phrase) still learn why.
-    rsp.extensions_mut()
-        .insert(hyper::ext::ReasonPhrase::from_static(
-            b"Blocked By Data-Residency Policy",
-        ));
-    rsp
-}
-
-/// The answer when the upstream failed after the request was sent: 504 if
-/// it took too long, 502 otherwise.
-pub fn upstream_failed(
-    timed_out: bool,
-    resource: &str,
-    id: RequestId,
-    head: bool,
-) -> Response<Generated> {
-    let (status, code, msg) = if timed_out {
-        (
-            StatusCode::GATEWAY_TIMEOUT,
-            "GatewayTimeout",
-            "the storage upstream did not answer in time",
-        )
-    } else {
-        (
-            StatusCode::BAD_GATEWAY,
-            "BadGateway",
-            "the storage upstream failed",
-        )
-    };
-    xml_error(status, code, msg, resource, id, head)
+    }
 }
 
 /// An S3-style error response. `resource` is the request path.
-pub fn xml_error(
+fn xml_error(
     status: StatusCode,
     code: &str,
     message: &str,
@@ -258,5 +312,68 @@ mod tests {
             v,
             "flagged; side=upstream; country=unknown; reason=unknown_country"
         );
+    }
+
+    fn body(rsp: Response<Generated>) -> String {
+        use http_body_util::BodyExt;
+        let bytes = block_on(rsp.into_body().collect());
+        String::from_utf8(bytes.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// Every stop is answered by [`answer`] alone, with its own status,
+    /// S3 code and message: no call site picks a triple of its own.
+    #[test]
+    fn every_stop_is_answered_with_its_status_code_and_message() {
+        let id = RequestId::next();
+        let mut stops: Vec<Stop> = Refusal::ALL.iter().map(|r| Stop::Refused(*r)).collect();
+        stops.push(Stop::UpstreamFailed { timed_out: true });
+        stops.push(Stop::UpstreamFailed { timed_out: false });
+        stops.push(Stop::UpstreamUnreachable);
+        for stop in stops {
+            let rsp = answer(&stop, "x-purpose", "/b/k", id, false);
+            assert_eq!(rsp.status(), stop.status(), "{stop:?}");
+            assert!(!rsp.headers().contains_key(&DECISION_HEADER), "{stop:?}");
+            let xml = body(rsp);
+            assert!(
+                xml.contains(&format!("<Code>{}</Code>", stop.s3_code())),
+                "{stop:?}: {xml}"
+            );
+            assert!(
+                xml.contains(&format!(
+                    "<Message>{}</Message>",
+                    escape(&stop.message("x-purpose"))
+                )),
+                "{stop:?}: {xml}"
+            );
+        }
+        let purpose = Stop::Refused(Refusal::PurposeRequired).message("x-purpose");
+        assert_eq!(
+            purpose,
+            "a purpose of access is required in the x-purpose header"
+        );
+    }
+
+    #[test]
+    fn a_blocked_stop_is_451_with_the_decision_header() {
+        let verdict = Verdict::untraceable();
+        let stop = Stop::Blocked {
+            side: Side::Client,
+            verdict,
+            reason: Reason::UntraceableAddress,
+        };
+        let rsp = answer(&stop, "x-purpose", "/b/k", RequestId::next(), true);
+        assert_eq!(rsp.status(), StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
+        assert_eq!(
+            rsp.headers()[&DECISION_HEADER],
+            "blocked; side=client; country=unknown; reason=untraceable_address"
+        );
+        assert!(body(rsp).is_empty(), "HEAD: no body");
     }
 }

@@ -1,11 +1,23 @@
-//! One request, start to end: snapshot, route, client verdict, then either a
-//! refusal (before any body byte is read, so `Expect: 100-continue` uploads
-//! nothing) or the forward to a judged upstream address with both bodies
-//! streaming; and, whatever happened, its evidence (metrics, cartography,
-//! audit record) before the response completes.
+//! One request, start to end, as named phases over one [`RequestCtx`], in
+//! the spirit of pingora's `ProxyHttp`:
+//!
+//! 1. **admit** (`admit`): the request is one this proxy serves at all
+//!    (audit trail writable under fail-closed, not `CONNECT`, header count,
+//!    framing, a valid `Host`);
+//! 2. **route** (`route`): the route, by host and path as the storage
+//!    will read them;
+//! 3. **judge client** (`judge_client`): the client's verdict under the
+//!    route's policy, then the checks that may still turn it away;
+//! 4. **forward** (`forward`): the request to a judged upstream address;
+//! 5. **finish** (`finish`): the response with its evidence (metrics,
+//!    cartography, audit record) written before it completes.
+//!
+//! Each of the first four may stop the request with a [`Stop`]; finish
+//! turns it into the proxy's own answer ([`respond::answer`], the only
+//! place) before any body byte is read, so `Expect: 100-continue` uploads
+//! nothing.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::header::{HOST, HeaderValue};
@@ -13,31 +25,16 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use super::client_ip::{ClientAddr, client_addr};
+use super::body::{Audited, Completion, OnDrop};
+use super::client_ip::ClientAddr;
+use super::context::{ConnInfo, RequestCtx};
 use super::evidence::RequestEvidence;
-use super::forward::{Forwarded, forward};
-use super::refusal::{Refusal, locate};
-use super::respond::{self, Body, DECISION_HEADER, Generated, REQUEST_ID_HEADER, RequestId};
+use super::forward::{Proxied, forward};
+use super::respond::{self, Body, DECISION_HEADER, Generated, REQUEST_ID_HEADER, Stop};
 use super::route::{self, Unroutable};
-use crate::body::Audited;
-use crate::geo::label;
-use crate::policy::{Decision, Reason, Side, Verdict};
+use crate::policy::{Decision, Side, Verdict};
+use crate::refusal::Refusal;
 use crate::snapshot::{Shared, Snapshot};
-
-/// What the connection knows about its client.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// The socket peer.
-    pub peer: SocketAddr,
-    /// The untrusted peer; from a trusted peer, the address it announced
-    /// with PROXY protocol, or what a trusted proxy naming no client stands
-    /// for (`trusted_proxy_without_client`; see `client_ip::client_addr`).
-    pub client: ClientAddr,
-    /// Whether the peer is a trusted proxy.
-    pub peer_trusted: bool,
-    /// The verified mTLS client certificate subject, if any.
-    pub mtls_subject: Option<String>,
-}
 
 /// Handles one request. Never fails: every failure becomes a response.
 pub async fn handle(
@@ -45,33 +42,150 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
     shared: Shared,
 ) -> Result<Response<Body>, Infallible> {
-    let snap = shared.load_full();
+    // The current snapshot, once: the whole request sees this one.
+    let ctx = RequestCtx::new(&req, conn, shared.load_full());
     let has_body = req.headers().contains_key(http::header::TRANSFER_ENCODING)
         || req
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() != b"0");
-    let head = req.method() == Method::HEAD;
-    let resource = req.uri().path().to_owned();
-    let ev = RequestEvidence::start(&req, &snap, conn.mtls_subject.as_deref());
-    let id = ev.id;
-    let mut pending = Pending {
-        ev: Some(ev),
-        snap: snap.clone(),
+    Ok(finish(ctx, req, has_body).await)
+}
+
+/// The phases up to the storage's response, or the [`Stop`] that ended
+/// them. A flag (monitor mode) goes on the proxied response.
+async fn phases(req: Request<Incoming>, ctx: &mut RequestCtx) -> Result<Proxied, Stop> {
+    admit(&req, ctx)?;
+    route(&req, ctx)?;
+    let flag = judge_client(ctx)?;
+    let mut proxied = forward(req, ctx).await?;
+    if let Some(v) = flag {
+        proxied.rsp.headers_mut().append(DECISION_HEADER.clone(), v);
+    }
+    Ok(proxied)
+}
+
+/// Phase 1: turns away what this proxy does not serve at all, before
+/// anything is looked up for it.
+fn admit(req: &Request<Incoming>, ctx: &RequestCtx) -> Result<(), Stop> {
+    let snap = &ctx.snap;
+    if let Some(sink) = &snap.evidence.audit
+        && snap.config.audit.fail_closed
+        && !sink.is_healthy()
+    {
+        snap.evidence.metrics.audit_refused.inc();
+        return Err(Stop::Refused(Refusal::AuditUnavailable));
+    }
+    if req.method() == Method::CONNECT {
+        return Err(Stop::Refused(Refusal::MethodNotAllowed));
+    }
+    if req.headers().len() > snap.config.server.max_headers {
+        // hyper enforces max_headers on HTTP/1.1 only; h2 bounds the bytes
+        // (max_header_bytes) but not the count.
+        return Err(Stop::Refused(Refusal::TooManyHeaders));
+    }
+    if !framing_is_plain(req) {
+        return Err(Stop::Refused(Refusal::BadTransferEncoding));
+    }
+    Ok(())
+}
+
+/// Phase 2: the route, matched on what the storage will act on (see
+/// `proxy::route`; the request is forwarded as sent), recorded in the
+/// evidence.
+fn route(req: &Request<Incoming>, ctx: &mut RequestCtx) -> Result<(), Stop> {
+    let Some(host) = request_host(req) else {
+        return Err(Stop::Refused(Refusal::BadHost));
     };
-    let decided = decide(req, &conn, &snap, pending.ev(), &resource, head).await;
-    let (mut rsp, refused) = match decided {
-        Forwarded::Proxied(rsp, timeout) if holds(&rsp, head) => {
-            held(rsp, timeout, pending, snap, &resource, head).await
+    let snap = &ctx.snap;
+    let domains = &snap.config.server.s3_domains;
+    let routes = snap.routes.iter().map(|r| &r.spec);
+    let chosen = route::choose(routes, domains, &host, req.uri().path()).and_then(|chosen| {
+        let sources = route::copy_sources(req.headers(), req.uri().query());
+        let sources = sources.iter().map(AsRef::as_ref);
+        let routes = snap.routes.iter().map(|r| &r.spec);
+        route::with_copy_source(routes, domains, &host, sources, chosen)
+    });
+    let index = match chosen {
+        Ok(Some(index)) => index,
+        Ok(None) => return Err(Stop::Refused(Refusal::NoRoute)),
+        Err(Unroutable::BadPercent) => return Err(Stop::Refused(Refusal::BadPathEncoding)),
+        Err(Unroutable::BadHost) => return Err(Stop::Refused(Refusal::BadHost)),
+        Err(Unroutable::Ambiguous) => return Err(Stop::Refused(Refusal::AmbiguousTarget)),
+    };
+    ctx.ev().route = Some(index);
+    Ok(())
+}
+
+/// Phase 3: whether this client may go on, on this route: the verdict, or
+/// the [`Stop`] that turns it away. Every check on who the client is goes
+/// here, in this order, each able to stop the request:
+///
+/// 1. residency: the client's address under the route's policy (country,
+///    networks, and the operator's jurisdiction when an operator database
+///    is configured: `policy::Policy::judge_side`);
+/// 2. identity and signed grants (governed access) go here, after the
+///    verdict and before the purpose, each as a [`Refusal`];
+/// 3. the purpose of access, when the audit requires one.
+///
+/// A failing verdict is recorded and logged once here; enforce stops the
+/// request, monitor lets it on with the flag returned for the response.
+fn judge_client(ctx: &mut RequestCtx) -> Result<Option<HeaderValue>, Stop> {
+    let snap = ctx.snap.clone();
+    let route = ctx.route(&snap).expect("judged after the route phase");
+    let name = &route.spec.name;
+    let policy = &route.spec.policy.policy;
+    let verdict = match ctx.client {
+        ClientAddr::Ip(ip) => {
+            policy.judge_side(ip, Side::Client, &snap.geo, snap.operators.as_ref())
         }
-        Forwarded::Proxied(rsp, _) => (audited(rsp, pending.decided(), snap), false),
-        Forwarded::Refused(rsp) => {
-            let ev = pending.decided();
-            (
-                finish_generated(rsp, ev, &snap, &resource, head).await,
-                true,
-            )
+        ClientAddr::Untraceable => Verdict::untraceable(),
+    };
+    let decision = policy.decide(&verdict);
+    let failed = verdict.reason.filter(|_| decision != Decision::Allowed);
+    let ev = ctx.ev();
+    ev.client = verdict.ip.map(|ip| (ip, verdict.country));
+    ev.client_operator = snap.operators.as_ref().map(|_| verdict.operator);
+    let flag = match failed {
+        None => {
+            tracing::trace!(route = %name, request_id = %ctx.id, "client allowed");
+            None
         }
+        Some(reason) => {
+            ctx.ev().client_failed = Some((decision, reason));
+            ctx.log_verdict(decision, Side::Client, name, &verdict, reason);
+            if decision == Decision::Blocked {
+                return Err(Stop::Blocked {
+                    side: Side::Client,
+                    verdict,
+                    reason,
+                });
+            }
+            Some(respond::with_operator(
+                respond::decision_value(decision, Side::Client, verdict.country, reason),
+                &verdict,
+            ))
+        }
+    };
+    if snap.config.audit.require_purpose && ctx.ev().purpose.is_none() {
+        return Err(Stop::Refused(Refusal::PurposeRequired));
+    }
+    Ok(flag)
+}
+
+/// Phase 5: runs the phases and sends what they came to, each response
+/// with its evidence: a proxied one through [`held`] or [`audited`], the
+/// proxy's own answer to a [`Stop`] through [`finish_generated`].
+async fn finish(mut ctx: RequestCtx, req: Request<Incoming>, has_body: bool) -> Response<Body> {
+    let outcome = phases(req, &mut ctx).await;
+    let id = ctx.id;
+    let (mut rsp, refused) = match outcome {
+        Ok(proxied) if holds(&proxied.rsp, ctx.head) => held(proxied, ctx).await,
+        Ok(proxied) => {
+            let snap = ctx.snap.clone();
+            (audited(proxied.rsp, ctx.decided(), snap), false)
+        }
+        Err(stop) => (answered(&stop, ctx).await, true),
     };
     rsp.headers_mut()
         .insert(REQUEST_ID_HEADER.clone(), id.header_value());
@@ -81,44 +195,27 @@ pub async fn handle(
         rsp.headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
-    Ok(rsp)
+    rsp
 }
 
-/// The audit status of a request abandoned before its response existed
-/// (nginx's "client closed request").
-pub const CLIENT_CLOSED_REQUEST: u16 = 499;
-
-/// A request's evidence while it is decided and forwarded. If the request
-/// is abandoned before a response exists (the client went away, or its
-/// connection timed out while the upstream was still silent), its record is
-/// written anyway, with status [`CLIENT_CLOSED_REQUEST`]: the request may
-/// already have reached the storage, and every request leaves a record.
-struct Pending {
-    ev: Option<RequestEvidence>,
-    snap: Arc<Snapshot>,
+/// The proxy's answer to `stop`, with the request's evidence.
+async fn answered(stop: &Stop, mut ctx: RequestCtx) -> Response<Body> {
+    if let Stop::Refused(refusal) = stop {
+        ctx.refuse(*refusal);
+    }
+    let rsp = answer(stop, &ctx);
+    let ev = ctx.decided();
+    finish_generated(rsp, ev, &ctx).await
 }
 
-impl Pending {
-    fn ev(&mut self) -> &mut RequestEvidence {
-        self.ev.as_mut().expect("taken only by decided()")
-    }
-
-    /// The evidence, now that a response exists to carry it.
-    fn decided(mut self) -> RequestEvidence {
-        self.ev.take().expect("taken only once")
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        let Some(ev) = self.ev.take() else {
-            return;
-        };
-        ev.account(&self.snap, 0);
-        if let Some(sink) = &self.snap.evidence.audit {
-            sink.write_detached(ev.record(&self.snap, CLIENT_CLOSED_REQUEST, 0));
-        }
-    }
+fn answer(stop: &Stop, ctx: &RequestCtx) -> Response<Generated> {
+    respond::answer(
+        stop,
+        ctx.snap.config.audit.purpose_header.as_str(),
+        &ctx.resource,
+        ctx.id,
+        ctx.head,
+    )
 }
 
 /// A generated response: its record is written before it is sent; if that
@@ -126,12 +223,10 @@ impl Drop for Pending {
 async fn finish_generated(
     rsp: Response<Generated>,
     ev: RequestEvidence,
-    snap: &Snapshot,
-    resource: &str,
-    head: bool,
+    ctx: &RequestCtx,
 ) -> Response<Body> {
-    if !trace(&ev, snap, rsp.status().as_u16(), 0).await {
-        return audit_unavailable(resource, ev.id, head).map(Either::Right);
+    if !trace(&ev, &ctx.snap, rsp.status().as_u16(), 0).await {
+        return answer(&Stop::Refused(Refusal::AuditUnavailable), ctx).map(Either::Right);
     }
     rsp.map(Either::Right)
 }
@@ -149,17 +244,6 @@ async fn trace(ev: &RequestEvidence, snap: &Snapshot, status: u16, bytes_down: u
     }
     snap.evidence.metrics.audit_refused.inc();
     false
-}
-
-fn audit_unavailable(resource: &str, id: RequestId, head: bool) -> Response<Generated> {
-    respond::xml_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "ServiceUnavailable",
-        "the access trace cannot be recorded; requests are refused until it can",
-        resource,
-        id,
-        head,
-    )
 }
 
 /// Largest upstream body held back whole: its record is written before the
@@ -185,34 +269,26 @@ fn holds(rsp: &Response<Incoming>, head: bool) -> bool {
 /// upstream failing mid-body becomes a clean 502 (504 if it stalls), and an
 /// unwritable record a 503 under fail-closed. Returns the response and
 /// whether the proxy answered itself.
-async fn held(
-    rsp: Response<Incoming>,
-    timeout: std::time::Duration,
-    mut pending: Pending,
-    snap: Arc<Snapshot>,
-    resource: &str,
-    head: bool,
-) -> (Response<Body>, bool) {
-    let status = rsp.status().as_u16();
-    let (parts, body) = rsp.into_parts();
-    let id = pending.ev().id;
-    // Dropped while reading (client gone), `pending` still writes the record.
-    let read = tokio::time::timeout(timeout, http_body_util::BodyExt::collect(body)).await;
-    let ev = pending.decided();
+async fn held(proxied: Proxied, mut ctx: RequestCtx) -> (Response<Body>, bool) {
+    let status = proxied.rsp.status().as_u16();
+    let (parts, body) = proxied.rsp.into_parts();
+    // Dropped while reading (client gone), `ctx` still writes the record.
+    let read = tokio::time::timeout(proxied.timeout, http_body_util::BodyExt::collect(body)).await;
     let bytes = match read {
         Ok(Ok(collected)) => collected.to_bytes(),
         failed => {
             let timed_out = failed.is_err();
-            tracing::warn!(request_id = %id, timed_out, "upstream response body failed before its end");
-            let rsp = respond::upstream_failed(timed_out, resource, id, head);
-            return (finish_generated(rsp, ev, &snap, resource, head).await, true);
+            tracing::warn!(request_id = %ctx.id, timed_out, "upstream response body failed before its end");
+            return (
+                answered(&Stop::UpstreamFailed { timed_out }, ctx).await,
+                true,
+            );
         }
     };
-    if !trace(&ev, &snap, status, bytes.len() as u64).await {
-        return (
-            audit_unavailable(resource, id, head).map(Either::Right),
-            true,
-        );
+    let ev = ctx.decided();
+    if !trace(&ev, &ctx.snap, status, bytes.len() as u64).await {
+        let rsp = answer(&Stop::Refused(Refusal::AuditUnavailable), &ctx);
+        return (rsp.map(Either::Right), true);
     }
     (
         Response::from_parts(parts, Either::Right(Generated::new(bytes))),
@@ -226,13 +302,13 @@ fn audited(rsp: Response<Incoming>, ev: RequestEvidence, snap: Arc<Snapshot>) ->
     let status = rsp.status().as_u16();
     let shared = Arc::new((ev, snap));
     let on_end = shared.clone();
-    let complete: crate::body::Completion = Box::new(move |down, _completed| {
+    let complete: Completion = Box::new(move |down| {
         Box::pin(async move {
             let (ev, snap) = &*on_end;
             trace(ev, snap, status, down).await
         })
     });
-    let on_drop: crate::body::OnDrop = Box::new(move |down| {
+    let on_drop: OnDrop = Box::new(move |down| {
         let (ev, snap) = &*shared;
         ev.account(snap, down);
         if let Some(sink) = &snap.evidence.audit {
@@ -240,215 +316,6 @@ fn audited(rsp: Response<Incoming>, ev: RequestEvidence, snap: Arc<Snapshot>) ->
         }
     });
     rsp.map(|body| Either::Left(Audited::new(body, complete, on_drop)))
-}
-
-async fn decide(
-    req: Request<Incoming>,
-    conn: &ConnInfo,
-    snap: &Snapshot,
-    ev: &mut RequestEvidence,
-    resource: &str,
-    head: bool,
-) -> Forwarded {
-    let id = ev.id;
-    // The client first: every refusal below records who was refused, from
-    // where (the address as the policy would judge it, and its country,
-    // looked up only when refusing: the verdict looks it up otherwise).
-    let server = &snap.config.server;
-    let client = client_addr(
-        conn.peer,
-        conn.client,
-        req.headers(),
-        server.client_ip_source,
-        &server.trusted_proxies,
-    );
-    let refuse = |ev: &mut RequestEvidence, refusal| {
-        ev.refused = Some(refusal);
-        if let (None, ClientAddr::Ip(ip)) = (ev.client, client) {
-            ev.client = Some(locate(ip, &snap.geo, &snap.config.nat64_prefixes));
-        }
-    };
-    let bad = |ev: &mut RequestEvidence, refusal, code: &str, msg: &str, status| {
-        refuse(ev, refusal);
-        Forwarded::Refused(respond::xml_error(status, code, msg, resource, id, head))
-    };
-
-    if let Some(sink) = &snap.evidence.audit
-        && snap.config.audit.fail_closed
-        && !sink.is_healthy()
-    {
-        snap.evidence.metrics.audit_refused.inc();
-        refuse(ev, Refusal::AuditUnavailable);
-        return Forwarded::Refused(audit_unavailable(resource, id, head));
-    }
-    if req.method() == Method::CONNECT {
-        return bad(
-            ev,
-            Refusal::MethodNotAllowed,
-            "MethodNotAllowed",
-            "CONNECT is not supported by this proxy",
-            StatusCode::METHOD_NOT_ALLOWED,
-        );
-    }
-    if req.headers().len() > server.max_headers {
-        // hyper enforces max_headers on HTTP/1.1 only; h2 bounds the bytes
-        // (max_header_bytes) but not the count.
-        return bad(
-            ev,
-            Refusal::TooManyHeaders,
-            "RequestHeaderFieldsTooLarge",
-            "too many header fields",
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        );
-    }
-    if !framing_is_plain(&req) {
-        return bad(
-            ev,
-            Refusal::BadTransferEncoding,
-            "InvalidRequest",
-            "unsupported Transfer-Encoding (only a single \"chunked\" is accepted)",
-            StatusCode::BAD_REQUEST,
-        );
-    }
-    let Some(host) = request_host(&req) else {
-        return bad(
-            ev,
-            Refusal::BadHost,
-            "InvalidRequest",
-            "missing, repeated or invalid Host header",
-            StatusCode::BAD_REQUEST,
-        );
-    };
-    // Matched on what the storage will act on (proxy::route); forwarded as sent.
-    let routes = snap.routes.iter().map(|r| &r.spec);
-    let chosen = route::choose(
-        routes,
-        &snap.config.server.s3_domains,
-        &host,
-        req.uri().path(),
-    )
-    .and_then(|chosen| {
-        let sources = route::copy_sources(req.headers(), req.uri().query());
-        let sources = sources.iter().map(AsRef::as_ref);
-        let routes = snap.routes.iter().map(|r| &r.spec);
-        route::with_copy_source(
-            routes,
-            &snap.config.server.s3_domains,
-            &host,
-            sources,
-            chosen,
-        )
-    });
-    let index = match chosen {
-        Ok(Some(index)) => index,
-        Ok(None) => {
-            return bad(
-                ev,
-                Refusal::NoRoute,
-                "NoSuchRoute",
-                "no route of this proxy matches the host and path",
-                StatusCode::NOT_FOUND,
-            );
-        }
-        Err(why) => {
-            let refusal = match why {
-                Unroutable::BadPercent => Refusal::BadPathEncoding,
-                Unroutable::BadHost => Refusal::BadHost,
-                Unroutable::Ambiguous => Refusal::AmbiguousTarget,
-            };
-            return bad(
-                ev,
-                refusal,
-                why.code(),
-                why.message(),
-                StatusCode::BAD_REQUEST,
-            );
-        }
-    };
-    ev.route = Some(index);
-    let route = &snap.routes[index];
-    let policy = &route.spec.policy.policy;
-    let verdict = match client {
-        ClientAddr::Ip(ip) => {
-            policy.judge_side(ip, Side::Client, &snap.geo, snap.operators.as_ref())
-        }
-        ClientAddr::Untraceable => Verdict::untraceable(),
-    };
-    ev.client = verdict.ip.map(|ip| (ip, verdict.country));
-    ev.client_operator = snap.operators.as_ref().map(|_| verdict.operator);
-    let decision = policy.decide(&verdict);
-    // A failing verdict is recorded and logged once; enforce refuses here,
-    // monitor lets the request on with the flag in the response.
-    let flag = match verdict.reason.filter(|_| decision != Decision::Allowed) {
-        None => {
-            tracing::trace!(route = %route.spec.name, request_id = %id, "client allowed");
-            None
-        }
-        Some(reason) => {
-            ev.client_failed = Some((decision, reason));
-            log_verdict(
-                decision,
-                Side::Client,
-                &route.spec.name,
-                &verdict,
-                reason,
-                id,
-                conn,
-            );
-            if decision == Decision::Blocked {
-                let mut rsp =
-                    respond::blocked(Side::Client, verdict.country, reason, resource, id, head);
-                respond::note_operator(&mut rsp, &verdict);
-                return Forwarded::Refused(rsp);
-            }
-            Some(respond::with_operator(
-                respond::decision_value(decision, Side::Client, verdict.country, reason),
-                &verdict,
-            ))
-        }
-    };
-    if snap.config.audit.require_purpose && ev.purpose.is_none() {
-        let msg = format!(
-            "a purpose of access is required in the {} header",
-            snap.config.audit.purpose_header
-        );
-        return bad(
-            ev,
-            Refusal::PurposeRequired,
-            "PreconditionRequired",
-            &msg,
-            StatusCode::PRECONDITION_REQUIRED,
-        );
-    }
-    let mut out = forward(req, conn, route, snap, ev, resource, head).await;
-    if let (Some(v), Forwarded::Proxied(rsp, _)) = (flag, &mut out) {
-        rsp.headers_mut().append(DECISION_HEADER.clone(), v);
-    }
-    out
-}
-
-pub(super) fn log_verdict(
-    decision: Decision,
-    side: Side,
-    route: &str,
-    v: &Verdict,
-    reason: Reason,
-    id: RequestId,
-    conn: &ConnInfo,
-) {
-    let country = label(v.country);
-    let ip = v.ip.map(|ip| ip.to_string());
-    let peer = conn.peer.ip();
-    match decision {
-        Decision::Blocked => tracing::info!(
-            decision = decision.as_str(), side = side.as_str(), route, country, reason = reason.as_str(),
-            request_id = %id, ip = ip.as_deref().unwrap_or("untraceable"), %peer, "request blocked"
-        ),
-        _ => tracing::warn!(
-            decision = decision.as_str(), side = side.as_str(), route, country, reason = reason.as_str(),
-            request_id = %id, ip = ip.as_deref().unwrap_or("untraceable"), %peer, "request flagged"
-        ),
-    }
 }
 
 /// Only `Transfer-Encoding: chunked`, once, is accepted. hyper already

@@ -8,8 +8,9 @@
 //! [`Upstream::connect`] takes a judged `SocketAddr`: there is no way to dial
 //! a name. Pools are keyed by that address and belong to one snapshot.
 
+mod body;
+mod early;
 mod pool;
-pub mod preflight;
 mod resolver;
 mod tls;
 
@@ -17,29 +18,35 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+pub use body::{Metered, Sent};
 pub use pool::{Pool, Sender};
-pub use resolver::{Resolver, ResolverError};
+pub use resolver::{ResolveError, Resolver, ResolverError};
 pub use tls::{TlsError, client_config};
 
 use crate::config::{UpstreamHost, UpstreamUrl};
 use crate::geo::{GeoDb, OperatorDb};
 use crate::policy::{Policy, Side, Verdict};
 
-/// Why an upstream could not be used. The client sees 502; logs see this.
+/// Why an upstream could not be used, each with the failure underneath
+/// it as its source. The client sees 502 (504 for a response that did not
+/// come in time); logs see this, with its sources ([`Chain`]).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// DNS resolution failed.
-    #[error("cannot resolve upstream host {host}: {why}")]
+    #[error("cannot resolve upstream host {host}")]
     Resolve {
         /// The host name.
         host: String,
         /// What the resolver said.
-        why: String,
+        #[source]
+        source: ResolveError,
     },
     /// The name resolved to no address.
     #[error("upstream host {host} has no address")]
@@ -47,21 +54,140 @@ pub enum UpstreamError {
         /// The host name.
         host: String,
     },
-    /// Every allowed address refused or timed out.
-    #[error("no allowed address of upstream {url} could be reached (last: {last})")]
-    Unreachable {
-        /// The upstream URL.
-        url: String,
-        /// The last failure.
-        last: String,
+    /// The TCP connect failed.
+    #[error("connect to {addr} failed")]
+    Connect {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
+    /// The connect timeout ran out: one budget for the TCP connect, the
+    /// TLS handshake and the HTTP handshake together.
+    #[error("connect to {addr} timed out after {budget:?}")]
+    Timeout {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// The route's `connect_timeout`.
+        budget: Duration,
+        /// The elapsed timer.
+        #[source]
+        source: tokio::time::error::Elapsed,
+    },
+    /// The TLS handshake failed.
+    #[error("TLS handshake with {addr} ({url}) failed")]
+    Tls {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// The upstream URL, whose host the certificate must name.
+        url: String,
+        /// rustls's error, as an I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP/1.1 handshake failed.
+    #[error("HTTP handshake with {addr} failed")]
+    Handshake {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// hyper's error.
+        #[source]
+        source: hyper::Error,
+    },
+    /// Every connection tried closed before the request could be written.
+    #[error("upstream {addr} closed the connection before the request could be sent")]
+    Closed {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// hyper's error.
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+/// Why a request sent to one address got no response.
+///
+/// Only [`SendError::NotSent`] hands the request back, so only a request
+/// of which nothing was written can be tried on another address: the
+/// compiler, not a convention, keeps a request from reaching two storages.
+pub enum SendError {
+    /// Nothing of the request was written (no connection could be made,
+    /// or every connection closed first): here it is, for another address.
+    NotSent {
+        /// The request, untouched.
+        request: Box<Request<Metered>>,
+        /// Why it was not sent.
+        error: UpstreamError,
+    },
+    /// The request went out, in whole or in part: it must not be sent
+    /// again.
+    Sent(SentError),
+}
+
+impl std::fmt::Debug for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotSent { error, .. } => f
+                .debug_struct("NotSent")
+                .field("error", error)
+                .finish_non_exhaustive(),
+            Self::Sent(e) => f.debug_tuple("Sent").field(e).finish(),
+        }
+    }
+}
+
+/// What went wrong after a request was (at least partly) written.
+#[derive(Debug, thiserror::Error)]
+pub enum SentError {
+    /// No response head within the route's `response_timeout` of the end
+    /// of the request body.
+    #[error("upstream {addr} sent no response within {timeout:?} of the request")]
+    NoResponse {
+        /// The address the request went to.
+        addr: SocketAddr,
+        /// The route's `response_timeout`.
+        timeout: Duration,
+    },
+    /// The exchange failed.
+    #[error("upstream {addr} failed")]
+    Failed {
+        /// The address the request went to.
+        addr: SocketAddr,
+        /// hyper's error.
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+impl SentError {
+    /// Whether the upstream took too long (504) rather than failed (502).
+    pub const fn timed_out(&self) -> bool {
+        matches!(self, Self::NoResponse { .. })
+    }
+}
+
+/// An error and its sources, `: `-separated, for logs.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
 }
 
 /// One upstream URL of a route, with its connection pool.
 pub struct Upstream {
     /// Where it is.
     pub url: UpstreamUrl,
-    /// TCP connect (and TLS handshake) timeout per address.
+    /// Time to open a connection to one address: TCP connect, TLS and HTTP
+    /// handshakes together.
     pub connect_timeout: Duration,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     pool: Pool,
@@ -127,9 +253,9 @@ impl Upstream {
                 let ips = resolver
                     .lookup(host)
                     .await
-                    .map_err(|why| UpstreamError::Resolve {
+                    .map_err(|source| UpstreamError::Resolve {
                         host: host.clone(),
-                        why,
+                        source,
                     })?;
                 if ips.is_empty() {
                     return Err(UpstreamError::NoAddress { host: host.clone() });
@@ -167,28 +293,107 @@ impl Upstream {
         judged
     }
 
-    /// A ready connection to exactly `addr`: a pooled one, or a new one.
+    /// A ready connection to exactly `addr`: a pooled one, or a new one
+    /// made within `connect_timeout`, TCP connect and handshakes together.
     ///
     /// # Errors
-    /// A description of the connect or handshake failure.
-    pub async fn connect(&self, addr: SocketAddr) -> Result<Sender, String> {
+    /// [`UpstreamError::Connect`], [`UpstreamError::Tls`],
+    /// [`UpstreamError::Handshake`] or [`UpstreamError::Timeout`].
+    pub async fn connect(&self, addr: SocketAddr) -> Result<Sender, UpstreamError> {
         if let Some(sender) = self.pool.checkout(addr) {
             return Ok(sender);
         }
-        let timeout = self.connect_timeout;
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        within(self.connect_timeout, addr, self.dial(addr)).await
+    }
+
+    /// A new connection to `addr`, with no time limit of its own.
+    async fn dial(&self, addr: SocketAddr) -> Result<Sender, UpstreamError> {
+        let tcp = TcpStream::connect(addr)
             .await
-            .map_err(|_| format!("connect to {addr} timed out after {timeout:?}"))?
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
+            .map_err(|source| UpstreamError::Connect { addr, source })?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             None => handshake(addr, tcp).await,
             Some((connector, name)) => {
-                let tls = tokio::time::timeout(timeout, connector.connect(name.clone(), tcp))
+                let tls = connector
+                    .connect(name.clone(), tcp)
                     .await
-                    .map_err(|_| format!("TLS handshake with {addr} timed out after {timeout:?}"))?
-                    .map_err(|e| format!("TLS handshake with {addr} ({}): {e}", self.url.url))?;
+                    .map_err(|source| UpstreamError::Tls {
+                        addr,
+                        url: self.url.url.clone(),
+                        source,
+                    })?;
                 handshake(addr, tls).await
+            }
+        }
+    }
+
+    /// Sends `req` on a connection to exactly `addr`. A pooled connection
+    /// that closed under us is replaced by a fresh one, once. Once the body
+    /// is sent (`sent`), the response head must come within `timeout`.
+    ///
+    /// # Errors
+    /// [`SendError::NotSent`] with the request when nothing was written,
+    /// [`SendError::Sent`] otherwise.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        mut req: Request<Metered>,
+        sent: &Sent,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, SendError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut sender = match self.connect(addr).await {
+                Ok(s) => s,
+                Err(error) => {
+                    return Err(SendError::NotSent {
+                        request: Box::new(req),
+                        error,
+                    });
+                }
+            };
+            let closed = match sender.ready().await {
+                Err(e) => e,
+                Ok(()) => {
+                    let pending = sender.try_send_request(req);
+                    self.release(addr, sender);
+                    let deadline = async {
+                        sent.wait().await;
+                        tokio::time::sleep(timeout).await;
+                    };
+                    let outcome = tokio::select! {
+                        r = pending => r,
+                        () = deadline => {
+                            return Err(SendError::Sent(SentError::NoResponse { addr, timeout }));
+                        }
+                    };
+                    match outcome {
+                        Ok(rsp) => return Ok(rsp),
+                        Err(mut e) => match e.take_message() {
+                            Some(back) => {
+                                req = back;
+                                e.into_error()
+                            }
+                            None => {
+                                return Err(SendError::Sent(SentError::Failed {
+                                    addr,
+                                    source: e.into_error(),
+                                }));
+                            }
+                        },
+                    }
+                }
+            };
+            if attempt == 2 {
+                return Err(SendError::NotSent {
+                    request: Box::new(req),
+                    error: UpstreamError::Closed {
+                        addr,
+                        source: closed,
+                    },
+                });
             }
         }
     }
@@ -199,16 +404,31 @@ impl Upstream {
     }
 }
 
+/// `steps` within `budget`, or [`UpstreamError::Timeout`].
+async fn within<T>(
+    budget: Duration,
+    addr: SocketAddr,
+    steps: impl Future<Output = Result<T, UpstreamError>>,
+) -> Result<T, UpstreamError> {
+    tokio::time::timeout(budget, steps)
+        .await
+        .map_err(|source| UpstreamError::Timeout {
+            addr,
+            budget,
+            source,
+        })?
+}
+
 /// HTTP/1.1 over an established stream; the connection task ends when the
 /// connection closes or its sender is dropped with no request in flight.
-async fn handshake<T>(addr: SocketAddr, io: T) -> Result<Sender, String>
+async fn handshake<T>(addr: SocketAddr, io: T) -> Result<Sender, UpstreamError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(io))
+        .handshake(TokioIo::new(early::EarlyAnswer::new(io)))
         .await
-        .map_err(|e| format!("handshake with {addr}: {e}"))?;
+        .map_err(|source| UpstreamError::Handshake { addr, source })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(%addr, error = %e, "upstream connection ended with an error");
@@ -216,3 +436,6 @@ where
     });
     Ok(sender)
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,8 +10,8 @@ use std::sync::Mutex;
 
 use hyper::client::conn::http1::SendRequest;
 
-use crate::body::Metered;
-use crate::proxy::listener::PerWorker;
+use super::body::Metered;
+use crate::worker::PerWorker;
 
 /// Most connections kept per upstream address and worker, busy ones
 /// included: a connection is checked back in as soon as its request is

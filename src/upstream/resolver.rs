@@ -16,8 +16,18 @@ use crate::config::ResolverSpec;
 
 /// Why the resolver could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up the DNS resolver: {0}")]
-pub struct ResolverError(String);
+pub enum ResolverError {
+    /// The system configuration could not be read.
+    #[error("cannot set up the DNS resolver: reading /etc/resolv.conf")]
+    System(#[source] ResolveError),
+    /// hickory refused the configuration.
+    #[error("cannot set up the DNS resolver")]
+    Build(#[source] ResolveError),
+}
+
+/// hickory's error: no such name, timeout, server failure, a bad
+/// configuration.
+pub type ResolveError = hickory_resolver::net::NetError;
 
 /// A shareable resolver.
 #[derive(Clone)]
@@ -39,8 +49,7 @@ impl Resolver {
     pub fn new(spec: &ResolverSpec) -> Result<Self, ResolverError> {
         let provider = TokioRuntimeProvider::default();
         let mut builder = if spec.nameservers.is_empty() {
-            TokioResolver::builder(provider)
-                .map_err(|e| ResolverError(format!("reading /etc/resolv.conf: {e}")))?
+            TokioResolver::builder(provider).map_err(ResolverError::System)?
         } else {
             let servers = spec.nameservers.iter().map(|a| name_server(*a)).collect();
             TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider)
@@ -54,26 +63,22 @@ impl Resolver {
         opts.negative_max_ttl = Some(spec.min_ttl);
         opts.timeout = spec.timeout;
         opts.attempts = 2;
-        let inner = builder.build().map_err(|e| ResolverError(e.to_string()))?;
+        let inner = builder.build().map_err(ResolverError::Build)?;
         Ok(Self { inner })
     }
 
     /// The A and AAAA addresses of `host`, from the cache or the servers.
     ///
     /// # Errors
-    /// The resolver's message (no such name, timeout, server failure).
-    pub async fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+    /// The resolver's error (no such name, timeout, server failure).
+    pub async fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
         // A trailing dot makes the name absolute: no search-domain surprises.
         let fqdn = if host.ends_with('.') {
             host.to_owned()
         } else {
             format!("{host}.")
         };
-        let answer = self
-            .inner
-            .lookup_ip(fqdn.as_str())
-            .await
-            .map_err(|e| e.to_string())?;
+        let answer = self.inner.lookup_ip(fqdn.as_str()).await?;
         Ok(answer.iter().collect())
     }
 }

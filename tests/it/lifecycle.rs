@@ -135,3 +135,53 @@ async fn one_worker_thread_per_cpu() {
     }
     assert_eq!(origin.request_count(), 4 * cpus);
 }
+
+/// Each request takes the snapshot current when it arrives, even on a
+/// keep-alive connection accepted before a reload: `trusted_proxies` added
+/// by a reload decides the next request on that same connection. (Before,
+/// the connection kept the trust, and the snapshot, it was accepted under:
+/// the forwarded chain was still dropped after the reload.)
+#[tokio::test]
+async fn a_kept_alive_connection_follows_a_reload_of_trusted_proxies() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let toml = config(&geo, &origin, "client_ip_source = \"peer\"", "", "");
+    let proxy = Proxy::start(&toml);
+    let mut s = connect_from(ips::FR, proxy.addr()).await;
+    let request = b"GET /b/k HTTP/1.1\r\nHost: s3.test\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n";
+    s.write_all(request).await.unwrap();
+    let first = crate::support::client::read_response(&mut s).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+
+    std::fs::write(
+        proxy.config_path(),
+        toml.replace(
+            "client_ip_source = \"peer\"",
+            &format!(
+                "client_ip_source = \"peer\"\ntrusted_proxies = [\"{}/32\"]",
+                ips::FR
+            ),
+        ),
+    )
+    .unwrap();
+    proxy.signal("HUP");
+    proxy.wait_for_log("reloaded", 1).await;
+    s.write_all(request).await.unwrap();
+    let second = crate::support::client::read_response(&mut s).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2);
+    let xff = |i: usize| {
+        seen[i].headers["x-forwarded-for"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(xff(0), ips::FR, "untrusted peer: its chain is dropped");
+    assert_eq!(
+        xff(1),
+        format!("198.51.100.7, {}", ips::FR),
+        "trusted since the reload: its chain is kept, on the same connection"
+    );
+}

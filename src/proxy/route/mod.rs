@@ -25,7 +25,7 @@
 //! route. A copy source that names no bucket the proxy can read (an access
 //! point ARN), or more than one copy source, is refused (`400`).
 
-mod normalise;
+use crate::normalise;
 #[cfg(test)]
 mod tests;
 

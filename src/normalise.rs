@@ -37,29 +37,6 @@ pub enum Unroutable {
     Ambiguous,
 }
 
-impl Unroutable {
-    /// The S3 error code of the `400` response.
-    pub const fn code(self) -> &'static str {
-        match self {
-            Self::BadPercent | Self::Ambiguous => "InvalidURI",
-            Self::BadHost => "InvalidRequest",
-        }
-    }
-
-    /// The message of the `400` response (client-facing, no detail).
-    pub const fn message(self) -> &'static str {
-        match self {
-            Self::BadPercent => {
-                "invalid percent-encoding in the request path (a '%' must be followed by two hex digits)"
-            }
-            Self::BadHost => "the Host is not a valid host name or IP literal",
-            Self::Ambiguous => {
-                "the request path or host can be read as addressing routes that judge differently; spell it canonically (the bucket in lower case, no %2F, '//', ';', '.' or '..' segments)"
-            }
-        }
-    }
-}
-
 /// The equivalences a path exercises: each one doubles its readings.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Spelling {

@@ -1,101 +1,24 @@
-//! Body wrappers on the proxied path.
-//!
-//! [`Metered`] counts request bytes on their way to the upstream.
-//! [`Audited`] streams the upstream's response to the client and, when it
-//! ends, hands the request's audit record to a completion future (count,
-//! write, wait for the writer's acknowledgement) *before* the client sees the
-//! end of the body: a response never completes untraced. If the trail cannot
-//! be written and the policy is fail-closed, the body ends with an error so
-//! the client does not take the response as complete. A body dropped early
-//! (client gone) still produces its record, through `on_drop`.
+//! The upstream's response body on its way to the client: [`Audited`]
+//! streams it and, when it ends, hands the request's audit record to a
+//! completion future (count, write, wait for the writer's acknowledgement)
+//! *before* the client sees the end of the body: a response never
+//! completes untraced. If the trail cannot be written and the policy is
+//! fail-closed, the body ends with an error so the client does not take the
+//! response as complete. A body dropped early (client gone) still produces
+//! its record, through `on_drop`.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-/// Tells when a request body has been sent to its end.
-#[derive(Debug, Default)]
-pub struct Sent {
-    done: std::sync::atomic::AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-impl Sent {
-    fn finish(&self) {
-        self.done.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    /// Resolves once the whole body has been handed to the upstream.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.done.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// Request body counted on its way upstream.
-pub struct Metered {
-    inner: Incoming,
-    count: Arc<AtomicU64>,
-    sent: Arc<Sent>,
-}
-
-impl Metered {
-    /// Wraps `inner`, adding every data byte to `count` and signalling
-    /// `sent` at its end (at once for an empty body).
-    pub fn new(inner: Incoming, count: Arc<AtomicU64>, sent: Arc<Sent>) -> Self {
-        if inner.is_end_stream() {
-            sent.finish();
-        }
-        Self { inner, count, sent }
-    }
-}
-
-impl Body for Metered {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if let Some(Ok(f)) = &frame
-            && let Some(d) = f.data_ref()
-        {
-            self.count.fetch_add(d.len() as u64, Ordering::Relaxed);
-        }
-        if frame.is_none() || self.inner.is_end_stream() {
-            self.sent.finish();
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// What happens when a response body ends: given the bytes sent down and
-/// whether the stream completed, it records the evidence and resolves to
-/// whether the record was written.
-pub type Completion =
-    Box<dyn FnOnce(u64, bool) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send>;
+/// What happens when a response body ends (complete or failed): given the
+/// bytes sent down, it records the evidence and resolves to whether the
+/// record was written.
+pub type Completion = Box<dyn FnOnce(u64) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send>;
 
 /// What happens when a response body is dropped before it ended.
 pub type OnDrop = Box<dyn FnOnce(u64) + Send>;
@@ -165,10 +88,10 @@ impl Body for Audited {
                     // for the client as soon as it has it) or the trailers:
                     // held back until the record is written.
                     this.held = Some(frame);
-                    this.start_completion(true);
+                    this.start_completion();
                 }
                 Some(Err(e)) => {
-                    this.start_completion(false);
+                    this.start_completion();
                     // The record is written in the background; the client
                     // sees the upstream's failure now.
                     if let Some(p) = this.pending.take() {
@@ -177,7 +100,7 @@ impl Body for Audited {
                     this.done = true;
                     return Poll::Ready(Some(Err(Box::new(e))));
                 }
-                None => this.start_completion(true),
+                None => this.start_completion(),
             }
         }
     }
@@ -192,10 +115,10 @@ impl Body for Audited {
 }
 
 impl Audited {
-    fn start_completion(&mut self, completed: bool) {
+    fn start_completion(&mut self) {
         self.on_drop = None;
         if let Some(complete) = self.complete.take() {
-            self.pending = Some(complete(self.sent, completed));
+            self.pending = Some(complete(self.sent));
         }
     }
 }

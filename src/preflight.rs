@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::geo::label;
 use crate::policy::{Mode, Side};
 use crate::snapshot::{Route, Snapshot};
+use crate::upstream::Chain;
 
 /// One resolved address and its verdict.
 #[derive(Debug, Serialize)]
@@ -76,7 +77,7 @@ async fn route_report(snap: &Snapshot, route: &Route) -> RouteReport {
     let mut ready = false;
     for upstream in &route.upstreams {
         let (error, addresses) = match upstream.resolve(&snap.resolver).await {
-            Err(e) => (Some(e.to_string()), Vec::new()),
+            Err(e) => (Some(Chain(&e).to_string()), Vec::new()),
             Ok(addrs) => {
                 let reports: Vec<AddressReport> = addrs
                     .iter()

@@ -1,7 +1,7 @@
 //! Export of closed segments to S3 (SPEC §10, `[audit.export]`).
 //!
 //! **The spool is the trail's own directory.** Every closed segment
-//! (`<stem>-<seq>-<time>.jsonl`, see [`super::rotate`]) and its checkpoint
+//! (`<stem>-<seq>-<time>.jsonl`, see [`crate::audit::rotate`]) and its checkpoint
 //! file is a file to upload; the *acknowledgement log* `<path>.exported`
 //! beside the trail (`audit/audit.jsonl.exported`) lists, one per line, the
 //! names the store answered 200 for, appended and synced after each
@@ -39,12 +39,12 @@ use hyper_util::rt::TokioIo;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use tokio::net::TcpStream;
 
-use super::checkpoint::host_name;
-use super::rotate::segment_seq;
-use super::writer::AuditSink;
+use crate::audit::checkpoint::host_name;
+use crate::audit::rotate::segment_seq;
+use crate::audit::writer::AuditSink;
 use crate::config::{ExportSpec, UpstreamHost};
 use crate::snapshot::{Shared, Snapshot};
-use crate::upstream::Upstream;
+use crate::upstream::{Chain, Upstream};
 
 /// How long a dial or a whole upload may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -127,14 +127,14 @@ pub async fn preflight(spec: &ExportSpec, snap: &Snapshot) -> Result<Vec<SocketA
     let upstream =
         Upstream::new(spec.endpoint.clone(), TIMEOUT, None).map_err(|e| ExportError::Resolve {
             url: url.clone(),
-            why: e.to_string(),
+            why: Chain(&e).to_string(),
         })?;
     let addrs = upstream
         .resolve(&snap.resolver)
         .await
         .map_err(|e| ExportError::Resolve {
             url: url.clone(),
-            why: e.to_string(),
+            why: Chain(&e).to_string(),
         })?;
     let judged = Upstream::judge(
         &addrs,
@@ -351,7 +351,7 @@ async fn upload(
     let mut action = bucket.put_object(Some(creds), &key);
     let mut extra: Vec<(&'static str, String)> = Vec::new();
     if let Some((mode, retain)) = spec.object_lock {
-        let until = super::format_time(SystemTime::now() + retain);
+        let until = crate::audit::format_time(SystemTime::now() + retain);
         use base64::Engine as _;
         use sha2::Digest as _;
         let sum = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body));
