@@ -17,6 +17,7 @@
 //!
 //! [`config`] builds everything a snapshot holds; [`cli`] is the binary.
 
+pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod body;

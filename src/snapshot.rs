@@ -69,6 +69,8 @@ pub struct Snapshot {
     pub evidence: Evidence,
     /// The open operator database, when `[geoip] operator_database` is set.
     pub operators: Option<OperatorDb>,
+    /// The identity registry and the grants, compiled (SPEC §9).
+    pub access: crate::access::Access,
 }
 
 /// Why a snapshot could not be built from a valid config.
@@ -92,6 +94,9 @@ pub enum SnapshotError {
         #[source]
         source: TlsError,
     },
+    /// The identities or grants file (SPEC §9).
+    #[error(transparent)]
+    Access(#[from] crate::config::ConfigError),
 }
 
 /// A route with its upstreams.
@@ -188,7 +193,9 @@ impl Snapshot {
                 .map(|b| format!("{b:02x}"))
                 .collect();
         }
+        let access = crate::access::load(&config.access, &config.routes, &evidence.metrics)?;
         Ok(Self {
+            access,
             config,
             geo,
             routes,

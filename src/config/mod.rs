@@ -13,6 +13,8 @@ use std::time::Duration;
 
 pub use duration::parse as parse_duration;
 pub use error::{ConfigError, Problem};
+pub(crate) use duration::parse_age;
+pub(crate) use error::{Problems, line_col};
 pub use raw::{ClientIpSource, TrustedProxyWithoutClient};
 
 use crate::geo::Nat64Prefixes;
@@ -49,6 +51,9 @@ pub struct Config {
     pub audit: AuditSpec,
     /// `[geoip] operator_database`: the operator `.mmdb` (SPEC §11), if any.
     pub operator_database: Option<PathBuf>,
+    /// `[identities]` and `[grants]` (SPEC §9); their files are read when
+    /// the snapshot is built.
+    pub access: crate::access::AccessSpec,
 }
 
 /// `[audit]`, typed.

@@ -1,0 +1,406 @@
+//! Governed access (SPEC §9, HDS activity 5): the identity registry and the
+//! signed, time-boxed grants that are the only way a client refused by
+//! country gets in (enforce mode).
+//!
+//! - [`spec`]: `[identities]` and `[grants]` of the main config;
+//! - [`files`]: the identities and grants files, `file:line:col` errors;
+//! - [`canonical`]: the bytes approvers sign;
+//! - [`keys`]: Ed25519 keys (ring), their text forms;
+//! - [`grant`]: whether a grant is valid.
+//!
+//! [`load`] compiles both files into an [`Access`] held by the snapshot, so a
+//! reload with an invalid file is refused whole and the old state keeps
+//! serving. [`Access::judge`] is the hot-path call: one hash lookup for the
+//! identity, a scan of the valid grants only when the client was refused by
+//! country; no lock, no allocation. It never touches the upstream side:
+//! a grant admits a client, never an upstream address.
+
+pub mod canonical;
+pub mod files;
+pub mod grant;
+pub mod keys;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus::IntCounter;
+
+pub use spec::{AccessSpec, GrantsSpec, IdentitiesSpec, OnOverdue, RawGrants, RawIdentities};
+
+use crate::config::{ConfigError, RouteSpec};
+use crate::geo::{Country, CountrySet};
+use crate::metrics::Metrics;
+
+/// How a grant's identity must be proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// The verified mTLS client certificate subject (proven to the proxy).
+    Mtls,
+    /// The SigV4 access key id (a claim only the storage checks).
+    Sigv4,
+}
+
+impl Proof {
+    /// The wire value (grants file, canonical bytes, reports).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Mtls => "mtls",
+            Self::Sigv4 => "sigv4",
+        }
+    }
+}
+
+/// No control character (so every value is one line of the canonical text).
+pub fn plain(s: &str) -> bool {
+    !s.chars().any(char::is_control)
+}
+
+/// Why the registry refuses a request (403 `AccessDenied`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessRefusal {
+    /// `require_known` and the identity is not listed.
+    UnknownIdentity,
+    /// The identity is listed with `routes` that do not include this one.
+    RouteNotGranted,
+    /// The entry's review is overdue and `on_overdue = "refuse"`.
+    ReviewOverdue,
+}
+
+impl AccessRefusal {
+    /// Public contract: header, audit reason and metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownIdentity => "unknown_identity",
+            Self::RouteNotGranted => "route_not_granted",
+            Self::ReviewOverdue => "review_overdue",
+        }
+    }
+
+    /// The XML `Message`.
+    pub const fn message(self) -> &'static str {
+        match self {
+            Self::UnknownIdentity => "access denied: this identity is not in the identity registry",
+            Self::RouteNotGranted => "access denied: this identity is not granted this route",
+            Self::ReviewOverdue => "access denied: this identity's periodic review is overdue",
+        }
+    }
+}
+
+/// What [`Access::judge`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judged {
+    /// Nothing to add: the policy's verdict stands.
+    Pass,
+    /// Refused by the registry.
+    Refused(AccessRefusal),
+    /// Refused by country, admitted by the valid grant at this index.
+    Granted(usize),
+}
+
+/// The facts of one request that access is judged on.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The identity the audit record names (key id, else mTLS subject, else
+    /// `anonymous`).
+    pub identity: &'a str,
+    /// The verified mTLS client certificate subject, if any.
+    pub mtls_subject: Option<&'a str>,
+    /// The chosen route's index in the snapshot.
+    pub route: usize,
+    /// The request method.
+    pub method: &'a str,
+    /// The request path as sent.
+    pub path: &'a str,
+    /// The client's country.
+    pub country: Option<Country>,
+    /// Whether the policy refused the client (enforce mode, blocked).
+    pub refused_by_country: bool,
+    /// Now, seconds since the epoch.
+    pub now: i64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    routes: Option<Box<[bool]>>,
+    overdue_at: i64,
+    flagged: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Registry {
+    require_known: bool,
+    on_overdue: OnOverdue,
+    index: HashMap<String, usize>,
+    entries: Vec<Entry>,
+    overdue: IntCounter,
+}
+
+/// A valid grant, compiled.
+#[derive(Debug)]
+pub struct ActiveGrant {
+    /// Its id.
+    pub id: String,
+    identity: String,
+    proof: Proof,
+    countries: CountrySet,
+    routes: Option<Box<[bool]>>,
+    methods: Vec<String>,
+    path_prefix: String,
+    not_before: i64,
+    not_after: i64,
+    counters: Box<[IntCounter]>,
+    activated: AtomicBool,
+    expired: AtomicBool,
+}
+
+/// One grant of the file and what `check` says of it.
+#[derive(Debug, Clone)]
+pub struct GrantReport {
+    /// The grant as written.
+    pub entry: files::GrantEntry,
+    /// Why it is invalid; empty when valid.
+    pub problems: Vec<grant::Invalid>,
+}
+
+impl GrantReport {
+    /// `valid`, `expired on …`, `not yet valid (starts …)`, or every
+    /// reason it opens nothing, at `now`.
+    pub fn status(&self, now: i64) -> String {
+        let s = &self.entry.signed;
+        let mut why: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
+        if now >= s.not_after {
+            why.push(format!("expired on {}", canonical::rfc3339(s.not_after)));
+        } else if now < s.not_before {
+            why.push(format!(
+                "not yet valid: starts {}",
+                canonical::rfc3339(s.not_before)
+            ));
+        }
+        if why.is_empty() {
+            "valid".to_owned()
+        } else {
+            format!("INVALID: {}", why.join("; "))
+        }
+    }
+}
+
+/// The compiled registry and grants of one snapshot.
+#[derive(Debug, Default)]
+pub struct Access {
+    registry: Option<Registry>,
+    grants: Vec<ActiveGrant>,
+    /// The registry as read, for `check` and reports.
+    pub identities: Vec<files::Identity>,
+    /// Every grant of the file with its problems, for `check` and logs.
+    pub reports: Vec<GrantReport>,
+    /// `[identities] review_every`, seconds.
+    pub review_every: i64,
+}
+
+/// Reads and compiles the files `spec` names.
+///
+/// # Errors
+/// [`ConfigError`] naming the file, line and column of every problem: the
+/// whole state is refused.
+pub fn load(spec: &AccessSpec, routes: &[RouteSpec], metrics: &Metrics) -> Result<Access, ConfigError> {
+    let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+    let route_set = |list: Option<&[String]>| {
+        list.map(|l| {
+            names
+                .iter()
+                .map(|n| l.iter().any(|x| x == n))
+                .collect::<Box<[bool]>>()
+        })
+    };
+    let mut access = Access::default();
+    if let Some(ids) = &spec.identities {
+        let text = files::read(&ids.file)?;
+        access.identities = files::identities(&ids.file, &text, &names)?;
+        access.review_every = i64::try_from(ids.review_every.as_secs()).unwrap_or(i64::MAX);
+        let entries = access
+            .identities
+            .iter()
+            .map(|i| Entry {
+                routes: route_set(i.routes.as_deref()),
+                overdue_at: i.reviewed.saturating_add(access.review_every),
+                flagged: AtomicBool::new(false),
+            })
+            .collect();
+        access.registry = Some(Registry {
+            require_known: ids.require_known,
+            on_overdue: ids.on_overdue,
+            index: access
+                .identities
+                .iter()
+                .enumerate()
+                .map(|(n, i)| (i.id.clone(), n))
+                .collect(),
+            entries,
+            overdue: metrics.identity_overdue.clone(),
+        });
+    }
+    if let Some(gs) = &spec.grants {
+        let text = files::read(&gs.file)?;
+        for entry in files::grants(&gs.file, &text, &names)? {
+            let owner = access
+                .identities
+                .iter()
+                .find(|i| i.id == entry.signed.identity)
+                .map(|i| i.owner.as_str());
+            let problems = grant::problems(&entry, gs, owner);
+            if problems.is_empty() {
+                let s = &entry.signed;
+                let mut countries = CountrySet::new();
+                for c in s.from_countries.iter().filter_map(|c| Country::from_code(c)) {
+                    countries.insert(c);
+                }
+                access.grants.push(ActiveGrant {
+                    id: s.id.clone(),
+                    identity: s.identity.clone(),
+                    proof: s.proof,
+                    countries,
+                    routes: route_set((!s.routes.is_empty()).then_some(&s.routes[..])),
+                    methods: s.methods.clone(),
+                    path_prefix: s.path_prefix.clone(),
+                    not_before: s.not_before,
+                    not_after: s.not_after,
+                    counters: names
+                        .iter()
+                        .map(|r| metrics.grant_requests.with_label_values(&[r, s.id.as_str()]))
+                        .collect(),
+                    activated: AtomicBool::new(false),
+                    expired: AtomicBool::new(false),
+                });
+            }
+            access.reports.push(GrantReport { entry, problems });
+        }
+    }
+    Ok(access)
+}
+
+impl Access {
+    /// Logs every invalid grant (at start and after each reload): an
+    /// invalid grant opens nothing, never silently.
+    pub fn log_invalid(&self, now: i64) {
+        for r in &self.reports {
+            let s = &r.entry.signed;
+            if !r.problems.is_empty() {
+                let status = r.status(now);
+                tracing::warn!(grant = %s.id, identity = %s.identity, %status, "grant opens nothing");
+            } else if s.proof == Proof::Sigv4 {
+                tracing::warn!(grant = %s.id, identity = %s.identity, "grant proven by sigv4: the key id is a claim only the storage checks");
+            }
+        }
+    }
+
+    /// The valid grant at `i` (from [`Judged::Granted`]).
+    pub fn grant(&self, i: usize) -> Option<&ActiveGrant> {
+        self.grants.get(i)
+    }
+
+    /// Judges one request's access. Lock-free and allocation-free (the
+    /// once-only activation, expiry and overdue logs aside).
+    pub fn judge(&self, f: &Facts<'_>) -> Judged {
+        if let Some(reg) = &self.registry {
+            match reg.index.get(f.identity).and_then(|&i| reg.entries.get(i)) {
+                None if reg.require_known => return Judged::Refused(AccessRefusal::UnknownIdentity),
+                None => {}
+                Some(e) => {
+                    if let Some(routes) = &e.routes
+                        && !routes.get(f.route).copied().unwrap_or(false)
+                    {
+                        return Judged::Refused(AccessRefusal::RouteNotGranted);
+                    }
+                    if f.now >= e.overdue_at {
+                        reg.overdue.inc();
+                        if !e.flagged.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(identity = f.identity, "identity review overdue");
+                        }
+                        if reg.on_overdue == OnOverdue::Refuse {
+                            return Judged::Refused(AccessRefusal::ReviewOverdue);
+                        }
+                    }
+                }
+            }
+        }
+        if f.refused_by_country {
+            for (i, g) in self.grants.iter().enumerate() {
+                if g.admits(f) {
+                    if let Some(c) = g.counters.get(f.route) {
+                        c.inc();
+                    }
+                    return Judged::Granted(i);
+                }
+            }
+        }
+        Judged::Pass
+    }
+
+}
+
+impl ActiveGrant {
+    /// Whether this grant admits the request: its identity proven as it
+    /// says, its countries, routes, methods, path prefix and window.
+    fn admits(&self, f: &Facts<'_>) -> bool {
+        let who = match self.proof {
+            Proof::Mtls => f.mtls_subject,
+            Proof::Sigv4 => Some(f.identity),
+        };
+        if who != Some(self.identity.as_str())
+            || !f.country.is_some_and(|c| self.countries.contains(c))
+            || self
+                .routes
+                .as_ref()
+                .is_some_and(|r| !r.get(f.route).copied().unwrap_or(false))
+            || (!self.methods.is_empty() && !self.methods.iter().any(|m| m == f.method))
+            || (!self.path_prefix.is_empty() && !path_within(f.path, &self.path_prefix))
+        {
+            return false;
+        }
+        if f.now < self.not_before {
+            return false;
+        }
+        if f.now >= self.not_after {
+            if !self.expired.swap(true, Ordering::Relaxed) {
+                tracing::info!(grant = %self.id, "grant expired");
+            }
+            return false;
+        }
+        if !self.activated.swap(true, Ordering::Relaxed) {
+            tracing::info!(grant = %self.id, identity = %self.identity, "grant active");
+        }
+        true
+    }
+}
+
+/// Whether `path` (as sent) is under `prefix` with nothing in it that the
+/// storage could read as leaving it: no encoded `/`, `.`, `\` or `%`, no NUL,
+/// no `\`, `;`, empty, `.` or `..` segment. Anything else is judged as if
+/// the grant did not exist.
+pub fn path_within(path: &str, prefix: &str) -> bool {
+    if !path.starts_with(prefix) {
+        return false;
+    }
+    let b = path.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'\\' | b';' | 0 => return false,
+            b'%' => {
+                let hex = b.get(i + 1..i + 3).unwrap_or(b"");
+                if [b"2f", b"2e", b"5c", b"25", b"00", b"3b"]
+                    .iter()
+                    .any(|bad| hex.eq_ignore_ascii_case(*bad))
+                    || hex.len() < 2
+                {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    !path.contains("//") && !path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+#[cfg(test)]
+mod tests;

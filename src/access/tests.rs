@@ -1,0 +1,144 @@
+use std::path::Path;
+
+use super::*;
+
+#[test]
+fn path_within_refuses_every_spelling_that_leaves_the_prefix() {
+    assert!(path_within("/radiology/a/b.dcm", "/radiology/"));
+    assert!(path_within("/radiology/a%20b", "/radiology/"));
+    for bad in [
+        "/other/x",
+        "/radiology/../other/x",
+        "/radiology/./x",
+        "/radiology/..",
+        "/radiology//x",
+        "/radiology/..%2Fother",
+        "/radiology/%2e%2e/other",
+        "/radiology/%2E%2E/other",
+        "/radiology/a%5cb",
+        "/radiology/a%252e",
+        "/radiology/a\\..\\b",
+        "/radiology/a;x=1",
+        "/radiology/a%",
+        "/radiology/a%2",
+        "/radiology/a%00",
+    ] {
+        assert!(!path_within(bad, "/radiology/"), "{bad}");
+    }
+}
+
+const ROUTES: &str = "[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9\"]\n\
+    [[route]]\nname = \"other\"\npath_prefix = \"/other/\"\nupstreams = [\"http://127.0.0.1:9\"]\n";
+
+fn routes() -> Vec<RouteSpec> {
+    crate::config::Config::parse(Path::new("c.toml"), ROUTES)
+        .unwrap()
+        .routes
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn signed_grants(dir: &Path, key: &keys::SigningKey, body: &str) -> (AccessSpec, std::path::PathBuf) {
+    let path = write(dir, "grants.toml", body);
+    let spec = AccessSpec {
+        identities: None,
+        grants: Some(GrantsSpec {
+            file: path.clone(),
+            approvers: vec![spec::Approver {
+                name: "dpo".into(),
+                public_key: keys::parse_public(&key.public()).unwrap(),
+                owner: Some("J. Bernard".into()),
+            }],
+            min_approvals: 1,
+            max_duration: std::time::Duration::from_secs(14 * 86_400),
+        }),
+    };
+    (spec, path)
+}
+
+const GRANT: &str = "[[grant]]\nid = \"CHG-1\"\nidentity = \"lab.example\"\nowner = \"Jane Doe\"\n\
+    purpose = \"support\"\nfrom_countries = [\"US\"]\nmethods = [\"GET\"]\npath_prefix = \"/radiology/\"\n\
+    not_before = 2026-12-07T08:00:00Z\nnot_after = 2026-12-07T18:00:00Z\n";
+
+fn sign_text(key: &keys::SigningKey, body: &str) -> String {
+    let entry = files::grants(Path::new("g.toml"), body, &["s3", "other"]).unwrap();
+    let sig = key.sign(&entry[0].signed.canonical());
+    format!("{body}approvals = [{{ approver = \"dpo\", signature = \"{sig}\" }}]\n")
+}
+
+fn facts(now: i64) -> Facts<'static> {
+    Facts {
+        identity: "AKIAX",
+        mtls_subject: Some("lab.example"),
+        route: 0,
+        method: "GET",
+        path: "/radiology/a",
+        country: Country::from_code("US"),
+        refused_by_country: true,
+        now,
+    }
+}
+
+const NOON: i64 = 1_796_644_800; // 2026-12-07T12:00:00Z
+
+#[test]
+fn a_valid_grant_admits_only_its_identity_scope_countries_and_window() {
+    assert_eq!(canonical::rfc3339(NOON), "2026-12-07T12:00:00Z");
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, GRANT));
+    let access = load(&spec, &routes(), &Metrics::new()).unwrap();
+    assert_eq!(access.reports[0].status(NOON), "valid");
+    assert_eq!(access.judge(&facts(NOON)), Judged::Granted(0));
+    let mut f = facts(NOON);
+    f.refused_by_country = false;
+    assert_eq!(access.judge(&f), Judged::Pass, "not refused: nothing to grant");
+    let edits: [fn(&mut Facts<'static>); 8] = [
+        |f| f.mtls_subject = None,
+        |f| f.mtls_subject = Some("other.example"),
+        |f| f.method = "PUT",
+        |f| f.path = "/radiology/../secret",
+        |f| f.country = Country::from_code("CN"),
+        |f| f.country = None,
+        |f| f.now = NOON - 5 * 3600,
+        |f| f.now = NOON + 6 * 3600,
+    ];
+    for edit in edits {
+        let mut f = facts(NOON);
+        edit(&mut f);
+        assert_eq!(access.judge(&f), Judged::Pass, "{f:?}");
+    }
+}
+
+#[test]
+fn a_tampered_unsigned_self_approved_or_long_grant_opens_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let cases = [
+        (GRANT.to_owned(), "INVALID: unsigned: it carries no approval"),
+        (
+            sign_text(&key, GRANT).replace("support", "supporT"),
+            "INVALID: bad signature by \"dpo\": it does not verify over this grant's canonical bytes (edited after signing, or signed with another key); too few approvals: 0 valid of 1 required (distinct approvers)",
+        ),
+        (
+            sign_text(&key, &GRANT.replace("Jane Doe", "J. Bernard")),
+            "INVALID: self-approval: \"dpo\" is the grantee; too few approvals: 0 valid of 1 required (distinct approvers)",
+        ),
+        (
+            sign_text(&key, &GRANT.replace("2026-12-07T18", "2026-12-27T08")),
+            "INVALID: too long: lasts 20d, more than max_duration 14d",
+        ),
+    ];
+    for (body, want) in cases {
+        let (spec, _) = signed_grants(dir.path(), &key, &body);
+        let access = load(&spec, &routes(), &Metrics::new()).unwrap();
+        assert_eq!(access.judge(&facts(NOON)), Judged::Pass);
+        assert_eq!(access.reports[0].status(NOON), want);
+    }
+}
