@@ -32,6 +32,8 @@ struct RawIdentity {
     role: Text,
     #[serde(default)]
     routes: Option<Vec<Text>>,
+    #[serde(default)]
+    proof: Option<Text>,
     granted: Spanned<Datetime>,
     reviewed: Spanned<Datetime>,
     reviewer: Text,
@@ -84,6 +86,9 @@ pub struct Identity {
     pub role: String,
     /// Route names it may use; `None`: all.
     pub routes: Option<Vec<String>>,
+    /// `sigv4` (default: the identity as recorded, a claim the storage
+    /// checks) or `mtls` (only when proven by the client certificate).
+    pub proof: Proof,
     /// When it was granted (seconds since the epoch, UTC midnight).
     pub granted: i64,
     /// When it was last reviewed.
@@ -143,7 +148,12 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
 ///
 /// # Errors
 /// [`ConfigError::Invalid`] with every problem.
-pub fn identities(path: &Path, text: &str, routes: &[&str]) -> Result<Vec<Identity>, ConfigError> {
+/// `routes` `None` (a review without the config): route names are not checked.
+pub fn identities(
+    path: &Path,
+    text: &str,
+    routes: Option<&[&str]>,
+) -> Result<Vec<Identity>, ConfigError> {
     let raw: RawIdentityFile = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
     let mut p = Problems::new(text);
     let mut out: Vec<Identity> = Vec::new();
@@ -165,6 +175,17 @@ pub fn identities(path: &Path, text: &str, routes: &[&str]) -> Result<Vec<Identi
                 .routes
                 .as_ref()
                 .map(|l| route_names(l, r.id.span(), routes, &mut p)),
+            proof: match r.proof.as_ref().map(|t| (t.get_ref().as_str(), t.span())) {
+                None | Some(("sigv4", _)) => Proof::Sigv4,
+                Some(("mtls", _)) => Proof::Mtls,
+                Some((other, span)) => {
+                    p.at(
+                        span,
+                        format!("unknown proof \"{other}\" (expected \"sigv4\" or \"mtls\")"),
+                    );
+                    Proof::Sigv4
+                }
+            },
             granted,
             reviewed,
             reviewer: field(&r.reviewer, "reviewer", &mut p),
@@ -178,7 +199,13 @@ pub fn identities(path: &Path, text: &str, routes: &[&str]) -> Result<Vec<Identi
 ///
 /// # Errors
 /// [`ConfigError::Invalid`] with every problem.
-pub fn grants(path: &Path, text: &str, routes: &[&str]) -> Result<Vec<GrantEntry>, ConfigError> {
+/// `routes` `None` (`grants sign`, without the config): route names are
+/// not checked.
+pub fn grants(
+    path: &Path,
+    text: &str,
+    routes: Option<&[&str]>,
+) -> Result<Vec<GrantEntry>, ConfigError> {
     let raw: RawGrantFile = toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
     let mut p = Problems::new(text);
     let mut out: Vec<GrantEntry> = Vec::new();
@@ -320,17 +347,22 @@ fn non_empty(list: &[Text], at: std::ops::Range<usize>, name: &str, p: &mut Prob
 fn route_names(
     list: &[Text],
     at: std::ops::Range<usize>,
-    routes: &[&str],
+    routes: Option<&[&str]>,
     p: &mut Problems<'_>,
 ) -> Vec<String> {
     non_empty(list, at, "routes", p);
     let mut out: Vec<String> = Vec::new();
     for t in list {
         let s = item(t, "route", p);
-        if !routes.contains(&s.as_str()) {
+        if let Some(routes) = routes
+            && !routes.contains(&s.as_str())
+        {
             p.at(
                 t.span(),
-                format!("unknown route \"{s}\" (the config's routes: {})", routes.join(", ")),
+                format!(
+                    "unknown route \"{s}\" (the config's routes: {})",
+                    routes.join(", ")
+                ),
             );
         } else if out.contains(&s) {
             p.at(t.span(), format!("route \"{s}\" is listed twice"));
@@ -394,7 +426,10 @@ fn date(t: &Spanned<Datetime>, p: &mut Problems<'_>) -> i64 {
             ) * 86_400
         }
         _ => {
-            p.at(t.span(), format!("expected a date such as 2026-01-10, found {d}"));
+            p.at(
+                t.span(),
+                format!("expected a date such as 2026-01-10, found {d}"),
+            );
             0
         }
     }

@@ -114,7 +114,10 @@ mod tests {
         assert_eq!(verify(&public, b"grant", &sig), Some(true));
         assert_eq!(verify(&public, b"grand", &sig), Some(false));
         let (_, other) = keygen().unwrap();
-        assert_eq!(verify(&parse_public(&other).unwrap(), b"grant", &sig), Some(false));
+        assert_eq!(
+            verify(&parse_public(&other).unwrap(), b"grant", &sig),
+            Some(false)
+        );
         assert_eq!(verify(&public, b"grant", "not base64!"), None);
         assert_eq!(verify(&public, b"grant", "AAAA"), None);
     }

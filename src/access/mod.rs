@@ -18,7 +18,10 @@
 pub mod canonical;
 pub mod files;
 pub mod grant;
+pub mod hook;
 pub mod keys;
+pub mod review;
+pub mod sign;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -122,6 +125,7 @@ pub struct Facts<'a> {
 
 #[derive(Debug)]
 struct Entry {
+    proof: Proof,
     routes: Option<Box<[bool]>>,
     overdue_at: i64,
     flagged: AtomicBool,
@@ -203,7 +207,11 @@ pub struct Access {
 /// # Errors
 /// [`ConfigError`] naming the file, line and column of every problem: the
 /// whole state is refused.
-pub fn load(spec: &AccessSpec, routes: &[RouteSpec], metrics: &Metrics) -> Result<Access, ConfigError> {
+pub fn load(
+    spec: &AccessSpec,
+    routes: &[RouteSpec],
+    metrics: &Metrics,
+) -> Result<Access, ConfigError> {
     let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
     let route_set = |list: Option<&[String]>| {
         list.map(|l| {
@@ -216,12 +224,13 @@ pub fn load(spec: &AccessSpec, routes: &[RouteSpec], metrics: &Metrics) -> Resul
     let mut access = Access::default();
     if let Some(ids) = &spec.identities {
         let text = files::read(&ids.file)?;
-        access.identities = files::identities(&ids.file, &text, &names)?;
+        access.identities = files::identities(&ids.file, &text, Some(&names))?;
         access.review_every = i64::try_from(ids.review_every.as_secs()).unwrap_or(i64::MAX);
         let entries = access
             .identities
             .iter()
             .map(|i| Entry {
+                proof: i.proof,
                 routes: route_set(i.routes.as_deref()),
                 overdue_at: i.reviewed.saturating_add(access.review_every),
                 flagged: AtomicBool::new(false),
@@ -242,7 +251,7 @@ pub fn load(spec: &AccessSpec, routes: &[RouteSpec], metrics: &Metrics) -> Resul
     }
     if let Some(gs) = &spec.grants {
         let text = files::read(&gs.file)?;
-        for entry in files::grants(&gs.file, &text, &names)? {
+        for entry in files::grants(&gs.file, &text, Some(&names))? {
             let owner = access
                 .identities
                 .iter()
@@ -252,7 +261,11 @@ pub fn load(spec: &AccessSpec, routes: &[RouteSpec], metrics: &Metrics) -> Resul
             if problems.is_empty() {
                 let s = &entry.signed;
                 let mut countries = CountrySet::new();
-                for c in s.from_countries.iter().filter_map(|c| Country::from_code(c)) {
+                for c in s
+                    .from_countries
+                    .iter()
+                    .filter_map(|c| Country::from_code(c))
+                {
                     countries.insert(c);
                 }
                 access.grants.push(ActiveGrant {
@@ -267,7 +280,11 @@ pub fn load(spec: &AccessSpec, routes: &[RouteSpec], metrics: &Metrics) -> Resul
                     not_after: s.not_after,
                     counters: names
                         .iter()
-                        .map(|r| metrics.grant_requests.with_label_values(&[r, s.id.as_str()]))
+                        .map(|r| {
+                            metrics
+                                .grant_requests
+                                .with_label_values(&[r, s.id.as_str()])
+                        })
                         .collect(),
                     activated: AtomicBool::new(false),
                     expired: AtomicBool::new(false),
@@ -303,8 +320,17 @@ impl Access {
     /// once-only activation, expiry and overdue logs aside).
     pub fn judge(&self, f: &Facts<'_>) -> Judged {
         if let Some(reg) = &self.registry {
-            match reg.index.get(f.identity).and_then(|&i| reg.entries.get(i)) {
-                None if reg.require_known => return Judged::Refused(AccessRefusal::UnknownIdentity),
+            let entry = reg
+                .index
+                .get(f.identity)
+                .and_then(|&i| reg.entries.get(i))
+                // An entry proven by mTLS is this identity only when the
+                // verified certificate says so.
+                .filter(|e| e.proof == Proof::Sigv4 || f.mtls_subject == Some(f.identity));
+            match entry {
+                None if reg.require_known => {
+                    return Judged::Refused(AccessRefusal::UnknownIdentity);
+                }
                 None => {}
                 Some(e) => {
                     if let Some(routes) = &e.routes
@@ -336,7 +362,6 @@ impl Access {
         }
         Judged::Pass
     }
-
 }
 
 impl ActiveGrant {

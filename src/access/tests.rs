@@ -42,7 +42,11 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
-fn signed_grants(dir: &Path, key: &keys::SigningKey, body: &str) -> (AccessSpec, std::path::PathBuf) {
+fn signed_grants(
+    dir: &Path,
+    key: &keys::SigningKey,
+    body: &str,
+) -> (AccessSpec, std::path::PathBuf) {
     let path = write(dir, "grants.toml", body);
     let spec = AccessSpec {
         identities: None,
@@ -65,7 +69,7 @@ const GRANT: &str = "[[grant]]\nid = \"CHG-1\"\nidentity = \"lab.example\"\nowne
     not_before = 2026-12-07T08:00:00Z\nnot_after = 2026-12-07T18:00:00Z\n";
 
 fn sign_text(key: &keys::SigningKey, body: &str) -> String {
-    let entry = files::grants(Path::new("g.toml"), body, &["s3", "other"]).unwrap();
+    let entry = files::grants(Path::new("g.toml"), body, Some(&["s3", "other"])).unwrap();
     let sig = key.sign(&entry[0].signed.canonical());
     format!("{body}approvals = [{{ approver = \"dpo\", signature = \"{sig}\" }}]\n")
 }
@@ -97,7 +101,11 @@ fn a_valid_grant_admits_only_its_identity_scope_countries_and_window() {
     assert_eq!(access.judge(&facts(NOON)), Judged::Granted(0));
     let mut f = facts(NOON);
     f.refused_by_country = false;
-    assert_eq!(access.judge(&f), Judged::Pass, "not refused: nothing to grant");
+    assert_eq!(
+        access.judge(&f),
+        Judged::Pass,
+        "not refused: nothing to grant"
+    );
     let edits: [fn(&mut Facts<'static>); 8] = [
         |f| f.mtls_subject = None,
         |f| f.mtls_subject = Some("other.example"),
@@ -121,7 +129,10 @@ fn a_tampered_unsigned_self_approved_or_long_grant_opens_nothing() {
     let (private, _) = keys::keygen().unwrap();
     let key = keys::SigningKey::parse(&private).unwrap();
     let cases = [
-        (GRANT.to_owned(), "INVALID: unsigned: it carries no approval"),
+        (
+            GRANT.to_owned(),
+            "INVALID: unsigned: it carries no approval",
+        ),
         (
             sign_text(&key, GRANT).replace("support", "supporT"),
             "INVALID: bad signature by \"dpo\": it does not verify over this grant's canonical bytes (edited after signing, or signed with another key); too few approvals: 0 valid of 1 required (distinct approvers)",

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use duration::parse as parse_duration;
-pub use error::{ConfigError, Problem};
 pub(crate) use duration::parse_age;
+pub use error::{ConfigError, Problem};
 pub(crate) use error::{Problems, line_col};
 pub use raw::{ClientIpSource, TrustedProxyWithoutClient};
 

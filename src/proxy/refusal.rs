@@ -110,11 +110,13 @@ pub enum Refusal {
     H2StreamError,
     /// HTTP/2 `GOAWAY` with an error code: the connection was refused.
     H2ConnectionError,
+    /// Refused by the identity registry (`403`, SPEC §9).
+    Access(crate::access::AccessRefusal),
 }
 
 impl Refusal {
     /// Every refusal, in [`Refusal::index`] order.
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 29] = [
         Self::AuditUnavailable,
         Self::MethodNotAllowed,
         Self::TooManyHeaders,
@@ -141,6 +143,9 @@ impl Refusal {
         Self::H2StreamClosed,
         Self::H2StreamError,
         Self::H2ConnectionError,
+        Self::Access(crate::access::AccessRefusal::UnknownIdentity),
+        Self::Access(crate::access::AccessRefusal::RouteNotGranted),
+        Self::Access(crate::access::AccessRefusal::ReviewOverdue),
     ];
 
     /// Public contract: used verbatim in the audit `reason` and metric labels.
@@ -172,6 +177,7 @@ impl Refusal {
             Self::H2StreamClosed => "h2_stream_closed",
             Self::H2StreamError => "h2_stream_error",
             Self::H2ConnectionError => "h2_connection_error",
+            Self::Access(r) => r.as_str(),
         }
     }
 

@@ -377,12 +377,27 @@ async fn decide(
     ev.client = verdict.ip.map(|ip| (ip, verdict.country));
     ev.client_operator = snap.operators.as_ref().map(|_| verdict.operator);
     let decision = policy.decide(&verdict);
+    // Governed access (SPEC §9): the registry may refuse; a grant may admit.
+    let (decision, granted) = match crate::access::hook::admit(
+        snap,
+        ev,
+        conn.mtls_subject.as_deref(),
+        index,
+        &req,
+        &verdict,
+        decision,
+        resource,
+        head,
+    ) {
+        Ok(admitted) => admitted,
+        Err(rsp) => return Forwarded::Refused(rsp),
+    };
     // A failing verdict is recorded and logged once; enforce refuses here,
     // monitor lets the request on with the flag in the response.
     let flag = match verdict.reason.filter(|_| decision != Decision::Allowed) {
         None => {
             tracing::trace!(route = %route.spec.name, request_id = %id, "client allowed");
-            None
+            granted
         }
         Some(reason) => {
             ev.client_failed = Some((decision, reason));
