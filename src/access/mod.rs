@@ -302,10 +302,11 @@ impl Access {
     pub fn log_invalid(&self, now: i64) {
         for r in &self.reports {
             let s = &r.entry.signed;
-            if !r.problems.is_empty() {
-                let status = r.status(now);
+            let status = r.status(now);
+            if status != "valid" {
                 tracing::warn!(grant = %s.id, identity = %s.identity, %status, "grant opens nothing");
-            } else if s.proof == Proof::Sigv4 {
+            }
+            if s.proof == Proof::Sigv4 {
                 tracing::warn!(grant = %s.id, identity = %s.identity, "grant proven by sigv4: the key id is a claim only the storage checks");
             }
         }
