@@ -164,9 +164,12 @@ pub fn identities(
         }
         let granted = date(&r.granted, &mut p);
         let reviewed = date(&r.reviewed, &mut p);
-        if reviewed < granted {
+        if let (Some(g), Some(r2)) = (granted, reviewed)
+            && r2 < g
+        {
             p.at(r.reviewed.span(), "reviewed is before granted");
         }
+        let (granted, reviewed) = (granted.unwrap_or(0), reviewed.unwrap_or(0));
         out.push(Identity {
             id,
             owner: field(&r.owner, "owner", &mut p),
@@ -237,9 +240,12 @@ pub fn grants(
         };
         let not_before = instant(&r.not_before, &mut p);
         let not_after = instant(&r.not_after, &mut p);
-        if not_after <= not_before {
+        if let (Some(b), Some(a)) = (not_before, not_after)
+            && a <= b
+        {
             p.at(r.not_after.span(), "not_after is not after not_before");
         }
+        let (not_before, not_after) = (not_before.unwrap_or(0), not_after.unwrap_or(0));
         let from_countries = countries(&r.from_countries, r.id.span(), &mut p);
         let methods = r
             .methods
@@ -415,35 +421,33 @@ fn methods(list: &[Text], at: std::ops::Range<usize>, p: &mut Problems<'_>) -> V
 }
 
 /// A local date (`2026-01-10`): its UTC midnight.
-fn date(t: &Spanned<Datetime>, p: &mut Problems<'_>) -> i64 {
+fn date(t: &Spanned<Datetime>, p: &mut Problems<'_>) -> Option<i64> {
     let d = t.get_ref();
-    match (d.date, d.time, d.offset) {
-        (Some(date), None, None) => {
+    if let (Some(date), None, None) = (d.date, d.time, d.offset) {
+        return Some(
             days_from_civil(
                 i64::from(date.year),
                 i64::from(date.month),
                 i64::from(date.day),
-            ) * 86_400
-        }
-        _ => {
-            p.at(
-                t.span(),
-                format!("expected a date such as 2026-01-10, found {d}"),
-            );
-            0
-        }
+            ) * 86_400,
+        );
     }
+    p.at(
+        t.span(),
+        format!("expected a date such as 2026-01-10, found {d}"),
+    );
+    None
 }
 
 /// An instant with its offset (`2026-12-07T08:00:00Z`), whole seconds.
-fn instant(t: &Spanned<Datetime>, p: &mut Problems<'_>) -> i64 {
+fn instant(t: &Spanned<Datetime>, p: &mut Problems<'_>) -> Option<i64> {
     let d = t.get_ref();
     let bad = |p: &mut Problems<'_>| {
         p.at(
             t.span(),
             format!("expected a time with its offset in whole seconds, such as 2026-12-07T08:00:00Z, found {d}"),
         );
-        0
+        None
     };
     let (Some(date), Some(time), Some(offset)) = (d.date, d.time, d.offset) else {
         return bad(p);
@@ -455,13 +459,15 @@ fn instant(t: &Spanned<Datetime>, p: &mut Problems<'_>) -> i64 {
         Offset::Z => 0,
         Offset::Custom { minutes } => i64::from(minutes),
     };
-    days_from_civil(
-        i64::from(date.year),
-        i64::from(date.month),
-        i64::from(date.day),
-    ) * 86_400
-        + i64::from(time.hour) * 3600
-        + i64::from(time.minute) * 60
-        + i64::from(time.second)
-        - minutes * 60
+    Some(
+        days_from_civil(
+            i64::from(date.year),
+            i64::from(date.month),
+            i64::from(date.day),
+        ) * 86_400
+            + i64::from(time.hour) * 3600
+            + i64::from(time.minute) * 60
+            + i64::from(time.second)
+            - minutes * 60,
+    )
 }

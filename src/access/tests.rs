@@ -153,3 +153,66 @@ fn a_tampered_unsigned_self_approved_or_long_grant_opens_nothing() {
         assert_eq!(access.reports[0].status(NOON), want);
     }
 }
+
+#[test]
+fn the_example_files_parse_and_the_example_grant_is_unsigned() {
+    let ids = files::identities(
+        Path::new("identities.example.toml"),
+        include_str!("../../config/identities.example.toml"),
+        Some(&["s3"]),
+    )
+    .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[1].proof, Proof::Mtls);
+    let grants = files::grants(
+        Path::new("grants.example.toml"),
+        include_str!("../../config/grants.example.toml"),
+        Some(&["s3"]),
+    )
+    .unwrap();
+    assert_eq!(grants.len(), 1);
+    let spec = GrantsSpec {
+        file: "g".into(),
+        approvers: vec![],
+        min_approvals: 1,
+        max_duration: std::time::Duration::from_secs(14 * 86_400),
+    };
+    assert_eq!(
+        grant::problems(&grants[0], &spec, None),
+        [grant::Invalid::Unsigned]
+    );
+}
+
+#[test]
+fn bad_files_are_refused_with_every_problem_at_its_line_and_column() {
+    let text = "[[identity]]\nid = \"A\"\nowner = \"o\"\nrole = \"r\"\nroutes = [\"nope\"]\n\
+        granted = 2026-01-10\nreviewed = 2026-01-10T00:00:00Z\nreviewer = \"x\"\n\n\
+        [[identity]]\nid = \"A\"\nowner = \"o\"\nrole = \"r\"\ngranted = 2026-01-10\n\
+        reviewed = 2026-01-10\nreviewer = \"x\"\n";
+    let err = files::identities(Path::new("i.toml"), text, Some(&["s3"])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "i.toml:5:11: unknown route \"nope\" (the config's routes: s3)\n\
+         i.toml:7:12: expected a date such as 2026-01-10, found 2026-01-10T00:00:00Z\n\
+         i.toml:11:6: duplicate identity \"A\""
+    );
+    let err = files::identities(
+        Path::new("i.toml"),
+        "[[identity]]\nid = \"A\"\nowner = 1\n",
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().starts_with("i.toml:3:9: "), "{err}");
+    let grant = "[[grant]]\nid = \"a b\"\nidentity = \"x\"\nowner = \"o\"\npurpose = \"p\"\n\
+        from_countries = [\"EEA\"]\nmethods = [\"get\"]\npath_prefix = \"radiology\"\n\
+        not_before = 2026-12-07T08:00:00Z\nnot_after = 2026-12-07T08:00:00\n\
+        approvals = [{ approver = \"dpo\", signature = \"AAAA\" }]\n";
+    let err = files::grants(Path::new("g.toml"), grant, None).unwrap_err();
+    let lines: Vec<String> = err.to_string().lines().map(str::to_owned).collect();
+    let at: Vec<&str> = lines
+        .iter()
+        .map(|l| l.splitn(4, ':').take(3).last().unwrap_or(""))
+        .collect();
+    assert_eq!(lines.len(), 6, "{err}");
+    assert_eq!(at, ["6", "19", "12", "15", "13", "46"], "{err}");
+}
