@@ -216,3 +216,71 @@ fn bad_files_are_refused_with_every_problem_at_its_line_and_column() {
     assert_eq!(lines.len(), 6, "{err}");
     assert_eq!(at, ["6", "19", "12", "15", "13", "46"], "{err}");
 }
+
+mod prop {
+    use proptest::prelude::*;
+
+    use super::path_within;
+
+    fn decode(path: &str) -> Vec<u8> {
+        let b = path.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%'
+                && let Some(v) = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        out
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just("a".to_owned()),
+                Just(".".to_owned()),
+                Just("..".to_owned()),
+                Just("%2e".to_owned()),
+                Just("%2E".to_owned()),
+                Just("%2f".to_owned()),
+                Just("%5C".to_owned()),
+                Just("%25".to_owned()),
+                Just("%20".to_owned()),
+                Just("\\".to_owned()),
+                Just(";".to_owned()),
+                Just("radiology".to_owned()),
+            ],
+            0..4,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        /// Whatever a path admitted under a prefix is made of, the storage
+        /// reads it (decoding once or twice, resolving dot segments) under
+        /// that prefix.
+        #[test]
+        fn an_admitted_path_stays_under_the_prefix_however_it_is_read(
+            segments in prop::collection::vec(segment(), 1..6)
+        ) {
+            let path = format!("/{}", segments.join("/"));
+            if path_within(&path, "/radiology/") {
+                for decoded in [decode(&path), decode(&String::from_utf8_lossy(&decode(&path)))] {
+                    prop_assert!(decoded.starts_with(b"/radiology/"), "{path}");
+                    for seg in decoded.split(|&c| c == b'/' || c == b'\\') {
+                        prop_assert!(seg != b"." && seg != b"..", "{path}");
+                    }
+                }
+            }
+        }
+    }
+}
