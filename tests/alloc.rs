@@ -253,7 +253,11 @@ fn judging_identities_and_grants_allocates_nothing() {
         method,
         path,
         country: us,
-        refused_by_country: refused,
+        policy: if refused {
+            access::Outcome::CountryNotAllowed
+        } else {
+            access::Outcome::Passes
+        },
         now,
     };
     let cases = [
@@ -265,9 +269,10 @@ fn judging_identities_and_grants_allocates_nothing() {
         (fact("AKIAVENDOR", 0, "PUT", "/b/k", true), Judged::Pass),
         (fact("AKIAVENDOR", 0, "GET", "/b/../c", true), Judged::Pass),
         (
-            fact("AKIAVENDOR", 1, "GET", "/b/k", true),
+            fact("AKIAVENDOR", 1, "GET", "/b/k", false),
             Judged::Refused(access::AccessRefusal::RouteNotGranted),
         ),
+        (fact("AKIASTRANGER", 0, "GET", "/b/k", true), Judged::Pass),
         (
             fact("anonymous", 0, "GET", "/b/k", false),
             Judged::Refused(access::AccessRefusal::UnknownIdentity),

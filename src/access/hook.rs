@@ -7,7 +7,7 @@
 use http::header::HeaderValue;
 use http::{Request, Response, StatusCode};
 
-use super::{Facts, Judged};
+use super::{Facts, Judged, Outcome};
 use crate::geo::label;
 use crate::policy::{Decision, Reason, Side, Verdict};
 use crate::proxy::evidence::RequestEvidence;
@@ -61,8 +61,11 @@ pub fn admit<B>(
         method: req.method().as_str(),
         path: req.uri().path(),
         country: verdict.country,
-        refused_by_country: decision == Decision::Blocked
-            && verdict.reason == Some(Reason::CountryNotAllowed),
+        policy: match (decision, verdict.reason) {
+            (Decision::Blocked, Some(Reason::CountryNotAllowed)) => Outcome::CountryNotAllowed,
+            (Decision::Blocked, _) => Outcome::Blocked,
+            _ => Outcome::Passes,
+        },
         now,
     };
     match snap.access.judge(&facts) {

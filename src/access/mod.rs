@@ -101,6 +101,17 @@ pub enum Judged {
     Granted(usize),
 }
 
+/// The policy's decision on the client, as far as access cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Allowed or flagged: the request goes on unless the registry refuses.
+    Passes,
+    /// Blocked with `country_not_allowed`: only a grant can admit it.
+    CountryNotAllowed,
+    /// Blocked for another reason: nothing here changes that.
+    Blocked,
+}
+
 /// The facts of one request that access is judged on.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
@@ -117,8 +128,8 @@ pub struct Facts<'a> {
     pub path: &'a str,
     /// The client's country.
     pub country: Option<Country>,
-    /// Whether the policy refused the client (enforce mode, blocked).
-    pub refused_by_country: bool,
+    /// What the policy decided for the client.
+    pub policy: Outcome,
     /// Now, seconds since the epoch.
     pub now: i64,
 }
@@ -320,38 +331,17 @@ impl Access {
     /// Judges one request's access. Lock-free and allocation-free (the
     /// once-only activation, expiry and overdue logs aside).
     pub fn judge(&self, f: &Facts<'_>) -> Judged {
-        if let Some(reg) = &self.registry {
-            let entry = reg
-                .index
-                .get(f.identity)
-                .and_then(|&i| reg.entries.get(i))
-                // An entry proven by mTLS is this identity only when the
-                // verified certificate says so.
-                .filter(|e| e.proof == Proof::Sigv4 || f.mtls_subject == Some(f.identity));
-            match entry {
-                None if reg.require_known => {
-                    return Judged::Refused(AccessRefusal::UnknownIdentity);
-                }
-                None => {}
-                Some(e) => {
-                    if let Some(routes) = &e.routes
-                        && !routes.get(f.route).copied().unwrap_or(false)
-                    {
-                        return Judged::Refused(AccessRefusal::RouteNotGranted);
-                    }
-                    if f.now >= e.overdue_at {
-                        reg.overdue.inc();
-                        if !e.flagged.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(identity = f.identity, "identity review overdue");
-                        }
-                        if reg.on_overdue == OnOverdue::Refuse {
-                            return Judged::Refused(AccessRefusal::ReviewOverdue);
-                        }
-                    }
-                }
-            }
+        // The policy's block stands first: the registry refuses only what
+        // would otherwise go on (passed, or admitted by a grant), so a
+        // client outside the area is recorded as blocked for its country.
+        if f.policy == Outcome::Blocked {
+            return Judged::Pass;
         }
-        if f.refused_by_country {
+        let registry = self.registry(f);
+        if f.policy == Outcome::CountryNotAllowed {
+            if registry.is_some() {
+                return Judged::Pass;
+            }
             for (i, g) in self.grants.iter().enumerate() {
                 if g.admits(f) {
                     if let Some(c) = g.counters.get(f.route) {
@@ -360,8 +350,39 @@ impl Access {
                     return Judged::Granted(i);
                 }
             }
+            return Judged::Pass;
         }
-        Judged::Pass
+        registry.map_or(Judged::Pass, Judged::Refused)
+    }
+
+    /// The registry's refusal, if any: one hash lookup.
+    fn registry(&self, f: &Facts<'_>) -> Option<AccessRefusal> {
+        let reg = self.registry.as_ref()?;
+        let entry = reg
+            .index
+            .get(f.identity)
+            .and_then(|&i| reg.entries.get(i))
+            // An entry proven by mTLS is this identity only when the
+            // verified certificate says so.
+            .filter(|e| e.proof == Proof::Sigv4 || f.mtls_subject == Some(f.identity));
+        let Some(e) = entry else {
+            return reg.require_known.then_some(AccessRefusal::UnknownIdentity);
+        };
+        if let Some(routes) = &e.routes
+            && !routes.get(f.route).copied().unwrap_or(false)
+        {
+            return Some(AccessRefusal::RouteNotGranted);
+        }
+        if f.now >= e.overdue_at {
+            reg.overdue.inc();
+            if !e.flagged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(identity = f.identity, "identity review overdue");
+            }
+            if reg.on_overdue == OnOverdue::Refuse {
+                return Some(AccessRefusal::ReviewOverdue);
+            }
+        }
+        None
     }
 }
 

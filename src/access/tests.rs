@@ -82,7 +82,7 @@ fn facts(now: i64) -> Facts<'static> {
         method: "GET",
         path: "/radiology/a",
         country: Country::from_code("US"),
-        refused_by_country: true,
+        policy: Outcome::CountryNotAllowed,
         now,
     }
 }
@@ -100,7 +100,7 @@ fn a_valid_grant_admits_only_its_identity_scope_countries_and_window() {
     assert_eq!(access.reports[0].status(NOON), "valid");
     assert_eq!(access.judge(&facts(NOON)), Judged::Granted(0));
     let mut f = facts(NOON);
-    f.refused_by_country = false;
+    f.policy = Outcome::Passes;
     assert_eq!(
         access.judge(&f),
         Judged::Pass,
@@ -283,4 +283,71 @@ mod prop {
             }
         }
     }
+}
+
+#[test]
+fn approvals_count_once_per_known_distinct_approver() {
+    let (k1, p1) = keys::keygen().unwrap();
+    let (k2, p2) = keys::keygen().unwrap();
+    let (k1, k2) = (
+        keys::SigningKey::parse(&k1).unwrap(),
+        keys::SigningKey::parse(&k2).unwrap(),
+    );
+    let entry = &files::grants(Path::new("g"), GRANT, None).unwrap()[0];
+    let message = entry.signed.canonical();
+    let approval = |name: &str, key: &keys::SigningKey| files::Approval {
+        approver: name.into(),
+        signature: key.sign(&message),
+    };
+    let approver = |name: &str, public: &str| spec::Approver {
+        name: name.into(),
+        public_key: keys::parse_public(public).unwrap(),
+        owner: None,
+    };
+    let spec = GrantsSpec {
+        file: "g".into(),
+        approvers: vec![approver("dpo", &p1), approver("ciso", &p2)],
+        min_approvals: 2,
+        max_duration: std::time::Duration::from_secs(86_400),
+    };
+    let with = |approvals: Vec<files::Approval>| {
+        let mut g = entry.clone();
+        g.approvals = approvals;
+        grant::problems(&g, &spec, None)
+    };
+    assert_eq!(with(vec![approval("dpo", &k1), approval("ciso", &k2)]), []);
+    assert_eq!(
+        with(vec![approval("dpo", &k1), approval("dpo", &k1)]),
+        [
+            grant::Invalid::RepeatedApprover("dpo".into()),
+            grant::Invalid::TooFewApprovals { have: 1, need: 2 }
+        ]
+    );
+    assert_eq!(
+        with(vec![approval("dpo", &k1), approval("cfo", &k2)]),
+        [
+            grant::Invalid::UnknownApprover("cfo".into()),
+            grant::Invalid::TooFewApprovals { have: 1, need: 2 }
+        ]
+    );
+    // ciso's name with dpo's signature: not ciso's approval.
+    assert_eq!(
+        with(vec![approval("dpo", &k1), approval("ciso", &k1)]),
+        [
+            grant::Invalid::BadSignature("ciso".into()),
+            grant::Invalid::TooFewApprovals { have: 1, need: 2 }
+        ]
+    );
+    // The registry's owner of the grantee holding an approver key.
+    let mut spec2 = spec.clone();
+    spec2.approvers[1].owner = Some("Dr A. Martin".into());
+    let mut g = entry.clone();
+    g.approvals = vec![approval("dpo", &k1), approval("ciso", &k2)];
+    assert_eq!(
+        grant::problems(&g, &spec2, Some("dr a. martin")),
+        [
+            grant::Invalid::SelfApproval("ciso".into()),
+            grant::Invalid::TooFewApprovals { have: 1, need: 2 }
+        ]
+    );
 }

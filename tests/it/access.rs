@@ -509,6 +509,10 @@ async fn require_known_refuses_unlisted_and_anonymous_identities_and_unlisted_ro
         );
     }
     assert_eq!(origin.request_count(), 1);
+    // From outside the area the country block stands, whoever claims what.
+    let rsp = get(&proxy, ips::US, "/b/k", Some("AKIASTRANGER")).await;
+    assert_eq!(rsp.status, 451);
+    assert_eq!(rsp.header("x-residency-decision"), US_BLOCKED);
     let records = proxy.audit_records();
     assert_eq!(records[1]["decision"], "refused");
     assert_eq!(records[1]["reason"], "unknown_identity");
