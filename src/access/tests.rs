@@ -351,3 +351,30 @@ fn approvals_count_once_per_known_distinct_approver() {
         ]
     );
 }
+
+#[test]
+fn bad_access_sections_of_the_main_config_are_located() {
+    let text = format!(
+        "{ROUTES}[identities]\nfile = \"\"\non_overdue = \"warn\"\nreview_every = \"0d\"\n\
+         [grants]\nfile = \"g.toml\"\nmin_approvals = 0\n\
+         approvers = [{{ name = \"dpo\", public_key = \"ed25519:AAAA\" }}]\nmax_duration = \"1y\"\n"
+    );
+    let err = crate::config::Config::parse(Path::new("c.toml"), &text).unwrap_err();
+    let lines: Vec<String> = err
+        .to_string()
+        .lines()
+        .map(|l| l.split(": ").next().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "c.toml:9:8",
+            "c.toml:10:14",
+            "c.toml:11:16",
+            "c.toml:14:17",
+            "c.toml:15:43",
+            "c.toml:16:16"
+        ],
+        "{err}"
+    );
+}
