@@ -378,3 +378,39 @@ fn bad_access_sections_of_the_main_config_are_located() {
         "{err}"
     );
 }
+
+/// The commented `[identities]` and `[grants]` keys of the shipped config,
+/// uncommented, give the defaults of their optional keys.
+#[test]
+fn the_shipped_access_keys_document_the_defaults() {
+    let shipped = include_str!("../../config/residency-proxy.toml");
+    let after = |header: &str| {
+        let section = shipped.split_once(&format!("# {header}\n")).unwrap().1;
+        section
+            .lines()
+            .take_while(|l| !l.starts_with("# [") && !l.starts_with("# Export"))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.split_once(" = ")
+                    .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    };
+    let (ids, grants) = (after("[identities]"), after("[grants]"));
+    assert_eq!(ids.lines().count(), 4, "{ids}");
+    assert_eq!(grants.lines().count(), 4, "{grants}");
+    let key = keys::keygen().unwrap().1;
+    let grants = grants.replace("ed25519:<base64 of 32 bytes>", &key);
+    let parse = |text: String| {
+        crate::config::Config::parse(Path::new("c.toml"), &format!("{ROUTES}{text}"))
+            .unwrap()
+            .access
+    };
+    let documented = parse(format!("[identities]\n{ids}[grants]\n{grants}"));
+    let minimal = parse(format!(
+        "[identities]\nfile = \"config/identities.toml\"\n[grants]\nfile = \"config/grants.toml\"\n\
+         approvers = [{{ name = \"dpo\", public_key = \"{key}\", owner = \"J. Bernard <dpo@chu.example>\" }}]\n"
+    ));
+    assert_eq!(documented, minimal);
+}
