@@ -193,7 +193,12 @@ impl Snapshot {
                 .map(|b| format!("{b:02x}"))
                 .collect();
         }
-        let access = crate::access::load(&config.access, &config.routes, &evidence.metrics)?;
+        let access = crate::access::load(
+            &config.access,
+            &config.routes,
+            &config.server.s3_domains,
+            &evidence.metrics,
+        )?;
         Ok(Self {
             access,
             config,

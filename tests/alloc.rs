@@ -244,7 +244,13 @@ fn judging_identities_and_grants_allocates_nothing() {
     );
     let config = Config::parse(Path::new("alloc.toml"), &toml).unwrap();
     let metrics = residency_proxy::metrics::Metrics::new();
-    let access = access::load(&config.access, &config.routes, &metrics).unwrap();
+    let access = access::load(
+        &config.access,
+        &config.routes,
+        &config.server.s3_domains,
+        &metrics,
+    )
+    .unwrap();
     let us = residency_proxy::geo::Country::from_code("US");
     let fact = |identity, route, method, path, refused| Facts {
         identity,
@@ -252,6 +258,7 @@ fn judging_identities_and_grants_allocates_nothing() {
         route,
         method,
         path,
+        host: "storage.example",
         country: us,
         policy: if refused {
             access::Outcome::CountryNotAllowed

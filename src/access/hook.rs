@@ -45,6 +45,7 @@ pub fn admit<B>(
     ev: &mut RequestEvidence,
     mtls_subject: Option<&str>,
     route: usize,
+    host: &str,
     req: &Request<B>,
     verdict: &Verdict,
     decision: Decision,
@@ -60,6 +61,7 @@ pub fn admit<B>(
         route,
         method: req.method().as_str(),
         path: req.uri().path(),
+        host,
         country: verdict.country,
         policy: match (decision, verdict.reason) {
             (Decision::Blocked, Some(Reason::CountryNotAllowed)) => Outcome::CountryNotAllowed,

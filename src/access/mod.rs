@@ -126,6 +126,8 @@ pub struct Facts<'a> {
     pub method: &'a str,
     /// The request path as sent.
     pub path: &'a str,
+    /// The request's host (`Host` or `:authority`), as sent.
+    pub host: &'a str,
     /// The client's country.
     pub country: Option<Country>,
     /// What the policy decided for the client.
@@ -211,6 +213,11 @@ pub struct Access {
     pub reports: Vec<GrantReport>,
     /// `[identities] review_every`, seconds.
     pub review_every: i64,
+    /// `[server] s3_domains`: `<bucket>.<domain>` is virtual-hosted.
+    s3_domains: Vec<String>,
+    /// Every bucket the routes name: a host starting with one may be
+    /// read as virtual-hosted by the storage.
+    buckets: Vec<String>,
 }
 
 /// Reads and compiles the files `spec` names.
@@ -221,6 +228,7 @@ pub struct Access {
 pub fn load(
     spec: &AccessSpec,
     routes: &[RouteSpec],
+    s3_domains: &[String],
     metrics: &Metrics,
 ) -> Result<Access, ConfigError> {
     let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
@@ -232,7 +240,11 @@ pub fn load(
                 .collect::<Box<[bool]>>()
         })
     };
-    let mut access = Access::default();
+    let mut access = Access {
+        s3_domains: s3_domains.to_vec(),
+        buckets: routes.iter().flat_map(|r| r.buckets.clone()).collect(),
+        ..Access::default()
+    };
     if let Some(ids) = &spec.identities {
         let text = files::read(&ids.file)?;
         access.identities = files::identities(&ids.file, &text, Some(&names))?;
@@ -343,7 +355,9 @@ impl Access {
                 return Judged::Pass;
             }
             for (i, g) in self.grants.iter().enumerate() {
-                if g.admits(f) {
+                if g.admits(f)
+                    && (g.path_prefix.is_empty() || self.path_admitted(f, &g.path_prefix))
+                {
                     if let Some(c) = g.counters.get(f.route) {
                         c.inc();
                     }
@@ -353,6 +367,35 @@ impl Access {
             return Judged::Pass;
         }
         registry.map_or(Judged::Pass, Judged::Refused)
+    }
+
+    /// Whether every way the storage may read the request's bucket and
+    /// key stays under `prefix`: a host `<bucket>.<domain>` for a domain of
+    /// `s3_domains` is read virtual-hosted (`/<bucket><path>`); a host that
+    /// starts with a bucket some route names may be read either way, so
+    /// both readings must stay under it; any other host, path-style.
+    fn path_admitted(&self, f: &Facts<'_>, prefix: &str) -> bool {
+        let name = host_name(f.host);
+        for d in &self.s3_domains {
+            if let Some(bucket) = name
+                .len()
+                .checked_sub(d.len() + 1)
+                .filter(|&n| n > 0)
+                .and_then(|n| name.get(n..).zip(name.get(..n)))
+                .filter(|(end, _)| {
+                    end.len() > 1 && end[1..].eq_ignore_ascii_case(d) && end.starts_with('.')
+                })
+                .map(|(_, bucket)| bucket)
+            {
+                return vhost_within(bucket, f.path, prefix);
+            }
+        }
+        let known = name
+            .match_indices('.')
+            .map(|(i, _)| &name[..i])
+            .chain(std::iter::once(name))
+            .find(|b| self.buckets.iter().any(|k| k.eq_ignore_ascii_case(b)));
+        path_within(f.path, prefix) && known.is_none_or(|b| vhost_within(b, f.path, prefix))
     }
 
     /// The registry's refusal, if any: one hash lookup.
@@ -401,7 +444,6 @@ impl ActiveGrant {
                 .as_ref()
                 .is_some_and(|r| !r.get(f.route).copied().unwrap_or(false))
             || (!self.methods.is_empty() && !self.methods.iter().any(|m| m == f.method))
-            || (!self.path_prefix.is_empty() && !path_within(f.path, &self.path_prefix))
         {
             return false;
         }
@@ -418,6 +460,34 @@ impl ActiveGrant {
             tracing::info!(grant = %self.id, identity = %self.identity, "grant active");
         }
         true
+    }
+}
+
+/// The host without port and trailing dot.
+fn host_name(host: &str) -> &str {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    };
+    name.strip_suffix('.').unwrap_or(name)
+}
+
+/// Whether `/<bucket><path>` is under `prefix` (see [`path_within`]).
+fn vhost_within(bucket: &str, path: &str, prefix: &str) -> bool {
+    let Some(rest) = prefix.strip_prefix('/').and_then(|p| {
+        p.get(..bucket.len())
+            .filter(|b| b.eq_ignore_ascii_case(bucket))
+            .map(|_| &p[bucket.len()..])
+    }) else {
+        return false;
+    };
+    // The prefix names this bucket whole (`/b` or `/b/...`), then the path.
+    match rest {
+        "" => path_within(path, "/"),
+        r if r.starts_with('/') => path_within(path, r),
+        _ => false,
     }
 }
 

@@ -81,6 +81,7 @@ fn facts(now: i64) -> Facts<'static> {
         route: 0,
         method: "GET",
         path: "/radiology/a",
+        host: "storage.example:9000",
         country: Country::from_code("US"),
         policy: Outcome::CountryNotAllowed,
         now,
@@ -96,7 +97,7 @@ fn a_valid_grant_admits_only_its_identity_scope_countries_and_window() {
     let (private, _) = keys::keygen().unwrap();
     let key = keys::SigningKey::parse(&private).unwrap();
     let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, GRANT));
-    let access = load(&spec, &routes(), &Metrics::new()).unwrap();
+    let access = load(&spec, &routes(), &[], &Metrics::new()).unwrap();
     assert_eq!(access.reports[0].status(NOON), "valid");
     assert_eq!(access.judge(&facts(NOON)), Judged::Granted(0));
     let mut f = facts(NOON);
@@ -148,7 +149,7 @@ fn a_tampered_unsigned_self_approved_or_long_grant_opens_nothing() {
     ];
     for (body, want) in cases {
         let (spec, _) = signed_grants(dir.path(), &key, &body);
-        let access = load(&spec, &routes(), &Metrics::new()).unwrap();
+        let access = load(&spec, &routes(), &[], &Metrics::new()).unwrap();
         assert_eq!(access.judge(&facts(NOON)), Judged::Pass);
         assert_eq!(access.reports[0].status(NOON), want);
     }
@@ -413,4 +414,44 @@ fn the_shipped_access_keys_document_the_defaults() {
          approvers = [{{ name = \"dpo\", public_key = \"{key}\", owner = \"J. Bernard <dpo@chu.example>\" }}]\n"
     ));
     assert_eq!(documented, minimal);
+}
+
+/// A grant's path prefix holds however the storage reads the bucket: a
+/// virtual-hosted request (`<bucket>.<s3 domain>`) is read as
+/// `/<bucket><path>`, and a host starting with a bucket a route names is
+/// read both ways.
+#[test]
+fn a_path_prefix_holds_for_virtual_hosted_requests_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, GRANT));
+    let routes = crate::config::Config::parse(
+        Path::new("c.toml"),
+        &ROUTES.replace(
+            "path_prefix = \"/other/\"",
+            "buckets = [\"secret\", \"radiology\"]",
+        ),
+    )
+    .unwrap()
+    .routes;
+    let access = load(&spec, &routes, &["s3.example".to_owned()], &Metrics::new()).unwrap();
+    let judge = |host: &'static str, path: &'static str| {
+        let mut f = facts(NOON);
+        f.host = host;
+        f.path = path;
+        access.judge(&f)
+    };
+    assert_eq!(judge("storage.example", "/radiology/a"), Judged::Granted(0));
+    assert_eq!(judge("radiology.s3.example", "/a"), Judged::Granted(0));
+    assert_eq!(judge("RADIOLOGY.S3.EXAMPLE.:443", "/a"), Judged::Granted(0));
+    for (host, path) in [
+        ("secret.s3.example", "/radiology/a"),
+        ("other.s3.example:9000", "/radiology/a"),
+        ("secret.storage.example", "/radiology/a"),
+        ("radiology.s3.example", "/../secret/a"),
+        ("s3.example.evil.example", "/a"),
+    ] {
+        assert_eq!(judge(host, path), Judged::Pass, "{host} {path}");
+    }
 }

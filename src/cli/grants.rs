@@ -94,6 +94,7 @@ pub fn check(config: &Path) -> anyhow::Result<ExitCode> {
     let access = access::load(
         &config.access,
         &config.routes,
+        &config.server.s3_domains,
         &crate::metrics::Metrics::new(),
     )?;
     let text = grants_text(&access, now());

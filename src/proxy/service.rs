@@ -383,6 +383,7 @@ async fn decide(
         ev,
         conn.mtls_subject.as_deref(),
         index,
+        &host,
         &req,
         &verdict,
         decision,
