@@ -63,7 +63,10 @@ pub fn sign(key: &Path, approver: &str, file: &Path, id: &str) -> anyhow::Result
     let mut tmp = file.as_os_str().to_owned();
     tmp.push(".signing");
     let tmp = PathBuf::from(tmp);
+    // Written beside it and renamed over it, with its permissions: a
+    // reader never sees half a file.
     std::fs::write(&tmp, out)
+        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::metadata(file)?.permissions()))
         .and_then(|()| std::fs::rename(&tmp, file))
         .with_context(|| format!("cannot write grants file {}", file.display()))?;
     let s = &grant.signed;

@@ -730,3 +730,56 @@ async fn an_invalid_grants_file_is_refused_at_start_and_at_reload_the_old_grants
         assert_eq!(get(&proxy, ips::US, "/b/k", Some(key)).await.status, 200);
     }
 }
+
+#[test]
+fn grants_cli_refuses_to_overwrite_a_key_or_sign_an_unknown_grant() {
+    let setup = Setup::new(&grant("CHG-1", "AKIAX", -60, 60, ""), &["CHG-1"]);
+    let out = run(&["grants", "keygen", setup.key.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with(&format!("cannot write key file {}", setup.key.display())),
+        "{}",
+        text(&out.stderr)
+    );
+    let args = |id: &'static str| {
+        run(&[
+            "grants",
+            "sign",
+            "--key",
+            setup.key.to_str().unwrap(),
+            "--approver",
+            "dpo",
+            setup.grants.to_str().unwrap(),
+            id,
+        ])
+    };
+    let out = args("CHG-2");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!("{}: no grant with id \"CHG-2\"\n", setup.grants.display())
+    );
+    let out = args("CHG-1");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "grant \"CHG-1\" already carries an approval by \"dpo\" (remove it first to sign again)\n"
+    );
+    // The public key file cannot sign.
+    let out = run(&[
+        "grants",
+        "sign",
+        "--key",
+        &format!("{}.pub", setup.key.display()),
+        "--approver",
+        "dpo",
+        setup.grants.to_str().unwrap(),
+        "CHG-1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not a grant signing key"),
+        "{}",
+        text(&out.stderr)
+    );
+}
