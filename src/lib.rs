@@ -34,6 +34,7 @@
 //! [`preflight`] and [`export`] use the snapshot and the upstream side,
 //! neither of which imports the other.
 
+pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod cartography;

@@ -56,6 +56,11 @@ pub struct Metrics {
     pub export_uploads: IntCounter,
     /// `residency_audit_export_failures_total`: upload attempts that failed.
     pub export_failures: IntCounter,
+    /// `residency_grant_requests_total{route,grant}` (SPEC §9).
+    pub grant_requests: IntCounterVec,
+    /// `residency_identity_overdue_requests_total`: requests by an identity
+    /// whose registry review is overdue (served or refused per `on_overdue`).
+    pub identity_overdue: IntCounter,
 }
 
 /// The commit the binary was built from: `RESIDENCY_PROXY_COMMIT` in the
@@ -245,6 +250,17 @@ impl Metrics {
                 &r,
                 "residency_audit_export_failures_total",
                 "Audit export upload attempts that failed (refused address, connection, or a non-200 answer).",
+            ),
+            grant_requests: counter_vec(
+                &r,
+                "residency_grant_requests_total",
+                "Requests refused by country that a valid signed grant admitted, by route and grant id.",
+                &["route", "grant"],
+            ),
+            identity_overdue: counter(
+                &r,
+                "residency_identity_overdue_requests_total",
+                "Requests by an identity whose registry review is overdue.",
             ),
             registry: r,
         }

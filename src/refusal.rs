@@ -82,11 +82,13 @@ pub enum Refusal {
     H2StreamError,
     /// HTTP/2 `GOAWAY` with an error code: the connection was refused.
     H2ConnectionError,
+    /// Refused by the identity registry (`403`, SPEC §9).
+    Access(AccessRefusal),
 }
 
 impl Refusal {
     /// Every refusal, in [`Refusal::index`] order.
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 29] = [
         Self::AuditUnavailable,
         Self::MethodNotAllowed,
         Self::TooManyHeaders,
@@ -113,6 +115,9 @@ impl Refusal {
         Self::H2StreamClosed,
         Self::H2StreamError,
         Self::H2ConnectionError,
+        Self::Access(AccessRefusal::UnknownIdentity),
+        Self::Access(AccessRefusal::RouteNotGranted),
+        Self::Access(AccessRefusal::ReviewOverdue),
     ];
 
     /// Public contract: used verbatim in the audit `reason` and metric labels.
@@ -144,6 +149,7 @@ impl Refusal {
             Self::H2StreamClosed => "h2_stream_closed",
             Self::H2StreamError => "h2_stream_error",
             Self::H2ConnectionError => "h2_connection_error",
+            Self::Access(r) => r.as_str(),
         }
     }
 
@@ -158,6 +164,7 @@ impl Refusal {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
             Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::Access(_) => StatusCode::FORBIDDEN,
             Self::PurposeRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::HttpUriTooLong => StatusCode::URI_TOO_LONG,
             _ => StatusCode::BAD_REQUEST,
@@ -173,6 +180,7 @@ impl Refusal {
                 "RequestHeaderFieldsTooLarge"
             }
             Self::NoRoute => "NoSuchRoute",
+            Self::Access(_) => "AccessDenied",
             Self::BadPathEncoding | Self::AmbiguousTarget | Self::HttpUriTooLong => "InvalidURI",
             Self::PurposeRequired => "PreconditionRequired",
             _ => "InvalidRequest",
@@ -202,6 +210,7 @@ impl Refusal {
             Self::PurposeRequired => "a purpose of access is required in the header",
             Self::HttpHeadTooLarge | Self::H2HeaderListTooLarge => "the request head is too large",
             Self::HttpUriTooLong => "the request target is too long",
+            Self::Access(r) => r.message(),
             _ => "the request is malformed",
         }
     }
@@ -305,6 +314,37 @@ mod tests {
                     .count(),
                 1
             );
+        }
+    }
+}
+
+/// Why the registry refuses a request (403 `AccessDenied`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessRefusal {
+    /// `require_known` and the identity is not listed.
+    UnknownIdentity,
+    /// The identity is listed with `routes` that do not include this one.
+    RouteNotGranted,
+    /// The entry's review is overdue and `on_overdue = "refuse"`.
+    ReviewOverdue,
+}
+
+impl AccessRefusal {
+    /// Public contract: header, audit reason and metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownIdentity => "unknown_identity",
+            Self::RouteNotGranted => "route_not_granted",
+            Self::ReviewOverdue => "review_overdue",
+        }
+    }
+
+    /// The XML `Message`.
+    pub const fn message(self) -> &'static str {
+        match self {
+            Self::UnknownIdentity => "access denied: this identity is not in the identity registry",
+            Self::RouteNotGranted => "access denied: this identity is not granted this route",
+            Self::ReviewOverdue => "access denied: this identity's periodic review is overdue",
         }
     }
 }

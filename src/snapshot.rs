@@ -70,6 +70,8 @@ pub struct Snapshot {
     pub evidence: Evidence,
     /// The open operator database, when `[geoip] operator_database` is set.
     pub operators: Option<OperatorDb>,
+    /// The identity registry and the grants, compiled (SPEC §9).
+    pub access: crate::access::Access,
 }
 
 /// Why a snapshot could not be built from a valid config.
@@ -96,6 +98,9 @@ pub enum SnapshotError {
     /// Several of the above, each on its own line with its causes.
     #[error("{}", .0.iter().map(SnapshotError::with_causes).collect::<Vec<_>>().join("\n"))]
     Several(Vec<SnapshotError>),
+    /// The identities or grants file (SPEC §9).
+    #[error(transparent)]
+    Access(#[from] crate::config::ConfigError),
 }
 
 impl SnapshotError {
@@ -229,7 +234,17 @@ impl Snapshot {
             };
             pools.push((spec, upstreams));
         }
-        let (Some(geo), Some(resolver), true) = (geo, resolver, errors.is_empty()) else {
+        let access = crate::access::load(
+            &config.access,
+            &config.routes,
+            &config.server.s3_domains,
+            &evidence.metrics,
+        )
+        .map_err(|e| keep(e.into()))
+        .ok();
+        let (Some(geo), Some(resolver), Some(access), true) =
+            (geo, resolver, access, errors.is_empty())
+        else {
             return Err(SnapshotError::all(errors));
         };
         // Metric series only for the routes of a snapshot that will serve.
@@ -251,6 +266,7 @@ impl Snapshot {
                 .as_ref(),
         );
         Ok(Self {
+            access,
             config,
             geo,
             routes,
@@ -271,6 +287,11 @@ impl Snapshot {
             .set(i64::try_from(self.geo.build_epoch()).unwrap_or(i64::MAX));
         m.set_policy_version(&self.policy_version);
         m.set_certificate_expiries(&self.certificates);
+        self.access.log_invalid(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        );
     }
 
     /// Wraps the snapshot for sharing.

@@ -205,3 +205,100 @@ fn choosing_a_route_for_a_plain_spelling_allocates_nothing() {
         after - before
     );
 }
+
+/// Judging access (SPEC §9) allocates nothing either: the registry lookup
+/// (one hash lookup), a route restriction, an unknown identity, and the
+/// grant scan for a client refused by country, admitted or not.
+#[test]
+fn judging_identities_and_grants_allocates_nothing() {
+    use residency_proxy::access::{self, Facts, Judged, canonical, keys};
+    let dir = tempfile::tempdir().unwrap();
+    let now = 1_796_644_800; // 2026-12-07T12:00:00Z
+    std::fs::write(
+        dir.path().join("ids.toml"),
+        "[[identity]]\nid = \"AKIAKNOWN\"\nowner = \"o\"\nrole = \"r\"\ngranted = 2026-06-01\nreviewed = 2026-06-01\nreviewer = \"d\"\n\
+         [[identity]]\nid = \"AKIAVENDOR\"\nowner = \"v\"\nrole = \"r\"\nroutes = [\"r\"]\ngranted = 2026-06-01\nreviewed = 2026-06-01\nreviewer = \"d\"\n\
+         [[identity]]\nid = \"AKIAOTHER\"\nowner = \"v\"\nrole = \"r\"\nroutes = [\"x\"]\ngranted = 2026-06-01\nreviewed = 2026-06-01\nreviewer = \"d\"\n",
+    )
+    .unwrap();
+    let (private, public) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let body = format!(
+        "[[grant]]\nid = \"G\"\nidentity = \"AKIAVENDOR\"\nproof = \"sigv4\"\nowner = \"v\"\npurpose = \"p\"\nfrom_countries = [\"US\"]\n\
+         methods = [\"GET\"]\npath_prefix = \"/b/\"\nnot_before = {}\nnot_after = {}\n",
+        canonical::rfc3339(now - 3600),
+        canonical::rfc3339(now + 3600)
+    );
+    let parsed = access::files::grants(Path::new("g"), &body, None).unwrap();
+    let sig = key.sign(&parsed[0].signed.canonical());
+    std::fs::write(
+        dir.path().join("grants.toml"),
+        format!("{body}approvals = [{{ approver = \"dpo\", signature = \"{sig}\" }}]\n"),
+    )
+    .unwrap();
+    let toml = format!(
+        "[[route]]\nname = \"r\"\nupstreams = [\"http://127.0.0.1:9\"]\n[[route]]\nname = \"x\"\npath_prefix = \"/x/\"\nupstreams = [\"http://127.0.0.1:9\"]\n\
+         [identities]\nfile = \"{}\"\nrequire_known = true\n[grants]\nfile = \"{}\"\napprovers = [{{ name = \"dpo\", public_key = \"{public}\" }}]\n",
+        dir.path().join("ids.toml").display(),
+        dir.path().join("grants.toml").display()
+    );
+    let config = Config::parse(Path::new("alloc.toml"), &toml).unwrap();
+    let metrics = residency_proxy::metrics::Metrics::new();
+    let access = access::load(
+        &config.access,
+        &config.routes,
+        &config.server.s3_domains,
+        &metrics,
+    )
+    .unwrap();
+    let us = residency_proxy::geo::Country::from_code("US");
+    let fact = |identity, route, method, path, refused| Facts {
+        identity,
+        mtls_subject: None,
+        route,
+        method,
+        path,
+        host: "storage.example",
+        country: us,
+        policy: if refused {
+            access::Outcome::CountryNotAllowed
+        } else {
+            access::Outcome::Passes
+        },
+        now,
+    };
+    let cases = [
+        (fact("AKIAKNOWN", 0, "GET", "/b/k", false), Judged::Pass),
+        (
+            fact("AKIAVENDOR", 0, "GET", "/b/k", true),
+            Judged::Granted(0),
+        ),
+        (fact("AKIAVENDOR", 0, "PUT", "/b/k", true), Judged::Pass),
+        (fact("AKIAVENDOR", 0, "GET", "/b/../c", true), Judged::Pass),
+        (
+            fact("AKIAVENDOR", 1, "GET", "/b/k", false),
+            Judged::Refused(access::AccessRefusal::RouteNotGranted),
+        ),
+        (fact("AKIASTRANGER", 0, "GET", "/b/k", true), Judged::Pass),
+        (
+            fact("anonymous", 0, "GET", "/b/k", false),
+            Judged::Refused(access::AccessRefusal::UnknownIdentity),
+        ),
+    ];
+    for (f, want) in &cases {
+        assert_eq!(access.judge(f), *want, "{f:?}");
+    }
+    let before = allocations();
+    let mut granted = 0u32;
+    for _ in 0..1_000 {
+        for (f, _) in &cases {
+            granted += u32::from(matches!(
+                black_box(access.judge(black_box(f))),
+                Judged::Granted(_)
+            ));
+        }
+    }
+    let after = allocations();
+    assert_eq!(after - before, 0, "allocated {} times", after - before);
+    assert_eq!(granted, 1_000);
+}

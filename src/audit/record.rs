@@ -166,6 +166,11 @@ pub struct OperatorFields {
     /// The upstream's operator AS number, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_asn: Option<u32>,
+    /// The id of the signed grant that admitted a client the policy
+    /// refused (SPEC §9); absent otherwise. Kept in this flattened group so
+    /// records without a grant are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 /// The latest time [`format_time`] writes: 9999-12-31T23:59:59.999Z.

@@ -19,6 +19,12 @@ pub fn check(path: &Path, allow_unready_routes: bool) -> anyhow::Result<ExitCode
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     print!("{}", expiry(&snap, now));
+    let now_signed = i64::try_from(now).unwrap_or(i64::MAX);
+    print!(
+        "{}{}",
+        super::grants::identities_text(&snap.access, now_signed),
+        super::grants::grants_text(&snap.access, now_signed)
+    );
     let (unready, unresolved) = unready_routes(&snap)?;
     for line in &unresolved {
         println!("WARNING: {line}");

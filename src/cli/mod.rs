@@ -2,6 +2,7 @@
 
 mod audit;
 mod check;
+mod grants;
 mod lookup;
 mod progress;
 mod run;
@@ -93,6 +94,56 @@ pub enum Command {
         #[command(flatten)]
         expect: ExpectArgs,
     },
+    /// Signed, time-boxed grants (SPEC §9): keys, signing, checking.
+    #[command(subcommand)]
+    Grants(GrantsCommand),
+    /// The annual access review pack: each listed identity's owner, role,
+    /// review and use, identities seen but not listed, unused ones.
+    AccessReview {
+        /// The identities file (`[[identity]]` entries).
+        #[arg(long, value_name = "FILE")]
+        identities: PathBuf,
+        /// Audit files, oldest first (one chain, verified; a chain that
+        /// does not verify gives no report and exit 1).
+        #[arg(long = "audit", value_name = "PATH", required = true, num_args = 1..)]
+        audit: Vec<PathBuf>,
+        /// The review period (as `[identities] review_every`).
+        #[arg(long, value_name = "DURATION", default_value = "365d")]
+        review_every: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+        format: ReportFormat,
+    },
+}
+
+/// `residency-proxy grants …`
+#[derive(Debug, Subcommand)]
+pub enum GrantsCommand {
+    /// Make an approver's Ed25519 key pair: the private key in PATH (mode
+    /// 0600), the public key in PATH.pub and on stdout.
+    Keygen {
+        /// Where to write the private key (must not exist).
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
+    /// Add the approver's signature of grant ID to GRANTS_FILE.
+    Sign {
+        /// The approver's private key (made by `grants keygen`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The approver's name, as in `[grants] approvers`.
+        #[arg(long, value_name = "NAME")]
+        approver: String,
+        /// The grants file.
+        #[arg(value_name = "GRANTS_FILE")]
+        file: PathBuf,
+        /// The grant's id.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Each grant of the configured file: valid, or why not; exit 1 if any
+    /// opens nothing now.
+    Check(ConfigArg),
 }
 
 /// `residency-proxy audit …`
@@ -208,5 +259,19 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             expect,
             config,
         } => transfers::transfers(&audit, format, &expect.expect(), &config),
+        Command::Grants(GrantsCommand::Keygen { path }) => grants::keygen(&path),
+        Command::Grants(GrantsCommand::Sign {
+            key,
+            approver,
+            file,
+            id,
+        }) => grants::sign(&key, &approver, &file, &id),
+        Command::Grants(GrantsCommand::Check(c)) => grants::check(&c.config),
+        Command::AccessReview {
+            identities,
+            audit,
+            review_every,
+            format,
+        } => grants::access_review(&identities, &review_every, &audit, format),
     }
 }

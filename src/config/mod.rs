@@ -2,6 +2,7 @@
 //! (`validate`), and the compiled, typed result ([`Config`]) that `run`,
 //! `check`, `lookup` and reload all build from the same function.
 
+pub mod access;
 mod duration;
 mod error;
 mod raw;
@@ -13,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use duration::parse as parse_duration;
+pub(crate) use duration::parse_age;
 pub use error::{ConfigError, Problem};
+pub(crate) use error::{Problems, line_col};
 pub use raw::{ClientIpSource, TrustedProxyWithoutClient};
 pub use vocab::{ObjectKeyMode, valid_note_name};
 
@@ -51,6 +54,9 @@ pub struct Config {
     pub audit: AuditSpec,
     /// `[geoip] operator_database`: the operator `.mmdb` (SPEC §11), if any.
     pub operator_database: Option<PathBuf>,
+    /// `[identities]` and `[grants]` (SPEC §9); their files are read when
+    /// the snapshot is built.
+    pub access: access::AccessSpec,
 }
 
 /// `[audit]`, typed.

@@ -33,6 +33,12 @@ pub struct RawConfig {
     /// `[audit]`
     #[serde(default)]
     pub audit: RawAudit,
+    /// `[identities]` (SPEC §9); absent: no registry.
+    #[serde(default)]
+    pub identities: Option<super::access::RawIdentities>,
+    /// `[grants]` (SPEC §9); absent: no grants.
+    #[serde(default)]
+    pub grants: Option<super::access::RawGrants>,
 }
 
 /// `[audit]`

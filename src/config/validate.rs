@@ -91,6 +91,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let admin_listen = admin(&raw, &mut p);
     let resolver = resolver(&raw, &mut p);
     let audit = audit(&raw, &mut p);
+    let access = super::access::validate(raw.identities.as_ref(), raw.grants.as_ref(), &mut p);
     p.finish(path)?;
     Ok(Config {
         path: path.to_owned(),
@@ -105,6 +106,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         policy,
         routes,
         operator_database,
+        access,
     })
 }
 

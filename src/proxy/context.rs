@@ -64,6 +64,8 @@ pub struct RequestCtx {
     pub resource: String,
     /// Whether the request is a HEAD (error bodies are then empty).
     pub head: bool,
+    /// The request's host, once the route phase has read it.
+    pub host: String,
     ev: Option<RequestEvidence>,
 }
 
@@ -87,6 +89,7 @@ impl RequestCtx {
             id: ev.id,
             resource: req.uri().path().to_owned(),
             head: req.method() == http::Method::HEAD,
+            host: String::new(),
             ev: Some(ev),
             snap,
             conn,

@@ -51,6 +51,9 @@ pub struct RequestEvidence {
     pub client_operator: Option<Operator>,
     /// The upstream's operator (dialled or refused), likewise.
     pub upstream_operator: Option<Operator>,
+    /// The valid grant that admitted the client (index in the snapshot's
+    /// `access`), SPEC §9.
+    pub grant: Option<usize>,
 }
 
 impl RequestEvidence {
@@ -85,7 +88,13 @@ impl RequestEvidence {
             refused: None,
             client_operator: None,
             upstream_operator: None,
+            grant: None,
         }
+    }
+
+    /// The identity the record names.
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// The request's decision: blocked if either side was blocked, flagged
@@ -157,6 +166,10 @@ impl RequestEvidence {
                 client_asn: self.client_operator.and_then(|o| o.asn),
                 upstream_operator: self.upstream_operator.map(|o| label(o.country).to_owned()),
                 upstream_asn: self.upstream_operator.and_then(|o| o.asn),
+                grant: self
+                    .grant
+                    .and_then(|i| snap.access.grant(i))
+                    .map(|g| g.id.clone()),
             },
             policy_change: None,
             prev: String::new(),

@@ -1,6 +1,7 @@
 //! The client side: accepting connections, establishing who the client is,
 //! choosing the route, judging, and forwarding or refusing.
 
+pub mod access;
 pub mod body;
 pub mod client_ip;
 pub mod context;

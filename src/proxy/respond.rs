@@ -12,7 +12,7 @@ use http_body_util::{Either, Full};
 
 use crate::geo::{Country, label};
 use crate::policy::{Decision, Reason, Side, Verdict};
-use crate::refusal::Refusal;
+use crate::refusal::{AccessRefusal, Refusal};
 
 /// The body of a response the proxy writes itself.
 pub type Generated = Full<Bytes>;
@@ -193,6 +193,17 @@ pub fn answer(
         id,
         head,
     );
+    if let Stop::Refused(Refusal::Access(why)) = stop {
+        // Governed access names its reason, as a block does (SPEC §9).
+        rsp.headers_mut().insert(
+            DECISION_HEADER.clone(),
+            HeaderValue::from_static(match why {
+                AccessRefusal::UnknownIdentity => "refused; reason=unknown_identity",
+                AccessRefusal::RouteNotGranted => "refused; reason=route_not_granted",
+                AccessRefusal::ReviewOverdue => "refused; reason=review_overdue",
+            }),
+        );
+    }
     if let Stop::Blocked {
         side,
         verdict,
@@ -339,7 +350,15 @@ mod tests {
         for stop in stops {
             let rsp = answer(&stop, "x-purpose", "/b/k", id, false);
             assert_eq!(rsp.status(), stop.status(), "{stop:?}");
-            assert!(!rsp.headers().contains_key(&DECISION_HEADER), "{stop:?}");
+            match stop {
+                // Governed access names its reason (SPEC §9); no other
+                // refusal carries a decision.
+                Stop::Refused(Refusal::Access(why)) => assert_eq!(
+                    rsp.headers()[&DECISION_HEADER],
+                    format!("refused; reason={}", why.as_str()).as_str(),
+                ),
+                _ => assert!(!rsp.headers().contains_key(&DECISION_HEADER), "{stop:?}"),
+            }
             let xml = body(rsp);
             assert!(
                 xml.contains(&format!("<Code>{}</Code>", stop.s3_code())),

@@ -57,7 +57,7 @@ pub async fn handle(
 async fn phases(req: Request<Incoming>, ctx: &mut RequestCtx) -> Result<Proxied, Stop> {
     admit(&req, ctx)?;
     route(&req, ctx)?;
-    let flag = judge_client(ctx)?;
+    let flag = judge_client(&req, ctx)?;
     let mut proxied = forward(req, ctx).await?;
     if let Some(v) = flag {
         proxied.rsp.headers_mut().append(DECISION_HEADER.clone(), v);
@@ -114,6 +114,7 @@ fn route(req: &Request<Incoming>, ctx: &mut RequestCtx) -> Result<(), Stop> {
         Err(Unroutable::Ambiguous) => return Err(Stop::Refused(Refusal::AmbiguousTarget)),
     };
     ctx.ev().route = Some(index);
+    ctx.host = host;
     Ok(())
 }
 
@@ -124,13 +125,17 @@ fn route(req: &Request<Incoming>, ctx: &mut RequestCtx) -> Result<(), Stop> {
 /// 1. residency: the client's address under the route's policy (country,
 ///    networks, and the operator's jurisdiction when an operator database
 ///    is configured: `policy::Policy::judge_side`);
-/// 2. identity and signed grants (governed access) go here, after the
-///    verdict and before the purpose, each as a [`Refusal`];
+/// 2. governed access (`super::access::judge`, SPEC §9): the identity
+///    registry may refuse ([`Refusal::Access`]), a signed grant may admit
+///    a client the policy blocked for its country;
 /// 3. the purpose of access, when the audit requires one.
 ///
 /// A failing verdict is recorded and logged once here; enforce stops the
 /// request, monitor lets it on with the flag returned for the response.
-fn judge_client(ctx: &mut RequestCtx) -> Result<Option<HeaderValue>, Stop> {
+fn judge_client(
+    req: &Request<Incoming>,
+    ctx: &mut RequestCtx,
+) -> Result<Option<HeaderValue>, Stop> {
     let snap = ctx.snap.clone();
     let route = ctx.route(&snap).expect("judged after the route phase");
     let name = &route.spec.name;
@@ -142,6 +147,8 @@ fn judge_client(ctx: &mut RequestCtx) -> Result<Option<HeaderValue>, Stop> {
         ClientAddr::Untraceable => Verdict::untraceable(),
     };
     let decision = policy.decide(&verdict);
+    let index = ctx.ev().route.expect("judged after the route phase");
+    let (decision, granted) = super::access::judge(req, ctx, index, &verdict, decision)?;
     let failed = verdict.reason.filter(|_| decision != Decision::Allowed);
     let ev = ctx.ev();
     ev.client = verdict.ip.map(|ip| (ip, verdict.country));
@@ -149,7 +156,7 @@ fn judge_client(ctx: &mut RequestCtx) -> Result<Option<HeaderValue>, Stop> {
     let flag = match failed {
         None => {
             tracing::trace!(route = %name, request_id = %ctx.id, "client allowed");
-            None
+            granted
         }
         Some(reason) => {
             ctx.ev().client_failed = Some((decision, reason));

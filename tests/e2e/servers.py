@@ -291,7 +291,7 @@ class Proxy:
     with the given PKI; `resolver` is a DNS server `IP:port`."""
 
     def __init__(self, directory: Path, geo: Path, route: str, *, tls: Pki | None = None,
-                 resolver: str | None = None):
+                 resolver: str | None = None, extra: str = ""):
         directory.mkdir(parents=True, exist_ok=True)
         self.dir = directory
         self.audit_path = directory / "audit.jsonl"
@@ -311,6 +311,7 @@ class Proxy:
             f"{resolver_toml}\n"
             f'[[route]]\nname = "s3"\n{route}\n\n'
             f'[audit]\npath = "{self.audit_path}"\n'
+            f"{extra}"
         )
         self.lines: list[str] = []
         self.proc = subprocess.Popen(

@@ -11,6 +11,7 @@
 
 mod support;
 
+mod access;
 mod adversarial;
 mod attack;
 mod audit;

@@ -1,0 +1,457 @@
+use std::path::Path;
+
+use super::*;
+
+#[test]
+fn path_within_refuses_every_spelling_that_leaves_the_prefix() {
+    assert!(path_within("/radiology/a/b.dcm", "/radiology/"));
+    assert!(path_within("/radiology/a%20b", "/radiology/"));
+    for bad in [
+        "/other/x",
+        "/radiology/../other/x",
+        "/radiology/./x",
+        "/radiology/..",
+        "/radiology//x",
+        "/radiology/..%2Fother",
+        "/radiology/%2e%2e/other",
+        "/radiology/%2E%2E/other",
+        "/radiology/a%5cb",
+        "/radiology/a%252e",
+        "/radiology/a\\..\\b",
+        "/radiology/a;x=1",
+        "/radiology/a%",
+        "/radiology/a%2",
+        "/radiology/a%00",
+    ] {
+        assert!(!path_within(bad, "/radiology/"), "{bad}");
+    }
+}
+
+const ROUTES: &str = "[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9\"]\n\
+    [[route]]\nname = \"other\"\npath_prefix = \"/other/\"\nupstreams = [\"http://127.0.0.1:9\"]\n";
+
+fn routes() -> Vec<RouteSpec> {
+    crate::config::Config::parse(Path::new("c.toml"), ROUTES)
+        .unwrap()
+        .routes
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn signed_grants(
+    dir: &Path,
+    key: &keys::SigningKey,
+    body: &str,
+) -> (AccessSpec, std::path::PathBuf) {
+    let path = write(dir, "grants.toml", body);
+    let spec = AccessSpec {
+        identities: None,
+        grants: Some(GrantsSpec {
+            file: path.clone(),
+            approvers: vec![spec::Approver {
+                name: "dpo".into(),
+                public_key: keys::parse_public(&key.public()).unwrap(),
+                owner: Some("J. Bernard".into()),
+            }],
+            min_approvals: 1,
+            max_duration: std::time::Duration::from_secs(14 * 86_400),
+        }),
+    };
+    (spec, path)
+}
+
+const GRANT: &str = "[[grant]]\nid = \"CHG-1\"\nidentity = \"lab.example\"\nowner = \"Jane Doe\"\n\
+    purpose = \"support\"\nfrom_countries = [\"US\"]\nmethods = [\"GET\"]\npath_prefix = \"/radiology/\"\n\
+    not_before = 2026-12-07T08:00:00Z\nnot_after = 2026-12-07T18:00:00Z\n";
+
+fn sign_text(key: &keys::SigningKey, body: &str) -> String {
+    let entry = files::grants(Path::new("g.toml"), body, Some(&["s3", "other"])).unwrap();
+    let sig = key.sign(&entry[0].signed.canonical());
+    format!("{body}approvals = [{{ approver = \"dpo\", signature = \"{sig}\" }}]\n")
+}
+
+fn facts(now: i64) -> Facts<'static> {
+    Facts {
+        identity: "AKIAX",
+        mtls_subject: Some("lab.example"),
+        route: 0,
+        method: "GET",
+        path: "/radiology/a",
+        host: "storage.example:9000",
+        country: Country::from_code("US"),
+        policy: Outcome::CountryNotAllowed,
+        now,
+    }
+}
+
+const NOON: i64 = 1_796_644_800; // 2026-12-07T12:00:00Z
+
+#[test]
+fn a_valid_grant_admits_only_its_identity_scope_countries_and_window() {
+    assert_eq!(canonical::rfc3339(NOON), "2026-12-07T12:00:00Z");
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, GRANT));
+    let access = load(&spec, &routes(), &[], &Metrics::new()).unwrap();
+    assert_eq!(access.reports[0].status(NOON), "valid");
+    assert_eq!(access.judge(&facts(NOON)), Judged::Granted(0));
+    let mut f = facts(NOON);
+    f.policy = Outcome::Passes;
+    assert_eq!(
+        access.judge(&f),
+        Judged::Pass,
+        "not refused: nothing to grant"
+    );
+    let edits: [fn(&mut Facts<'static>); 8] = [
+        |f| f.mtls_subject = None,
+        |f| f.mtls_subject = Some("other.example"),
+        |f| f.method = "PUT",
+        |f| f.path = "/radiology/../secret",
+        |f| f.country = Country::from_code("CN"),
+        |f| f.country = None,
+        |f| f.now = NOON - 5 * 3600,
+        |f| f.now = NOON + 6 * 3600,
+    ];
+    for edit in edits {
+        let mut f = facts(NOON);
+        edit(&mut f);
+        assert_eq!(access.judge(&f), Judged::Pass, "{f:?}");
+    }
+}
+
+#[test]
+fn a_tampered_unsigned_self_approved_or_long_grant_opens_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let cases = [
+        (
+            GRANT.to_owned(),
+            "INVALID: unsigned: it carries no approval",
+        ),
+        (
+            sign_text(&key, GRANT).replace("support", "supporT"),
+            "INVALID: bad signature by \"dpo\": it does not verify over this grant's canonical bytes (edited after signing, or signed with another key); too few approvals: 0 valid of 1 required (distinct approvers)",
+        ),
+        (
+            sign_text(&key, &GRANT.replace("Jane Doe", "J. Bernard")),
+            "INVALID: self-approval: \"dpo\" is the grantee; too few approvals: 0 valid of 1 required (distinct approvers)",
+        ),
+        (
+            sign_text(&key, &GRANT.replace("2026-12-07T18", "2026-12-27T08")),
+            "INVALID: too long: lasts 20d, more than max_duration 14d",
+        ),
+    ];
+    for (body, want) in cases {
+        let (spec, _) = signed_grants(dir.path(), &key, &body);
+        let access = load(&spec, &routes(), &[], &Metrics::new()).unwrap();
+        assert_eq!(access.judge(&facts(NOON)), Judged::Pass);
+        assert_eq!(access.reports[0].status(NOON), want);
+    }
+}
+
+#[test]
+fn the_example_files_parse_and_the_example_grant_is_unsigned() {
+    let ids = files::identities(
+        Path::new("identities.example.toml"),
+        include_str!("../../config/identities.example.toml"),
+        Some(&["s3"]),
+    )
+    .unwrap();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[1].proof, Proof::Mtls);
+    let grants = files::grants(
+        Path::new("grants.example.toml"),
+        include_str!("../../config/grants.example.toml"),
+        Some(&["s3"]),
+    )
+    .unwrap();
+    assert_eq!(grants.len(), 1);
+    let spec = GrantsSpec {
+        file: "g".into(),
+        approvers: vec![],
+        min_approvals: 1,
+        max_duration: std::time::Duration::from_secs(14 * 86_400),
+    };
+    assert_eq!(
+        grant::problems(&grants[0], &spec, None),
+        [grant::Invalid::Unsigned]
+    );
+}
+
+#[test]
+fn bad_files_are_refused_with_every_problem_at_its_line_and_column() {
+    let text = "[[identity]]\nid = \"A\"\nowner = \"o\"\nrole = \"r\"\nroutes = [\"nope\"]\n\
+        granted = 2026-01-10\nreviewed = 2026-01-10T00:00:00Z\nreviewer = \"x\"\n\n\
+        [[identity]]\nid = \"A\"\nowner = \"o\"\nrole = \"r\"\ngranted = 2026-01-10\n\
+        reviewed = 2026-01-10\nreviewer = \"x\"\n";
+    let err = files::identities(Path::new("i.toml"), text, Some(&["s3"])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "i.toml:5:11: unknown route \"nope\" (the config's routes: s3)\n\
+         i.toml:7:12: expected a date such as 2026-01-10, found 2026-01-10T00:00:00Z\n\
+         i.toml:11:6: duplicate identity \"A\""
+    );
+    let err = files::identities(
+        Path::new("i.toml"),
+        "[[identity]]\nid = \"A\"\nowner = 1\n",
+        None,
+    )
+    .unwrap_err();
+    assert!(err.to_string().starts_with("i.toml:3:9: "), "{err}");
+    let grant = "[[grant]]\nid = \"a b\"\nidentity = \"x\"\nowner = \"o\"\npurpose = \"p\"\n\
+        from_countries = [\"EEA\"]\nmethods = [\"get\"]\npath_prefix = \"radiology\"\n\
+        not_before = 2026-12-07T08:00:00Z\nnot_after = 2026-12-07T08:00:00\n\
+        approvals = [{ approver = \"dpo\", signature = \"AAAA\" }]\n";
+    let err = files::grants(Path::new("g.toml"), grant, None).unwrap_err();
+    let lines: Vec<String> = err.to_string().lines().map(str::to_owned).collect();
+    let at: Vec<&str> = lines
+        .iter()
+        .map(|l| l.splitn(4, ':').take(3).last().unwrap_or(""))
+        .collect();
+    assert_eq!(lines.len(), 6, "{err}");
+    assert_eq!(at, ["6", "19", "12", "15", "13", "46"], "{err}");
+}
+
+mod prop {
+    use proptest::prelude::*;
+
+    use super::path_within;
+
+    fn decode(path: &str) -> Vec<u8> {
+        let b = path.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%'
+                && let Some(v) = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        out
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                Just("a".to_owned()),
+                Just(".".to_owned()),
+                Just("..".to_owned()),
+                Just("%2e".to_owned()),
+                Just("%2E".to_owned()),
+                Just("%2f".to_owned()),
+                Just("%5C".to_owned()),
+                Just("%25".to_owned()),
+                Just("%20".to_owned()),
+                Just("\\".to_owned()),
+                Just(";".to_owned()),
+                Just("radiology".to_owned()),
+            ],
+            0..4,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        /// Whatever a path admitted under a prefix is made of, the storage
+        /// reads it (decoding once or twice, resolving dot segments) under
+        /// that prefix.
+        #[test]
+        fn an_admitted_path_stays_under_the_prefix_however_it_is_read(
+            segments in prop::collection::vec(segment(), 1..6)
+        ) {
+            let path = format!("/{}", segments.join("/"));
+            if path_within(&path, "/radiology/") {
+                for decoded in [decode(&path), decode(&String::from_utf8_lossy(&decode(&path)))] {
+                    prop_assert!(decoded.starts_with(b"/radiology/"), "{path}");
+                    for seg in decoded.split(|&c| c == b'/' || c == b'\\') {
+                        prop_assert!(seg != b"." && seg != b"..", "{path}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn approvals_count_once_per_known_distinct_approver() {
+    let (k1, p1) = keys::keygen().unwrap();
+    let (k2, p2) = keys::keygen().unwrap();
+    let (k1, k2) = (
+        keys::SigningKey::parse(&k1).unwrap(),
+        keys::SigningKey::parse(&k2).unwrap(),
+    );
+    let entry = &files::grants(Path::new("g"), GRANT, None).unwrap()[0];
+    let message = entry.signed.canonical();
+    let approval = |name: &str, key: &keys::SigningKey| files::Approval {
+        approver: name.into(),
+        signature: key.sign(&message),
+    };
+    let approver = |name: &str, public: &str| spec::Approver {
+        name: name.into(),
+        public_key: keys::parse_public(public).unwrap(),
+        owner: None,
+    };
+    let spec = GrantsSpec {
+        file: "g".into(),
+        approvers: vec![approver("dpo", &p1), approver("ciso", &p2)],
+        min_approvals: 2,
+        max_duration: std::time::Duration::from_secs(86_400),
+    };
+    let with = |approvals: Vec<files::Approval>| {
+        let mut g = entry.clone();
+        g.approvals = approvals;
+        grant::problems(&g, &spec, None)
+    };
+    assert_eq!(with(vec![approval("dpo", &k1), approval("ciso", &k2)]), []);
+    assert_eq!(
+        with(vec![approval("dpo", &k1), approval("dpo", &k1)]),
+        [
+            grant::Invalid::RepeatedApprover("dpo".into()),
+            grant::Invalid::TooFewApprovals { have: 1, need: 2 }
+        ]
+    );
+    assert_eq!(
+        with(vec![approval("dpo", &k1), approval("cfo", &k2)]),
+        [
+            grant::Invalid::UnknownApprover("cfo".into()),
+            grant::Invalid::TooFewApprovals { have: 1, need: 2 }
+        ]
+    );
+    // ciso's name with dpo's signature: not ciso's approval.
+    assert_eq!(
+        with(vec![approval("dpo", &k1), approval("ciso", &k1)]),
+        [
+            grant::Invalid::BadSignature("ciso".into()),
+            grant::Invalid::TooFewApprovals { have: 1, need: 2 }
+        ]
+    );
+    // The registry's owner of the grantee holding an approver key.
+    let mut spec2 = spec.clone();
+    spec2.approvers[1].owner = Some("Dr A. Martin".into());
+    let mut g = entry.clone();
+    g.approvals = vec![approval("dpo", &k1), approval("ciso", &k2)];
+    assert_eq!(
+        grant::problems(&g, &spec2, Some("dr a. martin")),
+        [
+            grant::Invalid::SelfApproval("ciso".into()),
+            grant::Invalid::TooFewApprovals { have: 1, need: 2 }
+        ]
+    );
+}
+
+#[test]
+fn bad_access_sections_of_the_main_config_are_located() {
+    let text = format!(
+        "{ROUTES}[identities]\nfile = \"\"\non_overdue = \"warn\"\nreview_every = \"0d\"\n\
+         [grants]\nfile = \"g.toml\"\nmin_approvals = 0\n\
+         approvers = [{{ name = \"dpo\", public_key = \"ed25519:AAAA\" }}]\nmax_duration = \"1y\"\n"
+    );
+    let err = crate::config::Config::parse(Path::new("c.toml"), &text).unwrap_err();
+    let lines: Vec<String> = err
+        .to_string()
+        .lines()
+        .map(|l| l.split(": ").next().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "c.toml:9:8",
+            "c.toml:10:14",
+            "c.toml:11:16",
+            "c.toml:14:17",
+            "c.toml:15:43",
+            "c.toml:16:16"
+        ],
+        "{err}"
+    );
+}
+
+/// The commented `[identities]` and `[grants]` keys of the shipped config,
+/// uncommented, give the defaults of their optional keys.
+#[test]
+fn the_shipped_access_keys_document_the_defaults() {
+    let shipped = include_str!("../../config/residency-proxy.toml");
+    let after = |header: &str| {
+        let section = shipped.split_once(&format!("# {header}\n")).unwrap().1;
+        section
+            .lines()
+            .take_while(|l| !l.starts_with("# [") && !l.starts_with("# Export"))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.split_once(" = ")
+                    .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    };
+    let (ids, grants) = (after("[identities]"), after("[grants]"));
+    assert_eq!(ids.lines().count(), 4, "{ids}");
+    assert_eq!(grants.lines().count(), 4, "{grants}");
+    let key = keys::keygen().unwrap().1;
+    let grants = grants.replace("ed25519:<base64 of 32 bytes>", &key);
+    let parse = |text: String| {
+        crate::config::Config::parse(Path::new("c.toml"), &format!("{ROUTES}{text}"))
+            .unwrap()
+            .access
+    };
+    let documented = parse(format!("[identities]\n{ids}[grants]\n{grants}"));
+    let minimal = parse(format!(
+        "[identities]\nfile = \"config/identities.toml\"\n[grants]\nfile = \"config/grants.toml\"\n\
+         approvers = [{{ name = \"dpo\", public_key = \"{key}\", owner = \"J. Bernard <dpo@chu.example>\" }}]\n"
+    ));
+    assert_eq!(documented, minimal);
+}
+
+/// A grant's path prefix holds however the storage reads the bucket: a
+/// virtual-hosted request (`<bucket>.<s3 domain>`) is read as
+/// `/<bucket><path>`, and a host starting with a bucket a route names is
+/// read both ways.
+#[test]
+fn a_path_prefix_holds_for_virtual_hosted_requests_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, GRANT));
+    let routes = crate::config::Config::parse(
+        Path::new("c.toml"),
+        &ROUTES.replace(
+            "path_prefix = \"/other/\"",
+            "buckets = [\"secret\", \"radiology\"]",
+        ),
+    )
+    .unwrap()
+    .routes;
+    let access = load(&spec, &routes, &["s3.example".to_owned()], &Metrics::new()).unwrap();
+    let judge = |host: &'static str, path: &'static str| {
+        let mut f = facts(NOON);
+        f.host = host;
+        f.path = path;
+        access.judge(&f)
+    };
+    assert_eq!(judge("storage.example", "/radiology/a"), Judged::Granted(0));
+    assert_eq!(judge("radiology.s3.example", "/a"), Judged::Granted(0));
+    assert_eq!(judge("RADIOLOGY.S3.EXAMPLE.:443", "/a"), Judged::Granted(0));
+    for (host, path) in [
+        ("secret.s3.example", "/radiology/a"),
+        ("other.s3.example:9000", "/radiology/a"),
+        ("secret.storage.example", "/radiology/a"),
+        ("radiology.s3.example", "/../secret/a"),
+        ("s3.example.evil.example", "/a"),
+    ] {
+        assert_eq!(judge(host, path), Judged::Pass, "{host} {path}");
+    }
+}
