@@ -138,6 +138,8 @@ fn record() -> AuditRecord {
         client_ip_source: None,
         unrecorded: None,
         operators: Default::default(),
+        sides: Default::default(),
+        grant: None,
         prev: String::new(),
     }
 }

@@ -31,4 +31,5 @@ pub mod policy;
 pub mod proxy;
 pub mod snapshot;
 pub mod tls;
+pub mod transfer;
 pub mod upstream;

@@ -81,6 +81,8 @@ async fn handle(
             let body = serde_json::json!({
                 "area": "EEA",
                 "transfers": snap.evidence.cartography.rows(),
+                "attempts_refused": snap.evidence.cartography.attempts(),
+                "internal": snap.evidence.cartography.internal(),
                 "operated_outside": snap.evidence.operated.rows(),
                 "operated_outside_dropped": snap.evidence.operated.dropped(),
             });

@@ -12,11 +12,12 @@ use hyper::body::Incoming;
 
 use super::refusal::{REFUSED, Refusal};
 use super::respond::RequestId;
-use crate::audit::record::OperatorFields;
+use crate::audit::record::{OperatorFields, SideFields};
 use crate::audit::{AuditRecord, format_time, identity, object_key};
 use crate::geo::{Country, Operator, label};
-use crate::policy::{Decision, Reason, Side};
+use crate::policy::{Decision, Reason, Rule, Side};
 use crate::snapshot::Snapshot;
+use crate::transfer::{Fate, SideFacts, side_fields};
 
 /// Most characters of the purpose header kept in a record.
 const MAX_PURPOSE: usize = 256;
@@ -51,6 +52,10 @@ pub struct RequestEvidence {
     pub client_operator: Option<Operator>,
     /// The upstream's operator (dialled or refused), likewise.
     pub upstream_operator: Option<Operator>,
+    /// The rule that decided the client side, once judged.
+    pub client_rule: Option<Rule>,
+    /// The rule that decided the upstream side (dialled or refused).
+    pub upstream_rule: Option<Rule>,
 }
 
 impl RequestEvidence {
@@ -85,6 +90,8 @@ impl RequestEvidence {
             refused: None,
             client_operator: None,
             upstream_operator: None,
+            client_rule: None,
+            upstream_rule: None,
         }
     }
 
@@ -153,7 +160,53 @@ impl RequestEvidence {
                 upstream_operator: self.upstream_operator.map(|o| label(o.country).to_owned()),
                 upstream_asn: self.upstream_operator.and_then(|o| o.asn),
             },
+            sides: match self.refused {
+                Some(_) => SideFields::default(),
+                None => side_fields(
+                    self.side_facts(Side::Client).as_ref(),
+                    self.side_facts(Side::Upstream).as_ref(),
+                ),
+            },
+            grant: None,
             prev: String::new(),
+        }
+    }
+
+    /// What happened to the request as a whole, for [`crate::transfer`].
+    pub fn fate(&self) -> Fate {
+        match (self.refused, self.decision()) {
+            (Some(_), _) => Fate::Refused,
+            (None, Decision::Blocked) => Fate::Blocked,
+            // Grants (SPEC §9) set this once the decision path knows them.
+            (None, _) => Fate::Forwarded { grant: false },
+        }
+    }
+
+    /// What is known of `side`, as its audit record says it; `None` when
+    /// it was not judged (no client address, no upstream address).
+    pub fn side_facts(&self, side: Side) -> Option<SideFacts> {
+        match side {
+            // An untraceable client is of unknown country, as its record says.
+            Side::Client => Some(SideFacts {
+                location: self.client.and_then(|(_, c)| c),
+                operator: self.client_operator.and_then(|o| o.country),
+                rule: self.client_rule,
+                decision: self.client_failed.map_or(Decision::Allowed, |(d, _)| d),
+            }),
+            Side::Upstream => {
+                let location = self
+                    .upstream
+                    .map(|(_, c)| c)
+                    .or(self.upstream_failed.map(|(_, c, _)| c))?;
+                Some(SideFacts {
+                    location,
+                    operator: self.upstream_operator.and_then(|o| o.country),
+                    rule: self.upstream_rule,
+                    decision: self
+                        .upstream_failed
+                        .map_or(Decision::Allowed, |(d, _, _)| d),
+                })
+            }
         }
     }
 
@@ -174,45 +227,18 @@ impl RequestEvidence {
             }
             return;
         }
-        // An untraceable client is of unknown country, as its record says.
-        let side_decision = self.client_failed.map_or(Decision::Allowed, |(d, _)| d);
-        let client_country = self.client.and_then(|(_, c)| c);
-        carto.record(Side::Client, client_country, side_decision, up, bytes_down);
-        let upstream_country = self
-            .upstream
-            .map(|(_, c)| c)
-            .or(self.upstream_failed.map(|(_, c, _)| c));
-        if let Some(country) = upstream_country {
-            let side_decision = self
-                .upstream_failed
-                .map_or(Decision::Allowed, |(d, _, _)| d);
-            carto.record(Side::Upstream, country, side_decision, up, bytes_down);
-        }
-        // Inside the EEA by location, operated from outside it (SPEC §11).
-        let operated = &snap.evidence.operated;
-        if let Some((_, country)) = self.client {
-            let side_decision = self.client_failed.map_or(Decision::Allowed, |(d, _)| d);
-            operated.record(
-                Side::Client,
-                country,
-                self.client_operator,
-                side_decision,
-                up,
-                bytes_down,
-            );
-        }
-        if let Some(country) = upstream_country {
-            let side_decision = self
-                .upstream_failed
-                .map_or(Decision::Allowed, |(d, _, _)| d);
-            operated.record(
-                Side::Upstream,
-                country,
-                self.upstream_operator,
-                side_decision,
-                up,
-                bytes_down,
-            );
+        let fate = self.fate();
+        for side in [Side::Client, Side::Upstream] {
+            if let Some(facts) = self.side_facts(side) {
+                carto.record(side, &facts, fate, up, bytes_down);
+                let operator = match side {
+                    Side::Client => self.client_operator,
+                    Side::Upstream => self.upstream_operator,
+                };
+                snap.evidence
+                    .operated
+                    .record(side, &facts, operator, fate, up, bytes_down);
+            }
         }
         let Some(route) = route else {
             return;

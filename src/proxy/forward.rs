@@ -91,6 +91,7 @@ pub async fn forward(
             // is still answering is traced with the address it went to.
             ev.upstream = Some((addr, verdict.country));
             ev.upstream_operator = snap.operators.as_ref().map(|_| verdict.operator);
+            ev.upstream_rule = Some(verdict.rule);
             ev.upstream_failed = flag.map(|(v, reason)| (Decision::Flagged, v.country, reason));
             match send(upstream, addr, req, &sent, route.spec.response_timeout).await {
                 Ok(rsp) if rsp.status() == StatusCode::SWITCHING_PROTOCOLS => {
@@ -136,6 +137,7 @@ pub async fn forward(
                     ev.upstream = None;
                     ev.upstream_operator = None;
                     ev.upstream_failed = None;
+                    ev.upstream_rule = None;
                     last_error = e;
                     req = back;
                 }
@@ -152,6 +154,7 @@ pub async fn forward(
         let reason = upstream_reason(&v);
         ev.upstream_failed = Some((Decision::Blocked, v.country, reason));
         ev.upstream_operator = snap.operators.as_ref().map(|_| v.operator);
+        ev.upstream_rule = Some(v.rule);
         log_verdict(
             Decision::Blocked,
             Side::Upstream,

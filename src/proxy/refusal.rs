@@ -356,6 +356,8 @@ fn record(snap: &Snapshot, reason: &str, status: u16) -> AuditRecord {
         client_ip_source: None,
         unrecorded: None,
         operators: Default::default(),
+        sides: Default::default(),
+        grant: None,
         prev: String::new(),
     }
 }

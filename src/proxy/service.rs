@@ -376,6 +376,7 @@ async fn decide(
     };
     ev.client = verdict.ip.map(|ip| (ip, verdict.country));
     ev.client_operator = snap.operators.as_ref().map(|_| verdict.operator);
+    ev.client_rule = Some(verdict.rule);
     let decision = policy.decide(&verdict);
     // A failing verdict is recorded and logged once; enforce refuses here,
     // monitor lets the request on with the flag in the response.

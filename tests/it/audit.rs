@@ -35,6 +35,8 @@ pub fn record(n: u64) -> AuditRecord {
         client_ip_source: None,
         unrecorded: None,
         operators: Default::default(),
+        sides: Default::default(),
+        grant: None,
         prev: String::new(),
     }
 }

@@ -1,0 +1,244 @@
+//! The one rule that says what a side of a request was, for the cartography
+//! of transfers outside the EEA (SPEC §1, §7, §11): the live `/transfers`
+//! ([`crate::cartography`]) and the `transfers` report
+//! ([`crate::audit::transfers`]) both call [`classify`], and nothing else
+//! decides what they count.
+//!
+//! A side (client or upstream) is
+//!
+//! - [`Flow::Inside`]: located in the EEA and not operated from outside it
+//!   (unknown operator counts as inside): not in the cartography;
+//! - [`Flow::Internal`]: admitted by a network rule (`allow_networks`): the
+//!   host's own networks, whatever their country says, never a transfer;
+//! - [`Flow::Refused`]: the request was blocked (on either side) or refused
+//!   before the policy judged it: nothing was exchanged with the storage, an
+//!   *attempt refused*, never a transfer;
+//! - [`Flow::Transfer`]: the request was forwarded and this side is outside
+//!   the EEA by location (unknown country included) or, inside it, by
+//!   operator: allowed by a grant, allowed by the policy (an override such
+//!   as `allow_countries = ["EEA", "CH"]`, `unknown_country = "allow"`, or
+//!   `on_foreign_operator = "ignore"`), or flagged (monitor mode, or
+//!   `on_foreign_operator = "flag"`).
+//!
+//! The area is the EEA, not the configured one: the cartography says where
+//! data went, whatever the policy allowed.
+
+use crate::audit::AuditRecord;
+use crate::audit::record::SideFields;
+use crate::geo::{Country, CountrySet};
+use crate::policy::{Decision, Rule, Side};
+use crate::proxy::refusal::REFUSED;
+
+/// What one side of one request is known to be, from the live evidence or
+/// from its audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SideFacts {
+    /// Where the address is; `None` when unknown (or not a valid code).
+    pub location: Option<Country>,
+    /// The operator's country, when an operator database knew it.
+    pub operator: Option<Country>,
+    /// The rule that decided this side; `None` in records written before
+    /// the rule was recorded.
+    pub rule: Option<Rule>,
+    /// This side's own decision.
+    pub decision: Decision,
+}
+
+/// What happened to the request as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Forwarded to the storage (allowed or flagged); `grant` when a grant
+    /// admitted the client.
+    Forwarded {
+        /// A grant admitted the client side.
+        grant: bool,
+    },
+    /// Blocked by the policy on one side: nothing was forwarded.
+    Blocked,
+    /// Refused before the policy judged it: nothing was forwarded.
+    Refused,
+}
+
+/// Why a side outside the area is in the cartography.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// Its location is outside the EEA, or unknown.
+    Location,
+    /// Located inside the EEA, operated from outside it.
+    Operator,
+}
+
+/// On what ground data was exchanged with a side outside the area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ground {
+    /// Allowed by the policy: an override of the EEA default.
+    Override,
+    /// Allowed by a signed grant (client side only).
+    Grant,
+    /// Passed with a flag (monitor mode, or a foreign operator flagged).
+    Flagged,
+}
+
+/// Why an attempt was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Blocked by the policy.
+    Blocked,
+    /// Refused before the policy judged it.
+    Refused,
+}
+
+/// What a side was, for the cartography (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Inside the area by location and operator.
+    Inside,
+    /// Admitted by a network rule: the host's own networks.
+    Internal,
+    /// Data exchanged with a side outside the area.
+    Transfer(Basis, Ground),
+    /// An attempt refused, with a side outside the area.
+    Refused(Basis, Refusal),
+}
+
+/// The one rule: what `side` of a request whose fate is `fate` was,
+/// against the EEA `area`.
+pub fn classify(area: &CountrySet, side: Side, facts: &SideFacts, fate: Fate) -> Flow {
+    let outside = |c: Option<Country>| c.is_none_or(|c| !area.contains(c));
+    let basis = if outside(facts.location) {
+        Basis::Location
+    } else if facts.operator.is_some() && outside(facts.operator) {
+        Basis::Operator
+    } else {
+        return Flow::Inside;
+    };
+    // A network rule is the operator's statement that the address is its
+    // own: checked before anything else, as the policy does (SPEC §4).
+    if facts.rule == Some(Rule::AllowNetworks) {
+        return Flow::Internal;
+    }
+    match fate {
+        Fate::Refused => Flow::Refused(basis, Refusal::Refused),
+        Fate::Blocked => Flow::Refused(basis, Refusal::Blocked),
+        Fate::Forwarded { grant } => Flow::Transfer(
+            basis,
+            match facts.decision {
+                Decision::Flagged => Ground::Flagged,
+                // A forwarded request has no blocked side; were a record to
+                // say so, it is not reported as allowed.
+                Decision::Blocked => Ground::Flagged,
+                Decision::Allowed if grant && side == Side::Client => Ground::Grant,
+                Decision::Allowed => Ground::Override,
+            },
+        ),
+    }
+}
+
+/// The wire name of `rule` in the audit record (`client_rule`,
+/// `upstream_rule`). Public contract.
+pub const fn rule_key(rule: Rule) -> &'static str {
+    match rule {
+        Rule::DenyNetworks => "deny_networks",
+        Rule::AllowNetworks => "allow_networks",
+        Rule::Untraceable => "untraceable_address",
+        Rule::DenyCountries => "deny_countries",
+        Rule::AllowCountries => "allow_countries",
+        Rule::UnknownCountry => "unknown_country",
+        Rule::NotInAllowCountries => "not_in_allow_countries",
+        Rule::ForeignOperator => "foreign_operator",
+    }
+}
+
+/// The rule named `key` by [`rule_key`].
+pub fn rule_from_key(key: &str) -> Option<Rule> {
+    [
+        Rule::DenyNetworks,
+        Rule::AllowNetworks,
+        Rule::Untraceable,
+        Rule::DenyCountries,
+        Rule::AllowCountries,
+        Rule::UnknownCountry,
+        Rule::NotInAllowCountries,
+        Rule::ForeignOperator,
+    ]
+    .into_iter()
+    .find(|r| rule_key(*r) == key)
+}
+
+/// The per-side fields of the audit record of a request judged with
+/// `client` and `upstream`: what [`record_side`] reads back.
+pub fn side_fields(client: Option<&SideFacts>, upstream: Option<&SideFacts>) -> SideFields {
+    let decision = |f: Option<&SideFacts>| f.map(|f| f.decision.as_str().to_owned());
+    let rule = |f: Option<&SideFacts>| f.and_then(|f| f.rule).map(|r| rule_key(r).to_owned());
+    SideFields {
+        client_decision: decision(client),
+        client_rule: rule(client),
+        upstream_decision: decision(upstream),
+        upstream_rule: rule(upstream),
+    }
+}
+
+fn decision_from(s: &str) -> Option<Decision> {
+    [Decision::Allowed, Decision::Blocked, Decision::Flagged]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+}
+
+/// The fate of the request `record` describes; `None` for a decision this
+/// version does not know (counted in `records` only, so the difference
+/// shows).
+pub fn record_fate(record: &AuditRecord) -> Option<Fate> {
+    if record.decision == REFUSED {
+        return Some(Fate::Refused);
+    }
+    match decision_from(&record.decision)? {
+        Decision::Blocked => Some(Fate::Blocked),
+        Decision::Allowed | Decision::Flagged => Some(Fate::Forwarded {
+            grant: record.grant.is_some(),
+        }),
+    }
+}
+
+/// What `record` says of `side`; `None` when the side was never judged (no
+/// upstream), or for a decision this version does not know.
+///
+/// Records that carry `client_decision`/`upstream_decision` and the rules
+/// say everything; older ones name only the first failing side, so the
+/// other side is taken as allowed and no network rule is known.
+pub fn record_side(record: &AuditRecord, side: Side) -> Option<SideFacts> {
+    let (location, operator, rule, decision) = match side {
+        Side::Client => (
+            Some(record.client_country.as_str()),
+            record.operators.client_operator.as_deref(),
+            record.sides.client_rule.as_deref(),
+            record.sides.client_decision.as_deref(),
+        ),
+        Side::Upstream => (
+            record.upstream_country.as_deref(),
+            record.operators.upstream_operator.as_deref(),
+            record.sides.upstream_rule.as_deref(),
+            record.sides.upstream_decision.as_deref(),
+        ),
+    };
+    let location = location?;
+    let decision = match decision {
+        Some(d) => decision_from(d)?,
+        None if record.decision == REFUSED => Decision::Blocked,
+        None => {
+            let whole = decision_from(&record.decision)?;
+            match record.side.as_deref() {
+                Some(s) if s != side.as_str() => Decision::Allowed,
+                _ => whole,
+            }
+        }
+    };
+    Some(SideFacts {
+        location: Country::from_code(location),
+        operator: operator.and_then(Country::from_code),
+        rule: rule.and_then(rule_from_key),
+        decision,
+    })
+}
+
+#[cfg(test)]
+mod tests;
