@@ -15,6 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::audit::operated::Operated;
+use crate::audit::transfers::{Attempt, Cartography, Transfer};
 use crate::geo::{COUNTRY_SLOTS, Country, CountrySet, eea, from_slot, label, slot};
 use crate::policy::{Decision, Side};
 use crate::transfer::{Basis, Fate, Flow, Ground, Refusal, SideFacts, classify};
@@ -227,6 +229,87 @@ impl LiveCartography {
                 .then(a.country.cmp(b.country))
         });
         rows
+    }
+}
+
+impl LiveCartography {
+    /// The live table as a [`Cartography`], the shape the report and the
+    /// page use: no records (identities and policy versions are the
+    /// trail's), the period from the first to the last count.
+    pub fn to_cartography(&self, operated: &crate::live_operated::LiveOperated) -> Cartography {
+        let transfers: Vec<Transfer> = self
+            .rows()
+            .into_iter()
+            .map(|r| Transfer {
+                side: side_of(r.side),
+                country: r.country.to_owned(),
+                requests: r.requests,
+                allowed_by_override: r.allowed_by_override,
+                allowed_by_grant: r.allowed_by_grant,
+                flagged: r.flagged,
+                bytes_up: r.bytes_up,
+                bytes_down: r.bytes_down,
+                identities: 0,
+                first_seen: r.first_seen,
+                last_seen: r.last_seen,
+            })
+            .collect();
+        let attempts: Vec<Attempt> = self
+            .attempts()
+            .into_iter()
+            .map(|r| Attempt {
+                side: side_of(r.side),
+                country: r.country.to_owned(),
+                blocked: r.blocked,
+                refused: r.refused,
+                identities: 0,
+                first_seen: r.first_seen,
+                last_seen: r.last_seen,
+            })
+            .collect();
+        let operated_outside: Vec<Operated> = operated
+            .rows()
+            .into_iter()
+            .map(|r| Operated {
+                side: r.side,
+                operator: r.operator.to_owned(),
+                asn: r.asn,
+                located: Vec::new(),
+                requests: r.allowed + r.flagged + r.blocked,
+                blocked: r.blocked,
+                flagged: r.flagged,
+                allowed: r.allowed,
+                bytes_up: r.bytes_up,
+                bytes_down: r.bytes_down,
+                first_seen: r.first_seen,
+                last_seen: r.last_seen,
+            })
+            .collect();
+        let times = transfers
+            .iter()
+            .map(|t| (&t.first_seen, &t.last_seen))
+            .chain(attempts.iter().map(|a| (&a.first_seen, &a.last_seen)));
+        let from = times.clone().map(|(f, _)| f).min().cloned();
+        let to = times.map(|(_, l)| l).max().cloned();
+        Cartography {
+            records: 0,
+            from,
+            to,
+            unrecorded_refusals: 0,
+            internal: self.internal(),
+            transfers,
+            attempts_refused: attempts,
+            operated_outside,
+            policy_versions: Vec::new(),
+        }
+    }
+}
+
+fn side_of(s: &str) -> Side {
+    if s == Side::Upstream.as_str() {
+        Side::Upstream
+    } else {
+        Side::Client
     }
 }
 

@@ -25,11 +25,13 @@ pub mod checkpoint;
 pub mod export;
 pub mod fields;
 pub mod operated;
+pub mod page;
 pub mod record;
 mod report;
 pub mod rotate;
 pub mod transfers;
 pub mod verify;
+pub mod world;
 pub mod writer;
 
 use std::path::PathBuf;

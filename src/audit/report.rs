@@ -1,6 +1,5 @@
-//! The renderings of a [`Cartography`]: a Markdown table, a JSON document,
-//! and one self-contained HTML page (inline CSS and SVG, no script, no
-//! external reference) that can be published or attached as it is.
+//! The renderings of a [`Cartography`] for tools and reviewers: a Markdown
+//! document and a JSON one. The page to publish is [`super::page`].
 //!
 //! Every string in a cartography comes from audit files, which whoever
 //! could write them may have crafted: the Markdown and HTML renderings
@@ -18,8 +17,6 @@ const ALLOWED_NOTE_MD: &str = "A transfer is a request forwarded to the storage 
      `unknown_country = \"allow\"`, by a grant, or flagged in monitor mode. Addresses admitted by \
      `allow_networks` (the host's own networks) are never transfers; blocked and refused requests \
      exchanged nothing and are listed apart.";
-const ALLOWED_NOTE_HTML: &str = "A transfer is a request forwarded to the storage with a side \
-     outside the EEA: allowed by an override, by a grant, or flagged in monitor mode.";
 const ATTEMPTS_TITLE: &str = "Attempts refused";
 
 impl Cartography {
@@ -102,39 +99,6 @@ impl Cartography {
         out
     }
 
-    /// One self-contained HTML page: title, period, table and an inline SVG
-    /// bar chart of requests per side and country, blocked, flagged and
-    /// allowed stacked, with a legend.
-    pub fn to_html(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let _ = write!(
-            out,
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-             <title>{TITLE}</title>\n<style>\n\
-             body{{font-family:system-ui,sans-serif;color:#1d1d1d;margin:2rem auto;max-width:72rem;padding:0 1rem}}\n\
-             table{{border-collapse:collapse;margin:1rem 0}}\n\
-             th,td{{border:1px solid #c8c8c8;padding:.3rem .6rem;text-align:left}}\n\
-             th{{background:#f0f0f0}}\n\
-             td.n{{text-align:right;font-variant-numeric:tabular-nums}}\n\
-             svg{{font:12px system-ui,sans-serif;max-width:100%;height:auto}}\n\
-             </style>\n</head>\n<body>\n<h1>{TITLE}</h1>\n<p>{}</p>\n",
-            html(&self.period()),
-        );
-        if self.transfers.is_empty() {
-            let _ = writeln!(out, "<p>{NOTHING}</p>");
-        } else {
-            self.html_table(&mut out);
-            let _ = writeln!(out, "<p>{ALLOWED_NOTE_HTML}</p>");
-        }
-        if let Some(s) = self.unrecorded_sentence() {
-            let _ = writeln!(out, "<p>{s}</p>");
-        }
-        out.push_str(&operated::to_html(&self.operated_outside, html));
-        out.push_str("</body>\n</html>\n");
-        out
-    }
-
     /// How many refusals by the HTTP layer summary records count without a
     /// record each, if any.
     fn unrecorded_sentence(&self) -> Option<String> {
@@ -160,45 +124,6 @@ impl Cartography {
             _ => "No audit record was read.".to_owned(),
         }
     }
-
-    fn html_table(&self, out: &mut String) {
-        out.push_str(
-            "<table>\n<thead><tr><th>side</th><th>country</th><th>requests</th><th>by override</th>\
-             <th>by grant</th><th>flagged</th><th>bytes up</th><th>bytes down</th>\
-             <th>identities</th><th>first seen</th><th>last seen</th></tr></thead>\n<tbody>\n",
-        );
-        for t in &self.transfers {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td>",
-                t.side.as_str(),
-                html(&t.country)
-            );
-            for n in [
-                t.requests,
-                t.allowed_by_override,
-                t.allowed_by_grant,
-                t.flagged,
-                t.bytes_up,
-                t.bytes_down,
-                t.identities,
-            ] {
-                let _ = write!(out, "<td class=\"n\">{n}</td>");
-            }
-            let _ = writeln!(
-                out,
-                "<td>{}</td><td>{}</td></tr>",
-                html(&t.first_seen),
-                html(&t.last_seen)
-            );
-        }
-        out.push_str("</tbody>\n</table>\n");
-    }
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-fn html(s: &str) -> String {
-    crate::markup::escape(s)
 }
 
 /// Escapes text for a Markdown table cell: the characters that would start

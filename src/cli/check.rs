@@ -19,6 +19,7 @@ pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     print!("{}", expiry(&snap, now));
+    print!("{}", super::transfers::check_transparency(&snap.config));
     Ok(ExitCode::SUCCESS)
 }
 

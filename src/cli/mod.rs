@@ -84,6 +84,8 @@ pub enum Command {
         format: ReportFormat,
         #[command(flatten)]
         expect: ExpectArgs,
+        #[command(flatten)]
+        period: transfers::PeriodArgs,
     },
 }
 
@@ -162,7 +164,8 @@ pub enum ReportFormat {
     Md,
     /// JSON document.
     Json,
-    /// One self-contained HTML page with a table and an inline SVG chart.
+    /// One self-contained HTML page to publish: a world map, the flows
+    /// beside the `[transparency]` declarations, in `--lang`.
     Html,
 }
 
@@ -196,6 +199,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             format,
             expect,
             config,
-        } => transfers::transfers(&audit, format, &expect.expect(), &config),
+            period,
+        } => transfers::transfers(&audit, format, &expect.expect(), &config, &period),
     }
 }

@@ -5,6 +5,7 @@
 mod duration;
 mod error;
 mod raw;
+mod transparency;
 mod validate;
 
 use std::net::{IpAddr, SocketAddr};
@@ -14,6 +15,7 @@ use std::time::Duration;
 pub use duration::parse as parse_duration;
 pub use error::{ConfigError, Problem};
 pub use raw::{ClientIpSource, TrustedProxyWithoutClient};
+pub use transparency::{Declared, LegalBasis, Transparency, warnings as transparency_warnings};
 
 use crate::geo::Nat64Prefixes;
 use crate::policy::{NetworkTable, Policy};
@@ -49,6 +51,9 @@ pub struct Config {
     pub audit: AuditSpec,
     /// `[geoip] operator_database`: the operator `.mmdb` (SPEC §11), if any.
     pub operator_database: Option<PathBuf>,
+    /// `[transparency]`: what the transfer report publishes beside the
+    /// flows; `None` when the section is absent.
+    pub transparency: Option<Transparency>,
 }
 
 /// `[audit]`, typed.

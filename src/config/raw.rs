@@ -33,6 +33,9 @@ pub struct RawConfig {
     /// `[audit]`
     #[serde(default)]
     pub audit: RawAudit,
+    /// `[transparency]`
+    #[serde(default)]
+    pub transparency: Option<Spanned<super::transparency::RawTransparency>>,
 }
 
 /// `[audit]`

@@ -92,6 +92,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let admin_listen = admin(&raw, &mut p);
     let resolver = resolver(&raw, &mut p);
     let audit = audit(&raw, &mut p);
+    let transparency = super::transparency::transparency(raw.transparency.as_ref(), &mut p);
     p.finish(path)?;
     Ok(Config {
         path: path.to_owned(),
@@ -106,6 +107,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         policy,
         routes,
         operator_database,
+        transparency,
     })
 }
 

@@ -229,21 +229,109 @@ fn markdown_is_the_default_format() {
     assert!(md.contains(&table), "{md}");
 }
 
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["transfers", "--audit", "a.jsonl", "b.jsonl"])
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap()
+}
+
+const TRANSPARENCY: &str = r#"
+[[route]]
+name = "s3"
+upstreams = ["http://127.0.0.1:9000"]
+
+[transparency]
+entity = "Hôpital Exemple, 1 rue de la Paix, Paris"
+certificate = "HDS 2026-042, activités 1 à 6, jusqu'au 2029-01-31"
+contact = "dpo@hopital.example"
+
+[[transparency.country]]
+code = "CH"
+basis = "adequacy"
+basis_detail = "décision 2000/518/CE"
+recipients = "Prestataire de support (sous-traitant)"
+purposes = "maintenance"
+data = "journaux techniques"
+"#;
+
 #[test]
-fn html_is_one_self_contained_page() {
+fn html_page_is_french_by_default_english_on_request_with_the_declarations() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), &LOG);
-    let html = stdout_ok(&transfers(dir.path(), "html"));
-    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
-    assert!(html.contains("<title>Transfers outside the EEA</title>"));
-    assert!(html.contains("from 7 audit records dated"));
-    assert!(html.contains("<td>client</td><td>US</td>"), "{html}");
-    assert!(html.contains("<style>"));
+    std::fs::write(dir.path().join("p.toml"), TRANSPARENCY).unwrap();
+    let fr = stdout_ok(&run(
+        dir.path(),
+        &["--format", "html", "--config", "p.toml"],
+    ));
+    assert!(
+        fr.starts_with("<!DOCTYPE html>\n<html lang=\"fr\">"),
+        "{fr}"
+    );
+    assert!(fr.contains("<title>Cartographie des transferts de données hors de l’EEE</title>"));
+    assert!(fr.contains("Hôpital Exemple, 1 rue de la Paix, Paris"));
+    assert!(
+        fr.contains("<td>Prestataire de support (sous-traitant)</td>"),
+        "{fr}"
+    );
+    assert!(fr.contains("<tr data-country=\"CH\"><td>Suisse <small>(CH)</small></td>"));
+    assert!(fr.contains("<tr data-country=\"US\"><td>États-Unis <small>(US)</small></td>"));
+    assert!(fr.contains("AUCUNE BASE LÉGALE DÉCLARÉE"));
+    assert!(
+        fr.contains("<li><code>a.jsonl</code></li><li><code>b.jsonl</code></li>")
+            || fr.contains("<li><code>a.jsonl</code></li>\n<li><code>b.jsonl</code></li>"),
+        "{fr}"
+    );
     for external in [
         "http://", "https://", "href=", "src=", "<script", "<link", "url(", "@import",
     ] {
-        assert!(!html.contains(external), "{external} in {html}");
+        assert!(!fr.contains(external), "{external} in {fr}");
     }
+    let en = stdout_ok(&run(
+        dir.path(),
+        &["--format", "html", "--config", "p.toml", "--lang", "en"],
+    ));
+    assert!(en.contains("<title>Map of data transfers outside the EEA</title>"));
+    assert!(en.contains("<td>Switzerland <small>(CH)</small></td>"));
+    assert!(en.contains("NO LEGAL BASIS DECLARED"));
+    let out = run(dir.path(), &["--format", "html", "--lang", "de"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "unknown --lang \"de\" (expected fr or en)\n"
+    );
+}
+
+#[test]
+fn since_and_until_count_only_the_period_after_verifying_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), &LOG);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--format", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&stdout_ok(&run(dir.path(), &all))).unwrap()
+    };
+    let one = json(&[
+        "--since",
+        "2026-11-28T15:20:04",
+        "--until",
+        "2026-11-28T15:20:04",
+    ]);
+    assert_eq!(one["records"], 1);
+    assert_eq!(one["transfers"][0]["country"], "CH");
+    assert_eq!(json(&["--until", "2026-11-28"])["records"], 7);
+    assert_eq!(json(&["--since", "2026-11-29"])["records"], 0);
+    let out = run(dir.path(), &["--since", "yesterday"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--since \"yesterday\" is not a date or time"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -279,7 +367,7 @@ fn nothing_outside_the_eea_says_so() {
         "{md}"
     );
     let html = stdout_ok(&transfers(dir.path(), "html"));
-    assert!(html.contains("No transfer outside the EEA was recorded."));
+    assert!(html.contains("Aucun transfert hors de l’EEE n’a été enregistré sur la période."));
     let doc: serde_json::Value =
         serde_json::from_str(&stdout_ok(&transfers(dir.path(), "json"))).unwrap();
     assert_eq!(doc["records"], 1);
@@ -469,4 +557,134 @@ async fn live_and_report_count_the_same_requests_the_same_way() {
         assert_eq!(l["bytes_down"], r["bytes_down"], "{live:#} {report:#}");
         assert_eq!(l["bytes_up"], r["bytes_up"]);
     }
+}
+
+/// `check` warns about what the page would publish as undeclared: a
+/// country outside the EEA the policy admits, monitor mode, and a country
+/// the current audit file shows transfers to, each without a basis.
+#[test]
+fn check_warns_about_transfers_with_no_declared_basis() {
+    let dir = tempfile::tempdir().unwrap();
+    let geo = crate::support::standard_geo(crate::support::Layout::IpLocationDb).build();
+    let mut chain = Chain::new();
+    let mut trail = String::new();
+    for (i, r) in LOG.iter().enumerate() {
+        trail.push_str(&chain.seal(&mut req(r, i as u64 + 1)));
+        trail.push('\n');
+    }
+    std::fs::write(dir.path().join("audit.jsonl"), trail).unwrap();
+    let toml = TRANSPARENCY.replace(
+        "[[route]]",
+        &format!(
+            "[geoip]\ndatabase = \"{}\"\n\n[policy]\nallow_countries = [\"EEA\", \"CH\", \"GB\"]\n\n\
+             [audit]\npath = \"audit.jsonl\"\n\n[[route]]",
+            geo.path().display()
+        ),
+    );
+    std::fs::write(dir.path().join("p.toml"), toml).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config", "p.toml"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stdout = stdout_ok(&out);
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("[transparency]"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "WARNING: [policy] allow_countries admits GB, outside the EEA, and [transparency] \
+             declares no legal basis for transfers there",
+            "WARNING: the audit trail shows transfers to US and [transparency] declares no legal \
+             basis for them",
+        ],
+        "{stdout}"
+    );
+}
+
+/// The commented `[transparency]` example of the shipped config, once
+/// uncommented, is a valid declaration.
+#[test]
+fn shipped_transparency_example_is_valid() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/residency-proxy.toml"
+    ));
+    let text = std::fs::read_to_string(path).unwrap();
+    let section = text.split_once("\n# [transparency]\n").unwrap().1;
+    let keys: String = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("#   "))
+        .filter(|l| !l.starts_with("file = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let toml = format!(
+        "[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9000\"]\n[transparency]\n{keys}"
+    );
+    let config = residency_proxy::config::Config::parse(path, &toml).unwrap();
+    let t = config.transparency.unwrap();
+    assert!(t.entity.starts_with("Hôpital Exemple"));
+    assert_eq!(t.countries.len(), 1);
+    assert_eq!(t.countries[0].country.as_str(), "CH");
+    assert_eq!(
+        t.countries[0].basis,
+        residency_proxy::config::LegalBasis::Adequacy
+    );
+}
+
+/// Issue 19.4: the live `/transfers?format=html` is the report's page, from
+/// the live counters: the same destinations and counts.
+#[tokio::test]
+async fn live_page_is_the_report_page_from_the_live_counters() {
+    let (_geo, _origins, proxy) = mixed_traffic().await;
+    let get = |path: &'static str| {
+        let to = proxy.admin_addr();
+        async move {
+            crate::support::Client::bound_to("127.0.0.1")
+                .get(to, path, &[])
+                .await
+        }
+    };
+    let rsp = get("/transfers?format=html").await;
+    assert_eq!(rsp.status, 200);
+    assert_eq!(rsp.header("content-type"), "text/html; charset=utf-8");
+    let html = rsp.text();
+    assert!(
+        html.starts_with("<!DOCTYPE html>\n<html lang=\"fr\">"),
+        "{html}"
+    );
+    let out = Command::new(BIN)
+        .args(["transfers", "--format", "html", "--audit"])
+        .arg(proxy.audit_path())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let report = stdout_ok(&out);
+    let shaded = |html: &str| -> Vec<String> {
+        let mut v: Vec<String> = html
+            .match_indices("class=\"t c")
+            .map(|(i, _)| {
+                let tail = &html[i..];
+                let at = tail.find("data-country=\"").unwrap() + 14;
+                let end = tail.find("\" d=").or_else(|| tail.find("\" x=")).unwrap();
+                tail[at..end].to_owned()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        shaded(&html),
+        ["CH\" data-transfers=\"1", "US\" data-transfers=\"3"],
+        "{html}"
+    );
+    assert_eq!(shaded(&html), shaded(&report));
+    let en = get("/transfers?format=html&lang=en").await.text();
+    assert!(en.contains("<title>Map of data transfers outside the EEA</title>"));
+    // Without format=html, the JSON as before.
+    let json = get("/transfers?lang=en").await;
+    assert_eq!(json.header("content-type"), "application/json");
 }
