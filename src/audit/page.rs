@@ -172,6 +172,11 @@ fn shade(n: u64, max: u64) -> u8 {
     }
 }
 
+/// An empty icon, inline: without it a browser asks the server for
+/// `/favicon.ico`, a request the page does not need. The one link of the
+/// page, to nothing outside it.
+pub const NO_ICON: &str = "<link rel=\"icon\" href=\"data:,\">";
+
 const STYLE: &str = "\
 :root{--ink:#1d1d1d;--line:#c8c8c8;--area:#1f5fa0}
 body{font-family:system-ui,sans-serif;color:var(--ink);margin:1.5rem auto;max-width:60rem;padding:0 1rem;line-height:1.4}
@@ -209,7 +214,7 @@ impl Cartography {
             out,
             "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-             <title>{title}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
+             <title>{title}</title>\n{NO_ICON}\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
              <header>\n<h1>{title}</h1>\n",
             lang.as_str()
         );
