@@ -19,7 +19,7 @@ use crate::audit::operated::Operated;
 use crate::audit::transfers::{Attempt, Cartography, Transfer};
 use crate::geo::{COUNTRY_SLOTS, Country, CountrySet, eea, from_slot, label, slot};
 use crate::policy::{Decision, Side};
-use crate::transfer::{Basis, Fate, Flow, Ground, Refusal, SideFacts, classify};
+use crate::transfer::{Basis, Fate, Flow, SideFacts, classify};
 
 #[derive(Default)]
 struct Cell {
@@ -155,8 +155,8 @@ impl LiveCartography {
             | Flow::Refused(Basis::Operator, _) => {
                 return;
             }
-            Flow::Transfer(Basis::Location, g) => (&self.transfers, ground_index(g)),
-            Flow::Refused(Basis::Location, r) => (&self.attempts, refusal_index(r)),
+            Flow::Transfer(Basis::Location, g) => (&self.transfers, g.index()),
+            Flow::Refused(Basis::Location, r) => (&self.attempts, r.index()),
         };
         if let Some(cell) = table.get(i) {
             cell.add(counter, bytes_up, bytes_down);
@@ -310,23 +310,6 @@ fn side_of(s: &str) -> Side {
         Side::Upstream
     } else {
         Side::Client
-    }
-}
-
-/// The index of a ground in a transfer cell's counts.
-const fn ground_index(g: Ground) -> usize {
-    match g {
-        Ground::Override => 0,
-        Ground::Grant => 1,
-        Ground::Flagged => 2,
-    }
-}
-
-/// The index of a refusal in an attempt cell's counts.
-const fn refusal_index(r: Refusal) -> usize {
-    match r {
-        Refusal::Blocked => 0,
-        Refusal::Refused => 1,
     }
 }
 

@@ -79,6 +79,17 @@ pub enum Ground {
     Flagged,
 }
 
+impl Ground {
+    /// Its column in a row's counts: override, grant, flagged.
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Override => 0,
+            Self::Grant => 1,
+            Self::Flagged => 2,
+        }
+    }
+}
+
 /// Why an attempt was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -86,6 +97,16 @@ pub enum Refusal {
     Blocked,
     /// Refused before the policy judged it.
     Refused,
+}
+
+impl Refusal {
+    /// Its column in a row's counts: blocked, refused.
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Blocked => 0,
+            Self::Refused => 1,
+        }
+    }
 }
 
 /// What a side was, for the cartography (see the module doc).

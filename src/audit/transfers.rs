@@ -26,7 +26,7 @@ use serde::{Serialize, Serializer};
 use super::record::AuditRecord;
 use crate::geo::eea;
 use crate::policy::Side;
-use crate::transfer::{Basis, Flow, Ground, Refusal, classify, record_fate, record_side};
+use crate::transfer::{Basis, Flow, classify, record_fate, record_side};
 
 /// Transfers outside the EEA, aggregated from audit records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -205,8 +205,8 @@ pub fn aggregate(records: impl Iterator<Item = AuditRecord>) -> Cartography {
                 | Flow::Refused(Basis::Operator, _) => {
                     continue;
                 }
-                Flow::Transfer(Basis::Location, g) => (&mut transfers, ground_index(g)),
-                Flow::Refused(Basis::Location, r) => (&mut attempts, refusal_index(r)),
+                Flow::Transfer(Basis::Location, g) => (&mut transfers, g.index()),
+                Flow::Refused(Basis::Location, r) => (&mut attempts, r.index()),
             };
             let label = row_label(&record, side, facts.location);
             rows.entry((side == Side::Upstream, label))
@@ -264,23 +264,6 @@ const fn side_of(upstream: bool) -> Side {
         Side::Upstream
     } else {
         Side::Client
-    }
-}
-
-/// The index of a ground in a transfer row's counts.
-const fn ground_index(g: Ground) -> usize {
-    match g {
-        Ground::Override => 0,
-        Ground::Grant => 1,
-        Ground::Flagged => 2,
-    }
-}
-
-/// The index of a refusal in an attempt row's counts.
-const fn refusal_index(r: Refusal) -> usize {
-    match r {
-        Refusal::Blocked => 0,
-        Refusal::Refused => 1,
     }
 }
 

@@ -171,7 +171,7 @@ pub(super) fn transparency(
         return None;
     }
     let path = Path::new(file.get_ref());
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_small(path) {
         Ok(t) => t,
         Err(e) => {
             p.at(
@@ -204,6 +204,28 @@ pub(super) fn transparency(
         return None;
     }
     parsed
+}
+
+/// The most a transparency file may hold: it is a page of declarations.
+const MAX_FILE: u64 = 1 << 20;
+
+/// Reads a regular file of at most [`MAX_FILE`] bytes, so a path to a
+/// device (`/dev/zero`) or a huge file is refused without reading it all.
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_FILE} bytes"
+        )));
+    }
+    Ok(text)
 }
 
 fn body(
@@ -483,6 +505,14 @@ mod tests {
             e,
             "t.toml:5:8: [transparency] names a file and declares keys too: keep one"
         );
+        let e = errors("[transparency]\nfile = \"/dev/zero\"\n");
+        assert_eq!(
+            e,
+            "t.toml:5:8: cannot read transparency file \"/dev/zero\": not a regular file"
+        );
+        std::fs::write(&file, vec![b'#'; (super::MAX_FILE + 1) as usize]).unwrap();
+        let e = errors(&format!("[transparency]\nfile = \"{}\"\n", file.display()));
+        assert!(e.ends_with(": larger than 1048576 bytes"), "{e}");
         let e = errors("[transparency]\nfile = \"/nonexistent/t.toml\"\n");
         assert!(
             e.starts_with("t.toml:5:8: cannot read transparency file \"/nonexistent/t.toml\": "),
