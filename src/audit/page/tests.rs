@@ -189,3 +189,90 @@ fn a_year_of_every_country_stays_under_500_kb() {
     let html = aggregate(records.into_iter()).to_page(&ctx(Lang::Fr, Some(&declared())));
     assert!(html.len() < 500_000, "{} bytes", html.len());
 }
+
+/// The tag names of `html`, in order of first appearance.
+fn tags(html: &str) -> std::collections::BTreeSet<String> {
+    html.match_indices('<')
+        .map(|(i, _)| {
+            html[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '/' || *c == '!')
+                .collect()
+        })
+        .collect()
+}
+
+/// The attribute names of every tag of `html`, read as a browser would
+/// (quoted values hold no quote: the renderer escapes them).
+fn attribute_names(html: &str) -> std::collections::BTreeSet<&str> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        let tag = &rest[open + 1..];
+        let end = tag.find('>').unwrap_or(tag.len());
+        let mut inner = &tag[..end];
+        // Skip the tag name.
+        inner = inner.trim_start_matches(|c: char| !c.is_whitespace());
+        loop {
+            inner = inner.trim_start();
+            if inner.is_empty() || inner == "/" {
+                break;
+            }
+            let name_end = inner
+                .find(|c: char| c == '=' || c.is_whitespace())
+                .unwrap_or(inner.len());
+            names.insert(&inner[..name_end]);
+            inner = &inner[name_end..];
+            if let Some(v) = inner.strip_prefix("=\"") {
+                let close = v.find('"').unwrap_or(v.len());
+                inner = v.get(close + 1..).unwrap_or("");
+            }
+        }
+        rest = &tag[end..];
+    }
+    names
+}
+
+proptest::proptest! {
+    /// Whatever the trail holds, the page has no tag, attribute or entity
+    /// the renderer did not write: every string from a record is text.
+    #[test]
+    fn any_record_strings_stay_text(
+        country in ".{0,12}",
+        time in ".{0,30}",
+        identity in ".{0,20}",
+        version in ".{0,20}",
+        upstream in ".{0,12}",
+    ) {
+        let mut r = rec(1, &country, "allowed");
+        r.time = time;
+        r.identity = identity;
+        r.policy_version = version;
+        r.upstream_country = Some(upstream);
+        let mut blocked = rec(2, "US", "blocked");
+        blocked.client_country = r.client_country.clone();
+        let html = aggregate(vec![r, blocked].into_iter()).to_page(&ctx(Lang::En, None));
+        // The tags the renderer writes, and nothing else.
+        let known: std::collections::BTreeSet<String> = [
+            "!DOCTYPE", "html", "head", "meta", "title", "link", "style", "body", "header",
+            "h1", "h2", "p", "strong", "section", "svg", "path", "g", "rect", "text", "span",
+            "table", "thead", "tbody", "tr", "th", "td", "small", "ul", "li", "code", "footer",
+        ]
+        .iter()
+        .flat_map(|t| [(*t).to_owned(), format!("/{t}")])
+        .collect();
+        let seen = tags(&html);
+        proptest::prop_assert!(seen.is_subset(&known), "{:?}", seen.difference(&known).collect::<Vec<_>>());
+        // No attribute the renderer did not write (a quote from a record
+        // would end the value it is in).
+        let attributes = attribute_names(&html);
+        let written: std::collections::BTreeSet<&str> = [
+            "lang", "charset", "name", "content", "rel", "href", "id", "class", "viewBox",
+            "role", "aria-label", "d", "data-country", "data-transfers", "x", "y", "width",
+            "height", "style", "colspan", "html",
+        ]
+        .into_iter()
+        .collect();
+        proptest::prop_assert!(attributes.is_subset(&written), "{:?}", attributes.difference(&written).collect::<Vec<_>>());
+    }
+}
