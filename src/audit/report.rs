@@ -99,6 +99,74 @@ impl Cartography {
         out
     }
 
+    /// The Markdown section of the `[transparency]` declarations beside
+    /// the transfers, per destination country: the declared legal basis,
+    /// or a loud line when none is; empty when there is neither a
+    /// declaration nor a transfer.
+    pub fn legal_markdown(&self, t: Option<&crate::config::Transparency>) -> String {
+        use crate::audit::page::basis_name;
+        use crate::audit::world::Lang;
+        if t.is_none() && self.transfers.is_empty() {
+            return String::new();
+        }
+        let mut out = String::from("\n## Legal bases of the transfers\n\n");
+        match t {
+            Some(t) => {
+                let _ = writeln!(
+                    out,
+                    "Published by {}; HDS certificate: {}; contact: {}.\n",
+                    md(&t.entity),
+                    md(&t.certificate),
+                    md(&t.contact)
+                );
+            }
+            None => out.push_str("**No [transparency] declaration**: the hosting entity, its HDS certificate, the contact and the legal bases are not given.\n\n"),
+        }
+        let mut countries: Vec<&str> = self.transfers.iter().map(|x| x.country.as_str()).collect();
+        countries.sort_unstable();
+        countries.dedup();
+        if countries.is_empty() {
+            return out;
+        }
+        out.push_str("| country | transfers | legal basis | recipients | purposes | data categories |\n|---|--:|---|---|---|---|\n");
+        for c in countries {
+            let n: u64 = self
+                .transfers
+                .iter()
+                .filter(|x| x.country == c)
+                .map(|x| x.requests)
+                .sum();
+            let declared =
+                crate::geo::Country::from_code(c).and_then(|code| t.and_then(|t| t.declared(code)));
+            match declared {
+                Some(d) => {
+                    let basis = if d.basis_detail.is_empty() {
+                        basis_name(d.basis, Lang::En).to_owned()
+                    } else {
+                        format!("{}: {}", basis_name(d.basis, Lang::En), d.basis_detail)
+                    };
+                    let _ = writeln!(
+                        out,
+                        "| {} | {n} | {} | {} | {} | {} |",
+                        md(c),
+                        md(&basis),
+                        md(&d.recipients),
+                        md(&d.purposes),
+                        md(&d.data)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "| {} | {n} | **NO LEGAL BASIS DECLARED** | | | |",
+                        md(c)
+                    );
+                }
+            }
+        }
+        out
+    }
+
     /// How many refusals by the HTTP layer summary records count without a
     /// record each, if any.
     fn unrecorded_sentence(&self) -> Option<String> {

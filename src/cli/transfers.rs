@@ -125,24 +125,24 @@ pub fn transfers(
     if let Some(failure) = failure {
         return report(failure);
     }
+    // The declarations of --config, when that file exists.
+    let loaded = match format {
+        ReportFormat::Json => None,
+        _ if config.exists() => Some(Config::load(config)?),
+        _ => None,
+    };
+    let declared = loaded.as_ref().and_then(|c| c.transparency.as_ref());
     let text = match format {
-        ReportFormat::Md => cartography.to_markdown(),
+        ReportFormat::Md => cartography.to_markdown() + &cartography.legal_markdown(declared),
         ReportFormat::Json => cartography.to_json(),
-        ReportFormat::Html => {
-            let loaded = if config.exists() {
-                Some(Config::load(config)?)
-            } else {
-                None
-            };
-            cartography.to_page(&PageContext {
-                lang,
-                transparency: loaded.as_ref().and_then(|c| c.transparency.as_ref()),
-                generated: crate::audit::format_time(std::time::SystemTime::now()),
-                since: period.since.clone(),
-                until: period.until.clone(),
-                source: Source::Trails(paths.iter().map(|p| p.display().to_string()).collect()),
-            })
-        }
+        ReportFormat::Html => cartography.to_page(&PageContext {
+            lang,
+            transparency: declared,
+            generated: crate::audit::format_time(std::time::SystemTime::now()),
+            since: period.since.clone(),
+            until: period.until.clone(),
+            source: Source::Trails(paths.iter().map(|p| p.display().to_string()).collect()),
+        }),
     };
     std::io::stdout()
         .lock()

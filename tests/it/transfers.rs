@@ -299,6 +299,21 @@ fn html_page_is_french_by_default_english_on_request_with_the_declarations() {
     assert!(en.contains("<title>Map of data transfers outside the EEA</title>"));
     assert!(en.contains("<td>Switzerland <small>(CH)</small></td>"));
     assert!(en.contains("NO LEGAL BASIS DECLARED"));
+    let md = stdout_ok(&run(dir.path(), &["--config", "p.toml"]));
+    assert!(
+        md.contains(
+            "\n## Legal bases of the transfers\n\n\
+             Published by Hôpital Exemple, 1 rue de la Paix, Paris; HDS certificate: HDS 2026-042, \
+             activités 1 à 6, jusqu'au 2029-01-31; contact: dpo@hopital.example.\n\n\
+             | country | transfers | legal basis | recipients | purposes | data categories |\n\
+             |---|--:|---|---|---|---|\n\
+             | CH | 1 | Adequacy decision (GDPR Art. 45): décision 2000/518/CE | \
+             Prestataire de support (sous-traitant) | maintenance | journaux techniques |\n\
+             | US | 2 | **NO LEGAL BASIS DECLARED** | | | |\n\
+             | unknown | 2 | **NO LEGAL BASIS DECLARED** | | | |\n"
+        ),
+        "{md}"
+    );
     let out = run(dir.path(), &["--format", "html", "--lang", "de"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
