@@ -338,7 +338,8 @@ fn cells(
     })
 }
 
-fn now_ms() -> u64 {
+/// Unix milliseconds now, at least 1 (0 means "never" in the live tables).
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| {
         u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
     })

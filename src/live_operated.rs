@@ -10,7 +10,7 @@
 //! in `dropped` instead of a row. Process-wide: it survives reloads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -136,7 +136,7 @@ impl LiveOperated {
         counter.fetch_add(1, Ordering::Relaxed);
         cell.bytes_up.fetch_add(bytes_up, Ordering::Relaxed);
         cell.bytes_down.fetch_add(bytes_down, Ordering::Relaxed);
-        let now = now_ms();
+        let now = crate::cartography::now_ms();
         let _ = cell
             .first_seen
             .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
@@ -202,12 +202,6 @@ impl LiveOperated {
         });
         rows
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| {
-        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
-    })
 }
 
 #[cfg(test)]

@@ -176,47 +176,6 @@ pub fn to_markdown(rows: &[Operated], escape: impl Fn(&str) -> String) -> String
     out
 }
 
-/// The HTML section, empty when there is no row.
-pub fn to_html(rows: &[Operated], escape: impl Fn(&str) -> String) -> String {
-    if rows.is_empty() {
-        return String::new();
-    }
-    let mut out = format!(
-        "<h2>{TITLE}</h2>\n<table>\n<thead><tr><th>side</th><th>operator</th><th>AS</th>\
-         <th>located</th><th>requests</th><th>blocked</th><th>flagged</th><th>allowed</th>\
-         <th>bytes up</th><th>bytes down</th><th>first seen</th><th>last seen</th></tr></thead>\n<tbody>\n"
-    );
-    for r in rows {
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td>",
-            r.side,
-            escape(&r.operator),
-            r.asn
-                .map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
-            escape(&r.located.join(" "))
-        );
-        for n in [
-            r.requests,
-            r.blocked,
-            r.flagged,
-            r.allowed,
-            r.bytes_up,
-            r.bytes_down,
-        ] {
-            let _ = write!(out, "<td class=\"n\">{n}</td>");
-        }
-        let _ = writeln!(
-            out,
-            "<td>{}</td><td>{}</td></tr>",
-            escape(&r.first_seen),
-            escape(&r.last_seen)
-        );
-    }
-    out.push_str("</tbody>\n</table>\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
