@@ -225,7 +225,7 @@ impl Cartography {
         self.legal(&mut out, ctx, &dests);
         self.detail(&mut out, lang);
         self.attempts(&mut out, lang);
-        self.operated(&mut out, lang);
+        self.operated(&mut out, ctx);
         self.sources(&mut out, ctx);
         let _ = write!(
             out,
@@ -639,14 +639,15 @@ impl Cartography {
         out.push_str("</section>\n");
     }
 
-    fn operated(&self, out: &mut String, lang: Lang) {
+    fn operated(&self, out: &mut String, ctx: &PageContext<'_>) {
+        let lang = ctx.lang;
         if self.operated_outside.is_empty() {
             return;
         }
         let _ = writeln!(
             out,
             "<section id=\"operated\">\n<h2>{}</h2>\n<table>\n<thead><tr><th>{}</th><th>{}</th><th>AS</th>\
-             <th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead>\n<tbody>",
+             <th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead>\n<tbody>",
             tr(
                 lang,
                 "Dans l’EEE par la localisation, opéré depuis l’extérieur",
@@ -659,6 +660,7 @@ impl Cartography {
             tr(lang, "signalées", "flagged"),
             tr(lang, "bloquées", "blocked"),
             tr(lang, "premier – dernier", "first – last"),
+            tr(lang, "Base légale", "Legal basis"),
         );
         for r in &self.operated_outside {
             let side = if r.side == "upstream" {
@@ -666,10 +668,27 @@ impl Cartography {
             } else {
                 crate::policy::Side::Client
             };
+            // Data exposed to the operator's law is a transfer to its
+            // country: its basis is declared like any other's.
+            let transferred = r.allowed + r.flagged > 0;
+            let basis = match Country::from_code(&r.operator)
+                .and_then(|c| ctx.transparency.and_then(|t| t.declared(c)))
+            {
+                Some(d) => format!("<td>{}</td>", basis_name(d.basis, lang)),
+                None if transferred => format!(
+                    "<td class=\"missing\">{}</td>",
+                    tr(
+                        lang,
+                        "⚠ AUCUNE BASE LÉGALE DÉCLARÉE",
+                        "⚠ NO LEGAL BASIS DECLARED"
+                    )
+                ),
+                None => "<td>–</td>".to_owned(),
+            };
             let _ = writeln!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td>\
-                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{} – {}</td></tr>",
+                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{} – {}</td>{basis}</tr>",
                 side_name(side, lang),
                 esc(&label_name(&r.operator, lang)),
                 r.asn.map_or_else(|| "?".to_owned(), |n| n.to_string()),

@@ -178,10 +178,18 @@ pub fn check_transparency(config: &Config) -> String {
             audit::records(&files, &expect).map_while(|r| r.map_err(|_| whole = false).ok()),
         );
         if whole {
+            // Destinations by location, and operators outside the EEA
+            // that data went through.
             flows = c
                 .transfers
                 .iter()
                 .filter_map(|t| crate::geo::Country::from_code(&t.country))
+                .chain(
+                    c.operated_outside
+                        .iter()
+                        .filter(|o| o.allowed + o.flagged > 0)
+                        .filter_map(|o| crate::geo::Country::from_code(&o.operator)),
+                )
                 .collect();
             flows.sort_by(|a, b| a.as_str().cmp(b.as_str()));
             flows.dedup();

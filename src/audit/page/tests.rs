@@ -276,3 +276,22 @@ proptest::proptest! {
         proptest::prop_assert!(attributes.is_subset(&written), "{:?}", attributes.difference(&written).collect::<Vec<_>>());
     }
 }
+
+/// Storage in the EEA operated from the US exposes the data to US law: the
+/// operated section asks for its basis like any destination.
+#[test]
+fn flows_operated_from_outside_show_their_legal_basis() {
+    let mut r = rec(1, "FR", "flagged");
+    r.upstream_country = Some("DE".into());
+    r.operators.upstream_operator = Some("US".into());
+    r.operators.upstream_asn = Some(16509);
+    r.side = Some("upstream".into());
+    let c = aggregate(std::iter::once(r));
+    assert_eq!(c.operated_outside.len(), 1, "{c:#?}");
+    let html = c.to_page(&ctx(Lang::En, Some(&declared())));
+    assert!(
+        html.contains("<td>United States (US)</td><td class=\"n\">16509</td><td>DE</td>"),
+        "{html}"
+    );
+    assert!(html.contains("<td class=\"missing\">⚠ NO LEGAL BASIS DECLARED</td></tr>"));
+}
