@@ -153,11 +153,14 @@ pub fn transfers(
 
 /// `check`'s warnings about the transfer page (see
 /// [`crate::config::transparency_warnings`]), one per line, with the
-/// destinations measured in the current audit file when it verifies
-/// (rotated segments are the report's business).
+/// destinations measured in the current audit file when `[transparency]`
+/// is configured and the file verifies (rotated segments are the
+/// report's business).
 pub fn check_transparency(config: &Config) -> String {
     let mut flows = Vec::new();
-    if config.audit.enabled && config.audit.path.exists() {
+    // Only for a host that publishes: the trail of one that does not is
+    // not read by `check`.
+    if config.transparency.is_some() && config.audit.enabled && config.audit.path.exists() {
         let files = [config.audit.path.clone()];
         // The current file may follow rotated ones: its chain is checked
         // from its own first record on.

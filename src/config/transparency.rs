@@ -340,7 +340,8 @@ fn body(
 /// admits (`allow_countries`); when `[transparency]` is configured,
 /// `unknown_country = "allow"` and monitor mode (which let transfers
 /// happen to places no basis can be declared for in advance); and, from
-/// `flows`, each country with measured transfers and no declared basis.
+/// `flows` (read only when it is configured), each country with measured
+/// transfers and no declared basis.
 pub fn warnings(config: &super::Config, flows: &[Country]) -> Vec<String> {
     let area = eea();
     let declared = |c: Country| {
