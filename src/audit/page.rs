@@ -233,9 +233,9 @@ impl Cartography {
             tr(
                 lang,
                 "Fond de carte : Natural Earth 1:110m (domaine public), via world-atlas. \
-                 Noms de pays : ISO 3166-1 (iso-codes). Volumes en unités décimales (1 Mo = 10⁶ octets).",
+                 Noms de pays : ISO 3166-1 (i18n-iso-countries). Volumes en unités décimales (1 Mo = 10⁶ octets).",
                 "Base map: Natural Earth 1:110m (public domain), via world-atlas. \
-                 Country names: ISO 3166-1 (iso-codes). Volumes in decimal units (1 MB = 10⁶ bytes).",
+                 Country names: ISO 3166-1 (i18n-iso-countries). Volumes in decimal units (1 MB = 10⁶ bytes).",
             )
         );
         out

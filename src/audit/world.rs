@@ -1,7 +1,7 @@
 //! The data the transfer page draws with, compiled in (no request at run
 //! time): country outlines (Natural Earth 1:110m, public domain, from the
 //! npm package `world-atlas`) and country names in English and French
-//! (Debian's iso-codes), both made once by `scripts/world-map` into
+//! (the npm package `i18n-iso-countries`), both made once by `scripts/world-map` into
 //! `geodata/`.
 
 use crate::geo::Country;
