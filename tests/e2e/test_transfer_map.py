@@ -182,7 +182,7 @@ def traffic(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -190,7 +190,7 @@ def browser():
     os.environ["SE_OFFLINE"] = "true"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    profile = Path(os.environ.get("TMPDIR", "/tmp")) / f"e2e-chromium-{os.getpid()}"
+    profile = tmp_path_factory.mktemp("chromium-profile")  # fresh: no state from a run before
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync",
