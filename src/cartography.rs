@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::audit::operated::Operated;
 use crate::audit::transfers::{Attempt, Cartography, Transfer};
 use crate::geo::{COUNTRY_SLOTS, Country, CountrySet, eea, from_slot, label, slot};
-use crate::policy::{Decision, Side};
+use crate::policy::{Decision, Rule, Side};
 use crate::transfer::{Basis, Fate, Flow, SideFacts, classify};
 
 #[derive(Default)]
@@ -164,12 +164,13 @@ impl LiveCartography {
     }
 
     /// Counts one request refused before the policy judged it, for `side`
-    /// in `country`.
-    pub fn record_refused(&self, side: Side, country: Option<Country>) {
+    /// in `country`, with the client's `rule` of
+    /// [`crate::transfer::refused_rule`].
+    pub fn record_refused(&self, side: Side, country: Option<Country>, rule: Option<Rule>) {
         let facts = SideFacts {
             location: country,
             operator: None,
-            rule: None,
+            rule,
             decision: Decision::Blocked,
         };
         self.record(side, &facts, Fate::Refused, 0, 0);
@@ -460,9 +461,11 @@ mod tests {
     #[test]
     fn refused_requests_are_attempts_never_transfers() {
         let c = LiveCartography::new();
-        c.record_refused(Side::Client, Country::from_code("US"));
-        c.record_refused(Side::Client, Country::from_code("FR"));
-        c.record_refused(Side::Client, None);
+        c.record_refused(Side::Client, Country::from_code("US"), None);
+        c.record_refused(Side::Client, Country::from_code("FR"), None);
+        c.record_refused(Side::Client, None, None);
+        // The host's own client, refused: internal, not an attempt.
+        c.record_refused(Side::Client, None, Some(Rule::AllowNetworks));
         c.record(
             Side::Client,
             &facts("US", Rule::NotInAllowCountries, Decision::Blocked),
@@ -477,5 +480,6 @@ mod tests {
             .map(|r| (r.country, r.blocked, r.refused))
             .collect();
         assert_eq!(summary, [("US", 1, 1), ("unknown", 0, 1)]);
+        assert_eq!(c.internal(), 1);
     }
 }

@@ -155,6 +155,18 @@ pub fn classify(area: &CountrySet, side: Side, facts: &SideFacts, fate: Fate) ->
     }
 }
 
+/// The rule recorded for the client of a request refused before the
+/// policy judged it: `allow_networks` when that network rule (and no
+/// `deny_networks`) covers the address, so the host's own clients (a
+/// health check with the wrong `Host`) are internal, not attempts from
+/// abroad; else none. `policy` is the route's, or the global one before a
+/// route was chosen.
+pub fn refused_rule(policy: &crate::policy::Policy, ip: Option<std::net::IpAddr>) -> Option<Rule> {
+    let ip = ip?;
+    (!policy.deny_networks.contains(ip) && policy.allow_networks.contains(ip))
+        .then_some(Rule::AllowNetworks)
+}
+
 /// The wire name of `rule` in the audit record (`client_rule`,
 /// `upstream_rule`). Public contract.
 pub const fn rule_key(rule: Rule) -> &'static str {

@@ -17,7 +17,7 @@ use crate::audit::{AuditRecord, format_time, identity, object_key};
 use crate::geo::{Country, Operator, label};
 use crate::policy::{Decision, Reason, Rule, Side};
 use crate::snapshot::Snapshot;
-use crate::transfer::{Fate, SideFacts, side_fields};
+use crate::transfer::{Fate, SideFacts, refused_rule, rule_key, side_fields};
 
 /// Most characters of the purpose header kept in a record.
 const MAX_PURPOSE: usize = 256;
@@ -161,7 +161,10 @@ impl RequestEvidence {
                 upstream_asn: self.upstream_operator.and_then(|o| o.asn),
             },
             sides: match self.refused {
-                Some(_) => SideFields::default(),
+                Some(_) => SideFields {
+                    client_rule: self.refused_rule(snap).map(|r| rule_key(r).to_owned()),
+                    ..SideFields::default()
+                },
                 None => side_fields(
                     self.side_facts(Side::Client).as_ref(),
                     self.side_facts(Side::Upstream).as_ref(),
@@ -170,6 +173,16 @@ impl RequestEvidence {
             grant: None,
             prev: String::new(),
         }
+    }
+
+    /// The client's rule on a refusal (see [`refused_rule`]), by the
+    /// route's policy once chosen, else the global one.
+    fn refused_rule(&self, snap: &Snapshot) -> Option<Rule> {
+        let policy = self
+            .route
+            .and_then(|i| snap.routes.get(i))
+            .map_or(&snap.config.policy.policy, |r| &r.spec.policy.policy);
+        refused_rule(policy, self.client.map(|(ip, _)| ip))
     }
 
     /// What happened to the request as a whole, for [`crate::transfer`].
@@ -218,7 +231,11 @@ impl RequestEvidence {
         let route = self.route.and_then(|i| snap.routes.get(i));
         if let Some(refusal) = self.refused {
             // Refused before it was forwarded: no upstream side, no bytes.
-            carto.record_refused(Side::Client, self.client.and_then(|(_, c)| c));
+            carto.record_refused(
+                Side::Client,
+                self.client.and_then(|(_, c)| c),
+                self.refused_rule(snap),
+            );
             snap.evidence
                 .metrics
                 .refused(refusal, route.map(|r| &r.metrics));

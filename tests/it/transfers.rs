@@ -523,13 +523,21 @@ upstreams = ["{origin}"]
         std::time::Duration::from_millis(200),
     )
     .await; // refused
+    // The host's own client refused (a probe with a bad request): internal.
+    raw_exchange(
+        ips::UNMAPPED,
+        proxy.addr(),
+        b"GARBAGE\r\n\r\n",
+        std::time::Duration::from_millis(200),
+    )
+    .await;
     for _ in 0..500 {
-        if proxy.audit_records().len() >= 8 {
+        if proxy.audit_records().len() >= 9 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(proxy.audit_records().len(), 8);
+    assert_eq!(proxy.audit_records().len(), 9);
     (geo, vec![origin, us, internal], proxy)
 }
 
@@ -563,8 +571,8 @@ async fn live_and_report_count_the_same_requests_the_same_way() {
     );
     assert_eq!(rows_of(&live), expected, "{live:#}");
     assert_eq!(rows_of(&report), expected, "{report:#}");
-    assert_eq!(live["internal"], 2, "{live:#}");
-    assert_eq!(report["internal"], 2, "{report:#}");
+    assert_eq!(live["internal"], 3, "{live:#}");
+    assert_eq!(report["internal"], 3, "{report:#}");
     for (l, r) in live["transfers"]
         .as_array()
         .unwrap()
