@@ -139,6 +139,8 @@ fn record() -> AuditRecord {
         unrecorded: None,
         operators: Default::default(),
         policy_change: None,
+        sides: Default::default(),
+        grant: None,
         prev: String::new(),
     }
 }

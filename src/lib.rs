@@ -53,5 +53,6 @@ pub mod refusal;
 pub mod reload;
 pub mod snapshot;
 pub mod tls;
+pub mod transfer;
 pub mod upstream;
 pub mod worker;

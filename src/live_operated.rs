@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::geo::{Country, CountrySet, Operator, eea, from_slot, label};
 use crate::policy::{Decision, Side};
+use crate::transfer::{Basis, Fate, Flow, Ground, SideFacts, classify};
 
 /// Rows kept: distinct (side, operator country, AS) triples.
 pub const SLOTS: usize = 1024;
@@ -101,27 +102,27 @@ impl LiveOperated {
         }
     }
 
-    /// Counts one request's `side`, located in `located` and operated by
-    /// `operator`, if it is inside the EEA by location and outside it by
-    /// operator; anything else is not touched.
+    /// Counts one request's `side` if [`classify`] says it is located
+    /// inside the EEA and operated from outside it (by `operator`, whose AS
+    /// number keys the row); anything else is not touched.
     pub fn record(
         &self,
         side: Side,
-        located: Option<Country>,
+        facts: &SideFacts,
         operator: Option<Operator>,
-        decision: Decision,
+        fate: Fate,
         bytes_up: u64,
         bytes_down: u64,
     ) {
-        let (Some(located), Some(op)) = (located, operator) else {
+        let decision = match classify(&self.eea, side, facts, fate) {
+            Flow::Transfer(Basis::Operator, Ground::Flagged) => Decision::Flagged,
+            Flow::Transfer(Basis::Operator, _) => Decision::Allowed,
+            Flow::Refused(Basis::Operator, _) => Decision::Blocked,
+            _ => return,
+        };
+        let (Some(op_country), Some(op)) = (facts.operator, operator) else {
             return;
         };
-        let Some(op_country) = op.country else {
-            return;
-        };
-        if !self.eea.contains(located) || self.eea.contains(op_country) {
-            return;
-        }
         let k = key(side, op_country, op.asn);
         let Some(cell) = self.claim(k) else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -203,7 +204,8 @@ impl LiveOperated {
     }
 }
 
-fn now_ms() -> u64 {
+/// Unix milliseconds now, at least 1 (0 means "never" in the live tables).
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| {
         u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
     })
@@ -212,6 +214,30 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records like the old signature: a side passed by country, in a
+    /// request whose fate follows `decision`.
+    fn rec(
+        t: &LiveOperated,
+        side: Side,
+        located: Option<Country>,
+        operator: Option<Operator>,
+        decision: Decision,
+        up: u64,
+        down: u64,
+    ) {
+        let facts = SideFacts {
+            location: located,
+            operator: operator.and_then(|o| o.country),
+            rule: Some(crate::policy::Rule::AllowCountries),
+            decision,
+        };
+        let fate = match decision {
+            Decision::Blocked => Fate::Blocked,
+            _ => Fate::Forwarded { grant: false },
+        };
+        t.record(side, &facts, operator, fate, up, down);
+    }
 
     fn op(c: &str, asn: Option<u32>) -> Option<Operator> {
         Some(Operator {
@@ -225,7 +251,8 @@ mod tests {
         let t = LiveOperated::new();
         let fr = Country::from_code("FR");
         let us = Country::from_code("US");
-        t.record(
+        rec(
+            &t,
             Side::Upstream,
             fr,
             op("US", Some(16509)),
@@ -233,7 +260,8 @@ mod tests {
             1,
             2,
         );
-        t.record(
+        rec(
+            &t,
             Side::Upstream,
             fr,
             op("US", Some(16509)),
@@ -241,8 +269,17 @@ mod tests {
             1,
             2,
         );
-        t.record(Side::Upstream, fr, op("US", None), Decision::Allowed, 0, 0);
-        t.record(
+        rec(
+            &t,
+            Side::Upstream,
+            fr,
+            op("US", None),
+            Decision::Allowed,
+            0,
+            0,
+        );
+        rec(
+            &t,
             Side::Client,
             fr,
             op("US", Some(4_294_967_295)),
@@ -251,8 +288,17 @@ mod tests {
             0,
         );
         // Not kept: located outside, operated inside, unknown operator, no database.
-        t.record(Side::Client, us, op("US", Some(1)), Decision::Blocked, 0, 0);
-        t.record(
+        rec(
+            &t,
+            Side::Client,
+            us,
+            op("US", Some(1)),
+            Decision::Blocked,
+            0,
+            0,
+        );
+        rec(
+            &t,
             Side::Client,
             fr,
             op("DE", Some(3320)),
@@ -260,7 +306,8 @@ mod tests {
             0,
             0,
         );
-        t.record(
+        rec(
+            &t,
             Side::Client,
             fr,
             Some(Operator::default()),
@@ -268,7 +315,7 @@ mod tests {
             0,
             0,
         );
-        t.record(Side::Client, fr, None, Decision::Allowed, 0, 0);
+        rec(&t, Side::Client, fr, None, Decision::Allowed, 0, 0);
         let rows: Vec<_> = t
             .rows()
             .into_iter()
@@ -299,7 +346,8 @@ mod tests {
         let t = LiveOperated::new();
         let fr = Country::from_code("FR");
         for asn in 0..(SLOTS as u32 + 5) {
-            t.record(
+            rec(
+                &t,
                 Side::Upstream,
                 fr,
                 op("US", Some(asn)),

@@ -47,7 +47,7 @@ impl Usage {
             r.client_country
         );
         *self.by_route_decision_country.entry(key).or_default() += 1;
-        if let Some(g) = &r.operators.grant {
+        if let Some(g) = &r.grant {
             *self.grants.entry(g.clone()).or_default() += 1;
         }
     }

@@ -4,7 +4,8 @@
 //! route with `required = true`, has an upstream address it may dial:
 //! one route whose storage moved abroad does not take every replica out
 //! of service while the others route), and `/transfers` (the live cartography of
-//! flows outside the EEA, JSON). Bind it to loopback or a management
+//! flows outside the EEA, JSON; `?format=html` for the publishable page,
+//! `&lang=en` in English). Bind it to loopback or a management
 //! network: it tells what the proxy can reach.
 
 use std::convert::Infallible;
@@ -19,6 +20,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::audit::page::{PageContext, Source};
+use crate::audit::world::Lang;
 use crate::preflight::{preflight, process_ready};
 use crate::snapshot::Shared;
 
@@ -78,11 +81,18 @@ async fn handle(
             );
             rsp
         }
+        "/transfers" if page_lang(req.uri().query()).is_some() => {
+            let snap = shared.load();
+            let lang = page_lang(req.uri().query()).unwrap_or_default();
+            html(transfers_page(&snap, lang))
+        }
         "/transfers" => {
             let snap = shared.load();
             let body = serde_json::json!({
                 "area": "EEA",
                 "transfers": snap.evidence.cartography.rows(),
+                "attempts_refused": snap.evidence.cartography.attempts(),
+                "internal": snap.evidence.cartography.internal(),
                 "operated_outside": snap.evidence.operated.rows(),
                 "operated_outside_dropped": snap.evidence.operated.dropped(),
             });
@@ -106,6 +116,49 @@ async fn handle(
         ),
     };
     Ok(rsp)
+}
+
+/// `Some(lang)` when the query asks for the page: `format=html`, with
+/// `lang=en` or `lang=fr` (the default).
+fn page_lang(query: Option<&str>) -> Option<Lang> {
+    let pairs = || {
+        query
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+    };
+    pairs().any(|(k, v)| k == "format" && v == "html").then(|| {
+        pairs()
+            .find(|(k, _)| *k == "lang")
+            .and_then(|(_, v)| Lang::parse(v))
+            .unwrap_or_default()
+    })
+}
+
+/// The page of [`crate::audit::page`] from the live cartography.
+fn transfers_page(snap: &crate::snapshot::Snapshot, lang: Lang) -> String {
+    let ev = &snap.evidence;
+    ev.cartography
+        .to_cartography(&ev.operated)
+        .to_page(&PageContext {
+            lang,
+            transparency: snap.config.transparency.as_ref(),
+            generated: crate::audit::format_time(std::time::SystemTime::now()),
+            since: None,
+            until: None,
+            source: Source::Live {
+                policy_version: snap.policy_version.clone(),
+            },
+        })
+}
+
+fn html(body: String) -> Response<Full<Bytes>> {
+    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+    rsp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    rsp
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

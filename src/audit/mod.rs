@@ -24,12 +24,15 @@ pub mod chain;
 pub mod checkpoint;
 pub mod fields;
 pub mod operated;
+pub mod page;
 pub mod progress;
 pub mod record;
 mod report;
 pub mod rotate;
+pub mod sides;
 pub mod transfers;
 pub mod verify;
+pub mod world;
 pub mod writer;
 
 use std::path::PathBuf;

@@ -8,8 +8,10 @@
 //!
 //! Like the rest of the cartography, the area is the EEA, not the configured
 //! `operator_countries`: the report says where the operators are, whatever
-//! the policy allowed. Each request counts once per row, with the outcome of
-//! its side as in [`super::transfers`].
+//! the policy allowed. Each request counts once per row, as
+//! [`crate::transfer::classify`] says: `blocked` for an attempt refused,
+//! `flagged`, or `allowed` (by the policy or a grant); a side admitted by a
+//! network rule is not listed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,8 +19,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::record::AuditRecord;
-use crate::geo::{Country, CountrySet, eea};
+use super::sides::{record_fate, record_side};
+use crate::geo::{CountrySet, eea};
 use crate::policy::{Decision, Side};
+use crate::transfer::{Basis, Flow, Ground, classify};
 
 /// Requests whose `side` was located inside the EEA and operated from
 /// `operator` (and `asn`, when known), outside it.
@@ -58,32 +62,28 @@ pub(super) struct OperatedRows {
 }
 
 impl OperatedRows {
-    /// Adds `record` to the rows of each side it qualifies for.
+    /// Adds `record` to the rows of each side [`classify`] says is inside
+    /// the EEA by location and outside it by operator.
     pub(super) fn add(&mut self, area: &CountrySet, record: &AuditRecord) {
-        let ops = &record.operators;
-        for (side, located, operator, asn) in [
-            (
-                Side::Client,
-                Some(record.client_country.as_str()),
-                ops.client_operator.as_deref(),
-                ops.client_asn,
-            ),
-            (
-                Side::Upstream,
-                record.upstream_country.as_deref(),
-                ops.upstream_operator.as_deref(),
-                ops.upstream_asn,
-            ),
-        ] {
-            let inside = |c: Option<&str>| -> Option<Option<Country>> {
-                let c = Country::from_code(c?)?;
-                Some(area.contains(c).then_some(c))
-            };
-            let (Some(Some(located)), Some(None)) = (inside(located), inside(operator)) else {
+        let Some(fate) = record_fate(record) else {
+            return;
+        };
+        for side in [Side::Client, Side::Upstream] {
+            let Some(facts) = record_side(record, side) else {
                 continue;
             };
-            let Some(operator) = operator.and_then(Country::from_code) else {
+            let outcome = match classify(area, side, &facts, fate) {
+                Flow::Transfer(Basis::Operator, Ground::Flagged) => Decision::Flagged,
+                Flow::Transfer(Basis::Operator, _) => Decision::Allowed,
+                Flow::Refused(Basis::Operator, _) => Decision::Blocked,
+                _ => continue,
+            };
+            let (Some(located), Some(operator)) = (facts.location, facts.operator) else {
                 continue;
+            };
+            let asn = match side {
+                Side::Client => record.operators.client_asn,
+                Side::Upstream => record.operators.upstream_asn,
             };
             let key = (side == Side::Upstream, operator.as_str().to_owned(), asn);
             let row = self.rows.entry(key).or_insert_with(|| Operated {
@@ -101,11 +101,10 @@ impl OperatedRows {
                 last_seen: record.time.clone(),
             });
             row.requests += 1;
-            match side_outcome(record, side) {
-                Some(Decision::Blocked) => row.blocked += 1,
-                Some(Decision::Flagged) => row.flagged += 1,
-                Some(Decision::Allowed) => row.allowed += 1,
-                None => {}
+            match outcome {
+                Decision::Blocked => row.blocked += 1,
+                Decision::Flagged => row.flagged += 1,
+                Decision::Allowed => row.allowed += 1,
             }
             let located = located.as_str().to_owned();
             if let Err(at) = row.located.binary_search(&located) {
@@ -139,18 +138,6 @@ impl OperatedRows {
 /// A fresh aggregation over the EEA.
 pub(super) fn rows() -> (CountrySet, OperatedRows) {
     (eea(), OperatedRows::default())
-}
-
-/// The outcome of `side` in `record`: the record's decision when it names
-/// this side, else allowed; `None` for an unknown decision.
-fn side_outcome(record: &AuditRecord, side: Side) -> Option<Decision> {
-    let decision = [Decision::Allowed, Decision::Blocked, Decision::Flagged]
-        .into_iter()
-        .find(|d| d.as_str() == record.decision)?;
-    Some(match record.side.as_deref() {
-        Some(s) if s != side.as_str() => Decision::Allowed,
-        _ => decision,
-    })
 }
 
 /// The section title, in every rendering.
@@ -187,47 +174,6 @@ pub fn to_markdown(rows: &[Operated], escape: impl Fn(&str) -> String) -> String
             escape(&r.last_seen),
         );
     }
-    out
-}
-
-/// The HTML section, empty when there is no row.
-pub fn to_html(rows: &[Operated], escape: impl Fn(&str) -> String) -> String {
-    if rows.is_empty() {
-        return String::new();
-    }
-    let mut out = format!(
-        "<h2>{TITLE}</h2>\n<table>\n<thead><tr><th>side</th><th>operator</th><th>AS</th>\
-         <th>located</th><th>requests</th><th>blocked</th><th>flagged</th><th>allowed</th>\
-         <th>bytes up</th><th>bytes down</th><th>first seen</th><th>last seen</th></tr></thead>\n<tbody>\n"
-    );
-    for r in rows {
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td>",
-            r.side,
-            escape(&r.operator),
-            r.asn
-                .map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
-            escape(&r.located.join(" "))
-        );
-        for n in [
-            r.requests,
-            r.blocked,
-            r.flagged,
-            r.allowed,
-            r.bytes_up,
-            r.bytes_down,
-        ] {
-            let _ = write!(out, "<td class=\"n\">{n}</td>");
-        }
-        let _ = writeln!(
-            out,
-            "<td>{}</td><td>{}</td></tr>",
-            escape(&r.first_seen),
-            escape(&r.last_seen)
-        );
-    }
-    out.push_str("</tbody>\n</table>\n");
     out
 }
 

@@ -83,6 +83,15 @@ pub struct AuditRecord {
     /// policy version, before any request decided under the new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_change: Option<PolicyChange>,
+    /// Each side's own decision and the rule that decided it, so the
+    /// cartography can tell the host's own networks from transfers and
+    /// count a request flagged on both sides on both (see
+    /// [`crate::transfer`]). Absent on refusals and in older records.
+    #[serde(flatten)]
+    pub sides: SideFields,
+    /// The id of the grant that admitted the client (SPEC §9), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
     /// Hex SHA-256 of the previous record's hashed bytes; 64 `0`s for the
     /// first record of a chain. Set by [`super::Chain::seal`].
     pub prev: String,
@@ -142,6 +151,8 @@ impl AuditRecord {
             unrecorded: None,
             operators: OperatorFields::default(),
             policy_change: Some(change),
+            sides: SideFields::default(),
+            grant: None,
             prev: String::new(),
         }
     }
@@ -166,11 +177,25 @@ pub struct OperatorFields {
     /// The upstream's operator AS number, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_asn: Option<u32>,
-    /// The id of the signed grant that admitted a client the policy
-    /// refused (SPEC §9); absent otherwise. Kept in this flattened group so
-    /// records without a grant are unchanged.
+}
+
+/// The per-side fields of an [`AuditRecord`], each absent when that side
+/// was not judged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideFields {
+    /// The client side's decision: `allowed`, `blocked` or `flagged`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grant: Option<String>,
+    pub client_decision: Option<String>,
+    /// The rule that decided the client side, by
+    /// [`crate::transfer::rule_key`] (e.g. `allow_networks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_rule: Option<String>,
+    /// The upstream side's decision, when an upstream address was judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_decision: Option<String>,
+    /// The rule that decided the upstream side, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_rule: Option<String>,
 }
 
 /// The latest time [`format_time`] writes: 9999-12-31T23:59:59.999Z.
@@ -265,6 +290,8 @@ pub(crate) fn example(n: u64) -> AuditRecord {
         unrecorded: None,
         operators: Default::default(),
         policy_change: None,
+        sides: Default::default(),
+        grant: None,
         prev: String::new(),
     }
 }
@@ -366,6 +393,8 @@ mod tests {
             unrecorded: None,
             operators: Default::default(),
             policy_change: None,
+            sides: Default::default(),
+            grant: None,
             prev: "p".into(),
         };
         assert_eq!(

@@ -1,6 +1,5 @@
-//! The renderings of a [`Cartography`]: a Markdown table, a JSON document,
-//! and one self-contained HTML page (inline CSS and SVG, no script, no
-//! external reference) that can be published or attached as it is.
+//! The renderings of a [`Cartography`] for tools and reviewers: a Markdown
+//! document and a JSON one. The page to publish is [`super::page`].
 //!
 //! Every string in a cartography comes from audit files, which whoever
 //! could write them may have crafted: the Markdown and HTML renderings
@@ -9,26 +8,16 @@
 use std::fmt::Write as _;
 
 use super::operated;
-use super::transfers::{Cartography, Transfer};
+use super::transfers::Cartography;
 
 const TITLE: &str = "Transfers outside the EEA";
 const NOTHING: &str = "No transfer outside the EEA was recorded.";
-const ALLOWED_NOTE_MD: &str = "A request counts as *allowed* when that side passed the policy \
-     although outside the EEA: an override such as `allow_countries = [\"EEA\", \"CH\"]`, \
-     `allow_networks` or `unknown_country = \"allow\"`, or only the other side was blocked or flagged.";
-const ALLOWED_NOTE_HTML: &str = "A request counts as <em>allowed</em> when that side passed the \
-     policy although outside the EEA: an override such as \
-     <code>allow_countries = [&quot;EEA&quot;, &quot;CH&quot;]</code>, <code>allow_networks</code> \
-     or <code>unknown_country = &quot;allow&quot;</code>, or only the other side was blocked or \
-     flagged.";
-
-/// Bar colours, in stacking order: blocked, flagged, allowed, refused.
-const SEGMENTS: [(&str, &str); 4] = [
-    ("blocked", "#c0392b"),
-    ("flagged", "#e08e0b"),
-    ("allowed", "#2e86c1"),
-    ("refused", "#7f8c8d"),
-];
+const ALLOWED_NOTE_MD: &str = "A transfer is a request forwarded to the storage with a side outside \
+     the EEA: allowed by an override such as `allow_countries = [\"EEA\", \"CH\"]` or \
+     `unknown_country = \"allow\"`, by a grant, or flagged in monitor mode. Addresses admitted by \
+     `allow_networks` (the host's own networks) are never transfers; blocked and refused requests \
+     exchanged nothing and are listed apart.";
+const ATTEMPTS_TITLE: &str = "Attempts refused";
 
 impl Cartography {
     /// A Markdown document: title, period, table (or a sentence saying no
@@ -41,24 +30,24 @@ impl Cartography {
             if let Some(s) = self.unrecorded_sentence() {
                 let _ = writeln!(out, "\n{s}");
             }
+            self.attempts_markdown(&mut out);
             out.push_str(&operated::to_markdown(&self.operated_outside, md));
             return out;
         }
         out.push_str(
-            "| side | country | requests | blocked | flagged | allowed | refused | bytes up | bytes down | identities | first seen | last seen |\n\
-             |---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n",
+            "| side | country | requests | by override | by grant | flagged | bytes up | bytes down | identities | first seen | last seen |\n\
+             |---|---|--:|--:|--:|--:|--:|--:|--:|---|---|\n",
         );
         for t in &self.transfers {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 t.side.as_str(),
                 md(&t.country),
                 t.requests,
-                t.blocked,
+                t.allowed_by_override,
+                t.allowed_by_grant,
                 t.flagged,
-                t.allowed,
-                t.refused,
                 t.bytes_up,
                 t.bytes_down,
                 t.identities,
@@ -70,8 +59,35 @@ impl Cartography {
         if let Some(s) = self.unrecorded_sentence() {
             let _ = writeln!(out, "\n{s}");
         }
+        self.attempts_markdown(&mut out);
         out.push_str(&operated::to_markdown(&self.operated_outside, md));
         out
+    }
+
+    fn attempts_markdown(&self, out: &mut String) {
+        if self.attempts_refused.is_empty() {
+            return;
+        }
+        let _ = write!(
+            out,
+            "\n## {ATTEMPTS_TITLE}\n\nRequests with a side outside the EEA that exchanged nothing \
+             with the storage.\n\n\
+             | side | country | blocked | refused | identities | first seen | last seen |\n\
+             |---|---|--:|--:|--:|---|---|\n"
+        );
+        for a in &self.attempts_refused {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                a.side.as_str(),
+                md(&a.country),
+                a.blocked,
+                a.refused,
+                a.identities,
+                md(&a.first_seen),
+                md(&a.last_seen),
+            );
+        }
     }
 
     /// The cartography as pretty-printed JSON, ending with a newline. Field
@@ -83,37 +99,71 @@ impl Cartography {
         out
     }
 
-    /// One self-contained HTML page: title, period, table and an inline SVG
-    /// bar chart of requests per side and country, blocked, flagged and
-    /// allowed stacked, with a legend.
-    pub fn to_html(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let _ = write!(
-            out,
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-             <title>{TITLE}</title>\n<style>\n\
-             body{{font-family:system-ui,sans-serif;color:#1d1d1d;margin:2rem auto;max-width:72rem;padding:0 1rem}}\n\
-             table{{border-collapse:collapse;margin:1rem 0}}\n\
-             th,td{{border:1px solid #c8c8c8;padding:.3rem .6rem;text-align:left}}\n\
-             th{{background:#f0f0f0}}\n\
-             td.n{{text-align:right;font-variant-numeric:tabular-nums}}\n\
-             svg{{font:12px system-ui,sans-serif;max-width:100%;height:auto}}\n\
-             </style>\n</head>\n<body>\n<h1>{TITLE}</h1>\n<p>{}</p>\n",
-            html(&self.period()),
-        );
-        if self.transfers.is_empty() {
-            let _ = writeln!(out, "<p>{NOTHING}</p>");
-        } else {
-            self.html_table(&mut out);
-            let _ = writeln!(out, "<p>{ALLOWED_NOTE_HTML}</p>");
-            self.svg_chart(&mut out);
+    /// The Markdown section of the `[transparency]` declarations beside
+    /// the transfers, per destination country: the declared legal basis,
+    /// or a loud line when none is; empty when there is neither a
+    /// declaration nor a transfer.
+    pub fn legal_markdown(&self, t: Option<&crate::config::Transparency>) -> String {
+        use crate::audit::page::basis_name;
+        use crate::audit::world::Lang;
+        if t.is_none() && self.transfers.is_empty() {
+            return String::new();
         }
-        if let Some(s) = self.unrecorded_sentence() {
-            let _ = writeln!(out, "<p>{s}</p>");
+        let mut out = String::from("\n## Legal bases of the transfers\n\n");
+        match t {
+            Some(t) => {
+                let _ = writeln!(
+                    out,
+                    "Published by {}; HDS certificate: {}; contact: {}.\n",
+                    md(&t.entity),
+                    md(&t.certificate),
+                    md(&t.contact)
+                );
+            }
+            None => out.push_str("**No [transparency] declaration**: the hosting entity, its HDS certificate, the contact and the legal bases are not given.\n\n"),
         }
-        out.push_str(&operated::to_html(&self.operated_outside, html));
-        out.push_str("</body>\n</html>\n");
+        let mut countries: Vec<&str> = self.transfers.iter().map(|x| x.country.as_str()).collect();
+        countries.sort_unstable();
+        countries.dedup();
+        if countries.is_empty() {
+            return out;
+        }
+        out.push_str("| country | transfers | legal basis | recipients | purposes | data categories |\n|---|--:|---|---|---|---|\n");
+        for c in countries {
+            let n: u64 = self
+                .transfers
+                .iter()
+                .filter(|x| x.country == c)
+                .map(|x| x.requests)
+                .sum();
+            let declared =
+                crate::geo::Country::from_code(c).and_then(|code| t.and_then(|t| t.declared(code)));
+            match declared {
+                Some(d) => {
+                    let basis = if d.basis_detail.is_empty() {
+                        basis_name(d.basis, Lang::En).to_owned()
+                    } else {
+                        format!("{}: {}", basis_name(d.basis, Lang::En), d.basis_detail)
+                    };
+                    let _ = writeln!(
+                        out,
+                        "| {} | {n} | {} | {} | {} | {} |",
+                        md(c),
+                        md(&basis),
+                        md(&d.recipients),
+                        md(&d.purposes),
+                        md(&d.data)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "| {} | {n} | **NO LEGAL BASIS DECLARED** | | | |",
+                        md(c)
+                    );
+                }
+            }
+        }
         out
     }
 
@@ -142,106 +192,6 @@ impl Cartography {
             _ => "No audit record was read.".to_owned(),
         }
     }
-
-    fn html_table(&self, out: &mut String) {
-        out.push_str(
-            "<table>\n<thead><tr><th>side</th><th>country</th><th>requests</th><th>blocked</th>\
-             <th>flagged</th><th>allowed</th><th>refused</th><th>bytes up</th><th>bytes down</th>\
-             <th>identities</th><th>first seen</th><th>last seen</th></tr></thead>\n<tbody>\n",
-        );
-        for t in &self.transfers {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td>",
-                t.side.as_str(),
-                html(&t.country)
-            );
-            for n in [
-                t.requests,
-                t.blocked,
-                t.flagged,
-                t.allowed,
-                t.refused,
-                t.bytes_up,
-                t.bytes_down,
-                t.identities,
-            ] {
-                let _ = write!(out, "<td class=\"n\">{n}</td>");
-            }
-            let _ = writeln!(
-                out,
-                "<td>{}</td><td>{}</td></tr>",
-                html(&t.first_seen),
-                html(&t.last_seen)
-            );
-        }
-        out.push_str("</tbody>\n</table>\n");
-    }
-
-    fn svg_chart(&self, out: &mut String) {
-        const LABEL_W: f64 = 150.0;
-        const BAR_W: f64 = 480.0;
-        const ROW_H: usize = 22;
-        const TOP: usize = 30;
-        let max = self.transfers.iter().map(|t| t.requests).max().unwrap_or(0);
-        let scale = if max == 0 { 0.0 } else { BAR_W / max as f64 };
-        let height = TOP + ROW_H * self.transfers.len();
-        let _ = writeln!(
-            out,
-            "<svg width=\"{w}\" height=\"{height}\" viewBox=\"0 0 {w} {height}\" role=\"img\" \
-             aria-label=\"requests per side and country outside the EEA\">",
-            w = LABEL_W + BAR_W + 60.0,
-        );
-        for (i, (name, colour)) in SEGMENTS.iter().enumerate() {
-            let x = LABEL_W + 100.0 * i as f64;
-            let _ = writeln!(
-                out,
-                "<rect x=\"{x}\" y=\"4\" width=\"12\" height=\"12\" fill=\"{colour}\"/>\
-                 <text x=\"{}\" y=\"14\">{name}</text>",
-                x + 16.0
-            );
-        }
-        for (i, t) in self.transfers.iter().enumerate() {
-            let y = TOP + ROW_H * i;
-            let label = html(&format!("{} {}", t.side.as_str(), t.country));
-            let _ = writeln!(
-                out,
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>",
-                LABEL_W - 8.0,
-                y + 13
-            );
-            let mut x = LABEL_W;
-            for ((name, colour), n) in SEGMENTS.iter().zip(segments(t)) {
-                if n == 0 {
-                    continue;
-                }
-                let w = n as f64 * scale;
-                let _ = writeln!(
-                    out,
-                    "<rect x=\"{x:.1}\" y=\"{y}\" width=\"{w:.1}\" height=\"16\" fill=\"{colour}\">\
-                     <title>{label}: {n} {name}</title></rect>"
-                );
-                x += w;
-            }
-            let _ = writeln!(
-                out,
-                "<text x=\"{:.1}\" y=\"{}\">{}</text>",
-                x + 6.0,
-                y + 13,
-                t.requests
-            );
-        }
-        out.push_str("</svg>\n");
-    }
-}
-
-fn segments(t: &Transfer) -> [u64; 4] {
-    [t.blocked, t.flagged, t.allowed, t.refused]
-}
-
-/// Escapes text for HTML element content and quoted attribute values.
-fn html(s: &str) -> String {
-    crate::markup::escape(s)
 }
 
 /// Escapes text for a Markdown table cell: the characters that would start

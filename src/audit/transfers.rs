@@ -1,29 +1,22 @@
 //! The cartography of transfers outside the EEA (SPEC §1, HDS): from audit
-//! records, one row per side and country outside the EEA, with what
-//! happened to those requests, rendered by [`Cartography::to_markdown`],
-//! [`Cartography::to_json`] and [`Cartography::to_html`].
+//! records, one row per side and country outside the EEA where data was
+//! exchanged (the transfers), and apart from them the attempts refused,
+//! rendered by [`Cartography::to_markdown`], [`Cartography::to_json`] and
+//! [`Cartography::to_html`].
 //!
-//! A side is *outside* when its country is `unknown`, is not a valid ISO
-//! code, or is not in [`crate::geo::eea`]. This is the EEA, not the
-//! configured allowed area: the report says where data went, whatever the
-//! policy allowed. Per row, each request counts once, as
-//!
-//! - `blocked` / `flagged`: the record's decision, when the record names
-//!   this side (or names no side, which a well-formed record never does);
-//! - `allowed`: this side passed the policy although outside the EEA (an
-//!   override such as `allow_countries = ["EEA", "CH"]`, `allow_networks`,
-//!   or `unknown_country = "allow"`), including when the *other* side was
-//!   blocked or flagged. A record names one side: in monitor mode, a request
-//!   flagged for its client and sent to an upstream outside the EEA counts as
-//!   `allowed` on the upstream row;
-//! - `refused`: decision `refused`, turned away before the policy judged it
-//!   (CONNECT, a bad `Host`, no route, a refusal by the HTTP layer): never
-//!   allowed, and never on an upstream row (nothing was forwarded).
+//! What each side of each record counts as is decided by
+//! [`crate::transfer::classify`], the rule the live `/transfers` applies
+//! too: sides admitted by a network rule are internal, never transfers;
+//! a forwarded request counts once per side outside the area, allowed by
+//! an override, by a grant, or flagged; a blocked or refused request is an
+//! attempt refused, once per side outside the area. A side whose country
+//! is not a valid ISO code is outside, its row labelled with the record's
+//! value verbatim (escape it before display).
 //!
 //! A summary record (field `unrecorded`: refusals by the HTTP layer counted
 //! but not recorded one by one) adds its count to `unrecorded_refusals`,
 //! not to a row: their countries are not in the trail. A record with a
-//! decision other than the four is counted in `requests` only, so the
+//! decision other than the four is counted in `records` only, so the
 //! difference shows.
 
 use std::collections::{BTreeMap, HashSet};
@@ -31,9 +24,10 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Serialize, Serializer};
 
 use super::record::AuditRecord;
-use crate::geo::{Country, CountrySet, eea};
-use crate::policy::{Decision, Side};
-use crate::refusal::REFUSED;
+use super::sides::{record_fate, record_side};
+use crate::geo::eea;
+use crate::policy::Side;
+use crate::transfer::{Basis, Flow, classify};
 
 /// Transfers outside the EEA, aggregated from audit records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,17 +41,39 @@ pub struct Cartography {
     /// Refusals by the HTTP layer that summary records count without a
     /// record each (over `audit.protocol_error_records`).
     pub unrecorded_refusals: u64,
-    /// One row per side and country outside the EEA: by side (client
-    /// first), then requests (most first), then country.
+    /// Sides admitted by a network rule (`allow_networks`): the host's own
+    /// networks, never transfers.
+    pub internal: u64,
+    /// One row per side and country outside the EEA where data was
+    /// exchanged: by side (client first), then requests (most first), then
+    /// country.
     pub transfers: Vec<Transfer>,
+    /// One row per side and country outside the EEA of requests blocked or
+    /// refused: nothing was exchanged. Same order.
+    pub attempts_refused: Vec<Attempt>,
     /// Inside the EEA by location, operated from outside it (SPEC §11):
     /// one row per side, operator country and AS. Absent from JSON when
     /// empty (no operator database, or nothing to report).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub operated_outside: Vec<super::operated::Operated>,
+    /// The policy versions the records carry, in order of first use.
+    pub policy_versions: Vec<PolicyVersion>,
 }
 
-/// The requests whose `side` was in `country`, outside the EEA.
+/// One policy version over the period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyVersion {
+    /// The record's `policy_version`.
+    pub version: String,
+    /// Records carrying it.
+    pub records: u64,
+    /// The earliest record `time` carrying it.
+    pub first_seen: String,
+    /// The latest record `time` carrying it.
+    pub last_seen: String,
+}
+
+/// The requests forwarded with `side` in `country`, outside the EEA.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Transfer {
     /// `client` or `upstream`.
@@ -66,18 +82,15 @@ pub struct Transfer {
     /// ISO code (upper case), `unknown`, or the record's value verbatim if
     /// it is neither (escape it before display).
     pub country: String,
-    /// Requests with this side in this country.
+    /// Requests forwarded with this side in this country.
     pub requests: u64,
-    /// Of which blocked on this side.
-    pub blocked: u64,
-    /// Of which flagged on this side (monitor mode).
+    /// Of which this side was allowed by an override of the EEA default
+    /// (`allow_countries = ["EEA", "CH"]`, `unknown_country = "allow"`).
+    pub allowed_by_override: u64,
+    /// Of which a grant admitted this (client) side.
+    pub allowed_by_grant: u64,
+    /// Of which this side was flagged (monitor mode).
     pub flagged: u64,
-    /// Of which this side passed the policy (see the module doc); named
-    /// `allowed_by_override` in JSON, as in the live `/transfers`.
-    #[serde(rename = "allowed_by_override")]
-    pub allowed: u64,
-    /// Of which refused before the policy judged them.
-    pub refused: u64,
     /// Request body bytes forwarded upstream, summed.
     pub bytes_up: u64,
     /// Response body bytes sent to the client, summed.
@@ -90,21 +103,81 @@ pub struct Transfer {
     pub last_seen: String,
 }
 
+/// The requests with `side` in `country`, outside the EEA, that exchanged
+/// nothing with the storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// `client` or `upstream`.
+    #[serde(serialize_with = "side_str")]
+    pub side: Side,
+    /// As in [`Transfer::country`].
+    pub country: String,
+    /// Blocked by the policy.
+    pub blocked: u64,
+    /// Refused before the policy judged them (CONNECT, a bad `Host`, no
+    /// route, a refusal by the HTTP layer).
+    pub refused: u64,
+    /// Distinct `identity` values.
+    pub identities: u64,
+    /// The earliest record `time`.
+    pub first_seen: String,
+    /// The latest record `time`.
+    pub last_seen: String,
+}
+
 fn side_str<S: Serializer>(side: &Side, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(side.as_str())
 }
 
+/// A row being aggregated: counts, bytes, identities, times.
+struct Row {
+    counts: [u64; 3],
+    bytes: (u64, u64),
+    identities: HashSet<String>,
+    first: String,
+    last: String,
+}
+
+impl Row {
+    fn new(time: &str) -> Self {
+        Self {
+            counts: [0; 3],
+            bytes: (0, 0),
+            identities: HashSet::new(),
+            first: time.to_owned(),
+            last: time.to_owned(),
+        }
+    }
+
+    fn add(&mut self, i: usize, record: &AuditRecord) {
+        self.counts[i] += 1;
+        self.bytes.0 = self.bytes.0.saturating_add(record.bytes_up);
+        self.bytes.1 = self.bytes.1.saturating_add(record.bytes_down);
+        widen_row(&mut self.first, &mut self.last, &record.time);
+        if !self.identities.contains(&record.identity) {
+            self.identities.insert(record.identity.clone());
+        }
+    }
+}
+
+type Rows = BTreeMap<(bool, String), Row>;
+
 /// Aggregates `records` (in any order) into the cartography.
 pub fn aggregate(records: impl Iterator<Item = AuditRecord>) -> Cartography {
     let area = eea();
-    let mut rows: BTreeMap<(bool, String), Row> = BTreeMap::new();
+    let mut transfers = Rows::new();
+    let mut attempts = Rows::new();
+    let mut versions: Vec<PolicyVersion> = Vec::new();
     let mut cartography = Cartography {
         records: 0,
         from: None,
         to: None,
         unrecorded_refusals: 0,
+        internal: 0,
         transfers: Vec::new(),
+        attempts_refused: Vec::new(),
         operated_outside: Vec::new(),
+        policy_versions: Vec::new(),
     };
     let (operator_area, mut operated) = super::operated::rows();
     for record in records {
@@ -113,60 +186,119 @@ pub fn aggregate(records: impl Iterator<Item = AuditRecord>) -> Cartography {
             continue;
         }
         cartography.records += 1;
-        operated.add(&operator_area, &record);
         widen(&mut cartography.from, &mut cartography.to, &record.time);
+        note_version(&mut versions, &record);
         if let Some(n) = record.unrecorded {
             cartography.unrecorded_refusals = cartography.unrecorded_refusals.saturating_add(n);
             continue;
         }
+        operated.add(&operator_area, &record);
+        let Some(fate) = record_fate(&record) else {
+            continue;
+        };
         for side in [Side::Client, Side::Upstream] {
-            let country = match side {
-                Side::Client => Some(record.client_country.as_str()),
-                Side::Upstream => record.upstream_country.as_deref(),
-            };
-            let Some(country) = country.and_then(|c| outside(&area, c)) else {
+            let Some(facts) = record_side(&record, side) else {
                 continue;
             };
-            let key = (side == Side::Upstream, country);
-            let row = rows.entry(key).or_insert_with_key(|(_, country)| Row {
-                transfer: Transfer {
-                    side,
-                    country: country.clone(),
-                    requests: 0,
-                    blocked: 0,
-                    flagged: 0,
-                    allowed: 0,
-                    refused: 0,
-                    bytes_up: 0,
-                    bytes_down: 0,
-                    identities: 0,
-                    first_seen: record.time.clone(),
-                    last_seen: record.time.clone(),
-                },
-                identities: HashSet::new(),
-            });
-            row.add(&record, side);
+            let (rows, i) = match classify(&area, side, &facts, fate) {
+                Flow::Internal => {
+                    cartography.internal += 1;
+                    continue;
+                }
+                Flow::Inside
+                | Flow::Transfer(Basis::Operator, _)
+                | Flow::Refused(Basis::Operator, _) => {
+                    continue;
+                }
+                Flow::Transfer(Basis::Location, g) => (&mut transfers, g.index()),
+                Flow::Refused(Basis::Location, r) => (&mut attempts, r.index()),
+            };
+            let label = row_label(&record, side, facts.location);
+            rows.entry((side == Side::Upstream, label))
+                .or_insert_with(|| Row::new(&record.time))
+                .add(i, &record);
         }
     }
-    let mut transfers: Vec<Transfer> = rows.into_values().map(Row::finish).collect();
-    transfers.sort_by(|a, b| {
+    cartography.transfers = transfers
+        .into_iter()
+        .map(|((upstream, country), r)| Transfer {
+            side: side_of(upstream),
+            country,
+            requests: r.counts.iter().sum(),
+            allowed_by_override: r.counts[0],
+            allowed_by_grant: r.counts[1],
+            flagged: r.counts[2],
+            bytes_up: r.bytes.0,
+            bytes_down: r.bytes.1,
+            identities: r.identities.len() as u64,
+            first_seen: r.first,
+            last_seen: r.last,
+        })
+        .collect();
+    cartography.transfers.sort_by(|a, b| {
         (a.side == Side::Upstream)
             .cmp(&(b.side == Side::Upstream))
             .then(b.requests.cmp(&a.requests))
             .then_with(|| a.country.cmp(&b.country))
     });
-    cartography.transfers = transfers;
+    cartography.attempts_refused = attempts
+        .into_iter()
+        .map(|((upstream, country), r)| Attempt {
+            side: side_of(upstream),
+            country,
+            blocked: r.counts[0],
+            refused: r.counts[1],
+            identities: r.identities.len() as u64,
+            first_seen: r.first,
+            last_seen: r.last,
+        })
+        .collect();
+    cartography.attempts_refused.sort_by(|a, b| {
+        (a.side == Side::Upstream)
+            .cmp(&(b.side == Side::Upstream))
+            .then((b.blocked + b.refused).cmp(&(a.blocked + a.refused)))
+            .then_with(|| a.country.cmp(&b.country))
+    });
     cartography.operated_outside = operated.finish();
+    cartography.policy_versions = versions;
     cartography
 }
 
-/// The row label of `country` if it is outside `area`, else `None`.
-fn outside(area: &CountrySet, country: &str) -> Option<String> {
-    match Country::from_code(country) {
-        Some(c) if area.contains(c) => None,
-        // Upper-case, so `us` and `US` are one row.
-        Some(c) => Some(c.as_str().to_owned()),
-        None => Some(country.to_owned()),
+const fn side_of(upstream: bool) -> Side {
+    if upstream {
+        Side::Upstream
+    } else {
+        Side::Client
+    }
+}
+
+/// The row label of `side`: its ISO code upper-cased (so `us` and `US` are
+/// one row), else the record's value verbatim.
+fn row_label(record: &AuditRecord, side: Side, location: Option<crate::geo::Country>) -> String {
+    if let Some(c) = location {
+        return c.as_str().to_owned();
+    }
+    match side {
+        Side::Client => record.client_country.clone(),
+        Side::Upstream => record.upstream_country.clone().unwrap_or_default(),
+    }
+}
+
+fn note_version(versions: &mut Vec<PolicyVersion>, record: &AuditRecord) {
+    match versions
+        .iter_mut()
+        .find(|v| v.version == record.policy_version)
+    {
+        Some(v) => {
+            v.records += 1;
+            widen_row(&mut v.first_seen, &mut v.last_seen, &record.time);
+        }
+        None => versions.push(PolicyVersion {
+            version: record.policy_version.clone(),
+            records: 1,
+            first_seen: record.time.clone(),
+            last_seen: record.time.clone(),
+        }),
     }
 }
 
@@ -179,69 +311,13 @@ fn widen(from: &mut Option<String>, to: &mut Option<String>, time: &str) {
     }
 }
 
-/// A row being aggregated.
-struct Row {
-    transfer: Transfer,
-    identities: HashSet<String>,
-}
-
-impl Row {
-    fn add(&mut self, record: &AuditRecord, side: Side) {
-        let t = &mut self.transfer;
-        t.requests += 1;
-        match outcome(record, side) {
-            Some(Outcome::Decided(Decision::Blocked)) => t.blocked += 1,
-            Some(Outcome::Decided(Decision::Flagged)) => t.flagged += 1,
-            Some(Outcome::Decided(Decision::Allowed)) => t.allowed += 1,
-            Some(Outcome::Refused) => t.refused += 1,
-            None => {}
-        }
-        t.bytes_up = t.bytes_up.saturating_add(record.bytes_up);
-        t.bytes_down = t.bytes_down.saturating_add(record.bytes_down);
-        if record.time < t.first_seen {
-            t.first_seen.clone_from(&record.time);
-        }
-        if record.time > t.last_seen {
-            t.last_seen.clone_from(&record.time);
-        }
-        if !self.identities.contains(&record.identity) {
-            self.identities.insert(record.identity.clone());
-        }
+fn widen_row(first: &mut String, last: &mut String, time: &str) {
+    if time < first.as_str() {
+        time.clone_into(first);
     }
-
-    fn finish(mut self) -> Transfer {
-        self.transfer.identities = self.identities.len() as u64;
-        self.transfer
+    if time > last.as_str() {
+        time.clone_into(last);
     }
-}
-
-/// What happened to one side of a request.
-enum Outcome {
-    /// The policy's decision.
-    Decided(Decision),
-    /// Refused before the policy judged it.
-    Refused,
-}
-
-/// What `record` says happened to `side` (see the module doc); `None` for
-/// an unknown decision.
-fn outcome(record: &AuditRecord, side: Side) -> Option<Outcome> {
-    if record.decision == REFUSED {
-        return Some(Outcome::Refused);
-    }
-    let decision = [Decision::Allowed, Decision::Blocked, Decision::Flagged]
-        .into_iter()
-        .find(|d| d.as_str() == record.decision)?;
-    let names_this_side = match record.side.as_deref() {
-        Some(s) if s == Side::Client.as_str() || s == Side::Upstream.as_str() => s == side.as_str(),
-        // No side (or a side we do not know): never report it as allowed.
-        _ => true,
-    };
-    Some(Outcome::Decided(if names_this_side {
-        decision
-    } else {
-        Decision::Allowed
-    }))
 }
 
 #[cfg(test)]

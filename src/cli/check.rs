@@ -25,6 +25,7 @@ pub fn check(path: &Path, allow_unready_routes: bool) -> anyhow::Result<ExitCode
         super::grants::identities_text(&snap.access, now_signed),
         super::grants::grants_text(&snap.access, now_signed)
     );
+    print!("{}", super::transfers::check_transparency(&snap.config));
     let (unready, unresolved) = unready_routes(&snap)?;
     for line in &unresolved {
         println!("WARNING: {line}");

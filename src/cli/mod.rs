@@ -93,6 +93,8 @@ pub enum Command {
         format: ReportFormat,
         #[command(flatten)]
         expect: ExpectArgs,
+        #[command(flatten)]
+        period: transfers::PeriodArgs,
     },
     /// Signed, time-boxed grants (SPEC §9): keys, signing, checking.
     #[command(subcommand)]
@@ -221,7 +223,8 @@ pub enum ReportFormat {
     Md,
     /// JSON document.
     Json,
-    /// One self-contained HTML page with a table and an inline SVG chart.
+    /// One self-contained HTML page to publish: a world map, the flows
+    /// beside the `[transparency]` declarations, in `--lang`.
     Html,
 }
 
@@ -258,7 +261,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             format,
             expect,
             config,
-        } => transfers::transfers(&audit, format, &expect.expect(), &config),
+            period,
+        } => transfers::transfers(&audit, format, &expect.expect(), &config, &period),
         Command::Grants(GrantsCommand::Keygen { path }) => grants::keygen(&path),
         Command::Grants(GrantsCommand::Sign {
             key,

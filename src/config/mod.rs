@@ -6,6 +6,7 @@ pub mod access;
 mod duration;
 mod error;
 mod raw;
+mod transparency;
 mod validate;
 mod vocab;
 
@@ -18,6 +19,7 @@ pub(crate) use duration::parse_age;
 pub use error::{ConfigError, Problem};
 pub(crate) use error::{Problems, line_col};
 pub use raw::{ClientIpSource, TrustedProxyWithoutClient};
+pub use transparency::{Declared, LegalBasis, Transparency, warnings as transparency_warnings};
 pub use vocab::{ObjectKeyMode, valid_note_name};
 
 use crate::geo::Nat64Prefixes;
@@ -57,6 +59,9 @@ pub struct Config {
     /// `[identities]` and `[grants]` (SPEC §9); their files are read when
     /// the snapshot is built.
     pub access: access::AccessSpec,
+    /// `[transparency]`: what the transfer report publishes beside the
+    /// flows; `None` when the section is absent.
+    pub transparency: Option<Transparency>,
 }
 
 /// `[audit]`, typed.

@@ -39,6 +39,9 @@ pub struct RawConfig {
     /// `[grants]` (SPEC §9); absent: no grants.
     #[serde(default)]
     pub grants: Option<super::access::RawGrants>,
+    /// `[transparency]`
+    #[serde(default)]
+    pub transparency: Option<Spanned<super::transparency::RawTransparency>>,
 }
 
 /// `[audit]`

@@ -92,6 +92,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let resolver = resolver(&raw, &mut p);
     let audit = audit(&raw, &mut p);
     let access = super::access::validate(raw.identities.as_ref(), raw.grants.as_ref(), &mut p);
+    let transparency = super::transparency::transparency(raw.transparency.as_ref(), &mut p);
     p.finish(path)?;
     Ok(Config {
         path: path.to_owned(),
@@ -107,6 +108,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
         routes,
         operator_database,
         access,
+        transparency,
     })
 }
 

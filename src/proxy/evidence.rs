@@ -11,12 +11,14 @@ use http::Request;
 use hyper::body::Incoming;
 
 use super::respond::RequestId;
-use crate::audit::record::OperatorFields;
+use crate::audit::record::{OperatorFields, SideFields};
+use crate::audit::sides::side_fields;
 use crate::audit::{AuditRecord, format_time, identity, object_key};
 use crate::geo::{Country, Operator, label};
-use crate::policy::{Decision, Reason, Side};
+use crate::policy::{Decision, Reason, Rule, Side};
 use crate::refusal::{REFUSED, Refusal};
 use crate::snapshot::Snapshot;
+use crate::transfer::{Fate, SideFacts, refused_rule, rule_key};
 
 /// Most characters of the purpose header kept in a record.
 const MAX_PURPOSE: usize = 256;
@@ -54,6 +56,10 @@ pub struct RequestEvidence {
     /// The valid grant that admitted the client (index in the snapshot's
     /// `access`), SPEC §9.
     pub grant: Option<usize>,
+    /// The rule that decided the client side, once judged.
+    pub client_rule: Option<Rule>,
+    /// The rule that decided the upstream side (dialled or refused).
+    pub upstream_rule: Option<Rule>,
 }
 
 impl RequestEvidence {
@@ -89,6 +95,8 @@ impl RequestEvidence {
             client_operator: None,
             upstream_operator: None,
             grant: None,
+            client_rule: None,
+            upstream_rule: None,
         }
     }
 
@@ -166,13 +174,73 @@ impl RequestEvidence {
                 client_asn: self.client_operator.and_then(|o| o.asn),
                 upstream_operator: self.upstream_operator.map(|o| label(o.country).to_owned()),
                 upstream_asn: self.upstream_operator.and_then(|o| o.asn),
-                grant: self
-                    .grant
-                    .and_then(|i| snap.access.grant(i))
-                    .map(|g| g.id.clone()),
             },
             policy_change: None,
+            sides: match self.refused {
+                Some(_) => SideFields {
+                    client_rule: self.refused_rule(snap).map(|r| rule_key(r).to_owned()),
+                    ..SideFields::default()
+                },
+                None => side_fields(
+                    self.side_facts(Side::Client).as_ref(),
+                    self.side_facts(Side::Upstream).as_ref(),
+                ),
+            },
+            grant: self
+                .grant
+                .and_then(|i| snap.access.grant(i))
+                .map(|g| g.id.clone()),
             prev: String::new(),
+        }
+    }
+
+    /// The client's rule on a refusal (see [`refused_rule`]), by the
+    /// route's policy once chosen, else the global one.
+    fn refused_rule(&self, snap: &Snapshot) -> Option<Rule> {
+        let policy = self
+            .route
+            .and_then(|i| snap.routes.get(i))
+            .map_or(&snap.config.policy.policy, |r| &r.spec.policy.policy);
+        refused_rule(policy, self.client.map(|(ip, _)| ip))
+    }
+
+    /// What happened to the request as a whole, for [`crate::transfer`].
+    pub fn fate(&self) -> Fate {
+        match (self.refused, self.decision()) {
+            (Some(_), _) => Fate::Refused,
+            (None, Decision::Blocked) => Fate::Blocked,
+            // A client admitted by a signed grant (SPEC §9).
+            (None, _) => Fate::Forwarded {
+                grant: self.grant.is_some(),
+            },
+        }
+    }
+
+    /// What is known of `side`, as its audit record says it; `None` when
+    /// it was not judged (no client address, no upstream address).
+    pub fn side_facts(&self, side: Side) -> Option<SideFacts> {
+        match side {
+            // An untraceable client is of unknown country, as its record says.
+            Side::Client => Some(SideFacts {
+                location: self.client.and_then(|(_, c)| c),
+                operator: self.client_operator.and_then(|o| o.country),
+                rule: self.client_rule,
+                decision: self.client_failed.map_or(Decision::Allowed, |(d, _)| d),
+            }),
+            Side::Upstream => {
+                let location = self
+                    .upstream
+                    .map(|(_, c)| c)
+                    .or(self.upstream_failed.map(|(_, c, _)| c))?;
+                Some(SideFacts {
+                    location,
+                    operator: self.upstream_operator.and_then(|o| o.country),
+                    rule: self.upstream_rule,
+                    decision: self
+                        .upstream_failed
+                        .map_or(Decision::Allowed, |(d, _, _)| d),
+                })
+            }
         }
     }
 
@@ -184,7 +252,11 @@ impl RequestEvidence {
         let route = self.route.and_then(|i| snap.routes.get(i));
         if let Some(refusal) = self.refused {
             // Refused before it was forwarded: no upstream side, no bytes.
-            carto.record_refused(Side::Client, self.client.and_then(|(_, c)| c));
+            carto.record_refused(
+                Side::Client,
+                self.client.and_then(|(_, c)| c),
+                self.refused_rule(snap),
+            );
             snap.evidence
                 .metrics
                 .refused(refusal, route.map(|r| &r.metrics));
@@ -193,42 +265,18 @@ impl RequestEvidence {
             }
             return;
         }
-        // An untraceable client is of unknown country, as its record says.
-        let side_decision = self.client_failed.map_or(Decision::Allowed, |(d, _)| d);
-        let client_country = self.client.and_then(|(_, c)| c);
-        carto.record(Side::Client, client_country, side_decision, up, bytes_down);
-        let upstream_country = self.upstream_country();
-        if let Some(country) = upstream_country {
-            let side_decision = self
-                .upstream_failed
-                .map_or(Decision::Allowed, |(d, _, _)| d);
-            carto.record(Side::Upstream, country, side_decision, up, bytes_down);
-        }
-        // Inside the EEA by location, operated from outside it (SPEC §11).
-        let operated = &snap.evidence.operated;
-        if let Some((_, country)) = self.client {
-            let side_decision = self.client_failed.map_or(Decision::Allowed, |(d, _)| d);
-            operated.record(
-                Side::Client,
-                country,
-                self.client_operator,
-                side_decision,
-                up,
-                bytes_down,
-            );
-        }
-        if let Some(country) = upstream_country {
-            let side_decision = self
-                .upstream_failed
-                .map_or(Decision::Allowed, |(d, _, _)| d);
-            operated.record(
-                Side::Upstream,
-                country,
-                self.upstream_operator,
-                side_decision,
-                up,
-                bytes_down,
-            );
+        let fate = self.fate();
+        for side in [Side::Client, Side::Upstream] {
+            if let Some(facts) = self.side_facts(side) {
+                carto.record(side, &facts, fate, up, bytes_down);
+                let operator = match side {
+                    Side::Client => self.client_operator,
+                    Side::Upstream => self.upstream_operator,
+                };
+                snap.evidence
+                    .operated
+                    .record(side, &facts, operator, fate, up, bytes_down);
+            }
         }
         let Some(route) = route else {
             return;

@@ -83,6 +83,7 @@ pub async fn forward(req: Request<Incoming>, ctx: &mut RequestCtx) -> Result<Pro
             let ev = ctx.ev();
             ev.upstream = Some((addr, verdict.country));
             ev.upstream_operator = snap.operators.as_ref().map(|_| verdict.operator);
+            ev.upstream_rule = Some(verdict.rule);
             ev.upstream_failed = flag.map(|(v, reason)| (Decision::Flagged, v.country, reason));
             match upstream
                 .send(addr, req, &sent, route.spec.response_timeout)
@@ -126,6 +127,7 @@ pub async fn forward(req: Request<Incoming>, ctx: &mut RequestCtx) -> Result<Pro
                     ev.upstream = None;
                     ev.upstream_operator = None;
                     ev.upstream_failed = None;
+                    ev.upstream_rule = None;
                     last_error = Some(error);
                     req = *request;
                 }
@@ -143,6 +145,7 @@ pub async fn forward(req: Request<Incoming>, ctx: &mut RequestCtx) -> Result<Pro
         let ev = ctx.ev();
         ev.upstream_failed = Some((Decision::Blocked, v.country, reason));
         ev.upstream_operator = snap.operators.as_ref().map(|_| v.operator);
+        ev.upstream_rule = Some(v.rule);
         ctx.log_verdict(
             Decision::Blocked,
             Side::Upstream,

@@ -54,8 +54,12 @@ pub fn protocol_refusal(conn: &ConnInfo, shared: &Shared, refusal: Refusal) {
     if let Some(sink) = &ev.audit {
         write(conn, shared, &snap, sink, client, refusal);
     }
-    ev.cartography
-        .record_refused(crate::policy::Side::Client, client.and_then(|(_, c)| c));
+    let rule = crate::transfer::refused_rule(&snap.config.policy.policy, client.map(|(ip, _)| ip));
+    ev.cartography.record_refused(
+        crate::policy::Side::Client,
+        client.and_then(|(_, c)| c),
+        rule,
+    );
     // Counted last: once the count shows, its record (or drop) is done.
     ev.metrics.refused(refusal, None);
 }
@@ -85,6 +89,9 @@ fn write(
             r.client_ip = client.map(|(ip, _)| ip.to_string());
             r.client_country = label(client.and_then(|(_, c)| c)).to_owned();
             r.client_ip_source = Some(source.to_owned());
+            r.sides.client_rule =
+                crate::transfer::refused_rule(&snap.config.policy.policy, client.map(|(ip, _)| ip))
+                    .map(|rule| crate::transfer::rule_key(rule).to_owned());
             sink.write_detached(r);
         }
         Admit::Drop { summary_at } => {
@@ -145,6 +152,8 @@ fn record(snap: &Snapshot, reason: &str, status: u16) -> AuditRecord {
         unrecorded: None,
         operators: Default::default(),
         policy_change: None,
+        sides: Default::default(),
+        grant: None,
         prev: String::new(),
     }
 }

@@ -153,6 +153,7 @@ fn judge_client(
     let ev = ctx.ev();
     ev.client = verdict.ip.map(|ip| (ip, verdict.country));
     ev.client_operator = snap.operators.as_ref().map(|_| verdict.operator);
+    ev.client_rule = Some(verdict.rule);
     let flag = match failed {
         None => {
             tracing::trace!(route = %name, request_id = %ctx.id, "client allowed");

@@ -36,6 +36,8 @@ pub fn record(n: u64) -> AuditRecord {
         unrecorded: None,
         operators: Default::default(),
         policy_change: None,
+        sides: Default::default(),
+        grant: None,
         prev: String::new(),
     }
 }

@@ -74,14 +74,21 @@ fn refused_by(reason: &str) -> String {
     format!(r#"residency_refused_requests_total{{reason="{reason}"}}"#)
 }
 
-/// The client rows of the live `/transfers`.
+/// The rows of the live `/transfers`: transfers and attempts refused.
 async fn live_rows(proxy: &Proxy) -> Vec<serde_json::Value> {
     let rsp = Client::bound_to("127.0.0.1")
         .get(proxy.admin_addr(), "/transfers", &[])
         .await;
     assert_eq!(rsp.status, 200);
     let v: serde_json::Value = serde_json::from_slice(&rsp.body).unwrap();
-    v["transfers"].as_array().unwrap().clone()
+    both(&v)
+}
+
+/// Transfers and attempts refused, one list.
+fn both(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    let mut rows = v["transfers"].as_array().unwrap().clone();
+    rows.extend(v["attempts_refused"].as_array().unwrap().iter().cloned());
+    rows
 }
 
 /// The rows of `transfers --format json` over `path`.
@@ -99,22 +106,30 @@ fn offline_rows(path: &Path) -> Vec<serde_json::Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["transfers"].as_array().unwrap().clone()
+    both(&v)
 }
 
-/// What both cartographies must agree on, per row.
+/// What both cartographies must agree on, per side and country: blocked,
+/// flagged, allowed by override, refused (a transfer row and an attempt
+/// row of one country added up).
 fn counts(rows: &[serde_json::Value]) -> Vec<(String, String, u64, u64, u64, u64)> {
-    rows.iter()
-        .map(|r| {
-            (
-                r["side"].as_str().unwrap().to_owned(),
-                r["country"].as_str().unwrap().to_owned(),
-                r["blocked"].as_u64().unwrap(),
-                r["flagged"].as_u64().unwrap(),
-                r["allowed_by_override"].as_u64().unwrap(),
-                r["refused"].as_u64().unwrap(),
-            )
-        })
+    let mut by: std::collections::BTreeMap<(String, String), [u64; 4]> = Default::default();
+    for r in rows {
+        let n = |k: &str| r[k].as_u64().unwrap_or(0);
+        let key = (
+            r["side"].as_str().unwrap().to_owned(),
+            r["country"].as_str().unwrap().to_owned(),
+        );
+        let c = by.entry(key).or_default();
+        for (i, k) in ["blocked", "flagged", "allowed_by_override", "refused"]
+            .into_iter()
+            .enumerate()
+        {
+            c[i] += n(k);
+        }
+    }
+    by.into_iter()
+        .map(|((side, country), c)| (side, country, c[0], c[1], c[2], c[3]))
         .collect()
 }
 

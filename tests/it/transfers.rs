@@ -160,26 +160,36 @@ fn json_counts_each_side_and_country_outside_the_eea() {
     let row = |side: &str, country: &str, n: [u64; 7], first: u64, last: u64| {
         json!({
             "side": side, "country": country,
-            "requests": n[0], "blocked": n[1], "flagged": n[2], "allowed_by_override": n[3],
-            "refused": 0, "bytes_up": n[4], "bytes_down": n[5], "identities": n[6],
+            "requests": n[0], "allowed_by_override": n[1], "allowed_by_grant": n[2],
+            "flagged": n[3], "bytes_up": n[4], "bytes_down": n[5], "identities": n[6],
             "first_seen": t(first), "last_seen": t(last),
         })
     };
-    assert_eq!(
-        doc,
+    let attempt = |side: &str, country: &str, blocked: u64, at: u64| {
         json!({
-            "records": 7,
-            "from": t(1),
-            "to": t(7),
-            "unrecorded_refusals": 0,
-            "transfers": [
-                row("client", "US", [3, 1, 1, 1, 13, 24, 2], 2, 7),
-                row("client", "CH", [1, 0, 0, 1, 5, 50, 1], 4, 4),
-                row("client", "unknown", [1, 0, 0, 1, 1, 2, 1], 6, 6),
-                row("upstream", "CN", [1, 1, 0, 0, 0, 0, 1], 5, 5),
-                row("upstream", "unknown", [1, 0, 0, 1, 1, 2, 1], 6, 6),
-            ]
+            "side": side, "country": country, "blocked": blocked, "refused": 0,
+            "identities": 1, "first_seen": t(at), "last_seen": t(at),
         })
+    };
+    assert_eq!(doc["records"], 7);
+    assert_eq!(doc["from"], t(1));
+    assert_eq!(doc["to"], t(7));
+    assert_eq!(doc["internal"], 0);
+    assert_eq!(
+        doc["transfers"],
+        json!([
+            row("client", "US", [2, 1, 0, 1, 13, 24, 2], 3, 7),
+            row("client", "CH", [1, 1, 0, 0, 5, 50, 1], 4, 4),
+            row("client", "unknown", [1, 1, 0, 0, 1, 2, 1], 6, 6),
+            row("upstream", "unknown", [1, 1, 0, 0, 1, 2, 1], 6, 6),
+        ])
+    );
+    assert_eq!(
+        doc["attempts_refused"],
+        json!([
+            attempt("client", "US", 1, 2),
+            attempt("upstream", "CN", 1, 5)
+        ])
     );
 }
 
@@ -196,16 +206,14 @@ fn markdown_is_the_default_format() {
     let md = stdout_ok(&out);
     assert_eq!(md, stdout_ok(&transfers(dir.path(), "md")));
     let table = format!(
-        "| side | country | requests | blocked | flagged | allowed | refused | bytes up | bytes down | identities | first seen | last seen |\n\
-         |---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|\n\
-         | client | US | 3 | 1 | 1 | 1 | 0 | 13 | 24 | 2 | {t2} | {t7} |\n\
-         | client | CH | 1 | 0 | 0 | 1 | 0 | 5 | 50 | 1 | {t4} | {t4} |\n\
-         | client | unknown | 1 | 0 | 0 | 1 | 0 | 1 | 2 | 1 | {t6} | {t6} |\n\
-         | upstream | CN | 1 | 1 | 0 | 0 | 0 | 0 | 0 | 1 | {t5} | {t5} |\n\
-         | upstream | unknown | 1 | 0 | 0 | 1 | 0 | 1 | 2 | 1 | {t6} | {t6} |\n",
-        t2 = t(2),
+        "| side | country | requests | by override | by grant | flagged | bytes up | bytes down | identities | first seen | last seen |\n\
+         |---|---|--:|--:|--:|--:|--:|--:|--:|---|---|\n\
+         | client | US | 2 | 1 | 0 | 1 | 13 | 24 | 2 | {t3} | {t7} |\n\
+         | client | CH | 1 | 1 | 0 | 0 | 5 | 50 | 1 | {t4} | {t4} |\n\
+         | client | unknown | 1 | 1 | 0 | 0 | 1 | 2 | 1 | {t6} | {t6} |\n\
+         | upstream | unknown | 1 | 1 | 0 | 0 | 1 | 2 | 1 | {t6} | {t6} |\n",
+        t3 = t(3),
         t4 = t(4),
-        t5 = t(5),
         t6 = t(6),
         t7 = t(7),
     );
@@ -221,29 +229,126 @@ fn markdown_is_the_default_format() {
     assert!(md.contains(&table), "{md}");
 }
 
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["transfers", "--audit", "a.jsonl", "b.jsonl"])
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap()
+}
+
+const TRANSPARENCY: &str = r#"
+[[route]]
+name = "s3"
+upstreams = ["http://127.0.0.1:9000"]
+
+[transparency]
+entity = "Hôpital Exemple, 1 rue de la Paix, Paris"
+certificate = "HDS 2026-042, activités 1 à 6, jusqu'au 2029-01-31"
+contact = "dpo@hopital.example"
+
+[[transparency.country]]
+code = "CH"
+basis = "adequacy"
+basis_detail = "décision 2000/518/CE"
+recipients = "Prestataire de support (sous-traitant)"
+purposes = "maintenance"
+data = "journaux techniques"
+"#;
+
 #[test]
-fn html_is_one_self_contained_page() {
+fn html_page_is_french_by_default_english_on_request_with_the_declarations() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path(), &LOG);
-    let html = stdout_ok(&transfers(dir.path(), "html"));
-    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
-    assert!(html.contains("<title>Transfers outside the EEA</title>"));
-    assert!(html.contains("from 7 audit records dated"));
-    assert!(html.contains(
-        "<tr><td>client</td><td>US</td><td class=\"n\">3</td><td class=\"n\">1</td><td class=\"n\">1</td><td class=\"n\">1</td>"
-    ), "{html}");
+    std::fs::write(dir.path().join("p.toml"), TRANSPARENCY).unwrap();
+    let fr = stdout_ok(&run(
+        dir.path(),
+        &["--format", "html", "--config", "p.toml"],
+    ));
     assert!(
-        html.contains(
-            "<tr><td>upstream</td><td>CN</td><td class=\"n\">1</td><td class=\"n\">1</td>"
-        )
+        fr.starts_with("<!DOCTYPE html>\n<html lang=\"fr\">"),
+        "{fr}"
     );
-    assert!(html.contains("<svg "));
-    assert!(html.contains("<style>"));
+    assert!(fr.contains("<title>Cartographie des transferts de données hors de l’EEE</title>"));
+    assert!(fr.contains("Hôpital Exemple, 1 rue de la Paix, Paris"));
+    assert!(
+        fr.contains("<td>Prestataire de support (sous-traitant)</td>"),
+        "{fr}"
+    );
+    assert!(fr.contains("<tr data-country=\"CH\"><td>Suisse <small>(CH)</small></td>"));
+    assert!(fr.contains("<tr data-country=\"US\"><td>États-Unis <small>(US)</small></td>"));
+    assert!(fr.contains("AUCUNE BASE LÉGALE DÉCLARÉE"));
+    assert!(
+        fr.contains("<li><code>a.jsonl</code></li><li><code>b.jsonl</code></li>")
+            || fr.contains("<li><code>a.jsonl</code></li>\n<li><code>b.jsonl</code></li>"),
+        "{fr}"
+    );
+    // The one link: an empty inline icon, so browsers ask for no favicon.
+    let fr_ = fr.replacen("<link rel=\"icon\" href=\"data:,\">", "", 1);
     for external in [
         "http://", "https://", "href=", "src=", "<script", "<link", "url(", "@import",
     ] {
-        assert!(!html.contains(external), "{external} in {html}");
+        assert!(!fr_.contains(external), "{external} in {fr}");
     }
+    let en = stdout_ok(&run(
+        dir.path(),
+        &["--format", "html", "--config", "p.toml", "--lang", "en"],
+    ));
+    assert!(en.contains("<title>Map of data transfers outside the EEA</title>"));
+    assert!(en.contains("<td>Switzerland <small>(CH)</small></td>"));
+    assert!(en.contains("NO LEGAL BASIS DECLARED"));
+    let md = stdout_ok(&run(dir.path(), &["--config", "p.toml"]));
+    assert!(
+        md.contains(
+            "\n## Legal bases of the transfers\n\n\
+             Published by Hôpital Exemple, 1 rue de la Paix, Paris; HDS certificate: HDS 2026-042, \
+             activités 1 à 6, jusqu'au 2029-01-31; contact: dpo@hopital.example.\n\n\
+             | country | transfers | legal basis | recipients | purposes | data categories |\n\
+             |---|--:|---|---|---|---|\n\
+             | CH | 1 | Adequacy decision (GDPR Art. 45): décision 2000/518/CE | \
+             Prestataire de support (sous-traitant) | maintenance | journaux techniques |\n\
+             | US | 2 | **NO LEGAL BASIS DECLARED** | | | |\n\
+             | unknown | 2 | **NO LEGAL BASIS DECLARED** | | | |\n"
+        ),
+        "{md}"
+    );
+    let out = run(dir.path(), &["--format", "html", "--lang", "de"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "unknown --lang \"de\" (expected fr or en)\n"
+    );
+}
+
+#[test]
+fn since_and_until_count_only_the_period_after_verifying_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), &LOG);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--format", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&stdout_ok(&run(dir.path(), &all))).unwrap()
+    };
+    let one = json(&[
+        "--since",
+        "2026-11-28T15:20:04",
+        "--until",
+        "2026-11-28T15:20:04",
+    ]);
+    assert_eq!(one["records"], 1);
+    assert_eq!(one["transfers"][0]["country"], "CH");
+    assert_eq!(json(&["--until", "2026-11-28"])["records"], 7);
+    assert_eq!(json(&["--since", "2026-11-29"])["records"], 0);
+    let out = run(dir.path(), &["--since", "yesterday"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--since \"yesterday\" is not a date or time"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -252,7 +357,7 @@ fn country_values_from_the_files_are_escaped() {
     let hostile = [Req {
         client: "<script>",
         upstream: None,
-        decision: "blocked",
+        decision: "flagged",
         side: Some("client"),
         identity: "x",
         up: 0,
@@ -261,10 +366,12 @@ fn country_values_from_the_files_are_escaped() {
     write_log(dir.path(), &hostile);
     let html = stdout_ok(&transfers(dir.path(), "html"));
     assert!(html.contains("<td>&lt;script&gt;</td>"), "{html}");
-    assert!(html.contains(">client &lt;script&gt;</text>"), "{html}");
     assert!(!html.contains("<script"), "{html}");
     let md = stdout_ok(&transfers(dir.path(), "md"));
-    assert!(md.contains("| client | \\<script\\> | 1 | 1 |"), "{md}");
+    assert!(
+        md.contains("| client | \\<script\\> | 1 | 0 | 0 | 1 |"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -277,7 +384,7 @@ fn nothing_outside_the_eea_says_so() {
         "{md}"
     );
     let html = stdout_ok(&transfers(dir.path(), "html"));
-    assert!(html.contains("No transfer outside the EEA was recorded."));
+    assert!(html.contains("Aucun transfert hors de l’EEE n’a été enregistré sur la période."));
     let doc: serde_json::Value =
         serde_json::from_str(&stdout_ok(&transfers(dir.path(), "json"))).unwrap();
     assert_eq!(doc["records"], 1);
@@ -301,4 +408,308 @@ fn a_log_that_does_not_verify_gives_no_report() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// The internal, allowed-by-override, flagged (on one and on both sides),
+/// blocked and refused requests of [`mixed_traffic`], as (side, country,
+/// requests, by override, by grant, flagged) transfer rows and (side,
+/// country, blocked, refused) attempt rows.
+type Rows = (
+    Vec<(String, String, u64, u64, u64, u64)>,
+    Vec<(String, String, u64, u64)>,
+);
+
+fn rows_of(v: &serde_json::Value) -> Rows {
+    let s = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap().to_owned();
+    let n = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap();
+    let transfers = v["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                s(r, "side"),
+                s(r, "country"),
+                n(r, "requests"),
+                n(r, "allowed_by_override"),
+                n(r, "allowed_by_grant"),
+                n(r, "flagged"),
+            )
+        })
+        .collect();
+    let attempts = v["attempts_refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                s(r, "side"),
+                s(r, "country"),
+                n(r, "blocked"),
+                n(r, "refused"),
+            )
+        })
+        .collect();
+    (transfers, attempts)
+}
+
+/// A proxy with an internal client network and an internal storage, a
+/// route in monitor mode to a storage in the US, and the same requests
+/// every time: returns it once they are all recorded.
+pub(crate) async fn mixed_traffic() -> (
+    crate::support::TestGeo,
+    Vec<crate::support::Origin>,
+    crate::support::Proxy,
+) {
+    use crate::support::{Client, Layout, Origin, Proxy, ips, raw_exchange, standard_geo};
+    const INTERNAL_STORAGE: &str = "127.0.0.12";
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let us = Origin::start(ips::ORIGIN_US).await;
+    let internal = Origin::start(INTERNAL_STORAGE).await;
+    let toml = format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[admin]
+listen = "127.0.0.1:0"
+
+[geoip]
+database = "{db}"
+
+[policy]
+allow_countries = ["EEA", "CH"]
+allow_networks = ["{unmapped}/32", "{internal}/32"]
+
+[[route]]
+name = "watch"
+path_prefix = "/watch/"
+mode = "monitor"
+upstreams = ["{us}"]
+
+[[route]]
+name = "internal"
+path_prefix = "/internal/"
+upstreams = ["{internal_url}"]
+
+[[route]]
+name = "s3"
+upstreams = ["{origin}"]
+"#,
+        db = geo.path().display(),
+        unmapped = ips::UNMAPPED,
+        internal = INTERNAL_STORAGE,
+        us = us.url(),
+        internal_url = internal.url(),
+        origin = origin.url(),
+    );
+    let proxy = Proxy::start(&toml);
+    let get = |ip: &'static str, path: &'static str| {
+        let to = proxy.addr();
+        async move { Client::bound_to(ip).get(to, path, &[]).await.status }
+    };
+    assert_eq!(get(ips::FR, "/b/k").await, 200); // inside
+    assert_eq!(get(ips::CH, "/b/k").await, 200); // override
+    assert_eq!(get(ips::US, "/b/k").await, 451); // blocked
+    assert_eq!(get(ips::UNMAPPED, "/b/k").await, 200); // internal client
+    assert_eq!(get(ips::US, "/watch/k").await, 200); // flagged, both sides
+    assert_eq!(get(ips::FR, "/watch/k").await, 200); // flagged upstream
+    assert_eq!(get(ips::FR, "/internal/k").await, 200); // internal storage
+    raw_exchange(
+        ips::CN,
+        proxy.addr(),
+        b"GARBAGE\r\n\r\n",
+        std::time::Duration::from_millis(200),
+    )
+    .await; // refused
+    // The host's own client refused (a probe with a bad request): internal.
+    raw_exchange(
+        ips::UNMAPPED,
+        proxy.addr(),
+        b"GARBAGE\r\n\r\n",
+        std::time::Duration::from_millis(200),
+    )
+    .await;
+    for _ in 0..500 {
+        if proxy.audit_records().len() >= 9 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(proxy.audit_records().len(), 9);
+    (geo, vec![origin, us, internal], proxy)
+}
+
+/// Issue 19 and issue 14 (5e): one rule for the live `/transfers` and the
+/// report. The host's own networks are not transfers, blocked and refused
+/// requests are attempts, and a request flagged on both sides is flagged on
+/// both, live and in the report alike.
+#[tokio::test]
+async fn live_and_report_count_the_same_requests_the_same_way() {
+    let (_geo, _origins, proxy) = mixed_traffic().await;
+    let rsp = crate::support::Client::bound_to("127.0.0.1")
+        .get(proxy.admin_addr(), "/transfers", &[])
+        .await;
+    assert_eq!(rsp.status, 200);
+    let live: serde_json::Value = serde_json::from_slice(&rsp.body).unwrap();
+    let out = Command::new(BIN)
+        .args(["transfers", "--format", "json", "--audit"])
+        .arg(proxy.audit_path())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout_ok(&out)).unwrap();
+    let o = |s: &str| s.to_owned();
+    let expected: Rows = (
+        vec![
+            (o("client"), o("CH"), 1, 1, 0, 0),
+            (o("client"), o("US"), 1, 0, 0, 1),
+            (o("upstream"), o("US"), 2, 0, 0, 2),
+        ],
+        vec![(o("client"), o("CN"), 0, 1), (o("client"), o("US"), 1, 0)],
+    );
+    assert_eq!(rows_of(&live), expected, "{live:#}");
+    assert_eq!(rows_of(&report), expected, "{report:#}");
+    assert_eq!(live["internal"], 3, "{live:#}");
+    assert_eq!(report["internal"], 3, "{report:#}");
+    for (l, r) in live["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(report["transfers"].as_array().unwrap())
+    {
+        assert_eq!(l["bytes_down"], r["bytes_down"], "{live:#} {report:#}");
+        assert_eq!(l["bytes_up"], r["bytes_up"]);
+    }
+}
+
+/// `check` warns about what the page would publish as undeclared: a
+/// country outside the EEA the policy admits, monitor mode, and a country
+/// the current audit file shows transfers to, each without a basis.
+#[test]
+fn check_warns_about_transfers_with_no_declared_basis() {
+    let dir = tempfile::tempdir().unwrap();
+    let geo = crate::support::standard_geo(crate::support::Layout::IpLocationDb).build();
+    let mut chain = Chain::new();
+    let mut trail = String::new();
+    for (i, r) in LOG.iter().enumerate() {
+        trail.push_str(&chain.seal(&mut req(r, i as u64 + 1)));
+        trail.push('\n');
+    }
+    std::fs::write(dir.path().join("audit.jsonl"), trail).unwrap();
+    let toml = TRANSPARENCY.replace(
+        "[[route]]",
+        &format!(
+            "[geoip]\ndatabase = \"{}\"\n\n[policy]\nallow_countries = [\"EEA\", \"CH\", \"GB\"]\n\n\
+             [audit]\npath = \"audit.jsonl\"\n\n[[route]]",
+            geo.path().display()
+        ),
+    );
+    std::fs::write(dir.path().join("p.toml"), toml).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config", "p.toml"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stdout = stdout_ok(&out);
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("[transparency]"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "WARNING: [policy] allow_countries admits GB, outside the EEA, and [transparency] \
+             declares no legal basis for transfers there",
+            "WARNING: the audit trail shows transfers to US and [transparency] declares no legal \
+             basis for them",
+        ],
+        "{stdout}"
+    );
+}
+
+/// The commented `[transparency]` example of the shipped config, once
+/// uncommented, is a valid declaration.
+#[test]
+fn shipped_transparency_example_is_valid() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/residency-proxy.toml"
+    ));
+    let text = std::fs::read_to_string(path).unwrap();
+    let section = text.split_once("\n# [transparency]\n").unwrap().1;
+    let keys: String = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("#   "))
+        .filter(|l| !l.starts_with("file = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let toml = format!(
+        "[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9000\"]\n[transparency]\n{keys}"
+    );
+    let config = residency_proxy::config::Config::parse(path, &toml).unwrap();
+    let t = config.transparency.unwrap();
+    assert!(t.entity.starts_with("Hôpital Exemple"));
+    assert_eq!(t.countries.len(), 1);
+    assert_eq!(t.countries[0].country.as_str(), "CH");
+    assert_eq!(
+        t.countries[0].basis,
+        residency_proxy::config::LegalBasis::Adequacy
+    );
+}
+
+/// Issue 19.4: the live `/transfers?format=html` is the report's page, from
+/// the live counters: the same destinations and counts.
+#[tokio::test]
+async fn live_page_is_the_report_page_from_the_live_counters() {
+    let (_geo, _origins, proxy) = mixed_traffic().await;
+    let get = |path: &'static str| {
+        let to = proxy.admin_addr();
+        async move {
+            crate::support::Client::bound_to("127.0.0.1")
+                .get(to, path, &[])
+                .await
+        }
+    };
+    let rsp = get("/transfers?format=html").await;
+    assert_eq!(rsp.status, 200);
+    assert_eq!(rsp.header("content-type"), "text/html; charset=utf-8");
+    let html = rsp.text();
+    assert!(
+        html.starts_with("<!DOCTYPE html>\n<html lang=\"fr\">"),
+        "{html}"
+    );
+    let out = Command::new(BIN)
+        .args(["transfers", "--format", "html", "--audit"])
+        .arg(proxy.audit_path())
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let report = stdout_ok(&out);
+    let shaded = |html: &str| -> Vec<String> {
+        let mut v: Vec<String> = html
+            .match_indices("class=\"t c")
+            .map(|(i, _)| {
+                let tail = &html[i..];
+                let at = tail.find("data-country=\"").unwrap() + 14;
+                let end = tail.find("\" d=").or_else(|| tail.find("\" x=")).unwrap();
+                tail[at..end].to_owned()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        shaded(&html),
+        ["CH\" data-transfers=\"1", "US\" data-transfers=\"3"],
+        "{html}"
+    );
+    assert_eq!(shaded(&html), shaded(&report));
+    let en = get("/transfers?format=html&lang=en").await.text();
+    assert!(en.contains("<title>Map of data transfers outside the EEA</title>"));
+    // Without format=html, the JSON as before.
+    let json = get("/transfers?lang=en").await;
+    assert_eq!(json.header("content-type"), "application/json");
 }

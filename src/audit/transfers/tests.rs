@@ -29,6 +29,13 @@ fn row<'a>(c: &'a Cartography, side: Side, country: &str) -> &'a Transfer {
         .unwrap_or_else(|| panic!("no {side:?} {country} in {c:#?}"))
 }
 
+fn attempt<'a>(c: &'a Cartography, side: Side, country: &str) -> &'a Attempt {
+    c.attempts_refused
+        .iter()
+        .find(|t| t.side == side && t.country == country)
+        .unwrap_or_else(|| panic!("no {side:?} {country} attempt in {c:#?}"))
+}
+
 #[test]
 fn no_records_no_rows() {
     let c = aggregate(std::iter::empty());
@@ -39,8 +46,11 @@ fn no_records_no_rows() {
             from: None,
             to: None,
             unrecorded_refusals: 0,
+            internal: 0,
             transfers: vec![],
+            attempts_refused: vec![],
             operated_outside: vec![],
+            policy_versions: vec![],
         }
     );
 }
@@ -67,8 +77,24 @@ fn territories_outside_the_eea_unknown_and_invalid_codes_are_outside() {
     );
 }
 
+/// Issue 19: the host's own networks (admitted by `allow_networks`) were
+/// published as transfers to an unknown country.
 #[test]
-fn each_side_counts_what_the_record_says_about_it() {
+fn sides_admitted_by_a_network_rule_are_internal_not_transfers() {
+    let mut r = rec(1, "unknown", Some("unknown"), "allowed", None, "a");
+    r.sides.client_rule = Some("allow_networks".into());
+    r.sides.upstream_rule = Some("allow_networks".into());
+    let mut blocked = rec(2, "US", Some("unknown"), "blocked", Some("client"), "a");
+    blocked.sides.upstream_rule = Some("allow_networks".into());
+    let c = aggregate(vec![r, blocked].into_iter());
+    assert!(c.transfers.is_empty(), "{c:#?}");
+    assert_eq!(c.internal, 3);
+    assert_eq!(c.attempts_refused.len(), 1, "{c:#?}");
+    assert_eq!(attempt(&c, Side::Client, "US").blocked, 1);
+}
+
+#[test]
+fn forwarded_sides_are_transfers_blocked_ones_attempts() {
     let c = aggregate(
         vec![
             rec(2, "US", None, "blocked", Some("client"), "alice"),
@@ -90,51 +116,48 @@ fn each_side_counts_what_the_record_says_about_it() {
     assert_eq!(
         (
             us.requests,
-            us.blocked,
+            us.allowed_by_override,
             us.flagged,
-            us.allowed,
             us.identities
         ),
-        (3, 1, 1, 1, 2)
+        (2, 1, 1, 2)
     );
-    assert_eq!((us.bytes_up, us.bytes_down), (10, 100));
-    assert_eq!(us.first_seen, "2026-11-28T15:20:02.123Z");
+    assert_eq!((us.bytes_up, us.bytes_down), (8, 80));
+    assert_eq!(us.first_seen, "2026-11-28T15:20:03.123Z");
     assert_eq!(us.last_seen, "2026-11-28T15:20:05.123Z");
-    // The CH client passed (override); the upstream was the one blocked.
-    let ch = row(&c, Side::Client, "CH");
-    assert_eq!((ch.requests, ch.blocked, ch.allowed), (1, 0, 1));
-    let cn = row(&c, Side::Upstream, "CN");
-    assert_eq!((cn.requests, cn.blocked, cn.allowed), (1, 1, 0));
-    let up_us = row(&c, Side::Upstream, "US");
-    assert_eq!((up_us.requests, up_us.allowed), (1, 1));
-    let unknown = row(&c, Side::Upstream, "unknown");
-    assert_eq!((unknown.requests, unknown.flagged), (1, 1));
+    assert_eq!(attempt(&c, Side::Client, "US").blocked, 1);
+    // The CH client passed, the upstream was blocked: nothing exchanged.
+    assert_eq!(attempt(&c, Side::Client, "CH").blocked, 1);
+    assert_eq!(attempt(&c, Side::Upstream, "CN").blocked, 1);
+    assert!(
+        c.transfers
+            .iter()
+            .all(|t| t.country != "CH" && t.country != "CN")
+    );
+    assert_eq!(row(&c, Side::Upstream, "US").allowed_by_override, 1);
+    assert_eq!(row(&c, Side::Upstream, "unknown").flagged, 1);
     assert_eq!(c.records, 5);
     assert_eq!(c.from.as_deref(), Some("2026-11-28T15:20:01.123Z"));
     assert_eq!(c.to.as_deref(), Some("2026-11-28T15:20:05.123Z"));
 }
 
 #[test]
-fn a_block_without_a_side_is_never_reported_as_allowed() {
-    let c = aggregate(
-        vec![
-            rec(1, "US", Some("CN"), "blocked", None, "a"),
-            rec(2, "US", Some("CN"), "flagged", Some("nowhere"), "a"),
-        ]
-        .into_iter(),
-    );
-    for side in [Side::Client, Side::Upstream] {
-        let country = if side == Side::Client { "US" } else { "CN" };
-        let t = row(&c, side, country);
-        assert_eq!((t.blocked, t.flagged, t.allowed), (1, 1, 0), "{side:?}");
-    }
+fn a_grant_admits_the_client_side_only() {
+    let mut r = rec(1, "US", Some("CH"), "allowed", None, "jane");
+    r.grant = Some("CHG-2026-0142".into());
+    let c = aggregate(std::iter::once(r));
+    assert_eq!(row(&c, Side::Client, "US").allowed_by_grant, 1);
+    assert_eq!(row(&c, Side::Upstream, "CH").allowed_by_override, 1);
 }
 
 #[test]
-fn an_unknown_decision_counts_as_a_request_only() {
+fn an_unknown_decision_counts_as_a_record_only() {
     let c = aggregate(std::iter::once(rec(1, "US", None, "maybe", None, "a")));
-    let t = row(&c, Side::Client, "US");
-    assert_eq!((t.requests, t.blocked, t.flagged, t.allowed), (1, 0, 0, 0));
+    assert_eq!(c.records, 1);
+    assert!(
+        c.transfers.is_empty() && c.attempts_refused.is_empty(),
+        "{c:#?}"
+    );
 }
 
 #[test]
@@ -154,10 +177,10 @@ fn country_case_is_folded_and_identities_are_distinct() {
 #[test]
 fn rows_sort_by_side_then_requests_then_country() {
     let mut records = vec![rec(1, "FR", Some("US"), "allowed", None, "a")];
-    records.extend((0..2).map(|i| rec(i, "CN", None, "blocked", Some("client"), "a")));
-    records.extend((0..2).map(|i| rec(i, "BR", None, "blocked", Some("client"), "a")));
-    records.push(rec(1, "ZA", None, "blocked", Some("client"), "a"));
-    records.extend((0..3).map(|i| rec(i, "US", None, "blocked", Some("client"), "a")));
+    records.extend((0..2).map(|i| rec(i, "CN", None, "flagged", Some("client"), "a")));
+    records.extend((0..2).map(|i| rec(i, "BR", None, "flagged", Some("client"), "a")));
+    records.push(rec(1, "ZA", None, "flagged", Some("client"), "a"));
+    records.extend((0..3).map(|i| rec(i, "US", None, "flagged", Some("client"), "a")));
     let c = aggregate(records.into_iter());
     let order: Vec<(&str, &str)> = c
         .transfers
@@ -192,20 +215,16 @@ fn records_out_of_time_order_still_give_the_period() {
     assert_eq!(c.transfers[0].last_seen, "2026-11-28T15:20:09.123Z");
 }
 
-/// A refused request is neither allowed nor blocked: its own column, and
-/// never an upstream row.
+/// A refused request is an attempt, never a transfer, never an upstream row.
 #[test]
-fn refused_requests_are_counted_as_refused_never_allowed() {
+fn refused_requests_are_attempts_never_transfers() {
     let mut refused = rec(1, "US", None, "refused", None, "anonymous");
     refused.reason = Some("method_not_allowed".into());
     let blocked = rec(2, "US", None, "blocked", Some("client"), "a");
     let c = aggregate(vec![refused, blocked].into_iter());
-    let us = row(&c, Side::Client, "US");
-    assert_eq!(
-        (us.requests, us.blocked, us.flagged, us.allowed, us.refused),
-        (2, 1, 0, 0, 1)
-    );
-    assert_eq!(c.transfers.len(), 1);
+    let us = attempt(&c, Side::Client, "US");
+    assert_eq!((us.blocked, us.refused, us.identities), (1, 1, 2));
+    assert!(c.transfers.is_empty());
 }
 
 /// A summary record counts refusals without countries: not a row.
@@ -215,6 +234,33 @@ fn summary_records_add_to_unrecorded_refusals_not_to_rows() {
     summary.unrecorded = Some(7);
     let c = aggregate(vec![summary.clone(), summary].into_iter());
     assert_eq!(c.unrecorded_refusals, 14);
-    assert!(c.transfers.is_empty(), "{c:#?}");
+    assert!(
+        c.transfers.is_empty() && c.attempts_refused.is_empty(),
+        "{c:#?}"
+    );
     assert!(c.to_markdown().contains(": 14."), "{}", c.to_markdown());
+}
+
+#[test]
+fn policy_versions_in_force_are_listed_with_their_period() {
+    let mut a = rec(1, "FR", None, "allowed", None, "a");
+    a.policy_version = "aaaa".into();
+    let mut b = rec(5, "FR", None, "allowed", None, "a");
+    b.policy_version = "bbbb".into();
+    let mut a2 = rec(3, "FR", None, "allowed", None, "a");
+    a2.policy_version = "aaaa".into();
+    let c = aggregate(vec![a, b, a2].into_iter());
+    let v: Vec<_> = c
+        .policy_versions
+        .iter()
+        .map(|v| {
+            (
+                v.version.as_str(),
+                v.records,
+                &v.first_seen[17..19],
+                &v.last_seen[17..19],
+            )
+        })
+        .collect();
+    assert_eq!(v, [("aaaa", 2, "01", "03"), ("bbbb", 1, "05", "05")]);
 }
