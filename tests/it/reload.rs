@@ -315,10 +315,25 @@ async fn a_policy_change_is_logged_and_marked_once_in_the_trail() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["records"], 2, "{report:#}");
+    // Blocked under the old rules: an attempt refused; allowed under the
+    // new ones: a transfer, by override.
     let rows = report["transfers"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{report:#}");
     assert_eq!(rows[0]["country"], "US", "{report:#}");
-    assert_eq!(rows[0]["requests"], 2, "{report:#}");
+    assert_eq!(rows[0]["requests"], 1, "{report:#}");
+    assert_eq!(rows[0]["allowed_by_override"], 1, "{report:#}");
+    let attempts = report["attempts_refused"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{report:#}");
+    assert_eq!(attempts[0]["country"], "US", "{report:#}");
+    assert_eq!(attempts[0]["blocked"], 1, "{report:#}");
+    // Each version in force over the trail, one request under each.
+    let versions: Vec<&str> = report["policy_versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, [before.as_str(), after.as_str()], "{report:#}");
 
     // A reload that changes no rule: no record, and the log says so.
     proxy.signal("HUP");
