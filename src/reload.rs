@@ -186,7 +186,7 @@ pub async fn reload(
             Some(snap) if problems.is_empty() => {
                 let target = &snap.config.audit.path;
                 if (trigger.reopens_audit() || *target != current.config.audit.path)
-                    && let Err(e) = sink.reopen(target.clone()).await
+                    && let Err(e) = sink.reopen(target.clone())
                 {
                     problems.push(format!(
                         "cannot reopen the audit trail; records keep going to the current file: {}",
@@ -195,7 +195,7 @@ pub async fn reload(
                 }
             }
             _ if trigger.reopens_audit() && !sink.is_open_at(&current.config.audit.path) => {
-                match sink.reopen(current.config.audit.path.clone()).await {
+                match sink.reopen(current.config.audit.path.clone()) {
                     Ok(()) => reopened_rotated = true,
                     Err(e) => tracing::error!(
                         error = %with_causes(&e),
@@ -462,7 +462,7 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 pub async fn reopen_audit(shared: &Shared, evidence: &Evidence) {
     tracing::info!("SIGUSR1: reopening the audit file; configuration left as it is");
     if let Some(sink) = &evidence.audit
-        && let Err(e) = sink.reopen(shared.load().config.audit.path.clone()).await
+        && let Err(e) = sink.reopen(shared.load().config.audit.path.clone())
     {
         tracing::error!(
             error = %with_causes(&e),

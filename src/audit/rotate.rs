@@ -353,7 +353,7 @@ mod tests {
         let (sink, writer) =
             AuditSink::start_keeping(&a, 8, std::sync::Arc::new(Metrics::new()), keeper).unwrap();
         assert!(block_on(sink.write(crate::audit::record::example(1))));
-        block_on(sink.reopen(b.clone())).unwrap();
+        sink.reopen(b.clone()).unwrap();
         assert!(block_on(sink.write(crate::audit::record::example(2))));
         assert!(block_on(sink.write(crate::audit::record::example(3))));
         writer.join();
