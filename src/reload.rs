@@ -267,8 +267,13 @@ async fn apply(path: &Path, shared: &Shared, current: &Snapshot, snap: Snapshot,
     let before = build_of(current);
     let after = build_of(&snap);
     let (rules_before, rules_after) = (
-        canonical(&current.config, &before.0, before.1.as_ref()),
-        canonical(&snap.config, &after.0, after.1.as_ref()),
+        canonical(
+            &current.config,
+            &current.access,
+            &before.0,
+            before.1.as_ref(),
+        ),
+        canonical(&snap.config, &snap.access, &after.0, after.1.as_ref()),
     );
     let mut changes = rule_changes(&rules_before, &rules_after);
     let settings = settings_changed(&current.config, &snap.config);
@@ -323,17 +328,27 @@ pub fn rule_changes(before: &str, after: &str) -> Vec<String> {
     let find = |list: &[(String, String)], key: &str| {
         list.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
     };
+    // `route[a]`, `identity[a]`, `grant[a]`: (kind, name) of an entry.
     let route = |key: &str| {
-        key.strip_prefix("route[")
-            .and_then(|k| k.strip_suffix(']'))
-            .map(str::to_owned)
+        ["route", "identity", "grant"].into_iter().find_map(|kind| {
+            key.strip_prefix(kind)
+                .and_then(|k| k.strip_prefix('['))
+                .and_then(|k| k.strip_suffix(']'))
+                .map(|name| format!("{kind} {name}"))
+        })
     };
     let mut out = Vec::new();
     for (key, value) in &new {
         match find(&old, key) {
             Some(v) if v == *value => {}
             None if route(key).is_some() => {
-                out.push(format!("route {} added", route(key).unwrap_or_default()));
+                out.push(format!("{} added", route(key).unwrap_or_default()));
+            }
+            Some(v) if key.starts_with("identity[") || key.starts_with("grant[") => {
+                out.push(format!(
+                    "{} changed: {v} -> {value}",
+                    route(key).unwrap_or_default()
+                ));
             }
             v => out.push(format!(
                 "{key}: {} -> {}",
@@ -347,7 +362,7 @@ pub fn rule_changes(before: &str, after: &str) -> Vec<String> {
             continue;
         }
         match route(key) {
-            Some(name) => out.push(format!("route {name} removed")),
+            Some(name) => out.push(format!("{name} removed")),
             None => out.push(format!("{key}: {value} -> (none)")),
         }
     }
@@ -369,6 +384,12 @@ fn keyed(text: &str) -> (Vec<(String, String)>, Vec<String>) {
             route = value.to_owned();
             out.push((format!("route[{route}]"), "present".to_owned()));
             order.push(route.clone());
+        } else if key == "identity" || key == "grant" {
+            // `<id as a JSON string> <fields>`: keyed by the id.
+            let mut ids = serde_json::Deserializer::from_str(value).into_iter::<String>();
+            let id = ids.next().and_then(Result::ok).unwrap_or_default();
+            let rest = value.get(ids.byte_offset()..).unwrap_or("").trim_start();
+            out.push((format!("{key}[{id}]"), rest.to_owned()));
         } else if let Some(rest) = key.strip_prefix("route.") {
             out.push((format!("route[{route}].{rest}"), value.to_owned()));
         } else {

@@ -729,6 +729,22 @@ async fn an_invalid_grants_file_is_refused_at_start_and_at_reload_the_old_grants
     for key in ["AKIAVENDOR", "AKIANEW"] {
         assert_eq!(get(&proxy, ips::US, "/b/k", Some(key)).await.status, 200);
     }
+    // Only the grants file changed, and the trail marks it: the policy
+    // version covers the grants.
+    let marks: Vec<serde_json::Value> = crate::support::proxy::records_in(&proxy.audit_path())
+        .into_iter()
+        .filter(|r| r["reason"] == "policy_changed")
+        .collect();
+    assert_eq!(marks.len(), 1, "{marks:#?}");
+    assert_eq!(
+        marks[0]["policy_change"]["changes"],
+        serde_json::json!(["grant CHG-2 added"])
+    );
+    assert!(
+        proxy.logs().contains("rules_changed=grant CHG-2 added"),
+        "{}",
+        proxy.logs()
+    );
 }
 
 #[test]
