@@ -1,5 +1,6 @@
 //! Reload: what sets it off (SIGHUP, a replaced GeoIP database, a replaced
-//! TLS certificate or key), what it may change, and what it says.
+//! TLS certificate or key, a replaced or edited identities or grants
+//! file), what it may change, and what it says.
 //!
 //! Every trigger runs the same [`reload`]: read the config, check that no
 //! key read only at start changed ([`StartOnly`]), build a whole new
@@ -29,6 +30,9 @@ pub enum Trigger {
     DatabaseWatch,
     /// `[server.tls] watch`: a certificate, key or client CA was replaced.
     TlsWatch,
+    /// `[identities] watch` or `[grants] watch`: the identities or grants
+    /// file was replaced or edited.
+    AccessWatch,
 }
 
 impl Trigger {
@@ -38,6 +42,7 @@ impl Trigger {
             Self::Signal => "SIGHUP",
             Self::DatabaseWatch => "database watch",
             Self::TlsWatch => "TLS watch",
+            Self::AccessWatch => "identities or grants watch",
         }
     }
 
@@ -431,6 +436,15 @@ fn settings_changed(old: &Config, new: &Config) -> Vec<String> {
     );
     key("[geoip] watch", old.geoip_watch != new.geoip_watch);
     key("[geoip] max_age", old.geoip_max_age != new.geoip_max_age);
+    key(
+        "[identities] watch",
+        old.access.identities.as_ref().map(|i| i.watch)
+            != new.access.identities.as_ref().map(|i| i.watch),
+    );
+    key(
+        "[grants] watch",
+        old.access.grants.as_ref().map(|g| g.watch) != new.access.grants.as_ref().map(|g| g.watch),
+    );
     let (a, b) = (&old.audit, &new.audit);
     key("[audit] path", a.path != b.path);
     key(
@@ -516,6 +530,20 @@ pub fn certificate_files(c: &Config) -> Watched {
     tls.watch.map(|interval| (interval, files))
 }
 
+/// `[identities] watch = true` and `[grants] watch = true`: each watched
+/// file, polled at the shorter of the two intervals.
+pub fn access_files(c: &Config) -> Watched {
+    let ids = c.access.identities.as_ref();
+    let grants = c.access.grants.as_ref();
+    let watched: Vec<(Duration, PathBuf)> = ids
+        .and_then(|i| i.watch.map(|w| (w, i.file.clone())))
+        .into_iter()
+        .chain(grants.and_then(|g| g.watch.map(|w| (w, g.file.clone()))))
+        .collect();
+    let interval = watched.iter().map(|(w, _)| *w).min()?;
+    Some((interval, watched.into_iter().map(|(_, p)| p).collect()))
+}
+
 /// Device, inode, size and modification time of each file: what a
 /// replacement changes (`None`: missing).
 type Stamps = Vec<(PathBuf, Option<(u64, u64, u64, i64, i64)>)>;
@@ -562,6 +590,7 @@ async fn watch_files(
 ) {
     let what = match trigger {
         Trigger::TlsWatch => "TLS certificate or key",
+        Trigger::AccessWatch => "identities or grants file",
         Trigger::DatabaseWatch | Trigger::Signal => "GeoIP database",
     };
     // What the snapshot in force was built from, and the previous poll.
