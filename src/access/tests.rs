@@ -402,8 +402,8 @@ fn the_shipped_access_keys_document_the_defaults() {
             .collect::<String>()
     };
     let (ids, grants) = (after("[identities]"), after("[grants]"));
-    assert_eq!(ids.lines().count(), 4, "{ids}");
-    assert_eq!(grants.lines().count(), 4, "{grants}");
+    assert_eq!(ids.lines().count(), 6, "{ids}");
+    assert_eq!(grants.lines().count(), 6, "{grants}");
     let key = keys::keygen().unwrap().1;
     let grants = grants.replace("ed25519:<base64 of 32 bytes>", &key);
     let parse = |text: String| {
