@@ -315,10 +315,17 @@ async fn a_policy_change_is_logged_and_marked_once_in_the_trail() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["records"], 2, "{report:#}");
+    // The blocked request is an attempt, the allowed one a transfer (the
+    // transfer rule of issue 19).
     let rows = report["transfers"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{report:#}");
     assert_eq!(rows[0]["country"], "US", "{report:#}");
-    assert_eq!(rows[0]["requests"], 2, "{report:#}");
+    assert_eq!(rows[0]["requests"], 1, "{report:#}");
+    assert_eq!(rows[0]["allowed_by_override"], 1, "{report:#}");
+    let attempts = report["attempts_refused"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{report:#}");
+    assert_eq!(attempts[0]["country"], "US", "{report:#}");
+    assert_eq!(attempts[0]["blocked"], 1, "{report:#}");
 
     // A reload that changes no rule: no record, and the log says so.
     proxy.signal("HUP");
