@@ -755,8 +755,89 @@ mod tests {
         }
     }
 
+    /// An [`Access`] holding the valid grants `grants` as (id, identity,
+    /// path prefix), as `load` would leave it.
+    fn access_with(grants: &[(String, String, String)]) -> Access {
+        let mut access = Access::default();
+        for (id, identity, prefix) in grants {
+            access.reports.push(crate::access::GrantReport {
+                entry: crate::access::files::GrantEntry {
+                    signed: crate::access::canonical::Signed {
+                        id: id.clone(),
+                        identity: identity.clone(),
+                        proof: crate::access::Proof::Sigv4,
+                        owner: "o".into(),
+                        purpose: "p".into(),
+                        from_countries: vec!["US".into()],
+                        routes: vec![],
+                        methods: vec![],
+                        path_prefix: prefix.clone(),
+                        not_before: 0,
+                        not_after: 3600,
+                    },
+                    approvals: vec![],
+                    approvals_span: None,
+                    end: 0,
+                    line: 1,
+                },
+                problems: vec![],
+            });
+        }
+        access
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Whatever an id, an identity or a path prefix holds (spaces,
+        /// quotes, `=`, newlines, brackets), each grant is one line, two
+        /// different grant sets never share a canonical text, the order
+        /// of the file does not count, and a reload names the grant that
+        /// went by its exact id.
+        #[test]
+        fn grant_lines_are_unambiguous_whatever_the_values_hold(
+            grants in proptest::collection::vec(
+                ("[ -~\n\té]{0,12}", "[ -~\n\té]{0,12}", "[ -~\n\té]{0,8}"),
+                1..5,
+            ),
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+            flip in 0usize..3,
+        ) {
+            // Ids are unique in a file (a duplicate is refused).
+            let mut grants = grants;
+            grants.sort_by(|a, b| a.0.cmp(&b.0));
+            grants.dedup_by(|a, b| a.0 == b.0);
+            let text = BASE.to_owned() + "[grants]\nfile = \"g.toml\"\n";
+            let config = Config::parse(Path::new("c.toml"), &text).unwrap();
+            let rules = |g: &[(String, String, String)]| {
+                canonical(&config, &access_with(g), &build(), None)
+            };
+            let base = rules(&grants);
+            proptest::prop_assert_eq!(
+                base.lines().filter(|l| l.starts_with("grant ")).count(),
+                grants.len()
+            );
+            let mut reversed = grants.clone();
+            reversed.reverse();
+            proptest::prop_assert_eq!(rules(&reversed), base.clone());
+            // One value of one grant changed: another text.
+            let i = pick.index(grants.len());
+            let mut other = grants.clone();
+            let field = match flip {
+                0 => &mut other[i].1,
+                1 => &mut other[i].2,
+                _ => &mut other[i].0,
+            };
+            field.push(' ');
+            if flip != 2 || !grants.iter().any(|g| g.0 == other[i].0) {
+                proptest::prop_assert_ne!(rules(&other), base.clone());
+            }
+            // One grant gone: the reload names it by its exact id.
+            let mut fewer = grants.clone();
+            let gone = fewer.remove(i);
+            let changes = crate::reload::rule_changes(&base, &rules(&fewer));
+            proptest::prop_assert_eq!(changes, vec![format!("grant {} removed", gone.0)]);
+        }
 
         /// Networks written in any order, repeated, or split into halves
         /// that cover the same addresses give the same version.
