@@ -1,5 +1,6 @@
 //! Reload: what sets it off (SIGHUP, a replaced GeoIP database, a replaced
-//! TLS certificate or key), what it may change, and what it says.
+//! TLS certificate or key, a replaced or edited identities or grants
+//! file), what it may change, and what it says.
 //!
 //! Every trigger runs the same [`reload`]: read the config, check that no
 //! key read only at start changed ([`StartOnly`]), build a whole new
@@ -29,6 +30,9 @@ pub enum Trigger {
     DatabaseWatch,
     /// `[server.tls] watch`: a certificate, key or client CA was replaced.
     TlsWatch,
+    /// `[identities] watch` or `[grants] watch`: the identities or grants
+    /// file was replaced or edited.
+    AccessWatch,
 }
 
 impl Trigger {
@@ -38,6 +42,7 @@ impl Trigger {
             Self::Signal => "SIGHUP",
             Self::DatabaseWatch => "database watch",
             Self::TlsWatch => "TLS watch",
+            Self::AccessWatch => "identities or grants watch",
         }
     }
 
@@ -267,8 +272,13 @@ async fn apply(path: &Path, shared: &Shared, current: &Snapshot, snap: Snapshot,
     let before = build_of(current);
     let after = build_of(&snap);
     let (rules_before, rules_after) = (
-        canonical(&current.config, &before.0, before.1.as_ref()),
-        canonical(&snap.config, &after.0, after.1.as_ref()),
+        canonical(
+            &current.config,
+            &current.access,
+            &before.0,
+            before.1.as_ref(),
+        ),
+        canonical(&snap.config, &snap.access, &after.0, after.1.as_ref()),
     );
     let mut changes = rule_changes(&rules_before, &rules_after);
     let settings = settings_changed(&current.config, &snap.config);
@@ -323,17 +333,27 @@ pub fn rule_changes(before: &str, after: &str) -> Vec<String> {
     let find = |list: &[(String, String)], key: &str| {
         list.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
     };
+    // `route[a]`, `identity[a]`, `grant[a]`: (kind, name) of an entry.
     let route = |key: &str| {
-        key.strip_prefix("route[")
-            .and_then(|k| k.strip_suffix(']'))
-            .map(str::to_owned)
+        ["route", "identity", "grant"].into_iter().find_map(|kind| {
+            key.strip_prefix(kind)
+                .and_then(|k| k.strip_prefix('['))
+                .and_then(|k| k.strip_suffix(']'))
+                .map(|name| format!("{kind} {name}"))
+        })
     };
     let mut out = Vec::new();
     for (key, value) in &new {
         match find(&old, key) {
             Some(v) if v == *value => {}
             None if route(key).is_some() => {
-                out.push(format!("route {} added", route(key).unwrap_or_default()));
+                out.push(format!("{} added", route(key).unwrap_or_default()));
+            }
+            Some(v) if key.starts_with("identity[") || key.starts_with("grant[") => {
+                out.push(format!(
+                    "{} changed: {v} -> {value}",
+                    route(key).unwrap_or_default()
+                ));
             }
             v => out.push(format!(
                 "{key}: {} -> {}",
@@ -347,7 +367,7 @@ pub fn rule_changes(before: &str, after: &str) -> Vec<String> {
             continue;
         }
         match route(key) {
-            Some(name) => out.push(format!("route {name} removed")),
+            Some(name) => out.push(format!("{name} removed")),
             None => out.push(format!("{key}: {value} -> (none)")),
         }
     }
@@ -369,6 +389,12 @@ fn keyed(text: &str) -> (Vec<(String, String)>, Vec<String>) {
             route = value.to_owned();
             out.push((format!("route[{route}]"), "present".to_owned()));
             order.push(route.clone());
+        } else if key == "identity" || key == "grant" {
+            // `<id as a JSON string> <fields>`: keyed by the id.
+            let mut ids = serde_json::Deserializer::from_str(value).into_iter::<String>();
+            let id = ids.next().and_then(Result::ok).unwrap_or_default();
+            let rest = value.get(ids.byte_offset()..).unwrap_or("").trim_start();
+            out.push((format!("{key}[{id}]"), rest.to_owned()));
         } else if let Some(rest) = key.strip_prefix("route.") {
             out.push((format!("route[{route}].{rest}"), value.to_owned()));
         } else {
@@ -410,6 +436,15 @@ fn settings_changed(old: &Config, new: &Config) -> Vec<String> {
     );
     key("[geoip] watch", old.geoip_watch != new.geoip_watch);
     key("[geoip] max_age", old.geoip_max_age != new.geoip_max_age);
+    key(
+        "[identities] watch",
+        old.access.identities.as_ref().map(|i| i.watch)
+            != new.access.identities.as_ref().map(|i| i.watch),
+    );
+    key(
+        "[grants] watch",
+        old.access.grants.as_ref().map(|g| g.watch) != new.access.grants.as_ref().map(|g| g.watch),
+    );
     let (a, b) = (&old.audit, &new.audit);
     key("[audit] path", a.path != b.path);
     key(
@@ -495,6 +530,20 @@ pub fn certificate_files(c: &Config) -> Watched {
     tls.watch.map(|interval| (interval, files))
 }
 
+/// `[identities] watch = true` and `[grants] watch = true`: each watched
+/// file, polled at the shorter of the two intervals.
+pub fn access_files(c: &Config) -> Watched {
+    let ids = c.access.identities.as_ref();
+    let grants = c.access.grants.as_ref();
+    let watched: Vec<(Duration, PathBuf)> = ids
+        .and_then(|i| i.watch.map(|w| (w, i.file.clone())))
+        .into_iter()
+        .chain(grants.and_then(|g| g.watch.map(|w| (w, g.file.clone()))))
+        .collect();
+    let interval = watched.iter().map(|(w, _)| *w).min()?;
+    Some((interval, watched.into_iter().map(|(_, p)| p).collect()))
+}
+
 /// Device, inode, size and modification time of each file: what a
 /// replacement changes (`None`: missing).
 type Stamps = Vec<(PathBuf, Option<(u64, u64, u64, i64, i64)>)>;
@@ -541,6 +590,7 @@ async fn watch_files(
 ) {
     let what = match trigger {
         Trigger::TlsWatch => "TLS certificate or key",
+        Trigger::AccessWatch => "identities or grants file",
         Trigger::DatabaseWatch | Trigger::Signal => "GeoIP database",
     };
     // What the snapshot in force was built from, and the previous poll.

@@ -259,6 +259,7 @@ impl Snapshot {
             .collect();
         let policy_version = policy_version(
             &config,
+            &access,
             &DatabaseBuild::of(&geo),
             operators
                 .as_ref()

@@ -59,6 +59,7 @@ fn signed_grants(
             }],
             min_approvals: 1,
             max_duration: std::time::Duration::from_secs(14 * 86_400),
+            watch: None,
         }),
     };
     (spec, path)
@@ -177,6 +178,7 @@ fn the_example_files_parse_and_the_example_grant_is_unsigned() {
         approvers: vec![],
         min_approvals: 1,
         max_duration: std::time::Duration::from_secs(14 * 86_400),
+        watch: None,
     };
     assert_eq!(
         grant::problems(&grants[0], &spec, None),
@@ -310,6 +312,7 @@ fn approvals_count_once_per_known_distinct_approver() {
         approvers: vec![approver("dpo", &p1), approver("ciso", &p2)],
         min_approvals: 2,
         max_duration: std::time::Duration::from_secs(86_400),
+        watch: None,
     };
     let with = |approvals: Vec<files::Approval>| {
         let mut g = entry.clone();
@@ -399,8 +402,8 @@ fn the_shipped_access_keys_document_the_defaults() {
             .collect::<String>()
     };
     let (ids, grants) = (after("[identities]"), after("[grants]"));
-    assert_eq!(ids.lines().count(), 4, "{ids}");
-    assert_eq!(grants.lines().count(), 4, "{grants}");
+    assert_eq!(ids.lines().count(), 6, "{ids}");
+    assert_eq!(grants.lines().count(), 6, "{grants}");
     let key = keys::keygen().unwrap().1;
     let grants = grants.replace("ed25519:<base64 of 32 bytes>", &key);
     let parse = |text: String| {

@@ -185,6 +185,7 @@ pub fn access_review(
         .map_err(|e| anyhow::anyhow!("--review-every: {e}"))?;
     let expect = crate::audit::Expect::default();
     let mut failure = None;
+    let progress = super::progress::Progress::show(paths);
     let records =
         crate::audit::records(paths, &expect).map_while(|r| r.map_err(|f| failure = Some(f)).ok());
     let review = access::review::review(
@@ -193,6 +194,7 @@ pub fn access_review(
         records,
         now(),
     );
+    drop(progress);
     if let Some(f) = failure {
         return super::audit::report(f);
     }

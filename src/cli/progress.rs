@@ -1,9 +1,9 @@
-//! Progress of long reads of the audit trail (`audit verify`, `transfers`):
-//! a bar on stderr with the bytes read of the total, the records verified,
-//! the rate and the time left. Shown only when stderr is a terminal (and
-//! neither `CI` is set nor `TERM=dumb`), so pipes, files, log collectors
-//! and CI get nothing; cleared before the command prints its result or a
-//! failure. The readers report to it through [`crate::audit::progress`].
+//! Progress of long reads of the audit trail (`audit verify`, `transfers`,
+//! `access-review`): a bar on stderr with the bytes read of the total, the
+//! records verified, the rate and the time left. Shown only when stderr is
+//! a terminal (and neither `CI` is set nor `TERM=dumb`), so pipes, files,
+//! log collectors and CI get nothing; cleared before the command prints
+//! its result or a failure. The readers report to it through [`crate::audit::progress`].
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};

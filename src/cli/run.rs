@@ -120,9 +120,15 @@ async fn serve(path: &Path, shared: Shared, evidence: Evidence) -> anyhow::Resul
     );
     let cert_watcher = reload::spawn_watch(
         &shared,
-        watch_tx,
+        watch_tx.clone(),
         Trigger::TlsWatch,
         reload::certificate_files,
+    );
+    let access_watcher = reload::spawn_watch(
+        &shared,
+        watch_tx,
+        Trigger::AccessWatch,
+        reload::access_files,
     );
     let shutdown = async move {
         loop {
@@ -152,5 +158,6 @@ async fn serve(path: &Path, shared: Shared, evidence: Evidence) -> anyhow::Resul
     }
     watcher.abort();
     cert_watcher.abort();
+    access_watcher.abort();
     Ok(ExitCode::SUCCESS)
 }

@@ -29,6 +29,16 @@ pub struct RawIdentities {
     /// `flag` or `refuse`.
     #[serde(default = "default_on_overdue")]
     pub on_overdue: Text,
+    /// Reload when the file is replaced or edited.
+    #[serde(default)]
+    pub watch: bool,
+    /// How often the file is checked when `watch = true`.
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval: Text,
+}
+
+fn default_watch_interval() -> Text {
+    Spanned::new(0..0, "5s".to_owned())
 }
 
 fn default_review_every() -> Text {
@@ -54,6 +64,12 @@ pub struct RawGrants {
     /// The longest a grant may last.
     #[serde(default = "default_max_duration")]
     pub max_duration: Text,
+    /// Reload when the file is replaced or edited.
+    #[serde(default)]
+    pub watch: bool,
+    /// How often the file is checked when `watch = true`.
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval: Text,
 }
 
 fn default_min_approvals() -> Spanned<u64> {
@@ -98,6 +114,8 @@ pub struct IdentitiesSpec {
     pub review_every: Duration,
     /// What an overdue entry gets.
     pub on_overdue: OnOverdue,
+    /// `watch`: poll interval when the file is watched.
+    pub watch: Option<Duration>,
 }
 
 /// A configured approver.
@@ -122,6 +140,8 @@ pub struct GrantsSpec {
     pub min_approvals: usize,
     /// The longest a grant may last.
     pub max_duration: Duration,
+    /// `watch`: poll interval when the file is watched.
+    pub watch: Option<Duration>,
 }
 
 /// Both sections, typed; each `None` when absent (the feature is off).
@@ -155,6 +175,7 @@ pub fn validate(
                     OnOverdue::Flag
                 }
             },
+            watch: watch(r.watch, &r.watch_interval, p),
         }),
         grants: grants.map(|r| GrantsSpec {
             file: file(&r.file, "grants", p),
@@ -170,8 +191,33 @@ pub fn validate(
                 usize::try_from(n.clamp(1, 64)).unwrap_or(1)
             },
             max_duration: age(&r.max_duration, p),
+            watch: watch(r.watch, &r.watch_interval, p),
         }),
     }
+}
+
+/// `watch` and `watch_interval`: the interval when watched. The interval
+/// is checked even when `watch = false`, so turning it on later cannot
+/// reveal a value `check` accepted.
+fn watch(on: bool, interval: &Text, p: &mut Problems<'_>) -> Option<Duration> {
+    let d = match super::duration::parse(interval.get_ref()) {
+        Ok(d) if d.is_zero() => {
+            p.at(
+                interval.span(),
+                format!(
+                    "duration \"{}\" must be greater than zero",
+                    interval.get_ref()
+                ),
+            );
+            Duration::from_secs(1)
+        }
+        Ok(d) => d,
+        Err(msg) => {
+            p.at(interval.span(), msg);
+            Duration::from_secs(1)
+        }
+    };
+    on.then_some(d)
 }
 
 fn file(t: &Text, what: &str, p: &mut Problems<'_>) -> PathBuf {

@@ -103,3 +103,26 @@ fn each_start_only_key_is_refused_on_its_own_in_plain_text() {
     }
     assert!(before.refused(&before).is_empty());
 }
+
+/// Registry entries and grants are keyed by their id (a JSON string that
+/// may hold spaces): one line says which was added, removed or changed.
+#[test]
+fn rule_changes_name_each_grant_and_identity_by_id() {
+    let before = "residency-policy 1\nroute a\nroute.hosts x\n\
+        identity \"AKIA1\" proof=sigv4 routes=all overdue=2027-01-10T00:00:00Z\n\
+        identity \"CN=Jane Doe,O=V\" proof=mtls routes=all overdue=2027-01-10T00:00:00Z\n\
+        grant \"CHG 1\" identity=\"AKIA1\" window=a/b\n";
+    let after = "residency-policy 1\nroute a\nroute.hosts x\n\
+        identity \"CN=Jane Doe,O=V\" proof=mtls routes=[\"a\"] overdue=2027-01-10T00:00:00Z\n\
+        grant \"CHG 1\" identity=\"AKIA1\" window=a/b\n\
+        grant \"CHG 2\" identity=\"AKIA2\" window=a/b\n";
+    assert_eq!(
+        rule_changes(before, after),
+        [
+            "identity CN=Jane Doe,O=V changed: proof=mtls routes=all overdue=2027-01-10T00:00:00Z \
+             -> proof=mtls routes=[\"a\"] overdue=2027-01-10T00:00:00Z",
+            "grant CHG 2 added",
+            "identity AKIA1 removed",
+        ]
+    );
+}

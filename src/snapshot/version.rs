@@ -5,6 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::access::Access;
 use crate::config::{Config, RouteSpec};
 use crate::geo::GeoDb;
 
@@ -34,10 +35,11 @@ impl DatabaseBuild {
 /// decides a verdict, in a form that only changes when a decision can.
 pub fn policy_version(
     config: &Config,
+    access: &Access,
     geo: &DatabaseBuild,
     operators: Option<&DatabaseBuild>,
 ) -> String {
-    Sha256::digest(canonical(config, geo, operators).as_bytes())[..6]
+    Sha256::digest(canonical(config, access, geo, operators).as_bytes())[..6]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -51,8 +53,12 @@ pub fn policy_version(
 /// the order of a list in the file, nor a toolchain's `Debug` output,
 /// changes it. Routes stay in file order: ties between routes go to the
 /// first. Version 1 of this format starts with `residency-policy 1`.
+/// The identity registry and the valid grants (SPEC §9) follow the
+/// routes, only when `[identities]` or `[grants]` is configured, so a
+/// policy without them keeps the version it had before they existed.
 pub fn canonical(
     config: &Config,
+    access: &Access,
     geo: &DatabaseBuild,
     operators: Option<&DatabaseBuild>,
 ) -> String {
@@ -97,7 +103,96 @@ pub fn canonical(
     for r in &config.routes {
         route_lines(&mut out, r);
     }
+    access_lines(&mut out, config, access);
     out
+}
+
+/// A free-form value (an id, an identity, a path prefix, a list of
+/// names) as a JSON string or array: one line, and no two values alike.
+fn quoted<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// `all` for an absent or empty list, else the sorted names quoted.
+fn names(list: Option<&[String]>) -> String {
+    match list {
+        None | Some([]) => "all".to_owned(),
+        Some(l) => {
+            let mut l = l.to_vec();
+            l.sort();
+            l.dedup();
+            quoted(&l)
+        }
+    }
+}
+
+/// The registry and the valid grants: `identities …`, then one
+/// `identity <id> …` line per entry, then one `grant <id> …` line per
+/// valid grant, each sorted by id. A grant that
+/// opens nothing (bad signature, too long…) is left out: it decides
+/// nothing. Time does not enter: an expired grant keeps its line until a
+/// reload drops it from the file.
+fn access_lines(out: &mut String, config: &Config, access: &Access) {
+    use crate::access::canonical::rfc3339;
+    if let Some(ids) = &config.access.identities {
+        push(
+            out,
+            "identities",
+            &format!(
+                "require_known={} on_overdue={}",
+                ids.require_known,
+                match ids.on_overdue {
+                    crate::access::OnOverdue::Flag => "flag",
+                    crate::access::OnOverdue::Refuse => "refuse",
+                }
+            ),
+        );
+        let mut entries: Vec<&crate::access::files::Identity> = access.identities.iter().collect();
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        for i in entries {
+            push(
+                out,
+                "identity",
+                &format!(
+                    "{} proof={} routes={} overdue={}",
+                    quoted(&i.id),
+                    i.proof.as_str(),
+                    names(i.routes.as_deref()),
+                    rfc3339(i.reviewed.saturating_add(access.review_every))
+                ),
+            );
+        }
+    }
+    if config.access.grants.is_some() {
+        let mut valid: Vec<&crate::access::canonical::Signed> = access
+            .reports
+            .iter()
+            .filter(|r| r.problems.is_empty())
+            .map(|r| &r.entry.signed)
+            .collect();
+        valid.sort_by(|a, b| a.id.cmp(&b.id));
+        for g in valid {
+            let mut countries = g.from_countries.clone();
+            countries.sort();
+            countries.dedup();
+            push(
+                out,
+                "grant",
+                &format!(
+                    "{} identity={} proof={} countries={} routes={} methods={} path_prefix={} window={}/{}",
+                    quoted(&g.id),
+                    quoted(&g.identity),
+                    g.proof.as_str(),
+                    countries.join(","),
+                    names(Some(&g.routes)),
+                    names(Some(&g.methods)),
+                    quoted(&g.path_prefix),
+                    rfc3339(g.not_before),
+                    rfc3339(g.not_after)
+                ),
+            );
+        }
+    }
 }
 
 fn push(out: &mut String, key: &str, value: &dyn std::fmt::Display) {
@@ -193,6 +288,7 @@ mod tests {
     use std::path::Path;
 
     use super::{DatabaseBuild, canonical, policy_version};
+    use crate::access::{Access, keys};
     use crate::config::Config;
 
     const BASE: &str = "[server]\ntrusted_proxies = [\"10.1.0.0/16\"]\n\
@@ -215,7 +311,7 @@ mod tests {
 
     fn version_of(text: &str) -> String {
         let config = Config::parse(Path::new("c.toml"), text).unwrap();
-        policy_version(&config, &build(), None)
+        policy_version(&config, &Access::default(), &build(), None)
     }
 
     /// The version of a fixed config is a fixed value: no toolchain or
@@ -224,7 +320,7 @@ mod tests {
     #[test]
     fn the_version_of_a_fixed_config_is_a_fixed_value() {
         let config = Config::parse(Path::new("c.toml"), BASE).unwrap();
-        let text = canonical(&config, &build(), None);
+        let text = canonical(&config, &Access::default(), &build(), None);
         assert!(
             text.starts_with(
                 "residency-policy 1\n\
@@ -372,20 +468,376 @@ mod tests {
             f(&mut b);
             b
         };
+        let none = Access::default();
         for changed in [
             other(|b| b.epoch += 1),
             other(|b| b.nodes += 1),
             other(|b| b.kind.push('x')),
         ] {
-            assert_ne!(policy_version(&config, &changed, None), base);
-            let with = policy_version(&config, &build(), Some(&build()));
+            assert_ne!(policy_version(&config, &none, &changed, None), base);
+            let with = policy_version(&config, &none, &build(), Some(&build()));
             assert_ne!(with, base, "an operator database");
-            assert_ne!(policy_version(&config, &build(), Some(&changed)), with);
+            assert_ne!(
+                policy_version(&config, &none, &build(), Some(&changed)),
+                with
+            );
         }
+    }
+
+    /// A `[[grant]]` for `identity` with `extra` lines (each key not in
+    /// them gets a default: sigv4, one purpose, US, one day's window),
+    /// signed by `key` as approver "dpo".
+    fn grant(key: &keys::SigningKey, id: &str, identity: &str, extra: &str) -> String {
+        let body = format!(
+            "[[grant]]\nid = \"{id}\"\nidentity = \"{identity}\"\nowner = \"Jane Doe\"\n{extra}\n"
+        );
+        let body = [
+            ("proof", "proof = \"sigv4\"\n"),
+            ("purpose", "purpose = \"support\"\n"),
+            ("from_countries", "from_countries = [\"US\"]\n"),
+            ("not_before", "not_before = 2026-12-07T08:00:00Z\n"),
+            ("not_after", "not_after = 2026-12-07T18:00:00Z\n"),
+        ]
+        .iter()
+        .filter(|(k, _)| !body.contains(&format!("\n{k} =")))
+        .fold(body.clone(), |b, (_, line)| b + line);
+        let entry =
+            crate::access::files::grants(Path::new("g.toml"), &body, Some(&["a", "b"])).unwrap();
+        let sig = key.sign(&entry[0].signed.canonical());
+        format!("{body}approvals = [{{ approver = \"dpo\", signature = \"{sig}\" }}]\n\n")
+    }
+
+    const REGISTRY: &str = "[[identity]]\nid = \"AKIACHU01\"\nowner = \"Dr A. Martin\"\n\
+        role = \"archive\"\nproof = \"sigv4\"\ngranted = 2026-01-10\nreviewed = 2026-01-10\n\
+        reviewer = \"DPO\"\n\n\
+        [[identity]]\nid = \"CN=lab,O=Vendor\"\nowner = \"Jane Doe\"\nrole = \"support\"\n\
+        routes = [\"a\"]\ngranted = 2026-02-01\nreviewed = 2026-02-01\nreviewer = \"DPO\"\n\n";
+
+    /// The version of BASE with `[identities]` (`options` added to the
+    /// section) over `registry` and `[grants]` over `grants`, both files
+    /// written in `dir`.
+    fn governed_version(
+        dir: &Path,
+        key: &keys::SigningKey,
+        registry: &str,
+        options: &str,
+        grants: &str,
+    ) -> String {
+        let (ids, gs) = (dir.join("identities.toml"), dir.join("grants.toml"));
+        std::fs::write(&ids, registry).unwrap();
+        std::fs::write(&gs, grants).unwrap();
+        let text = format!(
+            "{BASE}[identities]\nfile = \"{}\"\n{options}\n\
+             [grants]\nfile = \"{}\"\napprovers = [{{ name = \"dpo\", public_key = \"{}\" }}]\n",
+            ids.display(),
+            gs.display(),
+            key.public()
+        );
+        let config = Config::parse(Path::new("c.toml"), &text).unwrap();
+        let access = crate::access::load(
+            &config.access,
+            &config.routes,
+            &config.server.s3_domains,
+            &crate::metrics::Metrics::new(),
+        )
+        .unwrap();
+        policy_version(&config, &access, &build(), None)
+    }
+
+    fn approver() -> keys::SigningKey {
+        let (private, _) = keys::keygen().unwrap();
+        keys::SigningKey::parse(&private).unwrap()
+    }
+
+    /// The identity registry and the grants decide too: a change of any
+    /// fact a decision reads (a grant's identity, proof, countries,
+    /// routes, methods, path prefix or window, a grant added, removed or
+    /// no longer valid; an entry's id, proof, routes or review date,
+    /// `require_known`, `on_overdue`, `review_every`) changes the version.
+    #[test]
+    fn a_change_of_a_grant_or_an_identity_changes_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = approver();
+        let one = grant(
+            &key,
+            "CHG-1",
+            "AKIAVENDOR",
+            "routes = [\"a\"]\nmethods = [\"GET\"]\npath_prefix = \"/r/\"",
+        );
+        let two = grant(&key, "CHG-2", "CN=lab,O=Vendor", "proof = \"mtls\"");
+        let grants = format!("{one}{two}");
+        let v = |registry: &str, options: &str, grants: &str| {
+            governed_version(dir.path(), &key, registry, options, grants)
+        };
+        let base = v(REGISTRY, "", &grants);
+        assert_ne!(base, version_of(BASE), "the registry and grants count");
+        assert_eq!(v(REGISTRY, "", &grants), base, "stable");
+        let edited_grant =
+            |extra: &str| format!("{}{two}", grant(&key, "CHG-1", "AKIAVENDOR", extra));
+        for (what, grants) in [
+            (
+                "another identity",
+                format!(
+                    "{}{two}",
+                    grant(
+                        &key,
+                        "CHG-1",
+                        "AKIAOTHER",
+                        "routes = [\"a\"]\nmethods = [\"GET\"]\npath_prefix = \"/r/\""
+                    )
+                ),
+            ),
+            (
+                "another id",
+                format!(
+                    "{}{two}",
+                    grant(
+                        &key,
+                        "CHG-3",
+                        "AKIAVENDOR",
+                        "routes = [\"a\"]\nmethods = [\"GET\"]\npath_prefix = \"/r/\""
+                    )
+                ),
+            ),
+            (
+                "another route",
+                edited_grant("routes = [\"b\"]\nmethods = [\"GET\"]\npath_prefix = \"/r/\""),
+            ),
+            (
+                "any route",
+                edited_grant("methods = [\"GET\"]\npath_prefix = \"/r/\""),
+            ),
+            (
+                "another method",
+                edited_grant(
+                    "routes = [\"a\"]\nmethods = [\"GET\", \"PUT\"]\npath_prefix = \"/r/\"",
+                ),
+            ),
+            (
+                "another prefix",
+                edited_grant("routes = [\"a\"]\nmethods = [\"GET\"]\npath_prefix = \"/s/\""),
+            ),
+            (
+                "another country",
+                edited_grant(
+                    "routes = [\"a\"]\nmethods = [\"GET\"]\npath_prefix = \"/r/\"\nfrom_countries = [\"US\", \"CA\"]",
+                ),
+            ),
+            (
+                "a later end",
+                edited_grant(
+                    "routes = [\"a\"]\nmethods = [\"GET\"]\npath_prefix = \"/r/\"\nnot_after = 2026-12-07T19:00:00Z",
+                ),
+            ),
+            (
+                "an earlier start",
+                edited_grant(
+                    "routes = [\"a\"]\nmethods = [\"GET\"]\npath_prefix = \"/r/\"\nnot_before = 2026-12-07T07:00:00Z",
+                ),
+            ),
+            (
+                "proof",
+                format!("{one}{}", grant(&key, "CHG-2", "CN=lab,O=Vendor", "")),
+            ),
+            ("a grant removed", one.clone()),
+            (
+                "a grant no longer valid",
+                format!(
+                    "{one}{}",
+                    two.replacen("purpose = \"support\"", "purpose = \"support!\"", 1)
+                ),
+            ),
+        ] {
+            assert_ne!(v(REGISTRY, "", &grants), base, "{what}");
+        }
+        for (what, registry, options) in [
+            (
+                "an entry removed",
+                REGISTRY.split("\n\n").next().unwrap().to_owned() + "\n",
+                "",
+            ),
+            (
+                "another id",
+                REGISTRY.replacen("AKIACHU01", "AKIACHU02", 1),
+                "",
+            ),
+            (
+                "another proof",
+                REGISTRY.replacen("proof = \"sigv4\"", "proof = \"mtls\"", 1),
+                "",
+            ),
+            (
+                "another route",
+                REGISTRY.replacen("routes = [\"a\"]", "routes = [\"b\"]", 1),
+                "",
+            ),
+            (
+                "any route",
+                REGISTRY.replacen("routes = [\"a\"]\n", "", 1),
+                "",
+            ),
+            (
+                "reviewed later",
+                REGISTRY.replacen("reviewed = 2026-01-10", "reviewed = 2026-03-10", 1),
+                "",
+            ),
+            ("require_known", REGISTRY.to_owned(), "require_known = true"),
+            ("on_overdue", REGISTRY.to_owned(), "on_overdue = \"refuse\""),
+            (
+                "review_every",
+                REGISTRY.to_owned(),
+                "review_every = \"180d\"",
+            ),
+        ] {
+            assert_ne!(v(&registry, options, &grants), base, "{what}");
+        }
+    }
+
+    /// What does not decide leaves the version as it is: the order of the
+    /// entries in either file and of a grant's lists, a grant's purpose
+    /// edited and signed again, an entry's owner, role and reviewer.
+    #[test]
+    fn reordering_the_identities_or_grants_files_keeps_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = approver();
+        let one = grant(
+            &key,
+            "CHG-1",
+            "AKIAVENDOR",
+            "methods = [\"GET\", \"HEAD\"]\nfrom_countries = [\"US\", \"CA\"]",
+        );
+        let two = grant(&key, "CHG-2", "AKIALAB", "routes = [\"a\", \"b\"]");
+        let v =
+            |registry: &str, grants: &str| governed_version(dir.path(), &key, registry, "", grants);
+        let base = v(REGISTRY, &format!("{one}{two}"));
+        let (first, second) = REGISTRY.split_at(REGISTRY.find("\n\n").unwrap() + 2);
+        let swapped = format!("{second}{first}");
+        for (what, registry, grants) in [
+            ("grants swapped", REGISTRY.to_owned(), format!("{two}{one}")),
+            ("entries swapped", swapped, format!("{one}{two}")),
+            (
+                "lists reordered",
+                REGISTRY.to_owned(),
+                format!(
+                    "{}{}",
+                    grant(
+                        &key,
+                        "CHG-1",
+                        "AKIAVENDOR",
+                        "methods = [\"HEAD\", \"GET\"]\nfrom_countries = [\"CA\", \"US\"]"
+                    ),
+                    grant(&key, "CHG-2", "AKIALAB", "routes = [\"b\", \"a\"]")
+                ),
+            ),
+            (
+                "purpose signed again",
+                REGISTRY.to_owned(),
+                format!(
+                    "{}{two}",
+                    grant(
+                        &key,
+                        "CHG-1",
+                        "AKIAVENDOR",
+                        "methods = [\"GET\", \"HEAD\"]\nfrom_countries = [\"US\", \"CA\"]\npurpose = \"another\""
+                    )
+                ),
+            ),
+            (
+                "owner, role, reviewer",
+                REGISTRY
+                    .replacen("Dr A. Martin", "Dr B. Martin", 1)
+                    .replacen("role = \"archive\"", "role = \"other\"", 1)
+                    .replacen("reviewer = \"DPO\"", "reviewer = \"CISO\"", 1),
+                format!("{one}{two}"),
+            ),
+        ] {
+            assert_eq!(v(&registry, &grants), base, "{what}");
+        }
+    }
+
+    /// An [`Access`] holding the valid grants `grants` as (id, identity,
+    /// path prefix), as `load` would leave it.
+    fn access_with(grants: &[(String, String, String)]) -> Access {
+        let mut access = Access::default();
+        for (id, identity, prefix) in grants {
+            access.reports.push(crate::access::GrantReport {
+                entry: crate::access::files::GrantEntry {
+                    signed: crate::access::canonical::Signed {
+                        id: id.clone(),
+                        identity: identity.clone(),
+                        proof: crate::access::Proof::Sigv4,
+                        owner: "o".into(),
+                        purpose: "p".into(),
+                        from_countries: vec!["US".into()],
+                        routes: vec![],
+                        methods: vec![],
+                        path_prefix: prefix.clone(),
+                        not_before: 0,
+                        not_after: 3600,
+                    },
+                    approvals: vec![],
+                    approvals_span: None,
+                    end: 0,
+                    line: 1,
+                },
+                problems: vec![],
+            });
+        }
+        access
     }
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Whatever an id, an identity or a path prefix holds (spaces,
+        /// quotes, `=`, newlines, brackets), each grant is one line, two
+        /// different grant sets never share a canonical text, the order
+        /// of the file does not count, and a reload names the grant that
+        /// went by its exact id.
+        #[test]
+        fn grant_lines_are_unambiguous_whatever_the_values_hold(
+            grants in proptest::collection::vec(
+                ("[ -~\n\té]{0,12}", "[ -~\n\té]{0,12}", "[ -~\n\té]{0,8}"),
+                1..5,
+            ),
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+            flip in 0usize..3,
+        ) {
+            // Ids are unique in a file (a duplicate is refused).
+            let mut grants = grants;
+            grants.sort_by(|a, b| a.0.cmp(&b.0));
+            grants.dedup_by(|a, b| a.0 == b.0);
+            let text = BASE.to_owned() + "[grants]\nfile = \"g.toml\"\n";
+            let config = Config::parse(Path::new("c.toml"), &text).unwrap();
+            let rules = |g: &[(String, String, String)]| {
+                canonical(&config, &access_with(g), &build(), None)
+            };
+            let base = rules(&grants);
+            proptest::prop_assert_eq!(
+                base.lines().filter(|l| l.starts_with("grant ")).count(),
+                grants.len()
+            );
+            let mut reversed = grants.clone();
+            reversed.reverse();
+            proptest::prop_assert_eq!(rules(&reversed), base.clone());
+            // One value of one grant changed: another text.
+            let i = pick.index(grants.len());
+            let mut other = grants.clone();
+            let field = match flip {
+                0 => &mut other[i].1,
+                1 => &mut other[i].2,
+                _ => &mut other[i].0,
+            };
+            field.push(' ');
+            if flip != 2 || !grants.iter().any(|g| g.0 == other[i].0) {
+                proptest::prop_assert_ne!(rules(&other), base.clone());
+            }
+            // One grant gone: the reload names it by its exact id.
+            let mut fewer = grants.clone();
+            let gone = fewer.remove(i);
+            let changes = crate::reload::rule_changes(&base, &rules(&fewer));
+            proptest::prop_assert_eq!(changes, vec![format!("grant {} removed", gone.0)]);
+        }
 
         /// Networks written in any order, repeated, or split into halves
         /// that cover the same addresses give the same version.

@@ -2,16 +2,19 @@
 
 A proxy with an internal client network and an internal storage, a route in
 monitor mode to a storage in the US, and a `[transparency]` section
-declaring Switzerland only, serves internal, allowed-by-override, flagged
-(on one and on both sides) and blocked requests. Then the page made by
+declaring Switzerland only, serves internal, allowed-by-override,
+allowed-by-grant (a grant made and signed with the proxy's CLI for a
+vendor key from Japan), flagged (on one and on both sides) and blocked
+requests. Then the page made by
 `transfers --format html` from its audit trail, and the live page of
 `/transfers?format=html`, are opened in headless Chromium (Debian's
 chromium and chromium-driver, through Selenium), in French and in English,
 and checked: no console error, no network request but the page itself,
 the shaded countries exactly the transfer destinations of the JSON report
 with the same counts in their titles, internal flows and blocked attempts
-not shaded, the declared legal content shown (and the undeclared
-destination flagged), and the page printing on one or two A4 pages.
+not shaded, the grant's flows shown as transfers "by grant" with their
+count (in the map's titles and the detail table, live and in the report),
+the declared legal content shown (and the undeclared destination flagged), and the page printing on one or two A4 pages.
 Screenshots and the pages are saved in the test's directory.
 """
 
@@ -25,6 +28,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -34,11 +38,14 @@ from servers import ANSI, LISTENING, PROXY_BIN, stop, wait_until
 FR = "127.0.0.2"
 US = "127.0.0.5"
 CH = "127.0.0.7"
+JP = "127.0.0.6"  # admitted only by the grant, for VENDOR_KEY
 INTERNAL_CLIENT = "127.0.0.8"  # in no country: admitted by allow_networks
 STORAGE = "127.0.0.10"  # DE
 STORAGE_US = "127.0.0.11"  # US
 INTERNAL_STORAGE = "127.0.0.12"  # in no country: admitted by allow_networks
-COUNTRIES = {FR: "FR", US: "US", CH: "CH", STORAGE: "DE", STORAGE_US: "US"}
+COUNTRIES = {FR: "FR", US: "US", CH: "CH", JP: "JP", STORAGE: "DE", STORAGE_US: "US"}
+VENDOR_KEY = "AKIAE2EVENDORJP0001"
+GRANT = "CHG-E2E-MAP"
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -94,6 +101,37 @@ def make_geo(path: Path) -> Path:
     return path
 
 
+def cli(*args: str) -> str:
+    done = subprocess.run([str(PROXY_BIN), *args], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, RUST_LOG="off"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def signed_grant(directory: Path) -> str:
+    """The `[grants]` section of a config whose file holds one grant for
+    VENDOR_KEY from Japan on the s3 route, made and signed with the CLI."""
+    key = directory / "dpo.key"
+    public = cli("grants", "keygen", str(key)).strip()
+    grants = directory / "grants.toml"
+    utc = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+    now = time.time()
+    grants.write_text(
+        f'[[grant]]\nid = "{GRANT}"\nidentity = "{VENDOR_KEY}"\nproof = "sigv4"\n'
+        f'owner = "Ken Sato <ken@vendor.example>"\npurpose = "support case 9001"\n'
+        f'from_countries = ["JP"]\nroutes = ["s3"]\nmethods = ["GET"]\n'
+        f"not_before = {utc(now - 3600)}\nnot_after = {utc(now + 3600)}\n"
+    )
+    cli("grants", "sign", "--key", str(key), "--approver", "dpo", str(grants), GRANT)
+    return (f'\n[grants]\nfile = "{grants}"\n'
+            f'approvers = [{{ name = "dpo", public_key = "{public}" }}]\n')
+
+
+def sigv4(key: str) -> str:
+    return (f"AWS4-HMAC-SHA256 Credential={key}/20261206/eu-west-3/s3/aws4_request, "
+            "SignedHeaders=host, Signature=0123abcd")
+
+
 class MapProxy:
     def __init__(self, directory: Path, storages: dict[str, Storage]):
         geo = make_geo(directory / "geo.mmdb")
@@ -111,6 +149,7 @@ class MapProxy:
             f'[[route]]\nname = "s3"\nupstreams = ["{storages["de"].url}"]\n\n'
             f'[audit]\npath = "{self.audit}"\n'
             f"{TRANSPARENCY}"
+            f"{signed_grant(directory)}"
         )
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
@@ -133,14 +172,21 @@ class MapProxy:
     def _listeners(self):
         return [m.groups() for line in list(self.lines) if (m := LISTENING.search(line))]
 
-    def get(self, source: str, path: str) -> int:
+    def get(self, source: str, path: str, key: str | None = None) -> tuple[int, str]:
+        """(status, x-residency-decision) of a GET from `source`, claiming
+        the access key id `key` when given."""
         host, port = self.http.split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=10,
                                           source_address=(source, 0))
-        conn.request("GET", path, headers={"host": "s3.test"})
-        status = conn.getresponse().status
+        headers = {"host": "s3.test"}
+        if key:
+            headers["authorization"] = sigv4(key)
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        decision = response.getheader("x-residency-decision", "")
+        response.read()
         conn.close()
-        return status
+        return response.status, decision
 
     def records(self) -> int:
         return len(self.audit.read_text().splitlines()) if self.audit.exists() else 0
@@ -165,15 +211,20 @@ def traffic(tmp_path_factory):
                 "internal": Storage(INTERNAL_STORAGE)}
     proxy = MapProxy(directory, storages)
     try:
-        assert proxy.get(FR, "/b/k") == 200  # inside
-        assert proxy.get(CH, "/b/k") == 200  # allowed by override
-        assert proxy.get(CH, "/b/k2") == 200
-        assert proxy.get(US, "/b/k") == 451  # blocked: an attempt
-        assert proxy.get(INTERNAL_CLIENT, "/b/k") == 200  # internal client
-        assert proxy.get(US, "/watch/k") == 200  # flagged on both sides
-        assert proxy.get(FR, "/watch/k") == 200  # flagged storage side
-        assert proxy.get(FR, "/internal/k") == 200  # internal storage
-        wait_until(lambda: proxy.records() >= 8, "8 audit records")
+        assert proxy.get(FR, "/b/k")[0] == 200  # inside
+        assert proxy.get(CH, "/b/k")[0] == 200  # allowed by override
+        assert proxy.get(CH, "/b/k2")[0] == 200
+        assert proxy.get(US, "/b/k")[0] == 451  # blocked: an attempt
+        assert proxy.get(INTERNAL_CLIENT, "/b/k")[0] == 200  # internal client
+        assert proxy.get(US, "/watch/k")[0] == 200  # flagged on both sides
+        assert proxy.get(FR, "/watch/k")[0] == 200  # flagged storage side
+        assert proxy.get(FR, "/internal/k")[0] == 200  # internal storage
+        granted = f"allowed; side=client; country=JP; grant={GRANT}"
+        assert proxy.get(JP, "/b/k", VENDOR_KEY) == (200, granted)  # by grant
+        assert proxy.get(JP, "/b/k3", VENDOR_KEY) == (200, granted)
+        # Without the grant's identity: an attempt, not a transfer.
+        assert proxy.get(JP, "/b/k", "AKIAE2ESTRANGER0001")[0] == 451
+        wait_until(lambda: proxy.records() >= 11, "11 audit records")
         yield directory, proxy
     finally:
         proxy.close()
@@ -259,28 +310,49 @@ def check_page(seen: dict, url: str, report: dict, lang: str, names: dict[str, s
     assert seen["resources"] == [], seen["resources"]
     assert seen["lang"] == lang
     expected = expected_destinations(report)
-    # CH by override (2), US flagged (client 1 + storage 2); CN-free: the
-    # blocked US request and the internal client and storage are not here.
-    assert expected == {"CH": 2, "US": 3}, report
+    # CH by override (2), JP by grant (2), US flagged (client 1 + storage
+    # 2); the blocked US and JP requests and the internal client and
+    # storage are not here.
+    assert expected == {"CH": 2, "JP": 2, "US": 3}, report
     got = {s["country"]: s["transfers"] for s in seen["shaded"]}
     assert got == expected, seen["shaded"]
     for s in seen["shaded"]:
         name = names[s["country"]]
         assert s["title"].startswith(f"{name} : {expected[s['country']]} "), s["title"]
+        # How each was allowed: JP only by the grant, CH only by override.
+        by = {"CH": (2, 0, 0), "JP": (0, 2, 0), "US": (0, 0, 3)}[s["country"]]
+        words = (("par dérogation", "par autorisation", "signalés") if lang == "fr"
+                 else ("by override", "by grant", "flagged"))
+        assert all(f"{n} {w}" in s["title"] for n, w in zip(by, words)), s["title"]
         assert s["fill"] != seen["plain_fill"], s
     assert "unknown" not in got, "internal flows are never shaded"
     assert 1 <= seen["pages"] <= 2, f"{seen['pages']} A4 pages"
 
 
-FR_NAMES = {"CH": "Suisse", "US": "États-Unis"}
-EN_NAMES = {"CH": "Switzerland", "US": "United States"}
+FR_NAMES = {"CH": "Suisse", "JP": "Japon", "US": "États-Unis"}
+EN_NAMES = {"CH": "Switzerland", "JP": "Japan", "US": "United States"}
+
+
+def check_grant_row(driver, lang: str) -> None:
+    """The detail table's row for Japan: client side, 2 transfers, all by
+    the grant."""
+    rows = driver.execute_script("""
+        return Array.from(document.querySelectorAll('#transfers tbody tr')).map(
+            r => Array.from(r.cells).map(c => c.textContent))""")
+    japan = [r for r in rows if r[1] == {"fr": "Japon (JP)", "en": "Japan (JP)"}[lang]]
+    assert len(japan) == 1, rows
+    assert japan[0][2:6] == ["2", "0", "2", "0"], japan  # transfers, override, grant, flagged
 
 
 def test_generated_page_in_french_and_english(traffic, browser, tmp_path):
     directory, proxy = traffic
     report = json.loads(transfers(proxy, "--format", "json"))
-    assert [r["country"] for r in report["attempts_refused"]] == ["US"], report
+    assert sorted(r["country"] for r in report["attempts_refused"]) == ["JP", "US"], report
     assert report["internal"] == 2, report
+    jp = [r for r in report["transfers"] if r["country"] == "JP"]
+    assert len(jp) == 1 and jp[0]["side"] == "client", report
+    assert (jp[0]["requests"], jp[0]["allowed_by_grant"], jp[0]["allowed_by_override"],
+            jp[0]["flagged"]) == (2, 2, 0, 0), jp
     for lang, names in (("fr", FR_NAMES), ("en", EN_NAMES)):
         page = tmp_path / f"transfers-{lang}.html"
         page.write_text(transfers(proxy, "--format", "html", "--lang", lang))
@@ -288,6 +360,7 @@ def test_generated_page_in_french_and_english(traffic, browser, tmp_path):
         url = page.as_uri()
         seen = open_page(browser, url, tmp_path / "screenshots", f"report-{lang}")
         check_page(seen, url, report, lang, names)
+        check_grant_row(browser, lang)
         text = seen["text"]
         assert "Hôpital Exemple, 1 rue de la Paix, 75002 Paris" in text
         assert "HDS 2026-042, activités 1 à 6" in text
@@ -314,4 +387,5 @@ def test_live_page_shows_the_same_destinations(traffic, browser, tmp_path):
         url = f"http://{proxy.admin}/transfers?format=html&lang={lang}"
         seen = open_page(browser, url, tmp_path / "screenshots", f"live-{lang}")
         check_page(seen, url, report, lang, names)
+        check_grant_row(browser, lang)
         assert "dpo@hopital.example" in seen["text"]

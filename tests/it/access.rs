@@ -729,6 +729,22 @@ async fn an_invalid_grants_file_is_refused_at_start_and_at_reload_the_old_grants
     for key in ["AKIAVENDOR", "AKIANEW"] {
         assert_eq!(get(&proxy, ips::US, "/b/k", Some(key)).await.status, 200);
     }
+    // Only the grants file changed, and the trail marks it: the policy
+    // version covers the grants.
+    let marks: Vec<serde_json::Value> = crate::support::proxy::records_in(&proxy.audit_path())
+        .into_iter()
+        .filter(|r| r["reason"] == "policy_changed")
+        .collect();
+    assert_eq!(marks.len(), 1, "{marks:#?}");
+    assert_eq!(
+        marks[0]["policy_change"]["changes"],
+        serde_json::json!(["grant CHG-2 added"])
+    );
+    assert!(
+        proxy.logs().contains("rules_changed=grant CHG-2 added"),
+        "{}",
+        proxy.logs()
+    );
 }
 
 #[test]
@@ -781,5 +797,175 @@ fn grants_cli_refuses_to_overwrite_a_key_or_sign_an_unknown_grant() {
         text(&out.stderr).contains("not a grant signing key"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// Replaces `path` at once (write beside, sign, rename), as a deployment
+/// does, so the watch never sees a half-written or unsigned file.
+fn replace_grants(setup: &Setup, body: &str, signed: &[&str]) {
+    let next = setup.dir.path().join("grants.next.toml");
+    std::fs::write(&next, body).unwrap();
+    for id in signed {
+        sign(&setup.key, "dpo", &next, id);
+    }
+    std::fs::rename(&next, &setup.grants).unwrap();
+}
+
+/// `[grants] watch` (SPEC §9: "a watch on their files"): a grant added and
+/// signed becomes active without SIGHUP, and the trail marks the policy
+/// change.
+#[tokio::test]
+async fn a_new_grant_becomes_active_without_sighup_with_a_grants_watch() {
+    let first = grant("CHG-1", "AKIAVENDOR", -3600, 3600, "proof = \"sigv4\"");
+    let setup = Setup::new(&first, &["CHG-1"]);
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let proxy = Proxy::start(
+        &(config(&geo, &origin, "", "", "")
+            + &setup.sections(None)
+            + "watch = true\nwatch_interval = \"100ms\"\n"),
+    );
+    let rsp = get(&proxy, ips::US, "/b/k", Some("AKIANEW")).await;
+    assert_eq!(rsp.status, 451);
+    assert_eq!(rsp.header("x-residency-decision"), US_BLOCKED);
+
+    let good = std::fs::read_to_string(&setup.grants).unwrap();
+    let second = grant("CHG-2", "AKIANEW", -3600, 3600, "proof = \"sigv4\"");
+    replace_grants(&setup, &format!("{good}{second}"), &["CHG-2"]);
+    proxy.wait_for_log("reloaded", 1).await;
+    let line = proxy
+        .logs()
+        .lines()
+        .find(|l| l.contains("reloaded"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.contains("identities or grants watch"),
+        "the watch reloaded: {line}"
+    );
+    assert!(line.contains("grant CHG-2 added"), "{line}");
+    let rsp = get(&proxy, ips::US, "/b/k", Some("AKIANEW")).await;
+    assert_eq!(rsp.status, 200);
+    assert_eq!(
+        rsp.header("x-residency-decision"),
+        "allowed; side=client; country=US; grant=CHG-2"
+    );
+    assert!(
+        proxy
+            .logs()
+            .contains("identities or grants file replaced; reloading")
+    );
+    let marks = crate::support::proxy::records_in(&proxy.audit_path())
+        .into_iter()
+        .filter(|r| r["reason"] == "policy_changed")
+        .count();
+    assert_eq!(marks, 1);
+}
+
+/// A corrupted grants file seen by the watch is refused whole: the old
+/// grants keep serving, the refusal is logged with the file's place, and
+/// a valid file replacing it is applied by the watch.
+#[tokio::test]
+async fn a_corrupted_grants_file_seen_by_the_watch_keeps_the_old_grants() {
+    let setup = Setup::new(
+        &grant("CHG-1", "AKIAVENDOR", -3600, 3600, "proof = \"sigv4\""),
+        &["CHG-1"],
+    );
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let proxy = Proxy::start(
+        &(config(&geo, &origin, "", "", "")
+            + &setup.sections(None)
+            + "watch = true\nwatch_interval = \"100ms\"\n"),
+    );
+    assert_eq!(
+        get(&proxy, ips::US, "/b/k", Some("AKIAVENDOR"))
+            .await
+            .status,
+        200
+    );
+    let good = std::fs::read_to_string(&setup.grants).unwrap();
+    // Edited in place (not renamed): a new grant with a bad date.
+    std::fs::write(
+        &setup.grants,
+        format!(
+            "{good}{}",
+            grant("CHG-2", "AKIAVENDOR2", -3600, 3600, "proof = \"sigv4\"")
+        )
+        .replacen(
+            "not_before = ",
+            "not_before = 2026-13-01T00:00:00Z\nx = ",
+            2,
+        ),
+    )
+    .unwrap();
+    proxy.wait_for_log("reload refused", 1).await;
+    let line = proxy
+        .logs()
+        .lines()
+        .find(|l| l.contains("reload refused"))
+        .unwrap()
+        .to_owned();
+    assert!(line.contains("identities or grants watch"), "{line}");
+    assert!(
+        line.contains(&format!("{}:", setup.grants.display())),
+        "names the file: {line}"
+    );
+    let rsp = get(&proxy, ips::US, "/b/k", Some("AKIAVENDOR")).await;
+    assert_eq!(rsp.status, 200, "the old grants serve");
+    assert_eq!(
+        rsp.header("x-residency-decision"),
+        "allowed; side=client; country=US; grant=CHG-1"
+    );
+    assert!(!proxy.logs().contains("reloaded"));
+    // Put right: the watch applies it.
+    replace_grants(
+        &setup,
+        &format!(
+            "{good}{}",
+            grant("CHG-2", "AKIAVENDOR2", -3600, 3600, "proof = \"sigv4\"")
+        ),
+        &["CHG-2"],
+    );
+    proxy.wait_for_log("reloaded", 1).await;
+    assert_eq!(
+        get(&proxy, ips::US, "/b/k", Some("AKIAVENDOR2"))
+            .await
+            .status,
+        200
+    );
+}
+
+/// `[identities] watch`: an identity added to the registry is known
+/// without SIGHUP (`require_known` stops refusing it).
+#[tokio::test]
+async fn an_identity_added_is_known_without_sighup_with_an_identities_watch() {
+    let (_origin, proxy, setup, _geo) = registry_proxy(
+        10,
+        "require_known = true\nwatch = true\nwatch_interval = \"100ms\"",
+    )
+    .await;
+    let rsp = get(&proxy, ips::FR, "/b/k", Some("AKIANEWCOMER")).await;
+    assert_eq!(rsp.status, 403);
+    let file = setup.dir.path().join("identities.toml");
+    let registry = std::fs::read_to_string(&file).unwrap();
+    let next = setup.dir.path().join("identities.next.toml");
+    std::fs::write(
+        &next,
+        format!(
+            "{registry}\n[[identity]]\nid = \"AKIANEWCOMER\"\nowner = \"Dr C. Petit\"\n\
+             role = \"archive\"\ngranted = {d}\nreviewed = {d}\nreviewer = \"DPO\"\n",
+            d = date(now())
+        ),
+    )
+    .unwrap();
+    std::fs::rename(&next, &file).unwrap();
+    proxy.wait_for_log("reloaded", 1).await;
+    assert!(proxy.logs().contains("identity AKIANEWCOMER added"));
+    assert_eq!(
+        get(&proxy, ips::FR, "/b/k", Some("AKIANEWCOMER"))
+            .await
+            .status,
+        200
     );
 }

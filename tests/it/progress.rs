@@ -1,7 +1,7 @@
-//! Progress on long reads of the trail (`audit verify`, `transfers`): a
-//! bar on stderr while a person watches a terminal, cleared before the
-//! result; nothing at all in pipes and files, nor on a terminal under CI.
-//! The terminal is a real pseudo-terminal, from util-linux's `script`.
+//! Progress on long reads of the trail (`audit verify`, `transfers`,
+//! `access-review`): a bar on stderr while a person watches a terminal,
+//! cleared before the result; nothing at all in pipes and files, nor on a
+//! terminal under CI. The terminal is a real pseudo-terminal, from util-linux's `script`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -120,5 +120,43 @@ fn reading_a_trail_on_a_terminal_under_ci_shows_no_progress() {
     assert_eq!(
         seen,
         format!("ok: {RECORDS} records in 1 file, from genesis to {last}\r\n")
+    );
+}
+
+/// `access-review` reads whole trails too: the same bar on a terminal,
+/// cleared before the review; nothing in a pipe.
+#[test]
+fn access_review_shows_progress_on_a_terminal_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = trail(dir.path());
+    let ids = dir.path().join("identities.toml");
+    std::fs::write(
+        &ids,
+        "[[identity]]\nid = \"AKIACHU01\"\nowner = \"Dr A. Martin\"\nrole = \"archive\"\n\
+         granted = 2026-01-10\nreviewed = 2026-01-10\nreviewer = \"DPO\"\n",
+    )
+    .unwrap();
+    let args = [
+        "access-review",
+        "--identities",
+        ids.to_str().unwrap(),
+        "--audit",
+        path.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    let out = piped(&args);
+    assert_eq!(String::from_utf8(out.stderr).unwrap(), "");
+    assert_eq!(out.status.code(), Some(0));
+    let review: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(review["records"], RECORDS);
+    let seen = on_a_terminal(&args, false);
+    assert!(seen.contains("reading the audit trail "), "{seen:?}");
+    assert!(seen.contains(" records, "), "{seen:?}");
+    let after = seen.rsplit("\x1b[2K").next().unwrap();
+    assert!(!after.contains("reading"), "{seen:?}");
+    assert!(
+        after.contains(&format!("\"records\": {RECORDS}")),
+        "{seen:?}"
     );
 }
