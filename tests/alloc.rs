@@ -259,6 +259,7 @@ fn judging_identities_and_grants_allocates_nothing() {
         method,
         path,
         host: "storage.example",
+        copy_source: None,
         country: us,
         policy: if refused {
             access::Outcome::CountryNotAllowed

@@ -94,12 +94,24 @@ pub struct Facts<'a> {
     pub path: &'a str,
     /// The request's host (`Host` or `:authority`), as sent.
     pub host: &'a str,
+    /// The object a copy reads (`x-amz-copy-source` and alike), if any:
+    /// its route (`None`: no route reads it) and its path-style path as
+    /// sent. A copy reads it, so it must be within every scope the request
+    /// is judged on: the identity's routes, the grant's routes and prefix.
+    pub copy_source: Option<(Option<usize>, &'a str)>,
     /// The client's country.
     pub country: Option<Country>,
     /// What the policy decided for the client.
     pub policy: Outcome,
     /// Now, seconds since the epoch.
     pub now: i64,
+}
+
+impl Facts<'_> {
+    /// Every route the request touches: its own, and its copy source's.
+    fn routes(&self) -> impl Iterator<Item = Option<usize>> {
+        std::iter::once(Some(self.route)).chain(self.copy_source.map(|(r, _)| r))
+    }
 }
 
 #[derive(Debug)]
@@ -328,7 +340,10 @@ impl Access {
             }
             for (i, g) in self.grants.iter().enumerate() {
                 if g.admits(f)
-                    && (g.path_prefix.is_empty() || self.path_admitted(f, &g.path_prefix))
+                    && (g.path_prefix.is_empty()
+                        || (self.path_admitted(f, &g.path_prefix)
+                            && f.copy_source
+                                .is_none_or(|(_, source)| path_within(source, &g.path_prefix))))
                 {
                     if let Some(c) = g.counters.get(f.route) {
                         c.inc();
@@ -384,7 +399,9 @@ impl Access {
             return reg.require_known.then_some(AccessRefusal::UnknownIdentity);
         };
         if let Some(routes) = &e.routes
-            && !routes.get(f.route).copied().unwrap_or(false)
+            && !f
+                .routes()
+                .all(|r| r.and_then(|r| routes.get(r)).copied() == Some(true))
         {
             return Some(AccessRefusal::RouteNotGranted);
         }
@@ -411,10 +428,10 @@ impl ActiveGrant {
         };
         if who != Some(self.identity.as_str())
             || !f.country.is_some_and(|c| self.countries.contains(c))
-            || self
-                .routes
-                .as_ref()
-                .is_some_and(|r| !r.get(f.route).copied().unwrap_or(false))
+            || self.routes.as_ref().is_some_and(|routes| {
+                !f.routes()
+                    .all(|r| r.and_then(|r| routes.get(r)).copied() == Some(true))
+            })
             || (!self.methods.is_empty() && !self.methods.iter().any(|m| m == f.method))
         {
             return false;

@@ -82,6 +82,7 @@ fn facts(now: i64) -> Facts<'static> {
         method: "GET",
         path: "/radiology/a",
         host: "storage.example:9000",
+        copy_source: None,
         country: Country::from_code("US"),
         policy: Outcome::CountryNotAllowed,
         now,
@@ -453,5 +454,87 @@ fn a_path_prefix_holds_for_virtual_hosted_requests_too() {
         ("s3.example.evil.example", "/a"),
     ] {
         assert_eq!(judge(host, path), Judged::Pass, "{host} {path}");
+    }
+}
+
+/// A copy reads its source: a grant scoped to a prefix or a route admits
+/// a copy only when the source is within that scope too.
+#[test]
+fn a_grant_admits_a_copy_only_from_within_its_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let prefixed = GRANT.replace("[\"GET\"]", "[\"GET\", \"PUT\"]");
+    let routed = prefixed.replace("path_prefix = \"/radiology/\"\n", "routes = [\"s3\"]\n");
+    type Sources<'a> = &'a [(Option<usize>, &'a str)];
+    let cases: [(&str, Sources<'_>, Sources<'_>); 2] = [
+        (
+            &prefixed,
+            &[(Some(0), "/radiology/a"), (Some(0), "/radiology/a%20b")],
+            &[
+                (Some(0), "/secret/a"),
+                (Some(0), "/radiology/../secret/a"),
+                (Some(0), "/radiology/%2e%2e/secret/a"),
+                (Some(0), "/radiology/..%2Fsecret"),
+                (Some(0), "/Radiology/a"),
+            ],
+        ),
+        (
+            &routed,
+            &[(Some(0), "/secret/a")],
+            &[(Some(1), "/other/a"), (None, "/nowhere/a")],
+        ),
+    ];
+    for (body, within, outside) in cases {
+        let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, body));
+        let access = load(&spec, &routes(), &[], &Metrics::new()).unwrap();
+        let mut f = facts(NOON);
+        f.method = "PUT";
+        for &source in within {
+            f.copy_source = Some(source);
+            assert_eq!(access.judge(&f), Judged::Granted(0), "{body} {source:?}");
+        }
+        for &source in outside {
+            f.copy_source = Some(source);
+            assert_eq!(access.judge(&f), Judged::Pass, "{body} {source:?}");
+        }
+    }
+}
+
+/// A copy reads its source: an identity listed for some routes is refused
+/// a copy whose source another route serves.
+#[test]
+fn the_registry_refuses_a_copy_from_a_route_the_identity_is_not_listed_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "identities.toml",
+        "[[identity]]\nid = \"AKIAOTHER\"\nowner = \"B. Petit\"\nrole = \"billing\"\n\
+         routes = [\"other\"]\ngranted = 2026-01-10\nreviewed = 2026-11-10\nreviewer = \"DPO\"\n",
+    );
+    let spec = AccessSpec {
+        identities: Some(spec::IdentitiesSpec {
+            file,
+            require_known: true,
+            review_every: std::time::Duration::from_secs(365 * 86_400),
+            on_overdue: OnOverdue::Flag,
+        }),
+        grants: None,
+    };
+    let access = load(&spec, &routes(), &[], &Metrics::new()).unwrap();
+    let mut f = facts(NOON);
+    f.identity = "AKIAOTHER";
+    f.policy = Outcome::Passes;
+    f.route = 1;
+    assert_eq!(access.judge(&f), Judged::Pass);
+    f.copy_source = Some((Some(1), "/other/b"));
+    assert_eq!(access.judge(&f), Judged::Pass);
+    for source in [Some(0), None] {
+        f.copy_source = Some((source, "/secret/a"));
+        assert_eq!(
+            access.judge(&f),
+            Judged::Refused(AccessRefusal::RouteNotGranted),
+            "{source:?}"
+        );
     }
 }

@@ -10,6 +10,7 @@ use http::header::HeaderValue;
 
 use super::context::RequestCtx;
 use super::respond::Stop;
+use super::route;
 use crate::access::{Facts, Judged, Outcome};
 use crate::geo::label;
 use crate::policy::{Decision, Reason, Side, Verdict};
@@ -48,6 +49,13 @@ pub fn judge<B>(
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let conn = ctx.conn.clone();
     let host = std::mem::take(&mut ctx.host);
+    let sources = route::copy_sources(req.headers(), req.uri().query());
+    let routes = snap.routes.iter().map(|r| &r.spec);
+    let domains = &snap.config.server.s3_domains;
+    // The route phase refused a request whose copy source it cannot read;
+    // should one come here anyway, it is within no scope.
+    let source = route::copy_source(routes, domains, &host, sources.iter().map(AsRef::as_ref))
+        .unwrap_or_else(|_| Some((None, String::new())));
     let ev = ctx.ev();
     let facts = Facts {
         identity: ev.identity(),
@@ -56,6 +64,7 @@ pub fn judge<B>(
         method: req.method().as_str(),
         path: req.uri().path(),
         host: &host,
+        copy_source: source.as_ref().map(|(r, p)| (*r, p.as_str())),
         country: verdict.country,
         policy: match (decision, verdict.reason) {
             (Decision::Blocked, Some(Reason::CountryNotAllowed)) => Outcome::CountryNotAllowed,

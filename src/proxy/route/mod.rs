@@ -247,27 +247,18 @@ pub fn with_copy_source<'a, 'v, I>(
     routes: I,
     s3_domains: &[String],
     host: &str,
-    mut sources: impl Iterator<Item = &'v [u8]>,
+    sources: impl Iterator<Item = &'v [u8]>,
     chosen: Option<usize>,
 ) -> Result<Option<usize>, Unroutable>
 where
     I: Iterator<Item = &'a RouteSpec> + Clone,
 {
-    let (Some(chosen), Some(source)) = (chosen, sources.next()) else {
-        return Ok(chosen);
+    let Some(chosen) = chosen else {
+        return Ok(None);
     };
-    if sources.next().is_some() {
-        return Err(Unroutable::Ambiguous);
-    }
-    let source = std::str::from_utf8(source).map_err(|_| Unroutable::Ambiguous)?;
-    // The version (or any query) is not part of the object's name.
-    let source = source.split_once('?').map_or(source, |(s, _)| s);
-    let source = source.strip_prefix('/').unwrap_or(source);
-    if source.is_empty() || source.starts_with('/') || source.starts_with("arn:") {
-        return Err(Unroutable::Ambiguous);
-    }
-    let path = format!("/{source}");
-    let read = choose_as(routes.clone(), s3_domains, host, &path, true)?;
+    let Some((read, _)) = copy_source(routes.clone(), s3_domains, host, sources)? else {
+        return Ok(Some(chosen));
+    };
     match read {
         Some(r) if r == chosen => Ok(Some(chosen)),
         _ => reconcile(routes, &[Some(chosen), read]),
@@ -515,4 +506,41 @@ fn slash_decoded(path: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The one copy source a request names (see [`copy_sources`]), read as the
+/// storage reads it: its route and its path-style path (`/bucket/key`, as
+/// sent, without its `?versionId=`). `None` when it names none. Governed
+/// access judges this path and route as it judges the request's own: a
+/// copy reads the source.
+///
+/// # Errors
+/// [`Unroutable::Ambiguous`] for more than one copy source, or one that is
+/// not a path-style `bucket/key` (an ARN, not UTF-8); the errors of
+/// [`choose`] for the source's path.
+pub fn copy_source<'a, 'v, I>(
+    routes: I,
+    s3_domains: &[String],
+    host: &str,
+    mut sources: impl Iterator<Item = &'v [u8]>,
+) -> Result<Option<(Option<usize>, String)>, Unroutable>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
+    let Some(source) = sources.next() else {
+        return Ok(None);
+    };
+    if sources.next().is_some() {
+        return Err(Unroutable::Ambiguous);
+    }
+    let source = std::str::from_utf8(source).map_err(|_| Unroutable::Ambiguous)?;
+    // The version (or any query) is not part of the object's name.
+    let source = source.split_once('?').map_or(source, |(s, _)| s);
+    let source = source.strip_prefix('/').unwrap_or(source);
+    if source.is_empty() || source.starts_with('/') || source.starts_with("arn:") {
+        return Err(Unroutable::Ambiguous);
+    }
+    let path = format!("/{source}");
+    let read = choose_as(routes, s3_domains, host, &path, true)?;
+    Ok(Some((read, path)))
 }

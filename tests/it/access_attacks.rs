@@ -1,0 +1,137 @@
+//! Governed access attacked as a client outside the area or an insider
+//! would (SECURITY.md, "Governed access: attacked, held / fixed"): each
+//! test is one way in that must stay shut, on the real binary.
+
+use http::Request;
+use http_body_util::Empty;
+
+use crate::access::{REGISTRY, Setup, US_BLOCKED, grant, registry, sigv4};
+use crate::support::{Client, Layout, Origin, Proxy, config, ips, standard_geo};
+
+type NoBody = Empty<bytes::Bytes>;
+
+/// A `PUT` from `from` claiming `key`, with `headers`.
+async fn put(
+    proxy: &Proxy,
+    from: &str,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+) -> crate::support::client::Reply {
+    let mut req = Request::put(path)
+        .header("host", "s3.test")
+        .header("authorization", sigv4(key));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    Client::bound_to(from)
+        .send(proxy.addr(), req.body(NoBody::new()).unwrap())
+        .await
+}
+
+/// A copy reads its source: a grant for `PUT` under `/radiology/` does not
+/// let a US client copy an object from outside the prefix into it (to read
+/// it there), by header, by presigned query or by a Swift header, however
+/// the source is spelled.
+#[tokio::test]
+async fn a_grant_scoped_to_a_prefix_does_not_admit_a_copy_from_outside_it() {
+    let setup = Setup::new(
+        &grant(
+            "CHG-1",
+            "AKIAVENDOR",
+            -3600,
+            3600,
+            "proof = \"sigv4\"\nmethods = [\"GET\", \"PUT\"]\npath_prefix = \"/radiology/\"",
+        ),
+        &["CHG-1"],
+    );
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let proxy = Proxy::start(&(config(&geo, &origin, "", "", "") + &setup.sections(None)));
+
+    // Within the prefix, the copy is granted.
+    let rsp = put(
+        &proxy,
+        ips::US,
+        "/radiology/copy",
+        "AKIAVENDOR",
+        &[("x-amz-copy-source", "/radiology/scan.dcm?versionId=3")],
+    )
+    .await;
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+    assert_eq!(origin.request_count(), 1);
+
+    for (path, headers) in [
+        ("/radiology/copy", vec![("x-amz-copy-source", "secret/x")]),
+        ("/radiology/copy", vec![("x-amz-copy-source", "/secret/x")]),
+        (
+            "/radiology/copy",
+            vec![("x-amz-copy-source", "radiology/../secret/x")],
+        ),
+        (
+            "/radiology/copy",
+            vec![("x-amz-copy-source", "radiology/%2e%2e/secret/x")],
+        ),
+        (
+            "/radiology/copy",
+            vec![("x-amz-copy-source", "Radiology/scan.dcm")],
+        ),
+        (
+            "/radiology/copy?partNumber=1&uploadId=u",
+            vec![("x-amz-copy-source", "secret/x")],
+        ),
+        ("/radiology/copy?x-amz-copy-source=secret%2Fx", vec![]),
+        ("/radiology/copy?X-Amz-Copy-Source=%2Fsecret%2Fx", vec![]),
+        ("/radiology/copy", vec![("x-copy-from", "secret/x")]),
+        ("/radiology/copy", vec![("x-object-manifest", "secret/")]),
+    ] {
+        let rsp = put(&proxy, ips::US, path, "AKIAVENDOR", &headers).await;
+        assert_eq!(rsp.status, 451, "{path} {headers:?}: {}", rsp.text());
+        assert_eq!(rsp.header("x-residency-decision"), US_BLOCKED);
+    }
+    assert_eq!(origin.request_count(), 1, "no copy from outside reached it");
+}
+
+/// A copy reads its source: an identity listed for the `billing` route
+/// only cannot copy an object of another route (same storage, same rules,
+/// so the routing lets the copy through) into its own.
+#[tokio::test]
+async fn an_identity_listed_for_one_route_cannot_copy_from_another() {
+    let setup = Setup::new("", &[]);
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let toml = config(&geo, &origin, "", "", "")
+        + &format!(
+            "\n[[route]]\nname = \"billing\"\npath_prefix = \"/billing/\"\nupstreams = [\"{}\"]\n",
+            origin.url()
+        )
+        + &setup.sections(Some(&registry(10, "require_known = true")));
+    assert!(REGISTRY.contains("routes = [\"billing\"]"));
+    let proxy = Proxy::start(&toml);
+
+    let own = put(
+        &proxy,
+        ips::FR,
+        "/billing/copy",
+        "AKIAOTHERROUTE",
+        &[("x-amz-copy-source", "billing/invoice")],
+    )
+    .await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    for source in ["b/record.dcm", "/radiology/scan.dcm"] {
+        let rsp = put(
+            &proxy,
+            ips::FR,
+            "/billing/copy",
+            "AKIAOTHERROUTE",
+            &[("x-amz-copy-source", source)],
+        )
+        .await;
+        assert_eq!(rsp.status, 403, "{source}: {}", rsp.text());
+        assert_eq!(
+            rsp.header("x-residency-decision"),
+            "refused; reason=route_not_granted"
+        );
+    }
+    assert_eq!(origin.request_count(), 1);
+}
