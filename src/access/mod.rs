@@ -391,6 +391,8 @@ impl Access {
         let entry = reg
             .index
             .get(f.identity)
+            // A credential the proxy cannot read is never a listed one.
+            .filter(|_| f.identity != crate::audit::UNREADABLE)
             .and_then(|&i| reg.entries.get(i))
             // An entry proven by mTLS is this identity only when the
             // verified certificate says so.
@@ -424,7 +426,7 @@ impl ActiveGrant {
     fn admits(&self, f: &Facts<'_>) -> bool {
         let who = match self.proof {
             Proof::Mtls => f.mtls_subject,
-            Proof::Sigv4 => Some(f.identity),
+            Proof::Sigv4 => Some(f.identity).filter(|&i| i != crate::audit::UNREADABLE),
         };
         if who != Some(self.identity.as_str())
             || !f.country.is_some_and(|c| self.countries.contains(c))

@@ -135,3 +135,77 @@ async fn an_identity_listed_for_one_route_cannot_copy_from_another() {
     }
     assert_eq!(origin.request_count(), 1);
 }
+
+/// The proxy must read the key id the storage acts as: a presigned query
+/// naming two credentials (one with an encoded parameter name, which a
+/// storage decoding names reads, first), a credential whose scope is longer
+/// than SigV4's (a storage whose ids hold `/` reads another id), or a
+/// header scheme glued to its parameters is unreadable, never the granted
+/// or listed id, never anonymous.
+#[tokio::test]
+async fn a_credential_the_storage_may_read_otherwise_opens_no_grant_nor_registry_entry() {
+    let scope = "%2F20261206%2Feu-west-3%2Fs3%2Faws4_request";
+    let twice = |listed: &str| {
+        format!(
+            "/radiology/scan.dcm?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-%43redential=AKIASTRANGER{scope}\
+             &X-Amz-Credential={listed}{scope}&X-Amz-Signature=ab"
+        )
+    };
+    let nested = |listed: &str| {
+        format!(
+            "/radiology/scan.dcm?X-Amz-Credential={listed}%2FSTRANGER{scope}&X-Amz-Signature=ab"
+        )
+    };
+
+    // A sigv4 grant, from the US.
+    let setup = Setup::new(
+        &grant("CHG-1", "AKIAVENDOR", -3600, 3600, "proof = \"sigv4\""),
+        &["CHG-1"],
+    );
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let proxy = Proxy::start(&(config(&geo, &origin, "", "", "") + &setup.sections(None)));
+    let plain =
+        format!("/radiology/scan.dcm?X-Amz-Credential=AKIAVENDOR{scope}&X-Amz-Signature=ab");
+    let rsp = Client::bound_to(ips::US)
+        .get(proxy.addr(), &plain, &[])
+        .await;
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+    for path in [twice("AKIAVENDOR"), nested("AKIAVENDOR")] {
+        let rsp = Client::bound_to(ips::US)
+            .get(proxy.addr(), &path, &[])
+            .await;
+        assert_eq!(rsp.status, 451, "{path}");
+        assert_eq!(rsp.header("x-residency-decision"), US_BLOCKED);
+    }
+    assert_eq!(origin.request_count(), 1);
+    let records = proxy.audit_records();
+    assert_eq!(records[1]["identity"], "(unreadable credential)");
+
+    // The registry, from France.
+    let setup = Setup::new("", &[]);
+    let proxy = Proxy::start(
+        &(config(&geo, &origin, "", "", "")
+            + "\n[[route]]\nname = \"billing\"\npath_prefix = \"/billing/\"\nupstreams = [\"http://127.0.0.1:9\"]\n"
+            + &setup.sections(Some(&registry(10, "require_known = true")))),
+    );
+    let glued = "AWS4-HMAC-SHA256Credential=AKIASTRANGER/20261206/eu-west-3/s3/aws4_request, SignedHeaders=host, Signature=ab";
+    for (path, headers) in [
+        (twice("AKIACHU01"), vec![]),
+        (nested("AKIACHU01"), vec![]),
+        ("/b/k".to_owned(), vec![("authorization", glued)]),
+    ] {
+        let rsp = Client::bound_to(ips::FR)
+            .get(proxy.addr(), &path, &headers)
+            .await;
+        assert_eq!(rsp.status, 403, "{path} {headers:?}");
+        assert_eq!(
+            rsp.header("x-residency-decision"),
+            "refused; reason=unknown_identity"
+        );
+    }
+    assert_eq!(origin.request_count(), 1);
+    for r in proxy.audit_records() {
+        assert_eq!(r["identity"], "(unreadable credential)", "{r}");
+    }
+}
