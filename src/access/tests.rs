@@ -538,3 +538,87 @@ fn the_registry_refuses_a_copy_from_a_route_the_identity_is_not_listed_for() {
         );
     }
 }
+
+/// Four eyes are two people: two approver keys held by one person count
+/// once, and a self-approval is recognised however the person is written.
+#[test]
+fn two_keys_of_one_person_count_once_and_self_approval_sees_through_spelling() {
+    let (k1, p1) = keys::keygen().unwrap();
+    let (k2, p2) = keys::keygen().unwrap();
+    let (k1, k2) = (
+        keys::SigningKey::parse(&k1).unwrap(),
+        keys::SigningKey::parse(&k2).unwrap(),
+    );
+    let mut entry = files::grants(Path::new("g"), GRANT, None).unwrap()[0].clone();
+    entry.signed.owner = "Jane Doe <jane@vendor.example>".into();
+    let message = entry.signed.canonical();
+    let approver = |name: &str, public: &str, owner: Option<&str>| spec::Approver {
+        name: name.into(),
+        public_key: keys::parse_public(public).unwrap(),
+        owner: owner.map(Into::into),
+    };
+    let problems = |a1: spec::Approver, a2: spec::Approver| {
+        let mut g = entry.clone();
+        g.approvals = vec![
+            files::Approval {
+                approver: a1.name.clone(),
+                signature: k1.sign(&message),
+            },
+            files::Approval {
+                approver: a2.name.clone(),
+                signature: k2.sign(&message),
+            },
+        ];
+        let spec = GrantsSpec {
+            file: "g".into(),
+            approvers: vec![a1, a2],
+            min_approvals: 2,
+            max_duration: std::time::Duration::from_secs(86_400),
+        };
+        grant::problems(&g, &spec, None)
+    };
+    let too_few = grant::Invalid::TooFewApprovals { have: 1, need: 2 };
+    for (o1, o2) in [
+        ("J. Bernard", "J. Bernard"),
+        ("J. Bernard", "  j.  BERNARD "),
+        (
+            "J. Bernard <dpo@chu.example>",
+            "Jean Bernard <DPO@chu.example>",
+        ),
+        ("Élise Roux", "ÉLISE ROUX"),
+    ] {
+        assert_eq!(
+            problems(
+                approver("dpo-laptop", &p1, Some(o1)),
+                approver("dpo-token", &p2, Some(o2))
+            ),
+            std::slice::from_ref(&too_few),
+            "{o1} / {o2}"
+        );
+    }
+    // An approver without owner is the person its name says.
+    assert_eq!(
+        problems(
+            approver("dpo", &p1, None),
+            approver("ciso", &p2, Some("DPO"))
+        ),
+        std::slice::from_ref(&too_few)
+    );
+    assert_eq!(
+        problems(
+            approver("dpo", &p1, Some("J. Bernard")),
+            approver("ciso", &p2, Some("M. Leroy"))
+        ),
+        []
+    );
+    for grantee in ["JANE  doe", "Someone <JANE@vendor.example>", "jane doe"] {
+        assert_eq!(
+            problems(
+                approver("dpo", &p1, Some("J. Bernard")),
+                approver("ciso", &p2, Some(grantee))
+            ),
+            [grant::Invalid::SelfApproval("ciso".into()), too_few.clone()],
+            "{grantee}"
+        );
+    }
+}
