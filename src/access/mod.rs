@@ -196,6 +196,9 @@ pub struct Access {
     /// Every bucket the routes name: a host starting with one may be
     /// read as virtual-hosted by the storage.
     buckets: Vec<String>,
+    /// Per route, whether it forwards the client's `Host` (then the
+    /// storage may read any dotted name as `<bucket>.<its domain>`).
+    preserve_host: Vec<bool>,
 }
 
 /// Reads and compiles the files `spec` names.
@@ -221,6 +224,7 @@ pub fn load(
     let mut access = Access {
         s3_domains: s3_domains.to_vec(),
         buckets: routes.iter().flat_map(|r| r.buckets.clone()).collect(),
+        preserve_host: routes.iter().map(|r| r.preserve_host).collect(),
         ..Access::default()
     };
     if let Some(ids) = &spec.identities {
@@ -377,6 +381,19 @@ impl Access {
                 return vhost_within(bucket, f.path, prefix);
             }
         }
+        // The client's Host reaches the storage: a dotted name that is not
+        // a declared domain may be `<bucket>.<a domain the storage serves>`
+        // for a bucket no route names, so no prefix can be said to hold.
+        // Only a declared domain itself, an IP literal or a single label is
+        // read path-style only.
+        let forwarded = self.preserve_host.get(f.route).copied().unwrap_or(true);
+        if forwarded
+            && name.contains('.')
+            && !is_ip_literal(name)
+            && !self.s3_domains.iter().any(|d| d.eq_ignore_ascii_case(name))
+        {
+            return false;
+        }
         let known = name
             .match_indices('.')
             .map(|(i, _)| &name[..i])
@@ -463,6 +480,22 @@ fn host_name(host: &str) -> &str {
         _ => host,
     };
     name.strip_suffix('.').unwrap_or(name)
+}
+
+/// Whether a host name is an IPv4 literal or a bracketed IPv6 one (with
+/// its port, if any: `[::1]:9000`).
+fn is_ip_literal(name: &str) -> bool {
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name
+            .strip_prefix('[')
+            .and_then(|n| n.split_once(']'))
+            .is_some_and(|(ip, port)| {
+                ip.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (port.is_empty()
+                        || port
+                            .strip_prefix(':')
+                            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())))
+            })
 }
 
 /// Whether `/<bucket><path>` is under `prefix` (see [`path_within`]).

@@ -81,7 +81,7 @@ fn facts(now: i64) -> Facts<'static> {
         route: 0,
         method: "GET",
         path: "/radiology/a",
-        host: "storage.example:9000",
+        host: "10.0.0.5:9000",
         copy_source: None,
         country: Country::from_code("US"),
         policy: Outcome::CountryNotAllowed,
@@ -443,7 +443,14 @@ fn a_path_prefix_holds_for_virtual_hosted_requests_too() {
         f.path = path;
         access.judge(&f)
     };
-    assert_eq!(judge("storage.example", "/radiology/a"), Judged::Granted(0));
+    assert_eq!(judge("s3.example", "/radiology/a"), Judged::Granted(0));
+    assert_eq!(
+        judge("S3.example.:9000", "/radiology/a"),
+        Judged::Granted(0)
+    );
+    assert_eq!(judge("10.0.0.5:9000", "/radiology/a"), Judged::Granted(0));
+    assert_eq!(judge("[::1]:9000", "/radiology/a"), Judged::Granted(0));
+    assert_eq!(judge("storage", "/radiology/a"), Judged::Granted(0));
     assert_eq!(judge("radiology.s3.example", "/a"), Judged::Granted(0));
     assert_eq!(judge("RADIOLOGY.S3.EXAMPLE.:443", "/a"), Judged::Granted(0));
     for (host, path) in [
@@ -452,9 +459,27 @@ fn a_path_prefix_holds_for_virtual_hosted_requests_too() {
         ("secret.storage.example", "/radiology/a"),
         ("radiology.s3.example", "/../secret/a"),
         ("s3.example.evil.example", "/a"),
+        // The client's Host reaches the storage, which may serve a domain
+        // the config does not declare: `unnamed` is a bucket no route names.
+        ("storage.example", "/radiology/a"),
+        ("unnamed.storage.example", "/radiology/a"),
+        ("unnamed.10.0.0.5", "/radiology/a"),
+        ("[::ffff:10.0.0.5]x", "/radiology/a"),
     ] {
         assert_eq!(judge(host, path), Judged::Pass, "{host} {path}");
     }
+    // A route that sends the upstream's own Host: read path-style only.
+    let routes: Vec<RouteSpec> = routes
+        .into_iter()
+        .map(|mut r| {
+            r.preserve_host = false;
+            r
+        })
+        .collect();
+    let access = load(&spec, &routes, &["s3.example".to_owned()], &Metrics::new()).unwrap();
+    let mut f = facts(NOON);
+    f.host = "unnamed.storage.example";
+    assert_eq!(access.judge(&f), Judged::Granted(0));
 }
 
 /// A copy reads its source: a grant scoped to a prefix or a route admits

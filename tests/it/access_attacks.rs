@@ -19,7 +19,7 @@ async fn put(
     headers: &[(&str, &str)],
 ) -> crate::support::client::Reply {
     let mut req = Request::put(path)
-        .header("host", "s3.test")
+        .header("host", proxy.addr().to_string())
         .header("authorization", sigv4(key));
     for (name, value) in headers {
         req = req.header(*name, *value);
@@ -208,4 +208,57 @@ async fn a_credential_the_storage_may_read_otherwise_opens_no_grant_nor_registry
     for r in proxy.audit_records() {
         assert_eq!(r["identity"], "(unreadable credential)", "{r}");
     }
+}
+
+/// The client's `Host` reaches the storage (`preserve_host`, the default):
+/// a storage serving virtual-hosted buckets under a domain the config does
+/// not declare reads `secret.storage.test` as bucket `secret`, so a grant
+/// under `/radiology/` does not admit a dotted host that is not a declared
+/// `s3_domains` name; an IP literal or a declared domain is read
+/// path-style, and `<bucket>.<declared domain>` virtual-hosted.
+#[tokio::test]
+async fn a_prefix_grant_does_not_admit_a_host_the_storage_may_read_as_another_bucket() {
+    let setup = Setup::new(
+        &grant(
+            "CHG-1",
+            "AKIAVENDOR",
+            -3600,
+            3600,
+            "proof = \"sigv4\"\nmethods = [\"GET\"]\npath_prefix = \"/radiology/\"",
+        ),
+        &["CHG-1"],
+    );
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let proxy = Proxy::start(
+        &(config(&geo, &origin, "s3_domains = [\"s3.test\"]", "", "") + &setup.sections(None)),
+    );
+    let auth = sigv4("AKIAVENDOR");
+    let get = |host: &'static str, path: &'static str| {
+        let req = Request::get(path)
+            .header("host", host)
+            .header("authorization", auth.as_str())
+            .body(NoBody::new())
+            .unwrap();
+        let addr = proxy.addr();
+        async move { Client::bound_to(ips::US).send(addr, req).await }
+    };
+    for (host, path) in [
+        ("s3.test", "/radiology/scan.dcm"),
+        ("radiology.s3.test", "/scan.dcm"),
+        ("127.0.0.1", "/radiology/scan.dcm"),
+    ] {
+        let rsp = get(host, path).await;
+        assert_eq!(rsp.status, 200, "{host} {path}: {}", rsp.text());
+    }
+    for (host, path) in [
+        ("secret.storage.test", "/radiology/scan.dcm"),
+        ("storage.test", "/radiology/scan.dcm"),
+        ("secret.s3.test", "/radiology/scan.dcm"),
+    ] {
+        let rsp = get(host, path).await;
+        assert_eq!(rsp.status, 451, "{host} {path}");
+        assert_eq!(rsp.header("x-residency-decision"), US_BLOCKED);
+    }
+    assert_eq!(origin.request_count(), 3);
 }
