@@ -647,3 +647,99 @@ fn two_keys_of_one_person_count_once_and_self_approval_sees_through_spelling() {
         );
     }
 }
+
+fn listed(id: &str) -> files::Identity {
+    let text = format!(
+        "[[identity]]\nid = \"{id}\"\nowner = \"B. Petit\"\nrole = \"billing\"\n\
+         granted = 2026-01-10\nreviewed = 2026-11-10\nreviewer = \"DPO\"\n"
+    );
+    files::identities(Path::new("i.toml"), &text, None).unwrap()[0].clone()
+}
+
+/// Anyone can claim a key id: a request blocked, refused, or refused by
+/// the storage for its credential is counted but is no use, so claims
+/// keep no unused identity off the removal list; a policy change record
+/// is no request at all.
+#[test]
+fn the_review_counts_as_use_only_what_the_storage_accepted() {
+    use crate::audit::record::example;
+    let rec = |n: u64, id: &str, decision: &str, status: u16| {
+        let mut r = example(n);
+        r.identity = id.into();
+        r.decision = decision.into();
+        r.status = status;
+        r
+    };
+    let mut policy = rec(9, "anonymous", crate::audit::POLICY, 0);
+    policy.reason = Some(crate::audit::POLICY_CHANGED.into());
+    let records = vec![
+        rec(1, "AKIAOLD", "blocked", 451),
+        rec(2, "AKIAOLD", "allowed", 403),
+        rec(3, "AKIAOLD", "allowed", 401),
+        rec(4, "AKIAOLD", "allowed", 400),
+        rec(5, "AKIAOLD", "refused", 403),
+        rec(6, "AKIAOLD", "allowed", 502),
+        rec(7, "AKIAUSED", "allowed", 404),
+        rec(8, "AKIAUSED", "flagged", 200),
+        policy,
+    ];
+    let now = NOON + 30 * 86_400;
+    let r = review::review(
+        &[listed("AKIAOLD"), listed("AKIAUSED")],
+        365 * 86_400,
+        records.into_iter(),
+        now,
+    );
+    assert_eq!(r.records, 8, "the policy change record is not a request");
+    assert!(r.unlisted.is_empty(), "{:?}", r.unlisted);
+    let (old, used) = (&r.identities[0], &r.identities[1]);
+    assert_eq!(old.usage.requests, 6);
+    assert_eq!(old.usage.not_admitted, 6);
+    assert_eq!(old.usage.first_use, None);
+    assert!(old.unused, "claims alone are no use");
+    assert_eq!(used.usage.requests, 2);
+    assert_eq!(used.usage.not_admitted, 0);
+    assert_eq!(
+        used.usage.first_use.as_deref(),
+        Some("2026-11-28T15:20:07.123Z")
+    );
+    assert!(!used.unused);
+}
+
+/// Whatever the trail or the registry holds (an mTLS subject is free
+/// text; a crafted trail, any time), the review's HTML and Markdown show
+/// it as text: no tag, no image, no link.
+#[test]
+fn hostile_values_stay_text_in_the_review() {
+    use crate::audit::record::example;
+    let hostile = "<img src=//evil.example/x>![x](https://evil.example/y.png)[l](javascript:1)|\n";
+    let mut r = example(1);
+    r.identity = hostile.into();
+    r.decision = "allowed".into();
+    r.status = 200;
+    r.time = "\"><script>alert(1)</script>".into();
+    r.client_country = "<b>".into();
+    let mut listed_hostile = listed("AKIAX");
+    listed_hostile.owner = hostile.into();
+    let mut r2 = r.clone();
+    r2.identity = "AKIAX".into();
+    let review = review::review(
+        &[listed_hostile],
+        365 * 86_400,
+        vec![r, r2].into_iter(),
+        NOON,
+    );
+    let html = review.to_html();
+    for bad in ["<img", "<script", "<b>"] {
+        assert!(!html.contains(bad), "{bad}: {html}");
+    }
+    let md = review.to_markdown();
+    for bad in ["<img", "<script", "<b>", "![", "](", "[l]"] {
+        let unescaped = md.match_indices(bad).any(|(i, _)| !md[..i].ends_with('\\'));
+        assert!(!unescaped, "{bad}: {md}");
+    }
+    assert!(
+        md.contains("\\<img src=//evil.example/x\\>\\!\\[x\\]"),
+        "{md}"
+    );
+}
