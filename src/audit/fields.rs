@@ -66,7 +66,8 @@ pub fn identity(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
 }
 
 /// The request's [`Credential`]. Anything a storage may read as a
-/// credential counts as a claim, well-formed or not: an `Authorization`
+/// credential counts as a claim, well-formed or not: a
+/// `multipart/form-data` body (an S3 POST Object form), an `Authorization`
 /// value whose scheme starts with `AWS` in any case (however glued to its
 /// parameters), a query parameter whose name, `%XX` decoded, is
 /// `X-Amz-Credential` or `AWSAccessKeyId` in any case. Only one claim,
@@ -75,6 +76,17 @@ pub fn identity(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
 /// id as everything before the scope reads the same id), is read.
 pub fn credential(headers: &HeaderMap, query: Option<&str>) -> Credential {
     let mut claims = Claims::default();
+    // A browser-based upload (S3 POST Object) carries its credential in
+    // the form, in the body the proxy does not read: some credential the
+    // storage may act as, never anonymous nor the mTLS subject.
+    if headers.get_all(http::header::CONTENT_TYPE).iter().any(|v| {
+        v.as_bytes()
+            .trim_ascii_start()
+            .get(..19)
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"multipart/form-data"))
+    }) {
+        claims.add(None);
+    }
     for value in headers.get_all(AUTHORIZATION) {
         match value.to_str() {
             Ok(text) => {

@@ -317,6 +317,17 @@ fn credentials_a_storage_may_read_are_unreadable_not_absent() {
         Credential::Unreadable
     );
     assert_eq!(credential(&HeaderMap::new(), None), Credential::None);
+    // An S3 POST Object form carries its credential in the body.
+    for ct in ["multipart/form-data; boundary=x", " Multipart/Form-Data;boundary=y"] {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_str(ct).unwrap(),
+        );
+        assert_eq!(credential(&h, None), Credential::Unreadable, "{ct}");
+        h.insert(AUTHORIZATION, HeaderValue::from_static("AWS AKID:sig"));
+        assert_eq!(credential(&h, None), Credential::Unreadable, "{ct}");
+    }
     assert_eq!(
         credential(&auth(&["Bearer x"]), Some("versionId=1")),
         Credential::None
