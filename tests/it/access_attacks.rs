@@ -262,3 +262,21 @@ async fn a_prefix_grant_does_not_admit_a_host_the_storage_may_read_as_another_bu
     }
     assert_eq!(origin.request_count(), 3);
 }
+
+/// The published map runs no script and requests nothing: besides escaping
+/// every value, the live page is served with a content security policy
+/// that forbids both, and carries it in its head wherever it is copied.
+#[tokio::test]
+async fn the_live_transfer_page_is_served_under_a_policy_forbidding_scripts_and_requests() {
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let proxy = Proxy::start(&config(&geo, &origin, "", "", ""));
+    let rsp = Client::bound_to("127.0.0.1")
+        .get(proxy.admin_addr(), "/transfers?format=html&lang=en", &[])
+        .await;
+    assert_eq!(rsp.status, 200);
+    let csp = rsp.header("content-security-policy");
+    assert_eq!(csp, residency_proxy::audit::page::CSP);
+    assert!(csp.starts_with("default-src 'none';"), "{csp}");
+    assert!(rsp.text().contains(residency_proxy::audit::page::CSP_META));
+}

@@ -318,7 +318,10 @@ fn credentials_a_storage_may_read_are_unreadable_not_absent() {
     );
     assert_eq!(credential(&HeaderMap::new(), None), Credential::None);
     // An S3 POST Object form carries its credential in the body.
-    for ct in ["multipart/form-data; boundary=x", " Multipart/Form-Data;boundary=y"] {
+    for ct in [
+        "multipart/form-data; boundary=x",
+        " Multipart/Form-Data;boundary=y",
+    ] {
         let mut h = HeaderMap::new();
         h.insert(
             http::header::CONTENT_TYPE,
