@@ -260,6 +260,7 @@ fn judging_identities_and_grants_allocates_nothing() {
         path,
         host: "10.0.0.5:9000",
         copy_source: None,
+        readings: &[],
         country: us,
         policy: if refused {
             access::Outcome::CountryNotAllowed

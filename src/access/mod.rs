@@ -99,6 +99,12 @@ pub struct Facts<'a> {
     /// sent. A copy reads it, so it must be within every scope the request
     /// is judged on: the identity's routes, the grant's routes and prefix.
     pub copy_source: Option<(Option<usize>, &'a str)>,
+    /// Every route a reading of the request leads to (the path as sent and
+    /// as a storage may normalise it; the copy source's likewise), `None`
+    /// for a reading no route serves: the routing reconciles them into
+    /// `route`, but the storage may act on any, so each must be within the
+    /// identity's and the grant's routes.
+    pub readings: &'a [Option<usize>],
     /// The client's country.
     pub country: Option<Country>,
     /// What the policy decided for the client.
@@ -110,7 +116,9 @@ pub struct Facts<'a> {
 impl Facts<'_> {
     /// Every route the request touches: its own, and its copy source's.
     fn routes(&self) -> impl Iterator<Item = Option<usize>> {
-        std::iter::once(Some(self.route)).chain(self.copy_source.map(|(r, _)| r))
+        std::iter::once(Some(self.route))
+            .chain(self.copy_source.map(|(r, _)| r))
+            .chain(self.readings.iter().copied())
     }
 }
 

@@ -83,6 +83,7 @@ fn facts(now: i64) -> Facts<'static> {
         path: "/radiology/a",
         host: "10.0.0.5:9000",
         copy_source: None,
+        readings: &[],
         country: Country::from_code("US"),
         policy: Outcome::CountryNotAllowed,
         now,
@@ -742,4 +743,24 @@ fn hostile_values_stay_text_in_the_review() {
         md.contains("\\<img src=//evil.example/x\\>\\!\\[x\\]"),
         "{md}"
     );
+}
+
+/// The storage may act on any reading of the path: each reading's route
+/// must be within the identity's and the grant's routes.
+#[test]
+fn every_reading_of_the_path_must_be_within_the_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let routed = GRANT.replace("path_prefix = \"/radiology/\"\n", "routes = [\"other\"]\n");
+    let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, &routed));
+    let access = load(&spec, &routes(), &[], &Metrics::new()).unwrap();
+    let mut f = facts(NOON);
+    f.route = 1;
+    f.readings = &[Some(1)];
+    assert_eq!(access.judge(&f), Judged::Granted(0));
+    for readings in [&[Some(1), Some(0)][..], &[Some(1), None], &[None]] {
+        f.readings = readings;
+        assert_eq!(access.judge(&f), Judged::Pass, "{readings:?}");
+    }
 }

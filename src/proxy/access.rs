@@ -54,8 +54,34 @@ pub fn judge<B>(
     let domains = &snap.config.server.s3_domains;
     // The route phase refused a request whose copy source it cannot read;
     // should one come here anyway, it is within no scope.
-    let source = route::copy_source(routes, domains, &host, sources.iter().map(AsRef::as_ref))
-        .unwrap_or_else(|_| Some((None, String::new())));
+    let source = route::copy_source(
+        routes.clone(),
+        domains,
+        &host,
+        sources.iter().map(AsRef::as_ref),
+    )
+    .unwrap_or_else(|_| Some((None, String::new())));
+    // Every route a reading of the path (and of the copy source's) leads
+    // to: the storage may act on any, so each must be listed and granted.
+    let mut read = Readings::default();
+    let mut note = |r: Option<usize>| read.note(r);
+    if route::readings(
+        routes.clone(),
+        domains,
+        &host,
+        req.uri().path(),
+        false,
+        &mut note,
+    )
+    .is_err()
+    {
+        note(None);
+    }
+    if let Some((_, path)) = &source
+        && route::readings(routes, domains, &host, path, true, &mut note).is_err()
+    {
+        note(None);
+    }
     let ev = ctx.ev();
     let facts = Facts {
         identity: ev.identity(),
@@ -65,6 +91,7 @@ pub fn judge<B>(
         path: req.uri().path(),
         host: &host,
         copy_source: source.as_ref().map(|(r, p)| (*r, p.as_str())),
+        readings: read.as_slice(),
         country: verdict.country,
         policy: match (decision, verdict.reason) {
             (Decision::Blocked, Some(Reason::CountryNotAllowed)) => Outcome::CountryNotAllowed,
@@ -99,6 +126,43 @@ pub fn judge<B>(
                 label(verdict.country)
             );
             Ok((Decision::Allowed, HeaderValue::from_str(&value).ok()))
+        }
+    }
+}
+
+/// The distinct routes a request's readings lead to, on the stack: a
+/// request read more ways than fit counts as read by no route (which no
+/// route restriction admits).
+struct Readings {
+    routes: [Option<usize>; Self::MAX],
+    len: usize,
+}
+
+impl Readings {
+    const MAX: usize = 16;
+
+    fn note(&mut self, r: Option<usize>) {
+        if self.routes[..self.len].contains(&r) {
+            return;
+        }
+        if self.len == Self::MAX {
+            self.routes[Self::MAX - 1] = None;
+        } else {
+            self.routes[self.len] = r;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[Option<usize>] {
+        &self.routes[..self.len]
+    }
+}
+
+impl Default for Readings {
+    fn default() -> Self {
+        Self {
+            routes: [None; Self::MAX],
+            len: 0,
         }
     }
 }

@@ -280,3 +280,88 @@ async fn the_live_transfer_page_is_served_under_a_policy_forbidding_scripts_and_
     assert!(csp.starts_with("default-src 'none';"), "{csp}");
     assert!(rsp.text().contains(residency_proxy::audit::page::CSP_META));
 }
+
+/// A path a storage may read otherwise (dot segments, encoded dots,
+/// empty segments) can lead to several routes; routing reconciles them
+/// into one when they judge alike (same storage, same rules), but the
+/// storage may act on any: an identity listed for `billing` only, or a
+/// grant for the `billing` route, does not reach another route's objects
+/// through `/billing/../b/…`.
+#[tokio::test]
+async fn every_route_a_reading_leads_to_must_be_listed_and_granted() {
+    let setup = Setup::new(
+        &grant(
+            "CHG-1",
+            "AKIAVENDOR",
+            -3600,
+            3600,
+            "proof = \"sigv4\"\nroutes = [\"billing\"]",
+        ),
+        &["CHG-1"],
+    );
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let toml = config(&geo, &origin, "", "", "")
+        + &format!(
+            "\n[[route]]\nname = \"billing\"\npath_prefix = \"/billing/\"\nupstreams = [\"{}\"]\n",
+            origin.url()
+        )
+        + &setup.sections(Some(&registry(10, "require_known = true")));
+    let proxy = Proxy::start(&toml);
+    let get = |from: &'static str, path: &'static str, key: &'static str| {
+        let auth = sigv4(key);
+        let addr = proxy.addr();
+        async move {
+            Client::bound_to(from)
+                .get(addr, path, &[("authorization", auth.as_str())])
+                .await
+        }
+    };
+    assert_eq!(
+        get(ips::FR, "/billing/invoice", "AKIAOTHERROUTE")
+            .await
+            .status,
+        200
+    );
+    let escapes = [
+        "/billing/../b/record.dcm",
+        "/billing/%2e%2e/b/record.dcm",
+        "/billing/..%2Fb/record.dcm",
+    ];
+    for path in escapes {
+        let rsp = get(ips::FR, path, "AKIAOTHERROUTE").await;
+        assert_eq!(rsp.status, 403, "{path}: {}", rsp.text());
+        assert_eq!(
+            rsp.header("x-residency-decision"),
+            "refused; reason=route_not_granted",
+            "{path}"
+        );
+    }
+    assert_eq!(origin.request_count(), 1);
+
+    // The grant, without a registry, from the US.
+    let toml = config(&geo, &origin, "", "", "")
+        + &format!(
+            "\n[[route]]\nname = \"billing\"\npath_prefix = \"/billing/\"\nupstreams = [\"{}\"]\n",
+            origin.url()
+        )
+        + &setup.sections(None);
+    let proxy = Proxy::start(&toml);
+    let get = |path: &'static str| {
+        let auth = sigv4("AKIAVENDOR");
+        let addr = proxy.addr();
+        async move {
+            Client::bound_to(ips::US)
+                .get(addr, path, &[("authorization", auth.as_str())])
+                .await
+        }
+    };
+    let rsp = get("/billing/invoice").await;
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+    for path in escapes {
+        let rsp = get(path).await;
+        assert_eq!(rsp.status, 451, "{path}: {}", rsp.text());
+        assert_eq!(rsp.header("x-residency-decision"), US_BLOCKED);
+    }
+    assert_eq!(origin.request_count(), 2);
+}

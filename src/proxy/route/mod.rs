@@ -68,6 +68,55 @@ fn choose_as<'a, I>(
 where
     I: Iterator<Item = &'a RouteSpec> + Clone,
 {
+    // The first reading, then the others: nothing is allocated for a
+    // request read one way (the common case).
+    let mut first: Option<Option<usize>> = None;
+    let mut found: Vec<Option<usize>> = Vec::new();
+    readings(
+        routes.clone(),
+        s3_domains,
+        host,
+        path,
+        path_style,
+        &mut |r| match first {
+            None => first = Some(r),
+            Some(f) if f == r => {}
+            Some(f) => {
+                if found.is_empty() {
+                    found.push(f);
+                }
+                if !found.contains(&r) {
+                    found.push(r);
+                }
+            }
+        },
+    )?;
+    if found.is_empty() {
+        return Ok(first.flatten());
+    }
+    reconcile(routes, &found)
+}
+
+/// Every route a reading of the request leads to (`None`: a reading no
+/// route serves), each passed to `note`, possibly more than once: the path
+/// as sent, and every way a storage may read it otherwise (see the module
+/// documentation). [`choose`] reconciles them into one route; governed
+/// access requires each of them to be listed and granted, since the
+/// storage may act on any.
+///
+/// # Errors
+/// [`Unroutable`] when the host or path is invalid.
+pub fn readings<'a, I>(
+    routes: I,
+    s3_domains: &[String],
+    host: &str,
+    path: &str,
+    path_style: bool,
+    note: &mut dyn FnMut(Option<usize>),
+) -> Result<(), Unroutable>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
     let host = normalise::host(host)?;
     let spelling = normalise::inspect(path.as_bytes())?;
     let addressing = if path_style {
@@ -87,7 +136,8 @@ where
     if spelling.is_plain() && !has_candidates && !upper_bucket && !params && !tenant && !swift {
         // The common case: one reading, the path as sent; no allocation.
         if let Addressing::Path = addressing {
-            return Ok(best(routes, &host, path.as_bytes()));
+            note(best(routes, &host, path.as_bytes()));
+            return Ok(());
         }
     }
     // A `;` starts path parameters to servers that strip them from each
@@ -117,12 +167,6 @@ where
             }
         }
     }
-    let mut found: Vec<Option<usize>> = Vec::new();
-    let mut note = |r: Option<usize>| {
-        if !found.contains(&r) {
-            found.push(r);
-        }
-    };
     for p in &paths {
         match addressing {
             Addressing::Virtual(bucket) => note(best(routes.clone(), &host, &vhosted(bucket, p))),
@@ -146,7 +190,7 @@ where
             }
         }
     }
-    reconcile(routes, &found)
+    Ok(())
 }
 
 /// The request header naming the object a copy reads.
