@@ -764,3 +764,30 @@ fn every_reading_of_the_path_must_be_within_the_routes() {
         assert_eq!(access.judge(&f), Judged::Pass, "{readings:?}");
     }
 }
+
+/// HTTP methods are case-sensitive tokens: `get` is not `GET`, so a grant
+/// for `GET` does not admit it (and no storage serves it as a read).
+#[test]
+fn a_method_in_another_case_is_another_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, GRANT));
+    let access = load(&spec, &routes(), &[], &Metrics::new()).unwrap();
+    let mut f = facts(NOON);
+    assert_eq!(access.judge(&f), Judged::Granted(0));
+    for method in ["get", "Get", "GET ", "HEAD"] {
+        f.method = method;
+        assert_eq!(access.judge(&f), Judged::Pass, "{method}");
+    }
+    // The window is [not_before, not_after): the last second is out.
+    let mut f = facts(NOON);
+    f.now = 1_796_666_400; // 2026-12-07T18:00:00Z, the grant's not_after
+    assert_eq!(access.judge(&f), Judged::Pass);
+    f.now -= 1;
+    assert_eq!(access.judge(&f), Judged::Granted(0));
+    f.now = 1_796_630_400; // 08:00:00Z, its not_before
+    assert_eq!(access.judge(&f), Judged::Granted(0));
+    f.now -= 1;
+    assert_eq!(access.judge(&f), Judged::Pass);
+}
