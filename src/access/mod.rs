@@ -374,6 +374,9 @@ impl Access {
     /// starts with a bucket some route names may be read either way, so
     /// both readings must stay under it; any other host, path-style.
     fn path_admitted(&self, f: &Facts<'_>, prefix: &str) -> bool {
+        // A prefix scopes objects: a request naming no object (the bucket
+        // itself: a listing of every key, or its configuration, such as
+        // `?replication` or `?policy`) is outside it, however it is read.
         let name = host_name(f.host);
         for d in &self.s3_domains {
             if let Some(bucket) = name
@@ -386,7 +389,7 @@ impl Access {
                 })
                 .map(|(_, bucket)| bucket)
             {
-                return vhost_within(bucket, f.path, prefix);
+                return f.path.len() > 1 && vhost_within(bucket, f.path, prefix);
             }
         }
         // The client's Host reaches the storage: a dotted name that is not
@@ -407,7 +410,9 @@ impl Access {
             .map(|(i, _)| &name[..i])
             .chain(std::iter::once(name))
             .find(|b| self.buckets.iter().any(|k| k.eq_ignore_ascii_case(b)));
-        path_within(f.path, prefix) && known.is_none_or(|b| vhost_within(b, f.path, prefix))
+        names_object(f.path)
+            && path_within(f.path, prefix)
+            && known.is_none_or(|b| vhost_within(b, f.path, prefix))
     }
 
     /// The registry's refusal, if any: one hash lookup.
@@ -488,6 +493,14 @@ fn host_name(host: &str) -> &str {
         _ => host,
     };
     name.strip_suffix('.').unwrap_or(name)
+}
+
+/// Whether a path-style path names an object: `/bucket/key`, the key not
+/// empty (`/bucket` and `/bucket/` name the bucket).
+fn names_object(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .is_some_and(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
 }
 
 /// Whether a host name is an IPv4 literal or a bracketed IPv6 one (with

@@ -791,3 +791,41 @@ fn a_method_in_another_case_is_another_method() {
     f.now -= 1;
     assert_eq!(access.judge(&f), Judged::Pass);
 }
+
+/// A path prefix scopes objects: the bucket itself (a listing of every
+/// key, or its configuration: `?replication`, `?policy`, `?acl`) is
+/// outside any prefix, however the request is spelled or addressed.
+#[test]
+fn a_prefix_grant_admits_objects_never_the_bucket_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    for prefix in ["/radiology/", "/radiology"] {
+        let body = GRANT.replace("\"/radiology/\"", &format!("\"{prefix}\""));
+        let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, &body));
+        let access = load(
+            &spec,
+            &routes(),
+            &["s3.example".to_owned()],
+            &Metrics::new(),
+        )
+        .unwrap();
+        let judge = |host: &'static str, path: &'static str| {
+            let mut f = facts(NOON);
+            f.host = host;
+            f.path = path;
+            access.judge(&f)
+        };
+        assert_eq!(judge("10.0.0.5", "/radiology/a"), Judged::Granted(0));
+        assert_eq!(judge("radiology.s3.example", "/a"), Judged::Granted(0));
+        for (host, path) in [
+            ("10.0.0.5", "/radiology/"),
+            ("10.0.0.5", "/radiology"),
+            ("s3.example", "/radiology/"),
+            ("radiology.s3.example", "/"),
+            ("radiology.s3.example", ""),
+        ] {
+            assert_eq!(judge(host, path), Judged::Pass, "{prefix}: {host} {path}");
+        }
+    }
+}

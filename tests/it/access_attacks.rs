@@ -365,3 +365,52 @@ async fn every_route_a_reading_leads_to_must_be_listed_and_granted() {
     }
     assert_eq!(origin.request_count(), 2);
 }
+
+/// A path prefix scopes objects: a US grantee under `/radiology/` cannot
+/// list the whole bucket nor read or change its configuration (a `PUT
+/// ?replication` would have the storage copy everything outside the area
+/// itself), path-style or virtual-hosted.
+#[tokio::test]
+async fn a_prefix_grant_never_admits_a_request_on_the_bucket_itself() {
+    let setup = Setup::new(
+        &grant(
+            "CHG-1",
+            "AKIAVENDOR",
+            -3600,
+            3600,
+            "proof = \"sigv4\"\nmethods = [\"GET\", \"PUT\"]\npath_prefix = \"/radiology/\"",
+        ),
+        &["CHG-1"],
+    );
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let proxy = Proxy::start(
+        &(config(&geo, &origin, "s3_domains = [\"s3.test\"]", "", "") + &setup.sections(None)),
+    );
+    let send = |method: &'static str, host: &'static str, path: &'static str| {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host)
+            .header("authorization", sigv4("AKIAVENDOR"))
+            .body(NoBody::new())
+            .unwrap();
+        let addr = proxy.addr();
+        async move { Client::bound_to(ips::US).send(addr, req).await }
+    };
+    let rsp = send("GET", "s3.test", "/radiology/scan.dcm").await;
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+    for (method, host, path) in [
+        ("GET", "s3.test", "/radiology/?list-type=2"),
+        ("GET", "s3.test", "/radiology/"),
+        ("PUT", "s3.test", "/radiology/?replication"),
+        ("PUT", "s3.test", "/radiology/?policy"),
+        ("GET", "radiology.s3.test", "/?list-type=2"),
+        ("PUT", "radiology.s3.test", "/?replication"),
+    ] {
+        let rsp = send(method, host, path).await;
+        assert_eq!(rsp.status, 451, "{method} {host} {path}");
+        assert_eq!(rsp.header("x-residency-decision"), US_BLOCKED);
+    }
+    assert_eq!(origin.request_count(), 1);
+}
