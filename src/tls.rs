@@ -203,10 +203,17 @@ fn first_san(extensions: &[u8]) -> Option<String> {
     None
 }
 
-/// Text fit for a record: UTF-8, no control characters, at most 256 chars.
+/// The longest subject read, in characters.
+const MAX_SUBJECT: usize = 256;
+
+/// Text fit for a record: UTF-8, no control characters, at most
+/// [`MAX_SUBJECT`] chars. A longer one is not read at all (never cut: two
+/// certificates whose names share their first 256 characters would be one
+/// identity to the registry and to grants).
 fn printable(bytes: &[u8]) -> Option<String> {
     let s = std::str::from_utf8(bytes).ok()?;
-    (!s.is_empty() && !s.chars().any(char::is_control)).then(|| s.chars().take(256).collect())
+    (!s.is_empty() && s.chars().count() <= MAX_SUBJECT && !s.chars().any(char::is_control))
+        .then(|| s.to_owned())
 }
 
 /// One certificate file the server presents or trusts, and when its first
@@ -376,6 +383,26 @@ mod tests {
             subject_of(&cert(Some("lab-42.example"), &["x.example"])),
             Some("lab-42.example".into())
         );
+    }
+
+    /// A subject is an identity grants and the registry match exactly:
+    /// one too long to record is not read, never cut to a prefix another
+    /// certificate may share.
+    #[test]
+    fn an_overlong_subject_is_not_read_never_cut() {
+        let at_most = "a".repeat(MAX_SUBJECT);
+        assert_eq!(
+            subject_of(&cert(Some(&at_most), &[])),
+            Some(at_most.clone())
+        );
+        let longer = format!("{at_most}-evil");
+        assert_eq!(subject_of(&cert(Some(&longer), &[])), None);
+        let uri = format!("spiffe://chu.example/{}", "x".repeat(MAX_SUBJECT));
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.subject_alt_names = vec![SanType::URI(uri.as_str().try_into().unwrap())];
+        let key = KeyPair::generate().unwrap();
+        assert_eq!(subject_of(params.self_signed(&key).unwrap().der()), None);
     }
 
     #[test]

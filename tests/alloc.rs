@@ -258,7 +258,9 @@ fn judging_identities_and_grants_allocates_nothing() {
         route,
         method,
         path,
-        host: "storage.example",
+        host: "10.0.0.5:9000",
+        copy_source: None,
+        readings: &[],
         country: us,
         policy: if refused {
             access::Outcome::CountryNotAllowed

@@ -74,8 +74,33 @@ fn human(secs: u64) -> String {
     }
 }
 
+/// Whether two ways of writing a person name the same one: the names
+/// (before any `<address>`) equal once case (Unicode) and runs of white
+/// space are folded, or the addresses in `<…>` equal in any case.
+/// `"Jane  DOE"`, `"jane doe <jd@x.example>"` and `"J. D. <JD@X.example>"`
+/// are all one person with `"Jane Doe <jd@x.example>"`.
 fn same_person(a: &str, b: &str) -> bool {
-    a.trim().eq_ignore_ascii_case(b.trim())
+    let (name_a, mail_a) = person(a);
+    let (name_b, mail_b) = person(b);
+    (!name_a.is_empty() && name_a == name_b) || mail_a.is_some_and(|m| Some(m) == mail_b)
+}
+
+/// A person's folded name and folded address (`Name <address>`).
+fn person(s: &str) -> (String, Option<String>) {
+    let (name, mail) = match s.split_once('<') {
+        Some((name, rest)) => (name, rest.split_once('>').map(|(m, _)| m.trim())),
+        None => (s, None),
+    };
+    let fold = |t: &str| {
+        t.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    (
+        fold(name),
+        mail.filter(|m| !m.is_empty()).map(str::to_lowercase),
+    )
 }
 
 /// Every reason `g` is invalid; empty when it is valid (in its window).
@@ -87,7 +112,11 @@ pub fn problems(g: &GrantEntry, spec: &GrantsSpec, registry_owner: Option<&str>)
         out.push(Invalid::Unsigned);
     }
     let message = s.canonical();
+    // Each valid approval counts once per key and once per person: two
+    // keys held by one person (the approver's `owner`, else its name) are
+    // one approval, or four eyes would be two.
     let mut valid_keys: Vec<&[u8; 32]> = Vec::new();
+    let mut people: Vec<&str> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for a in &g.approvals {
         if seen.contains(&a.approver.as_str()) {
@@ -112,8 +141,12 @@ pub fn problems(g: &GrantEntry, spec: &GrantsSpec, registry_owner: Option<&str>)
             out.push(Invalid::BadSignature(a.approver.clone()));
             continue;
         }
-        if !valid_keys.contains(&&approver.public_key) {
+        let who = approver.owner.as_deref().unwrap_or(&approver.name);
+        if !valid_keys.contains(&&approver.public_key)
+            && !people.iter().any(|p| same_person(p, who))
+        {
             valid_keys.push(&approver.public_key);
+            people.push(who);
         }
     }
     if !g.approvals.is_empty() && valid_keys.len() < spec.min_approvals {

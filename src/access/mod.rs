@@ -94,12 +94,32 @@ pub struct Facts<'a> {
     pub path: &'a str,
     /// The request's host (`Host` or `:authority`), as sent.
     pub host: &'a str,
+    /// The object a copy reads (`x-amz-copy-source` and alike), if any:
+    /// its route (`None`: no route reads it) and its path-style path as
+    /// sent. A copy reads it, so it must be within every scope the request
+    /// is judged on: the identity's routes, the grant's routes and prefix.
+    pub copy_source: Option<(Option<usize>, &'a str)>,
+    /// Every route a reading of the request leads to (the path as sent and
+    /// as a storage may normalise it; the copy source's likewise), `None`
+    /// for a reading no route serves: the routing reconciles them into
+    /// `route`, but the storage may act on any, so each must be within the
+    /// identity's and the grant's routes.
+    pub readings: &'a [Option<usize>],
     /// The client's country.
     pub country: Option<Country>,
     /// What the policy decided for the client.
     pub policy: Outcome,
     /// Now, seconds since the epoch.
     pub now: i64,
+}
+
+impl Facts<'_> {
+    /// Every route the request touches: its own, and its copy source's.
+    fn routes(&self) -> impl Iterator<Item = Option<usize>> {
+        std::iter::once(Some(self.route))
+            .chain(self.copy_source.map(|(r, _)| r))
+            .chain(self.readings.iter().copied())
+    }
 }
 
 #[derive(Debug)]
@@ -184,6 +204,9 @@ pub struct Access {
     /// Every bucket the routes name: a host starting with one may be
     /// read as virtual-hosted by the storage.
     buckets: Vec<String>,
+    /// Per route, whether it forwards the client's `Host` (then the
+    /// storage may read any dotted name as `<bucket>.<its domain>`).
+    preserve_host: Vec<bool>,
 }
 
 /// Reads and compiles the files `spec` names.
@@ -209,6 +232,7 @@ pub fn load(
     let mut access = Access {
         s3_domains: s3_domains.to_vec(),
         buckets: routes.iter().flat_map(|r| r.buckets.clone()).collect(),
+        preserve_host: routes.iter().map(|r| r.preserve_host).collect(),
         ..Access::default()
     };
     if let Some(ids) = &spec.identities {
@@ -328,7 +352,10 @@ impl Access {
             }
             for (i, g) in self.grants.iter().enumerate() {
                 if g.admits(f)
-                    && (g.path_prefix.is_empty() || self.path_admitted(f, &g.path_prefix))
+                    && (g.path_prefix.is_empty()
+                        || (self.path_admitted(f, &g.path_prefix)
+                            && f.copy_source
+                                .is_none_or(|(_, source)| path_within(source, &g.path_prefix))))
                 {
                     if let Some(c) = g.counters.get(f.route) {
                         c.inc();
@@ -347,6 +374,9 @@ impl Access {
     /// starts with a bucket some route names may be read either way, so
     /// both readings must stay under it; any other host, path-style.
     fn path_admitted(&self, f: &Facts<'_>, prefix: &str) -> bool {
+        // A prefix scopes objects: a request naming no object (the bucket
+        // itself: a listing of every key, or its configuration, such as
+        // `?replication` or `?policy`) is outside it, however it is read.
         let name = host_name(f.host);
         for d in &self.s3_domains {
             if let Some(bucket) = name
@@ -359,15 +389,30 @@ impl Access {
                 })
                 .map(|(_, bucket)| bucket)
             {
-                return vhost_within(bucket, f.path, prefix);
+                return f.path.len() > 1 && vhost_within(bucket, f.path, prefix);
             }
+        }
+        // The client's Host reaches the storage: a dotted name that is not
+        // a declared domain may be `<bucket>.<a domain the storage serves>`
+        // for a bucket no route names, so no prefix can be said to hold.
+        // Only a declared domain itself, an IP literal or a single label is
+        // read path-style only.
+        let forwarded = self.preserve_host.get(f.route).copied().unwrap_or(true);
+        if forwarded
+            && name.contains('.')
+            && !is_ip_literal(name)
+            && !self.s3_domains.iter().any(|d| d.eq_ignore_ascii_case(name))
+        {
+            return false;
         }
         let known = name
             .match_indices('.')
             .map(|(i, _)| &name[..i])
             .chain(std::iter::once(name))
             .find(|b| self.buckets.iter().any(|k| k.eq_ignore_ascii_case(b)));
-        path_within(f.path, prefix) && known.is_none_or(|b| vhost_within(b, f.path, prefix))
+        names_object(f.path)
+            && path_within(f.path, prefix)
+            && known.is_none_or(|b| vhost_within(b, f.path, prefix))
     }
 
     /// The registry's refusal, if any: one hash lookup.
@@ -376,6 +421,8 @@ impl Access {
         let entry = reg
             .index
             .get(f.identity)
+            // A credential the proxy cannot read is never a listed one.
+            .filter(|_| f.identity != crate::audit::UNREADABLE)
             .and_then(|&i| reg.entries.get(i))
             // An entry proven by mTLS is this identity only when the
             // verified certificate says so.
@@ -384,7 +431,9 @@ impl Access {
             return reg.require_known.then_some(AccessRefusal::UnknownIdentity);
         };
         if let Some(routes) = &e.routes
-            && !routes.get(f.route).copied().unwrap_or(false)
+            && !f
+                .routes()
+                .all(|r| r.and_then(|r| routes.get(r)).copied() == Some(true))
         {
             return Some(AccessRefusal::RouteNotGranted);
         }
@@ -407,14 +456,14 @@ impl ActiveGrant {
     fn admits(&self, f: &Facts<'_>) -> bool {
         let who = match self.proof {
             Proof::Mtls => f.mtls_subject,
-            Proof::Sigv4 => Some(f.identity),
+            Proof::Sigv4 => Some(f.identity).filter(|&i| i != crate::audit::UNREADABLE),
         };
         if who != Some(self.identity.as_str())
             || !f.country.is_some_and(|c| self.countries.contains(c))
-            || self
-                .routes
-                .as_ref()
-                .is_some_and(|r| !r.get(f.route).copied().unwrap_or(false))
+            || self.routes.as_ref().is_some_and(|routes| {
+                !f.routes()
+                    .all(|r| r.and_then(|r| routes.get(r)).copied() == Some(true))
+            })
             || (!self.methods.is_empty() && !self.methods.iter().any(|m| m == f.method))
         {
             return false;
@@ -444,6 +493,30 @@ fn host_name(host: &str) -> &str {
         _ => host,
     };
     name.strip_suffix('.').unwrap_or(name)
+}
+
+/// Whether a path-style path names an object: `/bucket/key`, the key not
+/// empty (`/bucket` and `/bucket/` name the bucket).
+fn names_object(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .is_some_and(|(bucket, key)| !bucket.is_empty() && !key.is_empty())
+}
+
+/// Whether a host name is an IPv4 literal or a bracketed IPv6 one (with
+/// its port, if any: `[::1]:9000`).
+fn is_ip_literal(name: &str) -> bool {
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name
+            .strip_prefix('[')
+            .and_then(|n| n.split_once(']'))
+            .is_some_and(|(ip, port)| {
+                ip.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (port.is_empty()
+                        || port
+                            .strip_prefix(':')
+                            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())))
+            })
 }
 
 /// Whether `/<bucket><path>` is under `prefix` (see [`path_within`]).

@@ -21,12 +21,15 @@ pub const UNUSED_DAYS: i64 = 90;
 /// Use of one identity in the trail.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Usage {
-    /// Time of the first record.
+    /// Time of the first use (see [`is_use`]).
     pub first_use: Option<String>,
-    /// Time of the last record.
+    /// Time of the last use.
     pub last_use: Option<String>,
     /// Records in all.
     pub requests: u64,
+    /// Records that were not uses ([`is_use`]): blocked, refused by the
+    /// proxy or the storage, or failed.
+    pub not_admitted: u64,
     /// `route decision country` → records.
     pub by_route_decision_country: BTreeMap<String, u64>,
     /// Grant id → records admitted by it.
@@ -35,10 +38,14 @@ pub struct Usage {
 
 impl Usage {
     fn add(&mut self, r: &AuditRecord) {
-        if self.first_use.is_none() {
-            self.first_use = Some(r.time.clone());
+        if is_use(r) {
+            if self.first_use.is_none() {
+                self.first_use = Some(r.time.clone());
+            }
+            self.last_use = Some(r.time.clone());
+        } else {
+            self.not_admitted += 1;
         }
-        self.last_use = Some(r.time.clone());
         self.requests += 1;
         let key = format!(
             "{} {} {}",
@@ -51,6 +58,19 @@ impl Usage {
             *self.grants.entry(g.clone()).or_default() += 1;
         }
     }
+}
+
+/// Whether a record shows the identity used: the request went on to the
+/// storage (allowed or flagged) and the storage answered as it answers an
+/// authenticated request (`2xx`, `3xx`, or `404`, `409`, `412`, `416`: a
+/// key, state or range it knows of). Anyone can claim a key id, with a
+/// forged signature the storage refuses (`400`, `401`, `403`), or send a
+/// request the proxy blocks: such records are counted (`not_admitted`),
+/// never a use, so they neither keep an unused identity off the removal
+/// list nor date a use that never happened.
+pub fn is_use(r: &AuditRecord) -> bool {
+    matches!(r.decision.as_str(), "allowed" | "flagged")
+        && ((200..400).contains(&r.status) || matches!(r.status, 404 | 409 | 412 | 416))
 }
 
 /// One listed identity in the pack.
@@ -103,6 +123,10 @@ pub fn review(
     let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
     let mut n = 0;
     for r in records {
+        // A policy change record is no request of anyone's.
+        if r.decision == crate::audit::POLICY {
+            continue;
+        }
         n += 1;
         usage.entry(r.identity.clone()).or_default().add(&r);
     }
@@ -154,13 +178,13 @@ impl Review {
         let _ = writeln!(o, "## Listed identities\n");
         let _ = writeln!(
             o,
-            "| identity | owner | role | proof | reviewed | reviewer | overdue | first use | last use | requests | grants used |"
+            "| identity | owner | role | proof | reviewed | reviewer | overdue | first use | last use | requests | not admitted | grants used |"
         );
-        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
         for i in &self.identities {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 cell(&i.id),
                 cell(&i.owner),
                 cell(&i.role),
@@ -168,9 +192,10 @@ impl Review {
                 i.reviewed,
                 cell(&i.reviewer),
                 if i.overdue { "**yes**" } else { "no" },
-                i.usage.first_use.as_deref().unwrap_or("never"),
-                i.usage.last_use.as_deref().unwrap_or("never"),
+                cell(i.usage.first_use.as_deref().unwrap_or("never")),
+                cell(i.usage.last_use.as_deref().unwrap_or("never")),
                 i.usage.requests,
+                i.usage.not_admitted,
                 grants_text(&i.usage),
             );
         }
@@ -190,8 +215,8 @@ impl Review {
                     "| {} | {} | {} | {} | {n} |",
                     cell(id),
                     cell(parts.next().unwrap_or("")),
-                    parts.next().unwrap_or(""),
-                    parts.next().unwrap_or("")
+                    cell(parts.next().unwrap_or("")),
+                    cell(parts.next().unwrap_or(""))
                 );
             }
         }
@@ -206,8 +231,8 @@ impl Review {
                     o,
                     "| {} | {} | {} | {} |",
                     cell(id),
-                    u.first_use.as_deref().unwrap_or(""),
-                    u.last_use.as_deref().unwrap_or(""),
+                    cell(u.first_use.as_deref().unwrap_or("")),
+                    cell(u.last_use.as_deref().unwrap_or("")),
                     u.requests
                 );
             }
@@ -226,7 +251,7 @@ impl Review {
                 "- {} ({}), last use {}",
                 cell(&i.id),
                 cell(&i.owner),
-                i.usage.last_use.as_deref().unwrap_or("never")
+                cell(i.usage.last_use.as_deref().unwrap_or("never"))
             );
         }
         o
@@ -243,11 +268,11 @@ impl Review {
             "<h1>Access review</h1><p>Generated {} from {} audit records (chain verified).</p>",
             self.generated, self.records
         );
-        o.push_str("<h2>Listed identities</h2><table><tr><th>identity</th><th>owner</th><th>role</th><th>proof</th><th>reviewed</th><th>reviewer</th><th>overdue</th><th>first use</th><th>last use</th><th>requests</th><th>grants used</th></tr>\n");
+        o.push_str("<h2>Listed identities</h2><table><tr><th>identity</th><th>owner</th><th>role</th><th>proof</th><th>reviewed</th><th>reviewer</th><th>overdue</th><th>first use</th><th>last use</th><th>requests</th><th>not admitted</th><th>grants used</th></tr>\n");
         for i in &self.identities {
             let _ = writeln!(
                 o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&i.id),
                 escape(&i.owner),
                 escape(&i.role),
@@ -256,9 +281,10 @@ impl Review {
                 escape(&i.reviewer),
                 if i.overdue { " class=\"overdue\"" } else { "" },
                 if i.overdue { "yes" } else { "no" },
-                i.usage.first_use.as_deref().unwrap_or("never"),
-                i.usage.last_use.as_deref().unwrap_or("never"),
+                escape(i.usage.first_use.as_deref().unwrap_or("never")),
+                escape(i.usage.last_use.as_deref().unwrap_or("never")),
                 i.usage.requests,
+                i.usage.not_admitted,
                 escape(&grants_text(&i.usage)),
             );
         }
@@ -268,8 +294,8 @@ impl Review {
                 o,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(id),
-                u.first_use.as_deref().unwrap_or(""),
-                u.last_use.as_deref().unwrap_or(""),
+                escape(u.first_use.as_deref().unwrap_or("")),
+                escape(u.last_use.as_deref().unwrap_or("")),
                 u.requests
             );
         }
@@ -296,7 +322,23 @@ fn grants_text(u: &Usage) -> String {
         .join(", ")
 }
 
-/// A Markdown table cell: `|` escaped, no line breaks.
+/// A Markdown table cell: plain text, whatever it holds (an mTLS subject
+/// or a crafted trail may hold markup): every character Markdown or its
+/// inline HTML gives a meaning to is escaped, no line breaks, no control
+/// characters, so a viewer shows the text and loads nothing (no link, no
+/// image, no tag).
 fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '|' | '[' | ']' | '(' | ')' | '!' | '`' | '*' | '_' | '~' | '#' | '&' | '<'
+            | '>' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }

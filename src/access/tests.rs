@@ -82,7 +82,9 @@ fn facts(now: i64) -> Facts<'static> {
         route: 0,
         method: "GET",
         path: "/radiology/a",
-        host: "storage.example:9000",
+        host: "10.0.0.5:9000",
+        copy_source: None,
+        readings: &[],
         country: Country::from_code("US"),
         policy: Outcome::CountryNotAllowed,
         now,
@@ -445,7 +447,14 @@ fn a_path_prefix_holds_for_virtual_hosted_requests_too() {
         f.path = path;
         access.judge(&f)
     };
-    assert_eq!(judge("storage.example", "/radiology/a"), Judged::Granted(0));
+    assert_eq!(judge("s3.example", "/radiology/a"), Judged::Granted(0));
+    assert_eq!(
+        judge("S3.example.:9000", "/radiology/a"),
+        Judged::Granted(0)
+    );
+    assert_eq!(judge("10.0.0.5:9000", "/radiology/a"), Judged::Granted(0));
+    assert_eq!(judge("[::1]:9000", "/radiology/a"), Judged::Granted(0));
+    assert_eq!(judge("storage", "/radiology/a"), Judged::Granted(0));
     assert_eq!(judge("radiology.s3.example", "/a"), Judged::Granted(0));
     assert_eq!(judge("RADIOLOGY.S3.EXAMPLE.:443", "/a"), Judged::Granted(0));
     for (host, path) in [
@@ -454,7 +463,374 @@ fn a_path_prefix_holds_for_virtual_hosted_requests_too() {
         ("secret.storage.example", "/radiology/a"),
         ("radiology.s3.example", "/../secret/a"),
         ("s3.example.evil.example", "/a"),
+        // The client's Host reaches the storage, which may serve a domain
+        // the config does not declare: `unnamed` is a bucket no route names.
+        ("storage.example", "/radiology/a"),
+        ("unnamed.storage.example", "/radiology/a"),
+        ("unnamed.10.0.0.5", "/radiology/a"),
+        ("[::ffff:10.0.0.5]x", "/radiology/a"),
     ] {
         assert_eq!(judge(host, path), Judged::Pass, "{host} {path}");
+    }
+    // A route that sends the upstream's own Host: read path-style only.
+    let routes: Vec<RouteSpec> = routes
+        .into_iter()
+        .map(|mut r| {
+            r.preserve_host = false;
+            r
+        })
+        .collect();
+    let access = load(&spec, &routes, &["s3.example".to_owned()], &Metrics::new()).unwrap();
+    let mut f = facts(NOON);
+    f.host = "unnamed.storage.example";
+    assert_eq!(access.judge(&f), Judged::Granted(0));
+}
+
+/// A copy reads its source: a grant scoped to a prefix or a route admits
+/// a copy only when the source is within that scope too.
+#[test]
+fn a_grant_admits_a_copy_only_from_within_its_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let prefixed = GRANT.replace("[\"GET\"]", "[\"GET\", \"PUT\"]");
+    let routed = prefixed.replace("path_prefix = \"/radiology/\"\n", "routes = [\"s3\"]\n");
+    type Sources<'a> = &'a [(Option<usize>, &'a str)];
+    let cases: [(&str, Sources<'_>, Sources<'_>); 2] = [
+        (
+            &prefixed,
+            &[(Some(0), "/radiology/a"), (Some(0), "/radiology/a%20b")],
+            &[
+                (Some(0), "/secret/a"),
+                (Some(0), "/radiology/../secret/a"),
+                (Some(0), "/radiology/%2e%2e/secret/a"),
+                (Some(0), "/radiology/..%2Fsecret"),
+                (Some(0), "/Radiology/a"),
+            ],
+        ),
+        (
+            &routed,
+            &[(Some(0), "/secret/a")],
+            &[(Some(1), "/other/a"), (None, "/nowhere/a")],
+        ),
+    ];
+    for (body, within, outside) in cases {
+        let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, body));
+        let access = load(&spec, &routes(), &[], &Metrics::new()).unwrap();
+        let mut f = facts(NOON);
+        f.method = "PUT";
+        for &source in within {
+            f.copy_source = Some(source);
+            assert_eq!(access.judge(&f), Judged::Granted(0), "{body} {source:?}");
+        }
+        for &source in outside {
+            f.copy_source = Some(source);
+            assert_eq!(access.judge(&f), Judged::Pass, "{body} {source:?}");
+        }
+    }
+}
+
+/// A copy reads its source: an identity listed for some routes is refused
+/// a copy whose source another route serves.
+#[test]
+fn the_registry_refuses_a_copy_from_a_route_the_identity_is_not_listed_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "identities.toml",
+        "[[identity]]\nid = \"AKIAOTHER\"\nowner = \"B. Petit\"\nrole = \"billing\"\n\
+         routes = [\"other\"]\ngranted = 2026-01-10\nreviewed = 2026-11-10\nreviewer = \"DPO\"\n",
+    );
+    let spec = AccessSpec {
+        identities: Some(spec::IdentitiesSpec {
+            file,
+            require_known: true,
+            review_every: std::time::Duration::from_secs(365 * 86_400),
+            on_overdue: OnOverdue::Flag,
+            watch: None,
+        }),
+        grants: None,
+    };
+    let access = load(&spec, &routes(), &[], &Metrics::new()).unwrap();
+    let mut f = facts(NOON);
+    f.identity = "AKIAOTHER";
+    f.policy = Outcome::Passes;
+    f.route = 1;
+    assert_eq!(access.judge(&f), Judged::Pass);
+    f.copy_source = Some((Some(1), "/other/b"));
+    assert_eq!(access.judge(&f), Judged::Pass);
+    for source in [Some(0), None] {
+        f.copy_source = Some((source, "/secret/a"));
+        assert_eq!(
+            access.judge(&f),
+            Judged::Refused(AccessRefusal::RouteNotGranted),
+            "{source:?}"
+        );
+    }
+}
+
+/// Four eyes are two people: two approver keys held by one person count
+/// once, and a self-approval is recognised however the person is written.
+#[test]
+fn two_keys_of_one_person_count_once_and_self_approval_sees_through_spelling() {
+    let (k1, p1) = keys::keygen().unwrap();
+    let (k2, p2) = keys::keygen().unwrap();
+    let (k1, k2) = (
+        keys::SigningKey::parse(&k1).unwrap(),
+        keys::SigningKey::parse(&k2).unwrap(),
+    );
+    let mut entry = files::grants(Path::new("g"), GRANT, None).unwrap()[0].clone();
+    entry.signed.owner = "Jane Doe <jane@vendor.example>".into();
+    let message = entry.signed.canonical();
+    let approver = |name: &str, public: &str, owner: Option<&str>| spec::Approver {
+        name: name.into(),
+        public_key: keys::parse_public(public).unwrap(),
+        owner: owner.map(Into::into),
+    };
+    let problems = |a1: spec::Approver, a2: spec::Approver| {
+        let mut g = entry.clone();
+        g.approvals = vec![
+            files::Approval {
+                approver: a1.name.clone(),
+                signature: k1.sign(&message),
+            },
+            files::Approval {
+                approver: a2.name.clone(),
+                signature: k2.sign(&message),
+            },
+        ];
+        let spec = GrantsSpec {
+            file: "g".into(),
+            approvers: vec![a1, a2],
+            min_approvals: 2,
+            max_duration: std::time::Duration::from_secs(86_400),
+            watch: None,
+        };
+        grant::problems(&g, &spec, None)
+    };
+    let too_few = grant::Invalid::TooFewApprovals { have: 1, need: 2 };
+    for (o1, o2) in [
+        ("J. Bernard", "J. Bernard"),
+        ("J. Bernard", "  j.  BERNARD "),
+        (
+            "J. Bernard <dpo@chu.example>",
+            "Jean Bernard <DPO@chu.example>",
+        ),
+        ("Élise Roux", "ÉLISE ROUX"),
+    ] {
+        assert_eq!(
+            problems(
+                approver("dpo-laptop", &p1, Some(o1)),
+                approver("dpo-token", &p2, Some(o2))
+            ),
+            std::slice::from_ref(&too_few),
+            "{o1} / {o2}"
+        );
+    }
+    // An approver without owner is the person its name says.
+    assert_eq!(
+        problems(
+            approver("dpo", &p1, None),
+            approver("ciso", &p2, Some("DPO"))
+        ),
+        std::slice::from_ref(&too_few)
+    );
+    assert_eq!(
+        problems(
+            approver("dpo", &p1, Some("J. Bernard")),
+            approver("ciso", &p2, Some("M. Leroy"))
+        ),
+        []
+    );
+    for grantee in ["JANE  doe", "Someone <JANE@vendor.example>", "jane doe"] {
+        assert_eq!(
+            problems(
+                approver("dpo", &p1, Some("J. Bernard")),
+                approver("ciso", &p2, Some(grantee))
+            ),
+            [grant::Invalid::SelfApproval("ciso".into()), too_few.clone()],
+            "{grantee}"
+        );
+    }
+}
+
+fn listed(id: &str) -> files::Identity {
+    let text = format!(
+        "[[identity]]\nid = \"{id}\"\nowner = \"B. Petit\"\nrole = \"billing\"\n\
+         granted = 2026-01-10\nreviewed = 2026-11-10\nreviewer = \"DPO\"\n"
+    );
+    files::identities(Path::new("i.toml"), &text, None).unwrap()[0].clone()
+}
+
+/// Anyone can claim a key id: a request blocked, refused, or refused by
+/// the storage for its credential is counted but is no use, so claims
+/// keep no unused identity off the removal list; a policy change record
+/// is no request at all.
+#[test]
+fn the_review_counts_as_use_only_what_the_storage_accepted() {
+    use crate::audit::record::example;
+    let rec = |n: u64, id: &str, decision: &str, status: u16| {
+        let mut r = example(n);
+        r.identity = id.into();
+        r.decision = decision.into();
+        r.status = status;
+        r
+    };
+    let mut policy = rec(9, "anonymous", crate::audit::POLICY, 0);
+    policy.reason = Some(crate::audit::POLICY_CHANGED.into());
+    let records = vec![
+        rec(1, "AKIAOLD", "blocked", 451),
+        rec(2, "AKIAOLD", "allowed", 403),
+        rec(3, "AKIAOLD", "allowed", 401),
+        rec(4, "AKIAOLD", "allowed", 400),
+        rec(5, "AKIAOLD", "refused", 403),
+        rec(6, "AKIAOLD", "allowed", 502),
+        rec(7, "AKIAUSED", "allowed", 404),
+        rec(8, "AKIAUSED", "flagged", 200),
+        policy,
+    ];
+    let now = NOON + 30 * 86_400;
+    let r = review::review(
+        &[listed("AKIAOLD"), listed("AKIAUSED")],
+        365 * 86_400,
+        records.into_iter(),
+        now,
+    );
+    assert_eq!(r.records, 8, "the policy change record is not a request");
+    assert!(r.unlisted.is_empty(), "{:?}", r.unlisted);
+    let (old, used) = (&r.identities[0], &r.identities[1]);
+    assert_eq!(old.usage.requests, 6);
+    assert_eq!(old.usage.not_admitted, 6);
+    assert_eq!(old.usage.first_use, None);
+    assert!(old.unused, "claims alone are no use");
+    assert_eq!(used.usage.requests, 2);
+    assert_eq!(used.usage.not_admitted, 0);
+    assert_eq!(
+        used.usage.first_use.as_deref(),
+        Some("2026-11-28T15:20:07.123Z")
+    );
+    assert!(!used.unused);
+}
+
+/// Whatever the trail or the registry holds (an mTLS subject is free
+/// text; a crafted trail, any time), the review's HTML and Markdown show
+/// it as text: no tag, no image, no link.
+#[test]
+fn hostile_values_stay_text_in_the_review() {
+    use crate::audit::record::example;
+    let hostile = "<img src=//evil.example/x>![x](https://evil.example/y.png)[l](javascript:1)|\n";
+    let mut r = example(1);
+    r.identity = hostile.into();
+    r.decision = "allowed".into();
+    r.status = 200;
+    r.time = "\"><script>alert(1)</script>".into();
+    r.client_country = "<b>".into();
+    let mut listed_hostile = listed("AKIAX");
+    listed_hostile.owner = hostile.into();
+    let mut r2 = r.clone();
+    r2.identity = "AKIAX".into();
+    let review = review::review(
+        &[listed_hostile],
+        365 * 86_400,
+        vec![r, r2].into_iter(),
+        NOON,
+    );
+    let html = review.to_html();
+    for bad in ["<img", "<script", "<b>"] {
+        assert!(!html.contains(bad), "{bad}: {html}");
+    }
+    let md = review.to_markdown();
+    for bad in ["<img", "<script", "<b>", "![", "](", "[l]"] {
+        let unescaped = md.match_indices(bad).any(|(i, _)| !md[..i].ends_with('\\'));
+        assert!(!unescaped, "{bad}: {md}");
+    }
+    assert!(
+        md.contains("\\<img src=//evil.example/x\\>\\!\\[x\\]"),
+        "{md}"
+    );
+}
+
+/// The storage may act on any reading of the path: each reading's route
+/// must be within the identity's and the grant's routes.
+#[test]
+fn every_reading_of_the_path_must_be_within_the_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let routed = GRANT.replace("path_prefix = \"/radiology/\"\n", "routes = [\"other\"]\n");
+    let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, &routed));
+    let access = load(&spec, &routes(), &[], &Metrics::new()).unwrap();
+    let mut f = facts(NOON);
+    f.route = 1;
+    f.readings = &[Some(1)];
+    assert_eq!(access.judge(&f), Judged::Granted(0));
+    for readings in [&[Some(1), Some(0)][..], &[Some(1), None], &[None]] {
+        f.readings = readings;
+        assert_eq!(access.judge(&f), Judged::Pass, "{readings:?}");
+    }
+}
+
+/// HTTP methods are case-sensitive tokens: `get` is not `GET`, so a grant
+/// for `GET` does not admit it (and no storage serves it as a read).
+#[test]
+fn a_method_in_another_case_is_another_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, GRANT));
+    let access = load(&spec, &routes(), &[], &Metrics::new()).unwrap();
+    let mut f = facts(NOON);
+    assert_eq!(access.judge(&f), Judged::Granted(0));
+    for method in ["get", "Get", "GET ", "HEAD"] {
+        f.method = method;
+        assert_eq!(access.judge(&f), Judged::Pass, "{method}");
+    }
+    // The window is [not_before, not_after): the last second is out.
+    let mut f = facts(NOON);
+    f.now = 1_796_666_400; // 2026-12-07T18:00:00Z, the grant's not_after
+    assert_eq!(access.judge(&f), Judged::Pass);
+    f.now -= 1;
+    assert_eq!(access.judge(&f), Judged::Granted(0));
+    f.now = 1_796_630_400; // 08:00:00Z, its not_before
+    assert_eq!(access.judge(&f), Judged::Granted(0));
+    f.now -= 1;
+    assert_eq!(access.judge(&f), Judged::Pass);
+}
+
+/// A path prefix scopes objects: the bucket itself (a listing of every
+/// key, or its configuration: `?replication`, `?policy`, `?acl`) is
+/// outside any prefix, however the request is spelled or addressed.
+#[test]
+fn a_prefix_grant_admits_objects_never_the_bucket_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&private).unwrap();
+    for prefix in ["/radiology/", "/radiology"] {
+        let body = GRANT.replace("\"/radiology/\"", &format!("\"{prefix}\""));
+        let (spec, _) = signed_grants(dir.path(), &key, &sign_text(&key, &body));
+        let access = load(
+            &spec,
+            &routes(),
+            &["s3.example".to_owned()],
+            &Metrics::new(),
+        )
+        .unwrap();
+        let judge = |host: &'static str, path: &'static str| {
+            let mut f = facts(NOON);
+            f.host = host;
+            f.path = path;
+            access.judge(&f)
+        };
+        assert_eq!(judge("10.0.0.5", "/radiology/a"), Judged::Granted(0));
+        assert_eq!(judge("radiology.s3.example", "/a"), Judged::Granted(0));
+        for (host, path) in [
+            ("10.0.0.5", "/radiology/"),
+            ("10.0.0.5", "/radiology"),
+            ("s3.example", "/radiology/"),
+            ("radiology.s3.example", "/"),
+            ("radiology.s3.example", ""),
+        ] {
+            assert_eq!(judge(host, path), Judged::Pass, "{prefix}: {host} {path}");
+        }
     }
 }

@@ -158,6 +158,12 @@ fn html(body: String) -> Response<Full<Bytes>> {
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    // The page's own policy, as a header too (it also covers what comes
+    // before the page's <meta> is read).
+    rsp.headers_mut().insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::audit::page::CSP),
+    );
     rsp
 }
 

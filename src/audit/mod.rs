@@ -38,7 +38,7 @@ pub mod writer;
 use std::path::PathBuf;
 
 pub use chain::{Chain, GENESIS, Problem, Rejected, Sealed, unseal};
-pub use fields::{ObjectKeyMode, identity, object_key};
+pub use fields::{Credential, ObjectKeyMode, UNREADABLE, credential, identity, object_key};
 pub use record::{AuditRecord, POLICY, POLICY_CHANGED, PolicyChange, format_time};
 pub use transfers::{Cartography, Transfer, aggregate};
 pub use verify::{Expect, Failure, Summary, VerifiedRecords, records, verify};

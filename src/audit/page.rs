@@ -174,6 +174,15 @@ fn shade(n: u64, max: u64) -> u8 {
     }
 }
 
+/// The content security policy of the page: no script, no request of any
+/// kind (fonts, images, frames, forms, connections), inline styles and a
+/// `data:` icon only. Escaping keeps the page's text text; this keeps a
+/// browser from running or fetching anything even if it did not.
+pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
+
+/// [`CSP`] in the page itself, so it holds wherever the file is published.
+pub const CSP_META: &str = "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'\">";
+
 /// An empty icon, inline: without it a browser asks the server for
 /// `/favicon.ico`, a request the page does not need. The one link of the
 /// page, to nothing outside it.
@@ -214,7 +223,7 @@ impl Cartography {
         let mut out = String::with_capacity(64 * 1024);
         let _ = write!(
             out,
-            "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
+            "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n{CSP_META}\n\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
              <title>{title}</title>\n{NO_ICON}\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
              <header>\n<h1>{title}</h1>\n",

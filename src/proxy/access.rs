@@ -10,6 +10,7 @@ use http::header::HeaderValue;
 
 use super::context::RequestCtx;
 use super::respond::Stop;
+use super::route;
 use crate::access::{Facts, Judged, Outcome};
 use crate::geo::label;
 use crate::policy::{Decision, Reason, Side, Verdict};
@@ -48,6 +49,39 @@ pub fn judge<B>(
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let conn = ctx.conn.clone();
     let host = std::mem::take(&mut ctx.host);
+    let sources = route::copy_sources(req.headers(), req.uri().query());
+    let routes = snap.routes.iter().map(|r| &r.spec);
+    let domains = &snap.config.server.s3_domains;
+    // The route phase refused a request whose copy source it cannot read;
+    // should one come here anyway, it is within no scope.
+    let source = route::copy_source(
+        routes.clone(),
+        domains,
+        &host,
+        sources.iter().map(AsRef::as_ref),
+    )
+    .unwrap_or_else(|_| Some((None, String::new())));
+    // Every route a reading of the path (and of the copy source's) leads
+    // to: the storage may act on any, so each must be listed and granted.
+    let mut read = Readings::default();
+    let mut note = |r: Option<usize>| read.note(r);
+    if route::readings(
+        routes.clone(),
+        domains,
+        &host,
+        req.uri().path(),
+        false,
+        &mut note,
+    )
+    .is_err()
+    {
+        note(None);
+    }
+    if let Some((_, path)) = &source
+        && route::readings(routes, domains, &host, path, true, &mut note).is_err()
+    {
+        note(None);
+    }
     let ev = ctx.ev();
     let facts = Facts {
         identity: ev.identity(),
@@ -56,6 +90,8 @@ pub fn judge<B>(
         method: req.method().as_str(),
         path: req.uri().path(),
         host: &host,
+        copy_source: source.as_ref().map(|(r, p)| (*r, p.as_str())),
+        readings: read.as_slice(),
         country: verdict.country,
         policy: match (decision, verdict.reason) {
             (Decision::Blocked, Some(Reason::CountryNotAllowed)) => Outcome::CountryNotAllowed,
@@ -90,6 +126,43 @@ pub fn judge<B>(
                 label(verdict.country)
             );
             Ok((Decision::Allowed, HeaderValue::from_str(&value).ok()))
+        }
+    }
+}
+
+/// The distinct routes a request's readings lead to, on the stack: a
+/// request read more ways than fit counts as read by no route (which no
+/// route restriction admits).
+struct Readings {
+    routes: [Option<usize>; Self::MAX],
+    len: usize,
+}
+
+impl Readings {
+    const MAX: usize = 16;
+
+    fn note(&mut self, r: Option<usize>) {
+        if self.routes[..self.len].contains(&r) {
+            return;
+        }
+        if self.len == Self::MAX {
+            self.routes[Self::MAX - 1] = None;
+        } else {
+            self.routes[self.len] = r;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[Option<usize>] {
+        &self.routes[..self.len]
+    }
+}
+
+impl Default for Readings {
+    fn default() -> Self {
+        Self {
+            routes: [None; Self::MAX],
+            len: 0,
         }
     }
 }

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use super::respond::RequestId;
 use crate::audit::record::{OperatorFields, SideFields};
 use crate::audit::sides::side_fields;
-use crate::audit::{AuditRecord, format_time, identity, object_key};
+use crate::audit::{AuditRecord, Credential, UNREADABLE, credential, format_time, object_key};
 use crate::geo::{Country, Operator, label};
 use crate::policy::{Decision, Reason, Rule, Side};
 use crate::refusal::{REFUSED, Refusal};
@@ -74,9 +74,13 @@ impl RequestEvidence {
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(|v| v.chars().take(MAX_PURPOSE).collect());
-        let identity = identity(req.headers(), req.uri().query())
-            .or_else(|| mtls_subject.map(str::to_owned))
-            .unwrap_or_else(|| "anonymous".to_owned());
+        // A credential the proxy cannot read is not the mTLS subject's nor
+        // anonymous: the storage may act as any key id.
+        let identity = match credential(req.headers(), req.uri().query()) {
+            Credential::One(id) => id,
+            Credential::Unreadable => UNREADABLE.to_owned(),
+            Credential::None => mtls_subject.map_or_else(|| "anonymous".to_owned(), str::to_owned),
+        };
         Self {
             id: RequestId::next(),
             time: SystemTime::now(),

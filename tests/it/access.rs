@@ -12,9 +12,9 @@ use crate::support::proxy::BIN;
 use crate::support::tls::{TestCa, client_config, https_get};
 use crate::support::{Client, Layout, Origin, Proxy, config, ips, standard_geo};
 
-const US_BLOCKED: &str = "blocked; side=client; country=US; reason=country_not_allowed";
+pub(crate) const US_BLOCKED: &str = "blocked; side=client; country=US; reason=country_not_allowed";
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     i64::try_from(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -24,7 +24,7 @@ fn now() -> i64 {
     .unwrap()
 }
 
-fn run(args: &[&str]) -> Output {
+pub(crate) fn run(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .env("RUST_LOG", "off")
@@ -32,19 +32,19 @@ fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// SigV4 `Authorization` claiming `key`.
-fn sigv4(key: &str) -> String {
+pub(crate) fn sigv4(key: &str) -> String {
     format!(
         "AWS4-HMAC-SHA256 Credential={key}/20261206/eu-west-3/s3/aws4_request, SignedHeaders=host, Signature=0123abcd"
     )
 }
 
 /// An approver key made by `grants keygen`: (private key path, public text).
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+pub(crate) fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let path = dir.join(format!("{name}.key"));
     let out = run(&["grants", "keygen", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -57,7 +57,7 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     (path, public)
 }
 
-fn sign(key: &Path, approver: &str, file: &Path, id: &str) {
+pub(crate) fn sign(key: &Path, approver: &str, file: &Path, id: &str) {
     let out = run(&[
         "grants",
         "sign",
@@ -73,7 +73,7 @@ fn sign(key: &Path, approver: &str, file: &Path, id: &str) {
 
 /// A `[[grant]]` block for `identity`, from `start` to `end` (seconds from
 /// now), with `extra` lines.
-fn grant(id: &str, identity: &str, start: i64, end: i64, extra: &str) -> String {
+pub(crate) fn grant(id: &str, identity: &str, start: i64, end: i64, extra: &str) -> String {
     let t = now();
     format!(
         "[[grant]]\nid = \"{id}\"\nidentity = \"{identity}\"\nowner = \"Jane Doe <jane@vendor.example>\"\n\
@@ -84,17 +84,17 @@ fn grant(id: &str, identity: &str, start: i64, end: i64, extra: &str) -> String 
     )
 }
 
-struct Setup {
-    dir: tempfile::TempDir,
-    key: PathBuf,
-    public: String,
-    grants: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) key: PathBuf,
+    pub(crate) public: String,
+    pub(crate) grants: PathBuf,
 }
 
 impl Setup {
     /// A key for approver "dpo" and a grants file with `grants`, each
     /// grant whose id is in `signed` signed by "dpo".
-    fn new(grants: &str, signed: &[&str]) -> Self {
+    pub(crate) fn new(grants: &str, signed: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (key, public) = keygen(dir.path(), "dpo");
         let file = dir.path().join("grants.toml");
@@ -111,7 +111,7 @@ impl Setup {
     }
 
     /// `[grants]` (and `identities`, if given) for the config.
-    fn sections(&self, identities: Option<&str>) -> String {
+    pub(crate) fn sections(&self, identities: Option<&str>) -> String {
         let mut s = format!(
             "\n[grants]\nfile = \"{}\"\napprovers = [{{ name = \"dpo\", public_key = \"{}\", owner = \"J. Bernard <dpo@chu.example>\" }}]\nmax_duration = \"14d\"\n",
             self.grants.display(),
@@ -130,7 +130,7 @@ impl Setup {
     }
 }
 
-async fn get(
+pub(crate) async fn get(
     proxy: &Proxy,
     from: &str,
     path: &str,
@@ -458,19 +458,19 @@ async fn a_grant_never_lets_the_proxy_dial_an_upstream_outside_the_area() {
     assert_eq!(us_origin.connection_count(), 0);
 }
 
-const REGISTRY: &str = "[[identity]]\nid = \"AKIACHU01\"\nowner = \"Dr A. Martin <a.martin@chu.example>\"\n\
+pub(crate) const REGISTRY: &str = "[[identity]]\nid = \"AKIACHU01\"\nowner = \"Dr A. Martin <a.martin@chu.example>\"\n\
     role = \"radiology archive, read-write\"\ngranted = 2020-01-10\nreviewed = REVIEWED\nreviewer = \"DPO, J. Bernard\"\n\n\
     [[identity]]\nid = \"AKIAOTHERROUTE\"\nowner = \"B. Petit\"\nrole = \"billing\"\nroutes = [\"billing\"]\n\
     granted = 2020-01-10\nreviewed = REVIEWED\nreviewer = \"DPO, J. Bernard\"\n";
 
-fn registry(reviewed_days_ago: i64, options: &str) -> String {
+pub(crate) fn registry(reviewed_days_ago: i64, options: &str) -> String {
     format!(
         "{}\n---\n{options}",
         REGISTRY.replace("REVIEWED", &date(now() - reviewed_days_ago * 86_400))
     )
 }
 
-async fn registry_proxy(
+pub(crate) async fn registry_proxy(
     reviewed_days_ago: i64,
     options: &str,
 ) -> (Origin, Proxy, Setup, crate::support::TestGeo) {

@@ -12,6 +12,7 @@
 mod support;
 
 mod access;
+mod access_attacks;
 mod adversarial;
 mod attack;
 mod audit;

@@ -114,7 +114,7 @@ fn the_signature_never_comes_back() {
         format!("AWS4-HMAC-SHA256 Credential={SIG}/20260101/x/s3/aws4_request, Signature={SIG}");
     // An id that looks like a signature is still only the id.
     assert_eq!(from_header(&v).as_deref(), Some(SIG));
-    let v = "AWS4-HMAC-SHA256 Signature=Credential=AKID/x, Credential=REAL/x";
+    let v = "AWS4-HMAC-SHA256 Signature=Credential=AKID/x, Credential=REAL/d/r/s3/aws4_request";
     assert_eq!(from_header(v).as_deref(), Some("REAL"));
 }
 
@@ -150,7 +150,7 @@ fn presigned_sigv4_query() {
         Some("AKID")
     );
     assert_eq!(
-        from_query("X-Amz-Credential=%41KID%2F20260101").as_deref(),
+        from_query("X-Amz-Credential=%41KID%2F20260101%2Fx%2Fs3%2Faws4_request").as_deref(),
         Some("AKID")
     );
 }
@@ -274,4 +274,221 @@ fn object_key_mode_config_values() {
     }
     assert!(serde_json::from_str::<ObjectKeyMode>("\"Full\"").is_err());
     assert_eq!(ObjectKeyMode::default(), ObjectKeyMode::Full);
+}
+
+#[test]
+fn credentials_a_storage_may_read_are_unreadable_not_absent() {
+    for value in [
+        // Glued or lower case: MinIO reads the scheme as a prefix.
+        "AWS4-HMAC-SHA256Credential=AKID/20260101/x/s3/aws4_request, SignedHeaders=host, Signature=a",
+        "aws4-hmac-sha256 Credential=AKID/20260101/x/s3/aws4_request",
+        "AWS4-HMAC-SHA512 Credential=AKID/20260101/x/s3/aws4_request",
+        "AWS4-HMAC-SHA256 Credential=AKID, Signature=abc",
+        // A longer scope: a storage whose ids may hold `/` reads `AKID/x`.
+        "AWS4-HMAC-SHA256 Credential=AKID/x/20260101/x/s3/aws4_request",
+        "AWS4-HMAC-SHA256 Credential=AKID/20260101/s3/aws4_request",
+        "AWS4-HMAC-SHA256 Credential=AKID/20260101//s3/aws4_request",
+        "AWS4-ECDSA-P256-SHA256 Credential=AKID/20260101/x/s3/aws4_request",
+        "AWS AKID",
+    ] {
+        assert_eq!(
+            credential(&auth(&[value]), None),
+            Credential::Unreadable,
+            "{value:?}"
+        );
+    }
+    for query in [
+        "X-Amz-%43redential=AKID%2F20260101%2Fx%2Fs3%2Faws4_request",
+        "x-amz-credential=AKID%2F20260101%2Fx%2Fs3%2Faws4_request",
+        "AWSAccessKey%49d=AKID",
+        "X-Amz-Credential=AKID%2F20260101",
+        "X-Amz-Credential=AKID%2Fx%2F20260101%2Fx%2Fs3%2Faws4_request",
+    ] {
+        assert_eq!(
+            credential(&HeaderMap::new(), Some(query)),
+            Credential::Unreadable,
+            "{query:?}"
+        );
+    }
+    // Two spellings of one parameter: the storage may take either.
+    let q = "X-Amz-%43redential=EVIL%2F20260101%2Fx%2Fs3%2Faws4_request&X-Amz-Credential=AKID%2F20260101%2Fx%2Fs3%2Faws4_request";
+    assert_eq!(
+        credential(&HeaderMap::new(), Some(q)),
+        Credential::Unreadable
+    );
+    assert_eq!(credential(&HeaderMap::new(), None), Credential::None);
+    // An S3 POST Object form carries its credential in the body.
+    for ct in [
+        "multipart/form-data; boundary=x",
+        " Multipart/Form-Data;boundary=y",
+    ] {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_str(ct).unwrap(),
+        );
+        assert_eq!(credential(&h, None), Credential::Unreadable, "{ct}");
+        h.insert(AUTHORIZATION, HeaderValue::from_static("AWS AKID:sig"));
+        assert_eq!(credential(&h, None), Credential::Unreadable, "{ct}");
+    }
+    assert_eq!(
+        credential(&auth(&["Bearer x"]), Some("versionId=1")),
+        Credential::None
+    );
+}
+
+/// Storages as they read a credential, to check the proxy against: the
+/// header first if any `Authorization` starts with `AWS` (MinIO: scheme as
+/// a prefix, the id everything before the scope), else the query with
+/// names and values decoded (Go's `ParseQuery`, serde_urlencoded), the
+/// first value of the name, compared exactly or in any case.
+mod storage {
+    fn decode(s: &str) -> Option<String> {
+        let s = s.replace('+', " ");
+        super::percent_decode(&s).map(|c| c.into_owned())
+    }
+
+    fn v4_id(credential: &str, scope: usize) -> Option<String> {
+        let parts: Vec<&str> = credential.split('/').collect();
+        (parts.len() > scope).then(|| parts[..parts.len() - scope].join("/"))
+    }
+
+    pub fn read(headers: &[String], query: &str, any_case: bool) -> Option<String> {
+        if let Some(h) = headers.iter().find(|h| h.trim().starts_with("AWS")) {
+            let h = h.trim();
+            for (scheme, scope) in [("AWS4-HMAC-SHA256", 4), ("AWS4-ECDSA-P256-SHA256", 3)] {
+                if let Some(rest) = h.strip_prefix(scheme) {
+                    let cred = rest
+                        .split(',')
+                        .find_map(|p| p.trim().strip_prefix("Credential="))?;
+                    return v4_id(cred, scope);
+                }
+            }
+            let rest = h.strip_prefix("AWS ")?;
+            return rest.trim().split_once(':').map(|(id, _)| id.to_owned());
+        }
+        let pairs: Vec<(String, String)> = query
+            .split('&')
+            .filter_map(|p| {
+                let (n, v) = p.split_once('=').unwrap_or((p, ""));
+                Some((decode(n)?, decode(v)?))
+            })
+            .collect();
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| n == name || (any_case && n.eq_ignore_ascii_case(name)))
+                .map(|(_, v)| v.clone())
+        };
+        get("X-Amz-Credential")
+            .and_then(|c| v4_id(&c, 4))
+            .or_else(|| get("AWSAccessKeyId"))
+    }
+}
+
+mod prop {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// `s` with some characters percent-encoded and some case flipped.
+    fn spelled(s: &'static str) -> impl Strategy<Value = String> {
+        proptest::collection::vec(0..24u8, s.len()).prop_map(move |how| {
+            s.chars()
+                .zip(how)
+                .map(|(c, h)| match h {
+                    0 => format!("%{:02X}", c as u32),
+                    1 => format!("%{:02x}", c as u32),
+                    2 if c.is_ascii_alphabetic() => {
+                        if c.is_ascii_uppercase() {
+                            c.to_ascii_lowercase().to_string()
+                        } else {
+                            c.to_ascii_uppercase().to_string()
+                        }
+                    }
+                    _ => c.to_string(),
+                })
+                .collect()
+        })
+    }
+
+    fn scope() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![Just("GRANTED"), Just("OTHER"), Just("GRANTED/OTHER")],
+            1..7usize,
+        )
+            .prop_map(|(id, n)| {
+                let scope = ["20261206", "eu-west-3", "s3", "aws4_request", "x", "y"];
+                format!("{id}/{}", scope[..n].join("/"))
+            })
+    }
+
+    fn header() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![
+                Just("AWS4-HMAC-SHA256 "),
+                Just("AWS4-HMAC-SHA256"),
+                Just("aws4-hmac-sha256 "),
+                Just("AWS4-ECDSA-P256-SHA256 "),
+                Just("AWS "),
+                Just("Bearer "),
+            ],
+            scope(),
+            any::<bool>(),
+        )
+            .prop_map(|(scheme, cred, v2)| {
+                if v2 || scheme == "AWS " {
+                    let id = cred.split('/').next().unwrap_or_default().to_owned();
+                    format!("{scheme}{id}:sig")
+                } else {
+                    format!("{scheme}Credential={cred}, SignedHeaders=host, Signature=ab")
+                }
+            })
+    }
+
+    fn param() -> impl Strategy<Value = String> {
+        (
+            prop_oneof![
+                spelled("X-Amz-Credential"),
+                spelled("AWSAccessKeyId"),
+                Just("X-Amz-Credential".to_owned()),
+                Just("versionId".to_owned()),
+            ],
+            scope(),
+            any::<bool>(),
+        )
+            .prop_map(|(name, cred, encode)| {
+                let value = if name.eq_ignore_ascii_case("AWSAccessKeyId") {
+                    cred.split('/').next().unwrap_or_default().to_owned()
+                } else if encode {
+                    cred.replace('/', "%2F")
+                } else {
+                    cred
+                };
+                format!("{name}={value}")
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Whenever the proxy reads one key id, no storage reading of the
+        /// same request acts as another: a grant or registry entry for
+        /// one id never lets a request through as another.
+        #[test]
+        fn the_id_read_is_the_id_every_storage_reads(
+            headers in proptest::collection::vec(header(), 0..3),
+            params in proptest::collection::vec(param(), 0..4),
+        ) {
+            let query = params.join("&");
+            let map = auth(&headers.iter().map(String::as_str).collect::<Vec<_>>());
+            if let Credential::One(id) = credential(&map, Some(&query)) {
+                for any_case in [false, true] {
+                    if let Some(read) = storage::read(&headers, &query, any_case) {
+                        prop_assert_eq!(&read, &id, "{:?} {}", headers, query);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -269,7 +269,7 @@ proptest::proptest! {
         let written: std::collections::BTreeSet<&str> = [
             "lang", "charset", "name", "content", "rel", "href", "id", "class", "viewBox",
             "role", "aria-label", "d", "data-country", "data-transfers", "x", "y", "width",
-            "height", "style", "colspan", "html",
+            "height", "style", "colspan", "html", "http-equiv",
         ]
         .into_iter()
         .collect();
@@ -294,4 +294,30 @@ fn flows_operated_from_outside_show_their_legal_basis() {
         "{html}"
     );
     assert!(html.contains("<td class=\"missing\">⚠ NO LEGAL BASIS DECLARED</td></tr>"));
+}
+
+/// Escaping keeps the page's text text; the page's own content security
+/// policy keeps a browser from running a script or fetching anything even
+/// if something slipped through, wherever the file is published.
+#[test]
+fn the_page_forbids_scripts_and_requests_by_its_own_policy() {
+    assert_eq!(
+        CSP_META,
+        format!("<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">")
+    );
+    for directive in [
+        "default-src 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+    ] {
+        assert!(CSP.contains(directive), "{directive}");
+    }
+    assert!(!CSP.contains("script-src") && !CSP.contains("http"));
+    let html = sample().to_page(&ctx(Lang::Fr, Some(&declared())));
+    let head = &html[..html.find("</head>").unwrap()];
+    let meta = head.find(CSP_META).expect("the policy is in the head");
+    assert!(
+        meta < head.find("<style>").unwrap() && meta < head.find("<link").unwrap(),
+        "before anything it governs"
+    );
 }

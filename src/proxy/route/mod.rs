@@ -68,6 +68,55 @@ fn choose_as<'a, I>(
 where
     I: Iterator<Item = &'a RouteSpec> + Clone,
 {
+    // The first reading, then the others: nothing is allocated for a
+    // request read one way (the common case).
+    let mut first: Option<Option<usize>> = None;
+    let mut found: Vec<Option<usize>> = Vec::new();
+    readings(
+        routes.clone(),
+        s3_domains,
+        host,
+        path,
+        path_style,
+        &mut |r| match first {
+            None => first = Some(r),
+            Some(f) if f == r => {}
+            Some(f) => {
+                if found.is_empty() {
+                    found.push(f);
+                }
+                if !found.contains(&r) {
+                    found.push(r);
+                }
+            }
+        },
+    )?;
+    if found.is_empty() {
+        return Ok(first.flatten());
+    }
+    reconcile(routes, &found)
+}
+
+/// Every route a reading of the request leads to (`None`: a reading no
+/// route serves), each passed to `note`, possibly more than once: the path
+/// as sent, and every way a storage may read it otherwise (see the module
+/// documentation). [`choose`] reconciles them into one route; governed
+/// access requires each of them to be listed and granted, since the
+/// storage may act on any.
+///
+/// # Errors
+/// [`Unroutable`] when the host or path is invalid.
+pub fn readings<'a, I>(
+    routes: I,
+    s3_domains: &[String],
+    host: &str,
+    path: &str,
+    path_style: bool,
+    note: &mut dyn FnMut(Option<usize>),
+) -> Result<(), Unroutable>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
     let host = normalise::host(host)?;
     let spelling = normalise::inspect(path.as_bytes())?;
     let addressing = if path_style {
@@ -87,7 +136,8 @@ where
     if spelling.is_plain() && !has_candidates && !upper_bucket && !params && !tenant && !swift {
         // The common case: one reading, the path as sent; no allocation.
         if let Addressing::Path = addressing {
-            return Ok(best(routes, &host, path.as_bytes()));
+            note(best(routes, &host, path.as_bytes()));
+            return Ok(());
         }
     }
     // A `;` starts path parameters to servers that strip them from each
@@ -117,12 +167,6 @@ where
             }
         }
     }
-    let mut found: Vec<Option<usize>> = Vec::new();
-    let mut note = |r: Option<usize>| {
-        if !found.contains(&r) {
-            found.push(r);
-        }
-    };
     for p in &paths {
         match addressing {
             Addressing::Virtual(bucket) => note(best(routes.clone(), &host, &vhosted(bucket, p))),
@@ -146,7 +190,7 @@ where
             }
         }
     }
-    reconcile(routes, &found)
+    Ok(())
 }
 
 /// The request header naming the object a copy reads.
@@ -247,27 +291,18 @@ pub fn with_copy_source<'a, 'v, I>(
     routes: I,
     s3_domains: &[String],
     host: &str,
-    mut sources: impl Iterator<Item = &'v [u8]>,
+    sources: impl Iterator<Item = &'v [u8]>,
     chosen: Option<usize>,
 ) -> Result<Option<usize>, Unroutable>
 where
     I: Iterator<Item = &'a RouteSpec> + Clone,
 {
-    let (Some(chosen), Some(source)) = (chosen, sources.next()) else {
-        return Ok(chosen);
+    let Some(chosen) = chosen else {
+        return Ok(None);
     };
-    if sources.next().is_some() {
-        return Err(Unroutable::Ambiguous);
-    }
-    let source = std::str::from_utf8(source).map_err(|_| Unroutable::Ambiguous)?;
-    // The version (or any query) is not part of the object's name.
-    let source = source.split_once('?').map_or(source, |(s, _)| s);
-    let source = source.strip_prefix('/').unwrap_or(source);
-    if source.is_empty() || source.starts_with('/') || source.starts_with("arn:") {
-        return Err(Unroutable::Ambiguous);
-    }
-    let path = format!("/{source}");
-    let read = choose_as(routes.clone(), s3_domains, host, &path, true)?;
+    let Some((read, _)) = copy_source(routes.clone(), s3_domains, host, sources)? else {
+        return Ok(Some(chosen));
+    };
     match read {
         Some(r) if r == chosen => Ok(Some(chosen)),
         _ => reconcile(routes, &[Some(chosen), read]),
@@ -515,4 +550,41 @@ fn slash_decoded(path: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The one copy source a request names (see [`copy_sources`]), read as the
+/// storage reads it: its route and its path-style path (`/bucket/key`, as
+/// sent, without its `?versionId=`). `None` when it names none. Governed
+/// access judges this path and route as it judges the request's own: a
+/// copy reads the source.
+///
+/// # Errors
+/// [`Unroutable::Ambiguous`] for more than one copy source, or one that is
+/// not a path-style `bucket/key` (an ARN, not UTF-8); the errors of
+/// [`choose`] for the source's path.
+pub fn copy_source<'a, 'v, I>(
+    routes: I,
+    s3_domains: &[String],
+    host: &str,
+    mut sources: impl Iterator<Item = &'v [u8]>,
+) -> Result<Option<(Option<usize>, String)>, Unroutable>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
+    let Some(source) = sources.next() else {
+        return Ok(None);
+    };
+    if sources.next().is_some() {
+        return Err(Unroutable::Ambiguous);
+    }
+    let source = std::str::from_utf8(source).map_err(|_| Unroutable::Ambiguous)?;
+    // The version (or any query) is not part of the object's name.
+    let source = source.split_once('?').map_or(source, |(s, _)| s);
+    let source = source.strip_prefix('/').unwrap_or(source);
+    if source.is_empty() || source.starts_with('/') || source.starts_with("arn:") {
+        return Err(Unroutable::Ambiguous);
+    }
+    let path = format!("/{source}");
+    let read = choose_as(routes, s3_domains, host, &path, true)?;
+    Ok(Some((read, path)))
 }
