@@ -74,7 +74,17 @@ async fn sigterm_lets_an_in_flight_upload_finish_then_exits_zero() {
     s.write_all(b"PUT /b/slow HTTP/1.1\r\nHost: s3.test\r\nContent-Length: 10\r\n\r\nhello")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The upload is in flight once the proxy has dialled the origin (a
+    // fixed sleep raced a busy machine: the connection could still be in
+    // the listener's backlog when the drain closed it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while origin.connection_count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy never dialled the origin"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     proxy.signal("TERM");
     proxy.wait_for_log("shutting down", 1).await;
     // New connections are no longer accepted…
