@@ -325,6 +325,15 @@ impl Access {
         }
     }
 
+    /// What each grant's scope admits that its author may not expect,
+    /// one warning per line, for `check` and `grants check`.
+    pub fn scope_warnings(&self) -> Vec<String> {
+        self.reports
+            .iter()
+            .flat_map(|r| scope_warnings(&r.entry.signed, !self.s3_domains.is_empty()))
+            .collect()
+    }
+
     /// Whether a registry or a grant is configured: without either,
     /// [`Access::judge`] always passes.
     pub fn is_active(&self) -> bool {
@@ -562,6 +571,44 @@ pub fn path_within(path: &str, prefix: &str) -> bool {
         }
     }
     !path.contains("//") && !path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+/// What the scope of grant `s` admits that its author may not expect:
+/// without a path prefix, requests on the bucket itself (a listing; with
+/// `PUT`, its configuration: a `?replication` could have the storage copy
+/// the bucket out of the area); a prefix not ending in `/` is a string
+/// prefix (`/radiology` also matches `/radiology2/`); and without
+/// `[server] s3_domains`, a prefix admits a virtual-hosted request only by
+/// an IP literal or a single-label host.
+pub fn scope_warnings(s: &canonical::Signed, s3_domains_declared: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.path_prefix.is_empty() {
+        out.push(format!(
+            "grant {} has no path_prefix: it admits requests on whole buckets for its methods ({}): listings and, with PUT, a bucket's configuration (e.g. ?replication)",
+            s.id,
+            if s.methods.is_empty() {
+                "all".to_owned()
+            } else {
+                s.methods.join(",")
+            }
+        ));
+        return out;
+    }
+    if !s.path_prefix.ends_with('/') {
+        out.push(format!(
+            "grant {}: path_prefix {:?} does not end with '/': it is a string prefix and also matches {:?}",
+            s.id,
+            s.path_prefix,
+            format!("{}2/", s.path_prefix)
+        ));
+    }
+    if !s3_domains_declared {
+        out.push(format!(
+            "grant {}: [server] s3_domains is empty, so its path_prefix admits a virtual-hosted request only by an IP literal or a single-label host; declare the storage's domains",
+            s.id
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

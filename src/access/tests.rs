@@ -834,3 +834,46 @@ fn a_prefix_grant_admits_objects_never_the_bucket_itself() {
         }
     }
 }
+
+/// `check` and `grants check` warn about what a grant's scope admits
+/// beyond what its author may expect: whole buckets without a prefix, a
+/// string prefix without a trailing `/`, and hosts read virtual-hosted
+/// without `[server] s3_domains`; a tight grant gets no warning.
+#[test]
+fn a_grants_scope_is_warned_about_where_it_admits_more_than_it_seems() {
+    let tight = canonical::Signed {
+        id: "CHG-1".into(),
+        identity: "lab.example".into(),
+        proof: Proof::Mtls,
+        owner: "Jane Doe".into(),
+        purpose: "support".into(),
+        from_countries: vec!["US".into()],
+        routes: vec![],
+        methods: vec!["GET".into()],
+        path_prefix: "/radiology/".into(),
+        not_before: 0,
+        not_after: 3600,
+    };
+    assert!(scope_warnings(&tight, true).is_empty());
+    let no_domains = scope_warnings(&tight, false);
+    assert_eq!(no_domains.len(), 1, "{no_domains:?}");
+    assert!(no_domains[0].contains("s3_domains"), "{no_domains:?}");
+    let string_prefix = canonical::Signed {
+        path_prefix: "/radiology".into(),
+        ..tight.clone()
+    };
+    let w = scope_warnings(&string_prefix, true);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("\"/radiology2/\""), "{w:?}");
+    let whole = canonical::Signed {
+        path_prefix: String::new(),
+        methods: vec![],
+        ..tight
+    };
+    let w = scope_warnings(&whole, false);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("whole buckets") && w[0].contains("(all)"),
+        "{w:?}"
+    );
+}

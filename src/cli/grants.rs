@@ -139,6 +139,9 @@ pub fn grants_text(access: &access::Access, now: i64) -> String {
             );
         }
     }
+    for w in access.scope_warnings() {
+        let _ = writeln!(o, "WARNING: {w}");
+    }
     o
 }
 
