@@ -326,25 +326,9 @@ fn ok_line(s: &Summary) -> String {
 /// # Errors
 /// An invalid name, or a file that exists or cannot be written.
 pub fn keygen(name: Option<String>, path: &Path) -> anyhow::Result<ExitCode> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let name = name.unwrap_or_else(checkpoint::host_name);
     let (private, public) = checkpoint::keygen(&name)?;
-    let mut public_path = path.as_os_str().to_owned();
-    public_path.push(".pub");
-    let public_path = PathBuf::from(public_path);
-    for (file, text, mode) in [
-        (path, &private, 0o600),
-        (public_path.as_path(), &public, 0o644),
-    ] {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(file)
-            .and_then(|mut f| f.write_all(format!("{text}\n").as_bytes()))
-            .with_context(|| format!("cannot write key file {}", file.display()))?;
-    }
+    let public_path = super::write_key_pair(path, &private, &public)?;
     println!("{public}");
     eprintln!(
         "private key in {} (keep it off the audit host if you can: whoever holds it can sign a forged trail); public key in {}",

@@ -22,23 +22,8 @@ fn now() -> i64 {
 /// # Errors
 /// A file that exists or cannot be written.
 pub fn keygen(path: &Path) -> anyhow::Result<ExitCode> {
-    use std::os::unix::fs::OpenOptionsExt;
     let (private, public) = keys::keygen().map_err(anyhow::Error::msg)?;
-    let mut public_path = path.as_os_str().to_owned();
-    public_path.push(".pub");
-    let public_path = PathBuf::from(public_path);
-    for (file, text, mode) in [
-        (path, &private, 0o600),
-        (public_path.as_path(), &public, 0o644),
-    ] {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(file)
-            .and_then(|mut f| f.write_all(format!("{text}\n").as_bytes()))
-            .with_context(|| format!("cannot write key file {}", file.display()))?;
-    }
+    let public_path = super::write_key_pair(path, &private, &public)?;
     println!("{public}");
     eprintln!(
         "private key in {} (only its approver may read it); public key in {}: add it to [grants] approvers as public_key = \"{public}\"",

@@ -279,3 +279,35 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => grants::access_review(&identities, &review_every, &audit, format),
     }
 }
+
+/// Writes a new key pair: `private` into `path` (created, mode 0600) and
+/// `public` into `path.pub` (0644); neither may exist. Returns the public
+/// key's path. Shared by `audit keygen` and `grants keygen`.
+///
+/// # Errors
+/// A file that exists or cannot be written.
+pub(crate) fn write_key_pair(
+    path: &std::path::Path,
+    private: &str,
+    public: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut public_path = path.as_os_str().to_owned();
+    public_path.push(".pub");
+    let public_path = std::path::PathBuf::from(public_path);
+    for (file, text, mode) in [
+        (path, private, 0o600),
+        (public_path.as_path(), public, 0o644),
+    ] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(file)
+            .and_then(|mut f| f.write_all(format!("{text}\n").as_bytes()))
+            .with_context(|| format!("cannot write key file {}", file.display()))?;
+    }
+    Ok(public_path)
+}
