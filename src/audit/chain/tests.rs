@@ -1,5 +1,7 @@
 use std::io::Write as _;
 
+use sha2::{Digest, Sha256};
+
 use super::*;
 use crate::audit::record::example;
 
