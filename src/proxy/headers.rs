@@ -3,6 +3,7 @@
 //! either direction (they are the proxy's own), body framing is kept as the
 //! client sent it, and the forwarding headers are extended.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
@@ -105,29 +106,38 @@ pub fn add_forwarding(headers: &mut HeaderMap, peer: SocketAddr, peer_trusted: b
         headers.remove(X_FORWARDED_HOST);
     }
     let ip = peer.ip();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip.to_string(),
+    // Several X-Forwarded-For lines are folded into one list, in order;
+    // one line is extended unless blank. Built in one buffer: no string
+    // per line.
+    let mut xff = String::with_capacity(64);
+    let valid = || {
+        headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
     };
-    // Several X-Forwarded-For lines are folded into one list, in order.
-    let folded: Vec<String> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_owned))
-        .collect();
-    let xff = if folded.len() > 1 {
-        format!("{}, {ip}", folded.join(", "))
-    } else {
-        xff
-    };
+    if valid().nth(1).is_some() {
+        for line in valid() {
+            xff.push_str(line);
+            xff.push_str(", ");
+        }
+    } else if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
+        && !prev.trim().is_empty()
+    {
+        xff.push_str(prev);
+        xff.push_str(", ");
+    }
+    let _ = write!(xff, "{ip}");
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(&X_FORWARDED_FOR, v);
     }
-    let node = match ip {
-        IpAddr::V4(v4) => format!("for={v4};proto=http"),
-        IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto=http"),
+    xff.clear();
+    let node = &mut xff;
+    let _ = match ip {
+        IpAddr::V4(v4) => write!(node, "for={v4};proto=http"),
+        IpAddr::V6(v6) => write!(node, "for=\"[{v6}]\";proto=http"),
     };
-    if let Ok(v) = HeaderValue::from_str(&node) {
+    if let Ok(v) = HeaderValue::from_str(node) {
         headers.append(FORWARDED, v);
     }
 }
