@@ -127,19 +127,59 @@ pub fn add_forwarding(headers: &mut HeaderMap, peer: SocketAddr, peer_trusted: b
         xff.push_str(prev);
         xff.push_str(", ");
     }
-    let _ = write!(xff, "{ip}");
+    push_ip(&mut xff, ip);
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(&X_FORWARDED_FOR, v);
     }
     xff.clear();
     let node = &mut xff;
-    let _ = match ip {
-        IpAddr::V4(v4) => write!(node, "for={v4};proto=http"),
-        IpAddr::V6(v6) => write!(node, "for=\"[{v6}]\";proto=http"),
-    };
+    match ip {
+        IpAddr::V4(_) => {
+            node.push_str("for=");
+            push_ip(node, ip);
+        }
+        IpAddr::V6(_) => {
+            node.push_str("for=\"[");
+            push_ip(node, ip);
+            node.push_str("]\"");
+        }
+    }
+    node.push_str(";proto=http");
     if let Ok(v) = HeaderValue::from_str(node) {
         headers.append(FORWARDED, v);
     }
+}
+
+/// Appends `ip` as `Display` writes it; an IPv4 address digit by digit:
+/// several are written per request (forwarding fields, audit record), and
+/// the formatting machinery costs more than a thousand instructions each.
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// `ip` as text ([`push_ip`]).
+pub fn ip_text(ip: IpAddr) -> String {
+    let mut s = String::with_capacity(15);
+    push_ip(&mut s, ip);
+    s
 }
 
 #[cfg(test)]
@@ -221,5 +261,23 @@ mod tests {
         add_forwarding(&mut h, peer, true);
         let all: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
         assert_eq!(all, ["1.1.1.1, 2.2.2.2, 10.0.0.1"]);
+    }
+
+    #[test]
+    fn ip_text_of_boundary_octets() {
+        for ip in ["0.0.0.0", "255.255.255.255", "10.0.100.9", "1.20.199.250"] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(parsed), ip);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ip_text_is_what_display_writes(bits: u32, v6: u128) {
+            let v4 = IpAddr::from(std::net::Ipv4Addr::from(bits));
+            proptest::prop_assert_eq!(ip_text(v4), v4.to_string());
+            let v6 = IpAddr::from(std::net::Ipv6Addr::from(v6));
+            proptest::prop_assert_eq!(ip_text(v6), v6.to_string());
+        }
     }
 }
