@@ -110,14 +110,8 @@ fn bad_gateway() -> Response<Body> {
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let usage = || std::io::Error::other("usage: floor LISTEN_ADDR UPSTREAM_ADDR");
-    let listen: SocketAddr = args
-        .next()
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(usage)?;
-    let upstream: SocketAddr = args
-        .next()
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(usage)?;
+    let listen: SocketAddr = args.next().and_then(|a| a.parse().ok()).ok_or_else(usage)?;
+    let upstream: SocketAddr = args.next().and_then(|a| a.parse().ok()).ok_or_else(usage)?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
