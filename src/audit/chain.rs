@@ -54,7 +54,6 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::AuditError;
 use super::record::AuditRecord;
@@ -152,19 +151,34 @@ impl Chain {
     /// Seals `record` into the chain: sets its `prev`, and returns the line
     /// to write (without the `\n`), whose hash becomes [`Chain::last`].
     pub fn seal(&mut self, record: &mut AuditRecord) -> String {
-        record.prev.clone_from(&self.last);
-        let mut line = serde_json::to_string(record)
-            .expect("an AuditRecord holds only strings and integers, which always serialise");
-        let hash = hex(&Sha256::digest(line.as_bytes()));
-        let closing = line.pop();
-        debug_assert_eq!(closing, Some('}'), "a JSON object ends with }}");
-        line.reserve(SEAL_LEN);
-        line.push_str(HASH_KEY);
-        line.push_str(&hash);
-        line.push_str("\"}");
-        self.last = hash;
-        line
+        let mut line = Vec::new();
+        self.seal_into(record, &mut line);
+        String::from_utf8(line).expect("serde_json writes UTF-8")
     }
+
+    /// [`Chain::seal`], appending the line (without the `\n`) to `out`: the
+    /// audit writer serialises a whole batch into one reused buffer, with no
+    /// string per record.
+    pub fn seal_into(&mut self, record: &mut AuditRecord, out: &mut Vec<u8>) {
+        record.prev.clone_from(&self.last);
+        let start = out.len();
+        serde_json::to_writer(&mut *out, record)
+            .expect("an AuditRecord holds only strings and integers, which always serialise");
+        let hash = hex(sha256(&out[start..]).as_ref());
+        let closing = out.pop();
+        debug_assert_eq!(closing, Some(b'}'), "a JSON object ends with }}");
+        out.reserve(SEAL_LEN);
+        out.extend_from_slice(HASH_KEY.as_bytes());
+        out.extend_from_slice(hash.as_bytes());
+        out.extend_from_slice(b"\"}");
+        self.last = hash;
+    }
+}
+
+/// SHA-256 of `bytes`, by ring (assembly, SHA extensions where the CPU has
+/// them: several times faster per record than the portable `sha2`).
+fn sha256(bytes: &[u8]) -> ring::digest::Digest {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
 }
 
 /// The bytes of the last line of `file` (of length `len` > 0), newline
@@ -297,7 +311,7 @@ pub fn unseal(line: &[u8]) -> Result<Sealed, Rejected> {
     let mut hashed = String::with_capacity(body_len + 1);
     hashed.push_str(&text[..body_len]);
     hashed.push('}');
-    if hex(&Sha256::digest(hashed.as_bytes())) != *hash {
+    if hex(sha256(hashed.as_bytes()).as_ref()) != *hash {
         return Err(reject(Problem::HashMismatch, request_id));
     }
     match serde_json::from_str::<AuditRecord>(&hashed) {

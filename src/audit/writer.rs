@@ -229,7 +229,7 @@ impl AuditSink {
                 len,
                 chain,
                 metrics,
-                text: String::new(),
+                text: Vec::new(),
                 keeper,
             }),
             healthy: AtomicBool::new(true),
@@ -607,7 +607,7 @@ struct Writer {
     chain: Chain,
     metrics: Arc<Metrics>,
     /// The batch's lines, reused.
-    text: String,
+    text: Vec<u8>,
     /// Checkpoints and rotation.
     keeper: Keeper,
 }
@@ -658,8 +658,8 @@ impl Writer {
         let mut chain = self.chain.clone();
         self.text.clear();
         for entry in batch.iter_mut() {
-            self.text.push_str(&chain.seal(&mut entry.record));
-            self.text.push('\n');
+            chain.seal_into(&mut entry.record, &mut self.text);
+            self.text.push(b'\n');
         }
         let ok = self.ensure_open() && self.append();
         let n = batch.len() as u64;
@@ -745,7 +745,7 @@ impl Writer {
         let Some(file) = self.file.as_mut() else {
             return false;
         };
-        match file.write_all(self.text.as_bytes()) {
+        match file.write_all(&self.text) {
             Ok(()) => {
                 self.len += self.text.len() as u64;
                 true

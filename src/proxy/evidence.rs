@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use http::Request;
 use hyper::body::Incoming;
 
+use super::headers::ip_text;
 use super::respond::RequestId;
 use crate::audit::record::{OperatorFields, SideFields};
 use crate::audit::sides::side_fields;
@@ -153,15 +154,15 @@ impl RequestEvidence {
         let upstream_country = self.upstream_country();
         AuditRecord {
             time: format_time(self.time),
-            request_id: self.id.to_string(),
+            request_id: self.id.text(),
             route,
             method: self.method.clone(),
             object_key: self.object_key.clone(),
-            client_ip: self.client.map(|(ip, _)| ip.to_string()),
+            client_ip: self.client.map(|(ip, _)| ip_text(ip)),
             client_country: label(self.client.and_then(|(_, c)| c)).to_owned(),
             identity: self.identity.clone(),
             purpose: self.purpose.clone(),
-            upstream_ip: self.upstream.map(|(a, _)| a.ip().to_string()),
+            upstream_ip: self.upstream.map(|(a, _)| ip_text(a.ip())),
             upstream_country: upstream_country.map(|c| label(c).to_owned()),
             decision: decision.to_owned(),
             side: side.map(|s| s.as_str().to_owned()),

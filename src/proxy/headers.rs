@@ -3,6 +3,7 @@
 //! either direction (they are the proxy's own), body framing is kept as the
 //! client sent it, and the forwarding headers are extended.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
@@ -105,31 +106,80 @@ pub fn add_forwarding(headers: &mut HeaderMap, peer: SocketAddr, peer_trusted: b
         headers.remove(X_FORWARDED_HOST);
     }
     let ip = peer.ip();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip.to_string(),
+    // Several X-Forwarded-For lines are folded into one list, in order;
+    // one line is extended unless blank. Built in one buffer: no string
+    // per line.
+    let mut xff = String::with_capacity(64);
+    let valid = || {
+        headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
     };
-    // Several X-Forwarded-For lines are folded into one list, in order.
-    let folded: Vec<String> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok().map(str::to_owned))
-        .collect();
-    let xff = if folded.len() > 1 {
-        format!("{}, {ip}", folded.join(", "))
-    } else {
-        xff
-    };
+    if valid().nth(1).is_some() {
+        for line in valid() {
+            xff.push_str(line);
+            xff.push_str(", ");
+        }
+    } else if let Some(prev) = headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())
+        && !prev.trim().is_empty()
+    {
+        xff.push_str(prev);
+        xff.push_str(", ");
+    }
+    push_ip(&mut xff, ip);
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert(&X_FORWARDED_FOR, v);
     }
-    let node = match ip {
-        IpAddr::V4(v4) => format!("for={v4};proto=http"),
-        IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto=http"),
-    };
-    if let Ok(v) = HeaderValue::from_str(&node) {
+    xff.clear();
+    let node = &mut xff;
+    match ip {
+        IpAddr::V4(_) => {
+            node.push_str("for=");
+            push_ip(node, ip);
+        }
+        IpAddr::V6(_) => {
+            node.push_str("for=\"[");
+            push_ip(node, ip);
+            node.push_str("]\"");
+        }
+    }
+    node.push_str(";proto=http");
+    if let Ok(v) = HeaderValue::from_str(node) {
         headers.append(FORWARDED, v);
     }
+}
+
+/// Appends `ip` as `Display` writes it; an IPv4 address digit by digit:
+/// several are written per request (forwarding fields, audit record), and
+/// the formatting machinery costs more than a thousand instructions each.
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// `ip` as text ([`push_ip`]).
+pub fn ip_text(ip: IpAddr) -> String {
+    let mut s = String::with_capacity(15);
+    push_ip(&mut s, ip);
+    s
 }
 
 #[cfg(test)]
@@ -211,5 +261,23 @@ mod tests {
         add_forwarding(&mut h, peer, true);
         let all: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
         assert_eq!(all, ["1.1.1.1, 2.2.2.2, 10.0.0.1"]);
+    }
+
+    #[test]
+    fn ip_text_of_boundary_octets() {
+        for ip in ["0.0.0.0", "255.255.255.255", "10.0.100.9", "1.20.199.250"] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(parsed), ip);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ip_text_is_what_display_writes(bits: u32, v6: u128) {
+            let v4 = IpAddr::from(std::net::Ipv4Addr::from(bits));
+            proptest::prop_assert_eq!(ip_text(v4), v4.to_string());
+            let v6 = IpAddr::from(std::net::Ipv6Addr::from(v6));
+            proptest::prop_assert_eq!(ip_text(v6), v6.to_string());
+        }
     }
 }

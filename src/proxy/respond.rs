@@ -51,13 +51,29 @@ impl RequestId {
 
     /// The id as the header value.
     pub fn header_value(self) -> HeaderValue {
-        HeaderValue::from_str(&self.to_string()).expect("hex digits are a valid header value")
+        HeaderValue::from_bytes(&self.digits()).expect("hex digits are a valid header value")
+    }
+
+    /// The id as text: 16 upper-case hex digits, as `Display` writes it.
+    pub fn text(self) -> String {
+        String::from_utf8(self.digits().to_vec()).expect("hex digits are ASCII")
+    }
+
+    /// The 16 upper-case hex digits, written digit by digit: this runs
+    /// twice per request, and padded formatting costs more than the rest.
+    fn digits(self) -> [u8; 16] {
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        let mut out = [0u8; 16];
+        for (i, d) in out.iter_mut().enumerate() {
+            *d = DIGITS[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        out
     }
 }
 
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016X}", self.0)
+        f.write_str(std::str::from_utf8(&self.digits()).expect("hex digits are ASCII"))
     }
 }
 
@@ -294,6 +310,17 @@ mod tests {
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
         );
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn request_id_text_is_the_padded_upper_hex_of_the_id() {
+        for n in [0, 1, 0xABC, 0x0123_4567_89AB_CDEF, u64::MAX] {
+            let id = RequestId(n);
+            let want = format!("{n:016X}");
+            assert_eq!(id.text(), want);
+            assert_eq!(id.to_string(), want);
+            assert_eq!(id.header_value().to_str().ok(), Some(want.as_str()));
+        }
     }
 
     #[test]

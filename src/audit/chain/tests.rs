@@ -1,5 +1,7 @@
 use std::io::Write as _;
 
+use sha2::{Digest, Sha256};
+
 use super::*;
 use crate::audit::record::example;
 
@@ -316,4 +318,21 @@ fn the_documented_example_line_is_real() {
     record.duration_ms = 0;
     assert_eq!(Chain::new().seal(&mut record), example_line);
     assert_eq!(unseal(example_line.as_bytes()).unwrap().record, record);
+}
+
+#[test]
+fn seal_into_a_batch_buffer_writes_what_seal_returns() {
+    // The writer seals a whole batch into one buffer: each line must be the
+    // one `seal` alone would write, hashed from its own first byte.
+    let (mut alone, mut batched) = (Chain::new(), Chain::new());
+    let mut buf = b"earlier line\n".to_vec();
+    let mut want = buf.clone();
+    for i in 0..3 {
+        want.extend_from_slice(alone.seal(&mut example(i)).as_bytes());
+        want.push(b'\n');
+        batched.seal_into(&mut example(i), &mut buf);
+        buf.push(b'\n');
+    }
+    assert_eq!(buf, want);
+    assert_eq!(batched.last(), alone.last());
 }
