@@ -14,9 +14,10 @@
 //! 3. **judge client**: one function returning the verdict or a stop:
 //!    [`policy::Policy::judge_side`] judges the client's address (country,
 //!    networks, and operator jurisdiction when an operator database is
-//!    set: [`geo::OperatorDb`]); the identity registry and signed grants
-//!    (governed access) plug in right after it, each refusing with a
-//!    [`refusal::Refusal`]; the purpose of access is checked last;
+//!    set: [`geo::OperatorDb`]); then governed access ([`proxy::access`]):
+//!    the identity registry may refuse ([`refusal::Refusal::Access`]) and a
+//!    signed grant may admit a client blocked for its country; the purpose
+//!    of access is checked last;
 //! 4. **forward**: [`upstream`] resolves, judges and dials the upstream
 //!    (a judged address only), and the bodies stream both ways;
 //! 5. **finish**: the response leaves with its evidence (metrics,
