@@ -10,7 +10,6 @@ use http::header::HeaderValue;
 
 use super::context::RequestCtx;
 use super::respond::Stop;
-use super::route;
 use crate::access::{Facts, Judged, Outcome};
 use crate::geo::label;
 use crate::policy::{Decision, Reason, Side, Verdict};
@@ -47,51 +46,25 @@ pub fn judge<B>(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let conn = ctx.conn.clone();
-    let host = std::mem::take(&mut ctx.host);
-    let sources = route::copy_sources(req.headers(), req.uri().query());
-    let routes = snap.routes.iter().map(|r| &r.spec);
-    let domains = &snap.config.server.s3_domains;
-    // The route phase refused a request whose copy source it cannot read;
-    // should one come here anyway, it is within no scope.
-    let source = route::copy_source(
-        routes.clone(),
-        domains,
-        &host,
-        sources.iter().map(AsRef::as_ref),
-    )
-    .unwrap_or_else(|_| Some((None, String::new())));
-    // Every route a reading of the path (and of the copy source's) leads
-    // to: the storage may act on any, so each must be listed and granted.
-    let mut read = Readings::default();
-    let mut note = |r: Option<usize>| read.note(r);
-    if route::readings(
-        routes.clone(),
-        domains,
-        &host,
-        req.uri().path(),
-        false,
-        &mut note,
-    )
-    .is_err()
-    {
-        note(None);
-    }
-    if let Some((_, path)) = &source
-        && route::readings(routes, domains, &host, path, true, &mut note).is_err()
-    {
-        note(None);
-    }
-    let ev = ctx.ev();
+    // The routes every reading leads to and the copy source, as the route
+    // phase read them: the storage may act on any, so each must be listed
+    // and granted.
+    let RequestCtx {
+        conn,
+        host,
+        readings,
+        copy_source,
+        ..
+    } = &*ctx;
     let facts = Facts {
-        identity: ev.identity(),
+        identity: ctx.evidence().identity(),
         mtls_subject: conn.mtls_subject.as_deref(),
         route,
         method: req.method().as_str(),
         path: req.uri().path(),
-        host: &host,
-        copy_source: source.as_ref().map(|(r, p)| (*r, p.as_str())),
-        readings: read.as_slice(),
+        host,
+        copy_source: copy_source.as_ref().map(|(r, p)| (*r, p.as_str())),
+        readings: readings.as_slice(),
         country: verdict.country,
         policy: match (decision, verdict.reason) {
             (Decision::Blocked, Some(Reason::CountryNotAllowed)) => Outcome::CountryNotAllowed,
@@ -101,7 +74,6 @@ pub fn judge<B>(
         now,
     };
     let judged = snap.access.judge(&facts);
-    ctx.host = host;
     match judged {
         Judged::Pass => Ok((decision, None)),
         Judged::Refused(why) => {
@@ -126,43 +98,6 @@ pub fn judge<B>(
                 label(verdict.country)
             );
             Ok((Decision::Allowed, HeaderValue::from_str(&value).ok()))
-        }
-    }
-}
-
-/// The distinct routes a request's readings lead to, on the stack: a
-/// request read more ways than fit counts as read by no route (which no
-/// route restriction admits).
-struct Readings {
-    routes: [Option<usize>; Self::MAX],
-    len: usize,
-}
-
-impl Readings {
-    const MAX: usize = 16;
-
-    fn note(&mut self, r: Option<usize>) {
-        if self.routes[..self.len].contains(&r) {
-            return;
-        }
-        if self.len == Self::MAX {
-            self.routes[Self::MAX - 1] = None;
-        } else {
-            self.routes[self.len] = r;
-            self.len += 1;
-        }
-    }
-
-    fn as_slice(&self) -> &[Option<usize>] {
-        &self.routes[..self.len]
-    }
-}
-
-impl Default for Readings {
-    fn default() -> Self {
-        Self {
-            routes: [None; Self::MAX],
-            len: 0,
         }
     }
 }

@@ -66,6 +66,12 @@ pub struct RequestCtx {
     pub head: bool,
     /// The request's host, once the route phase has read it.
     pub host: String,
+    /// Every route a reading of the path or of the copy source leads to,
+    /// noted by the route phase.
+    pub readings: super::route::Readings,
+    /// The copy source: the route its path leads to and that path, noted
+    /// by the route phase.
+    pub copy_source: Option<(Option<usize>, String)>,
     ev: Option<RequestEvidence>,
 }
 
@@ -90,6 +96,8 @@ impl RequestCtx {
             resource: req.uri().path().to_owned(),
             head: req.method() == http::Method::HEAD,
             host: String::new(),
+            readings: super::route::Readings::default(),
+            copy_source: None,
             ev: Some(ev),
             snap,
             conn,
@@ -97,6 +105,11 @@ impl RequestCtx {
     }
 
     /// The evidence, while the request is decided.
+    pub fn evidence(&self) -> &RequestEvidence {
+        self.ev.as_ref().expect("taken only by decided()")
+    }
+
+    /// The evidence, while the request is decided, to write into.
     pub fn ev(&mut self) -> &mut RequestEvidence {
         self.ev.as_mut().expect("taken only by decided()")
     }

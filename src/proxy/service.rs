@@ -100,12 +100,20 @@ fn route(req: &Request<Incoming>, ctx: &mut RequestCtx) -> Result<(), Stop> {
     let snap = &ctx.snap;
     let domains = &snap.config.server.s3_domains;
     let routes = snap.routes.iter().map(|r| &r.spec);
-    let chosen = route::choose(routes, domains, &host, req.uri().path()).and_then(|chosen| {
-        let sources = route::copy_sources(req.headers(), req.uri().query());
-        let sources = sources.iter().map(AsRef::as_ref);
-        let routes = snap.routes.iter().map(|r| &r.spec);
-        route::with_copy_source(routes, domains, &host, sources, chosen)
-    });
+    // Every route a reading of the path or of a copy source leads to is
+    // noted once here, for governed access in the judge-client phase.
+    let mut seen = route::Readings::default();
+    let mut source = None;
+    let chosen = route::choose_seen(routes.clone(), domains, &host, req.uri().path(), &mut seen)
+        .and_then(|chosen| {
+            let Some(chosen) = chosen else {
+                return Ok(None);
+            };
+            let sources = route::copy_sources(req.headers(), req.uri().query());
+            let sources = sources.iter().map(AsRef::as_ref);
+            source = route::copy_source(routes.clone(), domains, &host, sources, &mut seen)?;
+            route::with_source_read(routes, chosen, source.as_ref().map(|(read, _)| *read))
+        });
     let index = match chosen {
         Ok(Some(index)) => index,
         Ok(None) => return Err(Stop::Refused(Refusal::NoRoute)),
@@ -115,6 +123,8 @@ fn route(req: &Request<Incoming>, ctx: &mut RequestCtx) -> Result<(), Stop> {
     };
     ctx.ev().route = Some(index);
     ctx.host = host;
+    ctx.readings = seen;
+    ctx.copy_source = source;
     Ok(())
 }
 

@@ -53,17 +53,45 @@ pub fn choose<'a, I>(
 where
     I: Iterator<Item = &'a RouteSpec> + Clone,
 {
-    choose_as(routes, s3_domains, host, path, false)
+    choose_as(
+        routes,
+        s3_domains,
+        host,
+        path,
+        false,
+        &mut Readings::default(),
+    )
+}
+
+/// [`choose`], noting in `seen` every route a reading of the request leads
+/// to (see [`readings`]): the route phase keeps them for governed access,
+/// so the path is read once per request.
+///
+/// # Errors
+/// As [`choose`].
+pub fn choose_seen<'a, I>(
+    routes: I,
+    s3_domains: &[String],
+    host: &str,
+    path: &str,
+    seen: &mut Readings,
+) -> Result<Option<usize>, Unroutable>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
+    choose_as(routes, s3_domains, host, path, false, seen)
 }
 
 /// [`choose`], with `path_style` forcing path-style addressing (a copy
-/// source names its bucket in its path whatever the request's host).
+/// source names its bucket in its path whatever the request's host), each
+/// reading also noted in `seen`.
 fn choose_as<'a, I>(
     routes: I,
     s3_domains: &[String],
     host: &str,
     path: &str,
     path_style: bool,
+    seen: &mut Readings,
 ) -> Result<Option<usize>, Unroutable>
 where
     I: Iterator<Item = &'a RouteSpec> + Clone,
@@ -78,15 +106,18 @@ where
         host,
         path,
         path_style,
-        &mut |r| match first {
-            None => first = Some(r),
-            Some(f) if f == r => {}
-            Some(f) => {
-                if found.is_empty() {
-                    found.push(f);
-                }
-                if !found.contains(&r) {
-                    found.push(r);
+        &mut |r| {
+            seen.note(r);
+            match first {
+                None => first = Some(r),
+                Some(f) if f == r => {}
+                Some(f) => {
+                    if found.is_empty() {
+                        found.push(f);
+                    }
+                    if !found.contains(&r) {
+                        found.push(r);
+                    }
                 }
             }
         },
@@ -300,12 +331,34 @@ where
     let Some(chosen) = chosen else {
         return Ok(None);
     };
-    let Some((read, _)) = copy_source(routes.clone(), s3_domains, host, sources)? else {
-        return Ok(Some(chosen));
-    };
+    let source = copy_source(
+        routes.clone(),
+        s3_domains,
+        host,
+        sources,
+        &mut Readings::default(),
+    )?;
+    with_source_read(routes, chosen, source.map(|(read, _)| read))
+}
+
+/// The request's route `chosen` reconciled with `read`, the route its copy
+/// source's path leads to (`None`: no copy source), as
+/// [`with_copy_source`] does.
+///
+/// # Errors
+/// [`Unroutable::Ambiguous`] for routes that cannot be reconciled.
+pub fn with_source_read<'a, I>(
+    routes: I,
+    chosen: usize,
+    read: Option<Option<usize>>,
+) -> Result<Option<usize>, Unroutable>
+where
+    I: Iterator<Item = &'a RouteSpec> + Clone,
+{
     match read {
-        Some(r) if r == chosen => Ok(Some(chosen)),
-        _ => reconcile(routes, &[Some(chosen), read]),
+        None => Ok(Some(chosen)),
+        Some(Some(r)) if r == chosen => Ok(Some(chosen)),
+        Some(read) => reconcile(routes, &[Some(chosen), read]),
     }
 }
 
@@ -567,6 +620,7 @@ pub fn copy_source<'a, 'v, I>(
     s3_domains: &[String],
     host: &str,
     mut sources: impl Iterator<Item = &'v [u8]>,
+    seen: &mut Readings,
 ) -> Result<Option<(Option<usize>, String)>, Unroutable>
 where
     I: Iterator<Item = &'a RouteSpec> + Clone,
@@ -585,6 +639,46 @@ where
         return Err(Unroutable::Ambiguous);
     }
     let path = format!("/{source}");
-    let read = choose_as(routes, s3_domains, host, &path, true)?;
+    let read = choose_as(routes, s3_domains, host, &path, true, seen)?;
     Ok(Some((read, path)))
+}
+
+/// The distinct routes a request's readings lead to (see [`readings`]),
+/// on the stack: a
+/// request read more ways than fit counts as read by no route (which no
+/// route restriction admits).
+pub struct Readings {
+    routes: [Option<usize>; Self::MAX],
+    len: usize,
+}
+
+impl Readings {
+    const MAX: usize = 16;
+
+    /// Notes that a reading leads to `r`.
+    pub fn note(&mut self, r: Option<usize>) {
+        if self.routes[..self.len].contains(&r) {
+            return;
+        }
+        if self.len == Self::MAX {
+            self.routes[Self::MAX - 1] = None;
+        } else {
+            self.routes[self.len] = r;
+            self.len += 1;
+        }
+    }
+
+    /// The distinct routes noted.
+    pub fn as_slice(&self) -> &[Option<usize>] {
+        &self.routes[..self.len]
+    }
+}
+
+impl Default for Readings {
+    fn default() -> Self {
+        Self {
+            routes: [None; Self::MAX],
+            len: 0,
+        }
+    }
 }

@@ -709,7 +709,7 @@ proptest! {
         let domains = &c.server.s3_domains;
         let (Ok(Some(request)), Ok(Some(want))) = (
             choose(c.routes.iter(), domains, &host, &path),
-            choose_as(c.routes.iter(), domains, &host, &source, true),
+            choose_as(c.routes.iter(), domains, &host, &source, true, &mut Readings::default()),
         ) else {
             return Ok(());
         };
