@@ -14,6 +14,7 @@ use crate::access::{Facts, Judged, Outcome};
 use crate::geo::label;
 use crate::policy::{Decision, Reason, Side, Verdict};
 use crate::refusal::Refusal;
+use crate::snapshot::Snapshot;
 
 /// Judges the request's identity and grants, given the client `verdict`
 /// and the policy's `decision` on it.
@@ -34,12 +35,12 @@ use crate::refusal::Refusal;
 /// The registry's refusal, as a [`Stop`].
 pub fn judge<B>(
     req: &Request<B>,
+    snap: &Snapshot,
     ctx: &mut RequestCtx,
     route: usize,
     verdict: &Verdict,
     decision: Decision,
 ) -> Result<(Decision, Option<HeaderValue>), Stop> {
-    let snap = ctx.snap.clone();
     if !snap.access.is_active() {
         return Ok((decision, None));
     }

@@ -158,7 +158,7 @@ fn judge_client(
     };
     let decision = policy.decide(&verdict);
     let index = ctx.ev().route.expect("judged after the route phase");
-    let (decision, granted) = super::access::judge(req, ctx, index, &verdict, decision)?;
+    let (decision, granted) = super::access::judge(req, &snap, ctx, index, &verdict, decision)?;
     let failed = verdict.reason.filter(|_| decision != Decision::Allowed);
     let ev = ctx.ev();
     ev.client = verdict.ip.map(|ip| (ip, verdict.country));
