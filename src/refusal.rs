@@ -215,6 +215,21 @@ impl Refusal {
         }
     }
 
+    /// The `x-residency-decision` value of the answer, for the refusals
+    /// that name their reason to the client: governed access (SPEC §9).
+    pub const fn decision(self) -> Option<&'static str> {
+        match self {
+            Self::Access(AccessRefusal::UnknownIdentity) => {
+                Some("refused; reason=unknown_identity")
+            }
+            Self::Access(AccessRefusal::RouteNotGranted) => {
+                Some("refused; reason=route_not_granted")
+            }
+            Self::Access(AccessRefusal::ReviewOverdue) => Some("refused; reason=review_overdue"),
+            _ => None,
+        }
+    }
+
     /// Position in [`Refusal::ALL`].
     pub fn index(self) -> usize {
         Self::ALL.iter().position(|r| *r == self).unwrap_or(0)

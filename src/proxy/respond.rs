@@ -12,7 +12,7 @@ use http_body_util::{Either, Full};
 
 use crate::geo::{Country, label};
 use crate::policy::{Decision, Reason, Side, Verdict};
-use crate::refusal::{AccessRefusal, Refusal};
+use crate::refusal::Refusal;
 
 /// The body of a response the proxy writes itself.
 pub type Generated = Full<Bytes>;
@@ -209,16 +209,12 @@ pub fn answer(
         id,
         head,
     );
-    if let Stop::Refused(Refusal::Access(why)) = stop {
+    if let Stop::Refused(refusal) = stop
+        && let Some(value) = refusal.decision()
+    {
         // Governed access names its reason, as a block does (SPEC §9).
-        rsp.headers_mut().insert(
-            DECISION_HEADER.clone(),
-            HeaderValue::from_static(match why {
-                AccessRefusal::UnknownIdentity => "refused; reason=unknown_identity",
-                AccessRefusal::RouteNotGranted => "refused; reason=route_not_granted",
-                AccessRefusal::ReviewOverdue => "refused; reason=review_overdue",
-            }),
-        );
+        rsp.headers_mut()
+            .insert(DECISION_HEADER.clone(), HeaderValue::from_static(value));
     }
     if let Stop::Blocked {
         side,
