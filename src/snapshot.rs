@@ -288,11 +288,7 @@ impl Snapshot {
             .set(i64::try_from(self.geo.build_epoch()).unwrap_or(i64::MAX));
         m.set_policy_version(&self.policy_version);
         m.set_certificate_expiries(&self.certificates);
-        self.access.log_invalid(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-        );
+        self.access.log_invalid(crate::access::now());
     }
 
     /// Wraps the snapshot for sharing.

@@ -309,6 +309,13 @@ pub fn load(
     Ok(access)
 }
 
+/// Unix seconds now: the clock grants and reviews are judged by.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 impl Access {
     /// Logs every invalid grant (at start and after each reload): an
     /// invalid grant opens nothing, never silently.

@@ -10,11 +10,7 @@ use super::ReportFormat;
 use crate::access::{self, Proof, keys};
 use crate::config::Config;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+use access::now;
 
 /// `grants keygen PATH`: the private key in PATH (0600), the public key in
 /// PATH.pub and on stdout.

@@ -44,9 +44,7 @@ pub fn judge<B>(
     if !snap.access.is_active() {
         return Ok((decision, None));
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = crate::access::now();
     // The routes every reading leads to and the copy source, as the route
     // phase read them: the storage may act on any, so each must be listed
     // and granted.
