@@ -7,10 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use super::ReportFormat;
-use crate::access::{self, Proof, keys};
+use crate::access::{self, Proof, keys, now};
 use crate::config::Config;
-
-use access::now;
 
 /// `grants keygen PATH`: the private key in PATH (0600), the public key in
 /// PATH.pub and on stdout.
