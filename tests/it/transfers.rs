@@ -147,6 +147,45 @@ fn stdout_ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
+/// The form the help shows (`…T15:20:04Z`) is accepted and covers its
+/// whole second; a field out of range or a leap second is refused with
+/// the error, never read as some other period.
+#[test]
+fn since_and_until_take_the_documented_form_and_refuse_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), &LOG);
+    let one = run(
+        dir.path(),
+        &[
+            "--format",
+            "json",
+            "--since",
+            "2026-11-28T15:20:04Z",
+            "--until",
+            "2026-11-28T15:20:04Z",
+        ],
+    );
+    let one: serde_json::Value = serde_json::from_str(&stdout_ok(&one)).unwrap();
+    assert_eq!(one["records"], 1);
+    for bad in [
+        "2026-13-01",
+        "2026-02-30",
+        "2026-11-28T24:00:00Z",
+        "2026-11-28T15:60",
+        "2026-12-31T23:59:60Z",
+        "2026-11-28T15:20:04+01:00",
+    ] {
+        let out = run(dir.path(), &["--until", bad]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("--until \"{bad}\" is not a date or time")),
+            "{bad}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{bad}");
+    }
+}
+
 fn t(s: u64) -> String {
     format!("2026-11-28T15:20:{s:02}.123Z")
 }
