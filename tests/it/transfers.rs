@@ -752,3 +752,69 @@ async fn live_page_is_the_report_page_from_the_live_counters() {
     let json = get("/transfers?lang=en").await;
     assert_eq!(json.header("content-type"), "application/json");
 }
+
+/// What a client sends in the query of `/transfers` never panics and is
+/// never written back: an unknown, repeated, re-cased or percent-encoded
+/// `format` or `lang` gets the default (JSON, or the French page), a
+/// huge query a 4xx, and the listener answers after each.
+#[tokio::test]
+async fn live_page_query_attacks_get_the_default_never_the_input() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_geo, _origins, proxy) = mixed_traffic().await;
+    let to = proxy.admin_addr();
+    let raw = |target: String| async move {
+        let mut s = tokio::net::TcpStream::connect(to).await.unwrap();
+        let req = format!("GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .expect("the admin listener answers");
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let page = |rsp: &str| rsp.contains("text/html") && rsp.contains("<!DOCTYPE html>");
+    let json = |rsp: &str| rsp.contains("application/json") && rsp.contains("\"area\"");
+    type Check = fn(&str) -> bool;
+    let cases: &[(&str, Check)] = &[
+        ("format=HTML", |r| !r.contains("<!DOCTYPE")),
+        ("format=%68tml", |r| !r.contains("<!DOCTYPE")),
+        ("format=html&format=json", |r| r.contains("<!DOCTYPE")),
+        ("format=json&format=html", |r| r.contains("<!DOCTYPE")),
+        ("format=html&lang=de", |r| r.contains("<html lang=\"fr\">")),
+        ("format=html&lang=EN", |r| r.contains("<html lang=\"fr\">")),
+        ("format=html&lang=en&lang=fr", |r| {
+            r.contains("<html lang=\"en\">")
+        }),
+        ("format=html&lang", |r| r.contains("<html lang=\"fr\">")),
+        ("format=html&lang=%00%FF", |r| {
+            r.contains("<html lang=\"fr\">")
+        }),
+        ("=&&&=&format=html&=", |r| r.contains("<!DOCTYPE")),
+        ("format=html&lang=%3Cscript%3Ex", |r| {
+            !r.contains("script%3Ex")
+        }),
+        ("format=html&lang=<script>x", |r| !r.contains("<script>x")),
+        ("format=html&lang=\"x", |r| !r.contains("\"x")),
+    ];
+    for (query, ok) in cases {
+        let rsp = raw(format!("/transfers?{query}")).await;
+        let status = rsp.get(9..12).unwrap_or("");
+        if status == "200" {
+            assert!(page(&rsp) || json(&rsp), "{query}: {rsp}");
+            assert!(ok(&rsp), "{query}: {rsp}");
+        } else {
+            assert!(status.starts_with('4'), "{query}: {rsp}");
+        }
+    }
+    // A huge query: a 4xx (or the default), never a hang or a crash.
+    let huge = format!("/transfers?format=html&lang={}", "e".repeat(200_000));
+    let rsp = raw(huge).await;
+    let status = rsp.get(9..12).unwrap_or("");
+    assert!(
+        status.starts_with('4') || rsp.contains("<html lang=\"fr\">") || rsp.is_empty(),
+        "{}",
+        &rsp[..rsp.len().min(300)]
+    );
+    assert!(!rsp.contains("eeeeeeeeee"), "the query is written back");
+    assert!(raw("/healthz".into()).await.contains("200 OK"));
+}
