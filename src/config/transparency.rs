@@ -213,6 +213,10 @@ const MAX_FILE: u64 = 1 << 20;
 /// device (`/dev/zero`) or a huge file is refused without reading it all.
 fn read_small(path: &Path) -> std::io::Result<String> {
     use std::io::Read as _;
+    // Looked at before opening: opening a FIFO waits for a writer.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let file = std::fs::File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
@@ -511,6 +515,18 @@ mod tests {
             e,
             "t.toml:5:8: cannot read transparency file \"/dev/zero\": not a regular file"
         );
+        // A FIFO: refused before opening it (the open would wait for a
+        // writer forever).
+        let fifo = file.with_file_name("fifo.toml");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let e = errors(&format!("[transparency]\nfile = \"{}\"\n", fifo.display()));
+        assert!(e.ends_with(": not a regular file"), "{e}");
         std::fs::write(&file, vec![b'#'; (super::MAX_FILE + 1) as usize]).unwrap();
         let e = errors(&format!("[transparency]\nfile = \"{}\"\n", file.display()));
         assert!(e.ends_with(": larger than 1048576 bytes"), "{e}");

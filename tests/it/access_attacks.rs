@@ -414,3 +414,50 @@ async fn a_prefix_grant_never_admits_a_request_on_the_bucket_itself() {
     }
     assert_eq!(origin.request_count(), 1);
 }
+
+/// An identities file that is a FIFO, a device, too large or not UTF-8:
+/// refused at once with the file named (and the line and column of a
+/// stray byte), never a hang or a read without end.
+#[test]
+fn an_identities_file_that_is_no_text_file_is_refused_at_once() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, b"# ok\n[[identity]]\nid = \"A\xffB\"\n").unwrap();
+    let huge = dir.path().join("huge.toml");
+    let f = std::fs::File::create(&huge).unwrap();
+    f.set_len(17 << 20).unwrap();
+    let review = |file: &std::path::Path| {
+        let mut child = Command::new(crate::support::proxy::BIN)
+            .args(["access-review", "--audit", "/dev/null", "--identities"])
+            .arg(file)
+            .env("RUST_LOG", "off")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("{} hangs", file.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success(), "{}", file.display());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = review(&fifo);
+    assert!(err.contains("not a regular file"), "{err}");
+    let err = review(std::path::Path::new("/dev/zero"));
+    assert!(err.contains("not a regular file"), "{err}");
+    let err = review(&huge);
+    assert!(err.contains("larger than"), "{err}");
+    let err = review(&bad);
+    assert!(err.contains("bad.toml:3:8"), "{err}");
+    assert!(err.contains("0xff is not UTF-8"), "{err}");
+}
