@@ -138,10 +138,7 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
 /// # Errors
 /// [`ConfigError::Read`].
 pub fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })
+    crate::config::read_file(path)
 }
 
 /// Parses an identities file; `routes` are the config's route names.

@@ -43,15 +43,56 @@ pub struct PeriodArgs {
 
 /// A date `YYYY-MM-DD`, optionally followed by `T` and a time in the
 /// audit trail's own format, possibly cut short (`T12`, `T12:30`, …).
+/// Every field written must be in range: month 01–12, a day the month
+/// has, hour 00–23, minute and second 00–59 (the trail never writes a
+/// leap second).
 fn is_time(s: &str) -> bool {
     let shape = "0000-00-00T00:00:00.000Z";
-    s.len() >= 10
+    // `…T12:00:00Z`, the form the help shows, has no milliseconds.
+    let s = match s.strip_suffix('Z') {
+        Some(whole) if whole.len() == 19 => whole,
+        _ => s,
+    };
+    let shaped = s.len() >= 10
         && s.len() <= shape.len()
         && (s.len() == 10 || s.len() >= 13)
         && s.bytes().zip(shape.bytes()).all(|(c, want)| match want {
             b'0' => c.is_ascii_digit(),
             other => c == other,
-        })
+        });
+    if !shaped {
+        return false;
+    }
+    let field = |at: usize, len: usize| {
+        s.get(at..at + len)
+            .filter(|f| f.len() == len)
+            .and_then(|f| f.parse::<u32>().ok())
+    };
+    let (Some(year), Some(month), Some(day)) = (field(0, 4), field(5, 2), field(8, 2)) else {
+        return false;
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    // A field cut short (`T12:3`) is checked as far as it is written.
+    let partial = |at: usize, max: u32| match s.get(at..).map(str::len) {
+        None | Some(0) => true,
+        Some(1) => field(at, 1).is_some_and(|v| v <= max / 10),
+        Some(_) => field(at, 2).is_some_and(|v| v <= max),
+    };
+    (1..=days).contains(&day) && partial(11, 23) && partial(14, 59) && partial(17, 59)
+}
+
+/// The bound as compared with a record's time: a written `Z` (or a
+/// trailing `.`) adds nothing but would sort after the record's
+/// milliseconds, so `--since …T12:00:00Z` would miss 12:00:00.500.
+fn bound(s: &str) -> &str {
+    s.trim_end_matches('Z').trim_end_matches('.')
 }
 
 /// Runs `transfers`.
@@ -77,8 +118,12 @@ pub fn transfers(
     }
     // Every record is verified; only those in the period are counted.
     let in_period = |r: &crate::audit::AuditRecord| {
-        period.since.as_deref().is_none_or(|s| r.time.as_str() >= s)
-            && period.until.as_deref().is_none_or(|u| {
+        period
+            .since
+            .as_deref()
+            .map(bound)
+            .is_none_or(|s| r.time.as_str() >= s)
+            && period.until.as_deref().map(bound).is_none_or(|u| {
                 let n = u.len().min(r.time.len());
                 r.time.get(..n).is_some_and(|head| head <= u)
             })
@@ -206,4 +251,58 @@ pub fn check_transparency(config: &Config) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bound, is_time};
+
+    #[test]
+    fn out_of_range_fields_are_refused() {
+        for bad in [
+            "2026-13-01",
+            "2026-00-10",
+            "2026-01-00",
+            "2026-01-32",
+            "2026-04-31",
+            "2026-02-29",
+            "2100-02-29",
+            "2026-01-01T24",
+            "2026-01-01T99:00:00Z",
+            "2026-01-01T12:60",
+            "2026-01-01T12:7",
+            "2026-01-01T12:00:61Z",
+            "2026-12-31T23:59:60Z",
+            "2026-01-01T12:00:00+02:00",
+            "2026-01-01 12:00:00",
+            "+2026-01-01",
+            "２０２６-01-01",
+            "",
+        ] {
+            assert!(!is_time(bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn in_range_times_are_accepted() {
+        for good in [
+            "2026-01-01",
+            "2024-02-29",
+            "2000-02-29",
+            "2026-12-31T23",
+            "2026-12-31T23:5",
+            "2026-12-31T23:59",
+            "2026-12-31T23:59:59Z",
+            "2026-12-31T23:59:59.999Z",
+        ] {
+            assert!(is_time(good), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn a_bound_with_z_covers_its_whole_second() {
+        let record = "2026-01-01T12:00:00.500Z";
+        assert!(record >= bound("2026-01-01T12:00:00Z"));
+        assert!(record >= bound("2026-01-01T12:00:00."));
+    }
 }

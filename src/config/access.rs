@@ -279,9 +279,15 @@ fn approvers(list: &[RawApprover], p: &mut Problems<'_>) -> Vec<Approver> {
     out
 }
 
-/// No control character (so every value is one line of the canonical text).
+/// No control character (so every value is one line of the canonical
+/// text), nor a direction mark or override (U+200E, U+200F, U+202A–U+202E,
+/// U+2066–U+2069), which would make a name read otherwise than written in
+/// a review or a grant shown to its approver.
 pub fn plain(s: &str) -> bool {
-    !s.chars().any(char::is_control)
+    !s.chars().any(|c| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
 }
 
 /// Prefix of a public key's text.
@@ -294,4 +300,21 @@ pub fn parse_public(text: &str) -> Option<[u8; 32]> {
         .decode(text.trim().strip_prefix(PUBLIC_PREFIX)?)
         .ok()?;
     data.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_direction_override_is_no_plain_value() {
+        assert!(super::plain("Dr Émile Dupont, 1 rue"));
+        for bad in [
+            "a\u{202e}b",
+            "a\u{2066}b",
+            "a\u{200f}",
+            "a\u{1b}[2J",
+            "a\nb",
+        ] {
+            assert!(!super::plain(bad), "{bad:?}");
+        }
+    }
 }

@@ -121,6 +121,56 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The most a config, identities or grants file may hold.
+pub const MAX_FILE: u64 = 16 << 20;
+
+/// Reads a config-like file: a regular file (a FIFO or a device such as
+/// `/dev/zero` would hang or fill memory), of at most [`MAX_FILE`] bytes,
+/// in UTF-8 (a stray byte is reported at its line and column).
+///
+/// # Errors
+/// [`ConfigError::Read`] for a file that cannot be opened, is not a
+/// regular file or is too large; [`ConfigError::Invalid`] for bytes that
+/// are not UTF-8.
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let fail = |source: std::io::Error| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    // Looked at before opening: opening a FIFO waits for a writer.
+    if !std::fs::metadata(path).map_err(fail)?.is_file() {
+        return Err(fail(std::io::Error::other("not a regular file")));
+    }
+    let file = std::fs::File::open(path).map_err(fail)?;
+    if !file.metadata().map_err(fail)?.is_file() {
+        return Err(fail(std::io::Error::other("not a regular file")));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(fail(std::io::Error::other(format!(
+            "larger than {MAX_FILE} bytes"
+        ))));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let before = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
+        let (line, column) = line_col(before, good);
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            problems: vec![Problem {
+                line,
+                column,
+                message: format!("byte 0x{:02x} is not UTF-8", bytes[good]),
+            }],
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use duration::parse as parse_duration;
 pub(crate) use duration::parse_age;
-pub use error::{ConfigError, Problem};
+pub use error::{ConfigError, Problem, read_file};
 pub(crate) use error::{Problems, line_col};
 pub use raw::{ClientIpSource, TrustedProxyWithoutClient};
 pub use transparency::{Declared, LegalBasis, Transparency, warnings as transparency_warnings};
@@ -308,10 +308,7 @@ impl Config {
     /// [`ConfigError::Read`] if unreadable; [`ConfigError::Invalid`] with
     /// every problem found, each at its line and column.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = error::read_file(path)?;
         Self::parse(path, &text)
     }
 

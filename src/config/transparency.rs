@@ -213,6 +213,10 @@ const MAX_FILE: u64 = 1 << 20;
 /// device (`/dev/zero`) or a huge file is refused without reading it all.
 fn read_small(path: &Path) -> std::io::Result<String> {
     use std::io::Read as _;
+    // Looked at before opening: opening a FIFO waits for a writer.
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let file = std::fs::File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
@@ -228,6 +232,36 @@ fn read_small(path: &Path) -> std::io::Result<String> {
     Ok(text)
 }
 
+/// The most characters a published value may hold.
+const MAX_VALUE: usize = 4096;
+
+/// A value published on the page: of at most [`MAX_VALUE`] characters,
+/// without control characters (a line break or tab aside) nor the
+/// direction marks and overrides that can make the page read otherwise
+/// than it is written.
+fn publishable(t: &Text, key: &str, p: &mut Problems<'_>) {
+    let v = t.get_ref();
+    if v.chars().count() > MAX_VALUE {
+        p.at(
+            t.span(),
+            format!("transparency {key} is longer than {MAX_VALUE} characters"),
+        );
+    }
+    let hidden = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if let Some(c) = v.chars().find(|&c| hidden(c)) {
+        p.at(
+            t.span(),
+            format!(
+                "transparency {key} holds the control character U+{:04X}",
+                u32::from(c)
+            ),
+        );
+    }
+}
+
 fn body(
     entity: &Option<Text>,
     certificate: &Option<Text>,
@@ -238,7 +272,10 @@ fn body(
 ) -> Option<Transparency> {
     let mut required = |t: &Option<Text>, key: &str| -> String {
         match t {
-            Some(t) if !t.get_ref().trim().is_empty() => t.get_ref().trim().to_owned(),
+            Some(t) if !t.get_ref().trim().is_empty() => {
+                publishable(t, key, p);
+                t.get_ref().trim().to_owned()
+            }
             Some(t) => {
                 p.at(t.span(), format!("transparency {key} is empty"));
                 String::new()
@@ -296,6 +333,9 @@ fn body(
             );
             continue;
         };
+        if let Some(t) = &d.basis_detail {
+            publishable(t, "country basis_detail", p);
+        }
         let detail = d
             .basis_detail
             .as_ref()
@@ -316,6 +356,7 @@ fn body(
             if v.is_empty() {
                 p.at(t.span(), format!("transparency country {key} is empty"));
             }
+            publishable(t, &format!("country {key}"), p);
             v.to_owned()
         };
         out.push(Declared {
@@ -412,6 +453,44 @@ mod tests {
             Err(e @ ConfigError::Invalid { .. }) => e.to_string(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn published_values_are_bounded_and_hold_no_control_characters() {
+        let long = "E".repeat(super::MAX_VALUE + 1);
+        let e = errors(&format!(
+            "[transparency]\nentity = \"{long}\"\ncertificate = \"C\\u0000\"\n\
+             contact = \"\\u202eliame\"\n"
+        ));
+        assert!(
+            e.contains("transparency entity is longer than 4096 characters"),
+            "{e}"
+        );
+        assert!(
+            e.contains(":15: transparency certificate holds the control character U+0000"),
+            "{e}"
+        );
+        assert!(
+            e.contains("transparency contact holds the control character U+202E"),
+            "{e}"
+        );
+        let e = errors(&format!(
+            "{HEAD}[[transparency.country]]\ncode = \"US\"\nbasis = \"scc\"\n\
+             recipients = \"R\\u001b[31m\"\npurposes = \"P\"\ndata = \"D\"\n"
+        ));
+        assert!(
+            e.contains("transparency country recipients holds the control character U+001B"),
+            "{e}"
+        );
+        // A line break or a tab, as an address has, is fine.
+        let ok = Config::parse(
+            Path::new("t.toml"),
+            &format!(
+                "{ROUTE}[transparency]\nentity = \"\"\"E\n\t1 rue\"\"\"\n\
+                 certificate = \"C\"\ncontact = \"c\"\n"
+            ),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     fn country(body: &str) -> String {
@@ -511,6 +590,18 @@ mod tests {
             e,
             "t.toml:5:8: cannot read transparency file \"/dev/zero\": not a regular file"
         );
+        // A FIFO: refused before opening it (the open would wait for a
+        // writer forever).
+        let fifo = file.with_file_name("fifo.toml");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let e = errors(&format!("[transparency]\nfile = \"{}\"\n", fifo.display()));
+        assert!(e.ends_with(": not a regular file"), "{e}");
         std::fs::write(&file, vec![b'#'; (super::MAX_FILE + 1) as usize]).unwrap();
         let e = errors(&format!("[transparency]\nfile = \"{}\"\n", file.display()));
         assert!(e.ends_with(": larger than 1048576 bytes"), "{e}");

@@ -414,3 +414,113 @@ async fn a_prefix_grant_never_admits_a_request_on_the_bucket_itself() {
     }
     assert_eq!(origin.request_count(), 1);
 }
+
+/// An identities file that is a FIFO, a device, too large or not UTF-8:
+/// refused at once with the file named (and the line and column of a
+/// stray byte), never a hang or a read without end.
+#[test]
+fn an_identities_file_that_is_no_text_file_is_refused_at_once() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, b"# ok\n[[identity]]\nid = \"A\xffB\"\n").unwrap();
+    let huge = dir.path().join("huge.toml");
+    let f = std::fs::File::create(&huge).unwrap();
+    f.set_len(17 << 20).unwrap();
+    let review = |file: &std::path::Path| {
+        let mut child = Command::new(crate::support::proxy::BIN)
+            .args(["access-review", "--audit", "/dev/null", "--identities"])
+            .arg(file)
+            .env("RUST_LOG", "off")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("{} hangs", file.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success(), "{}", file.display());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = review(&fifo);
+    assert!(err.contains("not a regular file"), "{err}");
+    let err = review(std::path::Path::new("/dev/zero"));
+    assert!(err.contains("not a regular file"), "{err}");
+    let err = review(&huge);
+    assert!(err.contains("larger than"), "{err}");
+    let err = review(&bad);
+    assert!(err.contains("bad.toml:3:8"), "{err}");
+    assert!(err.contains("0xff is not UTF-8"), "{err}");
+}
+
+/// Each governed-access refusal leaves exactly one audit record and one
+/// count, whether the client reads the 403 or closes mid-body.
+#[tokio::test]
+async fn each_access_refusal_is_one_record_and_one_count_even_if_the_client_leaves() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_origin, proxy, _s, _g) = crate::access::registry_proxy(10, "require_known = true").await;
+    let mut expected = 0;
+    for (key, reason) in [
+        ("AKIASTRANGER", "unknown_identity"),
+        ("AKIAOTHERROUTE", "route_not_granted"),
+    ] {
+        // Read to the end.
+        let rsp = crate::access::get(&proxy, ips::FR, "/b/k", Some(key)).await;
+        assert_eq!(rsp.status, 403);
+        // Headers and part of a body, then gone (with and without
+        // waiting for the answer to start).
+        for wait in [false, true] {
+            let mut s = crate::support::client::connect_from(ips::FR, proxy.addr()).await;
+            let head = format!(
+                "PUT /b/k HTTP/1.1\r\nHost: s3\r\nAuthorization: {}\r\n\
+                 Content-Length: 100000\r\n\r\n",
+                sigv4(key)
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            s.write_all(&[b'x'; 1000]).await.unwrap();
+            if wait {
+                let mut b = [0u8; 12];
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_exact(&mut b))
+                        .await;
+            }
+            drop(s);
+        }
+        expected += 3;
+        let by_reason = format!(r#"residency_refused_requests_total{{reason="{reason}"}}"#);
+        let mut metrics = String::new();
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let records = proxy.audit_records();
+            metrics = Client::bound_to("127.0.0.1")
+                .get(proxy.admin_addr(), "/metrics", &[])
+                .await
+                .text();
+            if records.len() >= expected
+                && metrics
+                    .lines()
+                    .any(|l| l.strip_prefix(&by_reason) == Some(" 3"))
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let records = proxy.audit_records().into_iter().skip(expected - 3);
+        let reasons: Vec<_> = records.map(|r| r["reason"].clone()).collect();
+        assert_eq!(reasons, vec![serde_json::json!(reason); 3], "{reason}");
+        let count: Vec<_> = metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix(&by_reason))
+            .collect();
+        assert_eq!(count, [" 3"], "{reason}: {metrics}");
+    }
+}

@@ -147,6 +147,45 @@ fn stdout_ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
+/// The form the help shows (`…T15:20:04Z`) is accepted and covers its
+/// whole second; a field out of range or a leap second is refused with
+/// the error, never read as some other period.
+#[test]
+fn since_and_until_take_the_documented_form_and_refuse_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), &LOG);
+    let one = run(
+        dir.path(),
+        &[
+            "--format",
+            "json",
+            "--since",
+            "2026-11-28T15:20:04Z",
+            "--until",
+            "2026-11-28T15:20:04Z",
+        ],
+    );
+    let one: serde_json::Value = serde_json::from_str(&stdout_ok(&one)).unwrap();
+    assert_eq!(one["records"], 1);
+    for bad in [
+        "2026-13-01",
+        "2026-02-30",
+        "2026-11-28T24:00:00Z",
+        "2026-11-28T15:60",
+        "2026-12-31T23:59:60Z",
+        "2026-11-28T15:20:04+01:00",
+    ] {
+        let out = run(dir.path(), &["--until", bad]);
+        assert_eq!(out.status.code(), Some(1), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("--until \"{bad}\" is not a date or time")),
+            "{bad}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{bad}");
+    }
+}
+
 fn t(s: u64) -> String {
     format!("2026-11-28T15:20:{s:02}.123Z")
 }
@@ -712,4 +751,70 @@ async fn live_page_is_the_report_page_from_the_live_counters() {
     // Without format=html, the JSON as before.
     let json = get("/transfers?lang=en").await;
     assert_eq!(json.header("content-type"), "application/json");
+}
+
+/// What a client sends in the query of `/transfers` never panics and is
+/// never written back: an unknown, repeated, re-cased or percent-encoded
+/// `format` or `lang` gets the default (JSON, or the French page), a
+/// huge query a 4xx, and the listener answers after each.
+#[tokio::test]
+async fn live_page_query_attacks_get_the_default_never_the_input() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_geo, _origins, proxy) = mixed_traffic().await;
+    let to = proxy.admin_addr();
+    let raw = |target: String| async move {
+        let mut s = tokio::net::TcpStream::connect(to).await.unwrap();
+        let req = format!("GET {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .expect("the admin listener answers");
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let page = |rsp: &str| rsp.contains("text/html") && rsp.contains("<!DOCTYPE html>");
+    let json = |rsp: &str| rsp.contains("application/json") && rsp.contains("\"area\"");
+    type Check = fn(&str) -> bool;
+    let cases: &[(&str, Check)] = &[
+        ("format=HTML", |r| !r.contains("<!DOCTYPE")),
+        ("format=%68tml", |r| !r.contains("<!DOCTYPE")),
+        ("format=html&format=json", |r| r.contains("<!DOCTYPE")),
+        ("format=json&format=html", |r| r.contains("<!DOCTYPE")),
+        ("format=html&lang=de", |r| r.contains("<html lang=\"fr\">")),
+        ("format=html&lang=EN", |r| r.contains("<html lang=\"fr\">")),
+        ("format=html&lang=en&lang=fr", |r| {
+            r.contains("<html lang=\"en\">")
+        }),
+        ("format=html&lang", |r| r.contains("<html lang=\"fr\">")),
+        ("format=html&lang=%00%FF", |r| {
+            r.contains("<html lang=\"fr\">")
+        }),
+        ("=&&&=&format=html&=", |r| r.contains("<!DOCTYPE")),
+        ("format=html&lang=%3Cscript%3Ex", |r| {
+            !r.contains("script%3Ex")
+        }),
+        ("format=html&lang=<script>x", |r| !r.contains("<script>x")),
+        ("format=html&lang=\"x", |r| !r.contains("\"x")),
+    ];
+    for (query, ok) in cases {
+        let rsp = raw(format!("/transfers?{query}")).await;
+        let status = rsp.get(9..12).unwrap_or("");
+        if status == "200" {
+            assert!(page(&rsp) || json(&rsp), "{query}: {rsp}");
+            assert!(ok(&rsp), "{query}: {rsp}");
+        } else {
+            assert!(status.starts_with('4'), "{query}: {rsp}");
+        }
+    }
+    // A huge query: a 4xx (or the default), never a hang or a crash.
+    let huge = format!("/transfers?format=html&lang={}", "e".repeat(200_000));
+    let rsp = raw(huge).await;
+    let status = rsp.get(9..12).unwrap_or("");
+    assert!(
+        status.starts_with('4') || rsp.contains("<html lang=\"fr\">") || rsp.is_empty(),
+        "{}",
+        &rsp[..rsp.len().min(300)]
+    );
+    assert!(!rsp.contains("eeeeeeeeee"), "the query is written back");
+    assert!(raw("/healthz".into()).await.contains("200 OK"));
 }
