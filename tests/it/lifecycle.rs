@@ -40,14 +40,10 @@ async fn sighup_reloads_a_valid_config_and_refuses_a_broken_one() {
     let us = Client::bound_to(ips::US);
     assert_eq!(us.get(proxy.addr(), "/b/k", &[]).await.status, 451);
 
-    std::fs::write(
-        proxy.config_path(),
-        toml.replace(
-            "allow_networks = []",
-            "allow_networks = []\nallow_countries = [\"EEA\", \"US\"]",
-        ),
-    )
-    .unwrap();
+    proxy.write_config(&toml.replace(
+        "allow_networks = []",
+        "allow_networks = []\nallow_countries = [\"EEA\", \"US\"]",
+    ));
     proxy.signal("HUP");
     proxy.wait_for_log("reloaded", 1).await;
     assert_eq!(us.get(proxy.addr(), "/b/k", &[]).await.status, 200);
@@ -163,17 +159,13 @@ async fn a_kept_alive_connection_follows_a_reload_of_trusted_proxies() {
     let first = crate::support::client::read_response(&mut s).await;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
 
-    std::fs::write(
-        proxy.config_path(),
-        toml.replace(
-            "client_ip_source = \"peer\"",
-            &format!(
-                "client_ip_source = \"peer\"\ntrusted_proxies = [\"{}/32\"]",
-                ips::FR
-            ),
+    proxy.write_config(&toml.replace(
+        "client_ip_source = \"peer\"",
+        &format!(
+            "client_ip_source = \"peer\"\ntrusted_proxies = [\"{}/32\"]",
+            ips::FR
         ),
-    )
-    .unwrap();
+    ));
     proxy.signal("HUP");
     proxy.wait_for_log("reloaded", 1).await;
     s.write_all(request).await.unwrap();

@@ -245,14 +245,10 @@ async fn reload_that_rejects_the_upstream_never_reuses_its_pooled_connection() {
     let client = Client::bound_to(ips::FR);
     assert_eq!(client.get(proxy.addr(), "/b/k", &[]).await.status, 200);
     assert_eq!(de.connection_count(), 1, "a pooled connection now exists");
-    std::fs::write(
-        proxy.config_path(),
-        toml.replace(
-            "allow_networks = []",
-            "allow_networks = []\ndeny_countries = [\"DE\"]",
-        ),
-    )
-    .unwrap();
+    proxy.write_config(&toml.replace(
+        "allow_networks = []",
+        "allow_networks = []\ndeny_countries = [\"DE\"]",
+    ));
     proxy.signal("HUP");
     proxy.wait_for_log("reloaded", 1).await;
     let rsp = client.get(proxy.addr(), "/b/k", &[]).await;

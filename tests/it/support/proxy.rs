@@ -60,13 +60,7 @@ impl Proxy {
     pub fn start_args(toml: &str, global: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("proxy.toml");
-        let audit = dir.path().join("audit.jsonl");
-        // Every proxy gets its own audit file unless the test chose one.
-        let toml = if toml.contains("[audit]") {
-            toml.to_owned()
-        } else {
-            format!("{toml}\n[audit]\npath = \"{}\"\n", audit.display())
-        };
+        let toml = own_audit(toml, dir.path());
         let toml = toml.as_str();
         std::fs::write(&config, toml).unwrap();
         let listen_count = count_listen(toml);
@@ -173,6 +167,13 @@ impl Proxy {
         &self.config
     }
 
+    /// Replaces the config file with `toml` (for a reload), keeping this
+    /// proxy's own audit file unless `toml` chooses one, as [`Proxy::start`]
+    /// does: a reload test changes what it means to, not the audit path.
+    pub fn write_config(&self, toml: &str) {
+        std::fs::write(self.config_path(), own_audit(toml, self._dir.path())).unwrap();
+    }
+
     /// The audit file (when the test did not configure one).
     pub fn audit_path(&self) -> PathBuf {
         self._dir.path().join("audit.jsonl")
@@ -259,4 +260,18 @@ pub fn records_in(path: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// `toml` with an `[audit]` path in `dir` when it configures none: every
+/// proxy of the suite writes its own trail, never the default relative
+/// path shared by the whole checkout.
+fn own_audit(toml: &str, dir: &Path) -> String {
+    if toml.contains("[audit]") {
+        toml.to_owned()
+    } else {
+        format!(
+            "{toml}\n[audit]\npath = \"{}\"\n",
+            dir.join("audit.jsonl").display()
+        )
+    }
 }
