@@ -17,6 +17,13 @@ ARG DEBIAN_RELEASE=bookworm
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS builder
 WORKDIR /build
 
+# make, for jemalloc (the proxy's allocator, built from source by
+# tikv-jemalloc-sys); the slim image has gcc but no make.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependency layer: the manifest, the lock file and the bench sources the
 # manifest names (cargo reads every target's path), with a stub crate;
 # rebuilt only when these change.

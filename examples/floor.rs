@@ -26,6 +26,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The allocator residency-proxy runs on (see its `src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 type Sender = SendRequest<Incoming>;
 type Body = Either<Incoming, Empty<Bytes>>;
 
