@@ -224,12 +224,26 @@ fn mutate(
             })
         }
         Mutation::Huge(n) => {
-            let is_str = |f: &Field| matches!(f.val, Val::Str(_));
-            pick(fields, &is_str, n).is_some_and(|i| {
-                if let Val::Str(s) = &mut fields[i].val {
+            let huge = |f: &Field| match &f.val {
+                Val::Str(_) => true,
+                Val::Raw(r) => r.starts_with(|c: char| c.is_ascii_digit()),
+                _ => false,
+            };
+            pick(fields, &huge, n).is_some_and(|i| match &mut fields[i].val {
+                Val::Str(s) => {
                     *s = s.repeat(5000 / s.chars().count().max(1) + 1);
+                    huge_refused
                 }
-                huge_refused
+                // An integer past u64 (refused by TOML), a date in 9999.
+                Val::Raw(r) if r.parse::<u64>().is_ok() => {
+                    *r = "18446744073709551616".into();
+                    true
+                }
+                Val::Raw(r) => {
+                    r.replace_range(..4, "9999");
+                    false
+                }
+                _ => false,
             })
         }
         Mutation::DuplicateKey(n) => pick(fields, &|_| true, n).is_some_and(|i| {
