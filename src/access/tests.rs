@@ -877,3 +877,44 @@ fn a_grants_scope_is_warned_about_where_it_admits_more_than_it_seems() {
         "{w:?}"
     );
 }
+
+#[test]
+fn a_value_quoted_in_a_problem_cannot_forge_another_line() {
+    // A proof whose text holds a line break and a forged problem: the
+    // refusal stays one line per problem, the break written `\u{a}`.
+    let text = "[[identity]]\nid = \"a\"\nowner = \"o\"\nrole = \"r\"\n\
+        proof = \"x\\nids.toml:1:1: ok\\u202e\"\ngranted = 2026-01-01\n\
+        reviewed = 2026-01-01\nreviewer = \"r\"\n";
+    let e = files::identities(Path::new("ids.toml"), text, None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "ids.toml:5:9: unknown proof \"x\\u{a}ids.toml:1:1: ok\\u{202e}\" (expected \"sigv4\" or \"mtls\")"
+    );
+    // So in a quoted key toml reports as unknown (its line break a space).
+    let e = files::identities(Path::new("ids.toml"), "\"a\\nb\\u2066\" = 1\n", None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("\"a b\\u{2066}\""), "{e}");
+}
+
+#[test]
+fn a_signature_with_a_control_character_is_refused() {
+    let (k, _) = keys::keygen().unwrap();
+    let key = keys::SigningKey::parse(&k).unwrap();
+    let signed = sign_text(&key, GRANT);
+    assert!(files::grants(Path::new("g.toml"), &signed, None).is_ok());
+    // Trimmed away before, so accepted with it.
+    for hidden in ["\\t", "\\n", "\\u0085", "\\u202e"] {
+        let text = signed.replace("\" }]", &format!("{hidden}\" }}]"));
+        let e = files::grants(Path::new("g.toml"), &text, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("signature must be the base64 of a 64-byte Ed25519 signature"),
+            "{hidden}: {e}"
+        );
+    }
+}

@@ -12,6 +12,10 @@
 //! chains (one per replica, as `audit verify DIR`), each verified on its
 //! own; the report covers them all; a failure names its chain. So is a
 //! single `s3://bucket/prefix`, read as `audit verify` reads it.
+//!
+//! An argument it cannot use (an unknown `--lang`, a `--since` or
+//! `--until` that is no date, a `--since` after `--until`) is a usage
+//! error: one line on stderr, exit 2, as clap's own.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,7 +37,8 @@ pub struct PeriodArgs {
     /// `2026-01-01` or `2026-01-01T00:00:00Z`); every record is verified.
     #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
-    /// Count only records up to this date (inclusive) or time.
+    /// Count only records up to this date (inclusive) or time; one
+    /// before `--since` is refused (an empty period, exit 2).
     #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
     /// The language of the HTML page: `fr` (default) or `en`.
@@ -95,6 +100,40 @@ fn bound(s: &str) -> &str {
     s.trim_end_matches('Z').trim_end_matches('.')
 }
 
+/// Whether `time` lies up to the bound `until` (inclusive): compared
+/// on the bound's length, so `2026-01-31` covers that whole day.
+fn up_to(time: &str, until: &str) -> bool {
+    let n = until.len().min(time.len());
+    time.get(..n).is_some_and(|head| head <= until)
+}
+
+impl PeriodArgs {
+    /// The language, or the usage error of an argument: an unknown
+    /// `--lang`, a `--since` or `--until` that is no date or time, or a
+    /// `--since` after `--until` (a period no record can fall in, whose
+    /// empty report would read as "no transfers").
+    fn check(&self) -> Result<Lang, String> {
+        let lang = Lang::parse(&self.lang)
+            .ok_or_else(|| format!("unknown --lang \"{}\" (expected fr or en)", self.lang))?;
+        for (name, v) in [("--since", &self.since), ("--until", &self.until)] {
+            if let Some(v) = v.as_deref().filter(|v| !is_time(v)) {
+                return Err(format!(
+                    "{name} \"{v}\" is not a date or time (expected 2026-01-31 or 2026-01-31T12:00:00Z)"
+                ));
+            }
+        }
+        if let (Some(since), Some(until)) = (&self.since, &self.until) {
+            // The earliest time the period holds is `since` itself.
+            if !up_to(bound(since), bound(until)) {
+                return Err(format!(
+                    "--since \"{since}\" is after --until \"{until}\": the period is empty"
+                ));
+            }
+        }
+        Ok(lang)
+    }
+}
+
 /// Runs `transfers`.
 ///
 /// # Errors
@@ -106,16 +145,14 @@ pub fn transfers(
     config: &Path,
     period: &PeriodArgs,
 ) -> anyhow::Result<ExitCode> {
-    let lang = Lang::parse(&period.lang)
-        .with_context(|| format!("unknown --lang \"{}\" (expected fr or en)", period.lang))?;
-    for (name, v) in [("--since", &period.since), ("--until", &period.until)] {
-        if let Some(v) = v {
-            anyhow::ensure!(
-                is_time(v),
-                "{name} \"{v}\" is not a date or time (expected 2026-01-31 or 2026-01-31T12:00:00Z)"
-            );
+    let lang = match period.check() {
+        Ok(lang) => lang,
+        Err(usage) => {
+            // A usage error, as clap's own: one line, exit 2, no report.
+            eprintln!("{usage}");
+            return Ok(ExitCode::from(2));
         }
-    }
+    };
     // Every record is verified; only those in the period are counted.
     let in_period = |r: &crate::audit::AuditRecord| {
         period
@@ -123,10 +160,11 @@ pub fn transfers(
             .as_deref()
             .map(bound)
             .is_none_or(|s| r.time.as_str() >= s)
-            && period.until.as_deref().map(bound).is_none_or(|u| {
-                let n = u.len().min(r.time.len());
-                r.time.get(..n).is_some_and(|head| head <= u)
-            })
+            && period
+                .until
+                .as_deref()
+                .map(bound)
+                .is_none_or(|u| up_to(&r.time, u))
     };
     let mut failure: Option<Failure> = None;
     let progress = super::progress::Progress::show(paths);
@@ -255,7 +293,56 @@ pub fn check_transparency(config: &Config) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{bound, is_time};
+    use super::{PeriodArgs, bound, is_time};
+
+    fn period(since: &str, until: &str) -> PeriodArgs {
+        PeriodArgs {
+            since: Some(since.into()),
+            until: Some(until.into()),
+            lang: "fr".into(),
+        }
+    }
+
+    #[test]
+    fn a_since_after_until_is_refused_naming_both() {
+        for (since, until) in [
+            ("2026-12-01", "2026-11-30"),
+            ("2026-11-30T00:00:00Z", "2026-11-29"),
+            ("2026-11-28T15", "2026-11-28T14:59"),
+            ("2026-11-28T15:20:05Z", "2026-11-28T15:20:04Z"),
+            ("2026-11-28T15:20:04.001Z", "2026-11-28T15:20:03.999Z"),
+            ("2027-01-01", "2026-12-31T23:59:59.999Z"),
+        ] {
+            assert_eq!(
+                period(since, until).check().err().as_deref(),
+                Some(
+                    format!(
+                        "--since \"{since}\" is after --until \"{until}\": the period is empty"
+                    )
+                    .as_str()
+                ),
+                "{since} {until}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_period_that_holds_a_time_is_accepted() {
+        // `--until` is inclusive on its own precision: a day covers the
+        // whole day, a second its milliseconds.
+        for (since, until) in [
+            ("2026-11-28", "2026-11-28"),
+            ("2026-11-28T23:59:59.999Z", "2026-11-28"),
+            ("2026-11-28T15", "2026-11-28T15"),
+            ("2026-11-28T15:20:04.500Z", "2026-11-28T15:20:04Z"),
+            ("2026-11-28T15:20:04Z", "2026-11-28T15:20:04Z"),
+            ("2026-11-28", "2026-11-28T00:00"),
+            ("2026-11-28T15:3", "2026-11-28T15:30"),
+            ("2026-11-01", "2026-11-30"),
+        ] {
+            assert!(period(since, until).check().is_ok(), "{since} {until}");
+        }
+    }
 
     #[test]
     fn out_of_range_fields_are_refused() {

@@ -257,7 +257,17 @@ fn approvers(list: &[RawApprover], p: &mut Problems<'_>) -> Vec<Approver> {
         if out.iter().any(|o| o.name == *name) {
             p.at(a.name.span(), format!("duplicate approver \"{name}\""));
         }
-        let Some(public_key) = parse_public(a.public_key.get_ref()) else {
+        if let Some(owner) = a.owner.as_ref().filter(|o| !plain(o.get_ref())) {
+            p.at(
+                owner.span(),
+                format!(
+                    "approver owner \"{}\" holds a control character or direction mark (it is compared with the registry's owners)",
+                    owner.get_ref()
+                ),
+            );
+        }
+        let key = a.public_key.get_ref();
+        let Some(public_key) = parse_public(key).filter(|_| plain(key)) else {
             p.at(
                 a.public_key.span(),
                 "public_key must be \"ed25519:\" followed by the base64 of 32 bytes (as `grants keygen` prints it)",
@@ -304,6 +314,51 @@ pub fn parse_public(text: &str) -> Option<[u8; 32]> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn an_approver_owner_or_key_with_a_hidden_character_is_refused() {
+        let config = |owner: &str, key: &str| {
+            format!(
+                "[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9\"]\n\
+                 [grants]\nfile = \"g.toml\"\n[[grants.approvers]]\nname = \"dpo\"\n\
+                 public_key = \"ed25519:{}{key}\"\nowner = \"{owner}\"\n",
+                "A".repeat(43) + "="
+            )
+        };
+        let ok = crate::config::Config::parse(Path::new("c.toml"), &config("Jane Doe", ""));
+        assert_eq!(
+            ok.unwrap().access.grants.unwrap().approvers[0]
+                .owner
+                .as_deref(),
+            Some("Jane Doe")
+        );
+        // An owner with a direction override never matched the registry's
+        // owner it reads as: the self-approval check did not see it.
+        for owner in ["Jane\\u202e Doe", "Jane Doe\\u2066", "Jane\\u0007Doe"] {
+            let e = crate::config::Config::parse(Path::new("c.toml"), &config(owner, ""))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("c.toml:9:9: approver owner \"Jane"),
+                "{owner}: {e}"
+            );
+            assert!(
+                e.contains("holds a control character or direction mark"),
+                "{e}"
+            );
+        }
+        for hidden in ["\\t", "\\n", "\\u0085"] {
+            let e = crate::config::Config::parse(Path::new("c.toml"), &config("J", hidden))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("c.toml:8:14: public_key must be"),
+                "{hidden}: {e}"
+            );
+        }
+    }
+
     #[test]
     fn a_direction_override_is_no_plain_value() {
         assert!(super::plain("Dr Émile Dupont, 1 rue"));

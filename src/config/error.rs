@@ -84,7 +84,7 @@ impl<'a> Problems<'a> {
         let problem = Problem {
             line,
             column,
-            message: message.into(),
+            message: shown(&message.into()),
         };
         if !self
             .list
@@ -109,6 +109,29 @@ impl<'a> Problems<'a> {
             problems: self.list.into_iter().map(|(_, p)| p).collect(),
         })
     }
+}
+
+/// `message` with each control character and direction mark or override
+/// written `\u{…}`: a value a problem quotes (an id, a key, a country
+/// code) cannot break its line into one that reads as another problem or
+/// an `ok`, nor make it read otherwise than written.
+pub(crate) fn shown(message: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !message.chars().any(hidden) {
+        return message.to_owned();
+    }
+    let mut out = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        if hidden(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -17,7 +17,7 @@ use std::time::Duration;
 pub use duration::parse as parse_duration;
 pub(crate) use duration::parse_age;
 pub use error::{ConfigError, Problem, read_file};
-pub(crate) use error::{Problems, line_col};
+pub(crate) use error::{Problems, line_col, shown};
 pub use raw::{ClientIpSource, TrustedProxyWithoutClient};
 pub use transparency::{Declared, LegalBasis, Transparency, warnings as transparency_warnings};
 pub use vocab::{ObjectKeyMode, valid_note_name};
@@ -326,3 +326,6 @@ mod tests_bounds;
 
 #[cfg(test)]
 mod tests_reported_once;
+
+#[cfg(test)]
+mod tests_grammar;

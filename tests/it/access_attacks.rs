@@ -524,3 +524,153 @@ async fn each_access_refusal_is_one_record_and_one_count_even_if_the_client_leav
         assert_eq!(count, [" 3"], "{reason}: {metrics}");
     }
 }
+
+/// Over HTTP/2 (TLS, ALPN `h2`), many streams on ONE connection: each
+/// identity refusal is its own 403 with its reason, exactly one audit
+/// record and one count, and the connection keeps serving.
+#[tokio::test]
+async fn identity_refusals_over_one_h2_connection_are_one_record_and_one_count_each() {
+    use crate::support::proxy::{assert_audit_verifies, records_in};
+    use crate::support::tls::{TestCa, client_config};
+    let setup = Setup::new("", &[]);
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let origin = Origin::start(ips::ORIGIN).await;
+    let ca = TestCa::new("Proxy CA");
+    let (cert, key) = ca.write_leaf("server", &["s3.test"]);
+    let toml = config(&geo, &origin, "", "", "").replace(
+        "[admin]",
+        &format!(
+            "tls_listen = [\"127.0.0.1:0\"]\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[admin]",
+            cert.display(),
+            key.display()
+        ),
+    ) + "\n[[route]]\nname = \"billing\"\npath_prefix = \"/billing/\"\nupstreams = [\"http://127.0.0.1:9\"]\n"
+        + &setup.sections(Some(&registry(10, "require_known = true")));
+    let proxy = Proxy::start(&toml);
+    let series = |reason: &str| format!(r#"residency_refused_requests_total{{reason="{reason}"}}"#);
+    let count = |metrics: &str, reason: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series(reason)))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let refused_on_s3 = r#"residency_requests_total{decision="refused",route="s3"}"#;
+    let before = proxy.metrics().await;
+
+    let tcp = crate::support::client::connect_from(ips::FR, proxy.tls_addr()).await;
+    let name = rustls::pki_types::ServerName::try_from("s3.test").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client_config(&ca, None, &[b"h2"]))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    // Unlisted (claimed or anonymous) and listed for another route only;
+    // several of each, in flight together on the one connection.
+    let cases: Vec<(Option<&str>, &str)> = [
+        (Some("AKIASTRANGER"), "unknown_identity"),
+        (None, "unknown_identity"),
+        (Some("AKIAOTHERROUTE"), "route_not_granted"),
+    ]
+    .into_iter()
+    .cycle()
+    .take(9)
+    .collect();
+    let mut streams = Vec::new();
+    for (n, (key, _)) in cases.iter().enumerate() {
+        let mut sender = sender.clone();
+        let mut req = Request::get(format!("https://s3.test/b/k{n}"));
+        if let Some(key) = key {
+            req = req.header("authorization", sigv4(key));
+        }
+        let req = req.body(NoBody::new()).unwrap();
+        streams.push(tokio::spawn(async move {
+            let rsp = sender.send_request(req).await.unwrap();
+            assert_eq!(rsp.version(), http::Version::HTTP_2);
+            assert_eq!(rsp.status(), 403);
+            let decision = rsp.headers()["x-residency-decision"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body = http_body_util::BodyExt::collect(rsp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (decision, String::from_utf8_lossy(&body).into_owned())
+        }));
+    }
+    for ((key, reason), stream) in cases.iter().zip(streams) {
+        let (decision, body) = stream.await.unwrap();
+        assert_eq!(decision, format!("refused; reason={reason}"), "{key:?}");
+        assert!(
+            body.contains("<Code>AccessDenied</Code>"),
+            "{key:?}: {body}"
+        );
+    }
+    // The same connection still serves a listed identity on its route.
+    let mut last = sender.clone();
+    let rsp = last
+        .send_request(
+            Request::get("https://s3.test/b/known")
+                .header("authorization", sigv4("AKIACHU01"))
+                .body(NoBody::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    drop((sender, last, rsp));
+    conn.abort();
+    assert_eq!(origin.request_count(), 1);
+
+    // The allowed request's record is the last one: wait for it, and for
+    // a request on another connection after the h2 one closed, so that a
+    // record written late (a duplicate, a connection error) is seen.
+    let after_close = crate::access::get(&proxy, ips::FR, "/b/sentinel", Some("AKIACHU01")).await;
+    assert_eq!(after_close.status, 200);
+    let mut records = Vec::new();
+    for _ in 0..500 {
+        records = records_in(&proxy.audit_path());
+        if records.iter().any(|r| r["object_key"] == "b/sentinel") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|r| r["decision"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), cases.len(), "{records:#?}");
+    for (n, (key, reason)) in cases.iter().enumerate() {
+        let path = format!("b/k{n}");
+        let mine: Vec<_> = refused.iter().filter(|r| r["object_key"] == path).collect();
+        assert_eq!(mine.len(), 1, "{path}: {records:#?}");
+        assert_eq!(mine[0]["reason"], *reason, "{path}");
+        assert_eq!(mine[0]["status"], 403, "{path}");
+        assert_eq!(mine[0]["identity"], key.unwrap_or("anonymous"), "{path}");
+        assert_eq!(mine[0]["client_ip"], ips::FR, "{path}");
+    }
+    assert_eq!(records.len(), cases.len() + 2, "{records:#?}");
+    assert_audit_verifies(&[&proxy.audit_path()]);
+
+    let after = proxy.metrics().await;
+    for (reason, n) in [("unknown_identity", 6), ("route_not_granted", 3)] {
+        assert_eq!(
+            count(&after, reason),
+            count(&before, reason) + n,
+            "{reason}"
+        );
+    }
+    let total = |m: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix(refused_on_s3))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+    };
+    assert_eq!(total(&after), total(&before) + 9);
+}

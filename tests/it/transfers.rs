@@ -176,7 +176,7 @@ fn since_and_until_take_the_documented_form_and_refuse_out_of_range() {
         "2026-11-28T15:20:04+01:00",
     ] {
         let out = run(dir.path(), &["--until", bad]);
-        assert_eq!(out.status.code(), Some(1), "{bad}");
+        assert_eq!(out.status.code(), Some(2), "{bad}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains(&format!("--until \"{bad}\" is not a date or time")),
@@ -184,6 +184,43 @@ fn since_and_until_take_the_documented_form_and_refuse_out_of_range() {
         );
         assert!(out.stdout.is_empty(), "{bad}");
     }
+}
+
+#[test]
+fn a_since_after_until_is_a_usage_error_naming_both_not_an_empty_report() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path(), &LOG);
+    for (since, until) in [
+        ("2026-11-29", "2026-11-28"),
+        ("2026-11-28T15:20:05Z", "2026-11-28T15:20:04Z"),
+    ] {
+        for format in ["md", "json", "html"] {
+            let out = run(
+                dir.path(),
+                &["--format", format, "--since", since, "--until", until],
+            );
+            assert_eq!(out.status.code(), Some(2), "{since} {until} {format}");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stderr),
+                format!("--since \"{since}\" is after --until \"{until}\": the period is empty\n"),
+            );
+            assert!(out.stdout.is_empty(), "{since} {until} {format}");
+        }
+    }
+    // The same second on both sides still holds its record.
+    let out = run(
+        dir.path(),
+        &[
+            "--format",
+            "json",
+            "--since",
+            "2026-11-28T15:20:04.000Z",
+            "--until",
+            "2026-11-28T15:20:04Z",
+        ],
+    );
+    let one: serde_json::Value = serde_json::from_str(&stdout_ok(&out)).unwrap();
+    assert_eq!(one["records"], 1);
 }
 
 fn t(s: u64) -> String {
@@ -354,7 +391,7 @@ fn html_page_is_french_by_default_english_on_request_with_the_declarations() {
         "{md}"
     );
     let out = run(dir.path(), &["--format", "html", "--lang", "de"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "unknown --lang \"de\" (expected fr or en)\n"
@@ -381,7 +418,7 @@ fn since_and_until_count_only_the_period_after_verifying_everything() {
     assert_eq!(json(&["--until", "2026-11-28"])["records"], 7);
     assert_eq!(json(&["--since", "2026-11-29"])["records"], 0);
     let out = run(dir.path(), &["--since", "yesterday"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("--since \"yesterday\" is not a date or time"),
