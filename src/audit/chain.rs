@@ -162,8 +162,7 @@ impl Chain {
     pub fn seal_into(&mut self, record: &mut AuditRecord, out: &mut Vec<u8>) {
         record.prev.clone_from(&self.last);
         let start = out.len();
-        serde_json::to_writer(&mut *out, record)
-            .expect("an AuditRecord holds only strings and integers, which always serialise");
+        super::record::json::write(out, record);
         let hash = hex(sha256(&out[start..]).as_ref());
         let closing = out.pop();
         debug_assert_eq!(closing, Some(b'}'), "a JSON object ends with }}");

@@ -11,6 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod json;
+
 /// One request, as the audit trail records it (SPEC §6).
 ///
 /// Strings the proxy writes come from [`crate::policy`]'s `as_str`
