@@ -303,7 +303,10 @@ impl Upstream {
         if let Some(sender) = self.pool.checkout(addr) {
             return Ok(sender);
         }
-        within(self.connect_timeout, addr, self.dial(addr)).await
+        // Boxed: dialling (TCP, TLS, handshake) is the largest state of the
+        // request's future, about 5 KiB, and only a request that finds no
+        // pooled connection needs it; every request in flight carried it.
+        within(self.connect_timeout, addr, Box::pin(self.dial(addr))).await
     }
 
     /// A new connection to `addr`, with no time limit of its own.

@@ -132,9 +132,9 @@ pub fn write(out: &mut Vec<u8>, record: &AuditRecord) {
 /// any of its bytes, else written by serde_json.
 fn string(out: &mut Vec<u8>, s: &str) {
     // No early exit, so the compiler checks many bytes per instruction.
-    let escapes = s
-        .bytes()
-        .fold(false, |any, b| any | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    let escapes = s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
     if !escapes {
         out.reserve(s.len() + 2);
         out.push(b'"');
