@@ -536,15 +536,8 @@ async fn identity_refusals_over_one_h2_connection_are_one_record_and_one_count_e
     let geo = standard_geo(Layout::IpLocationDb).build();
     let origin = Origin::start(ips::ORIGIN).await;
     let ca = TestCa::new("Proxy CA");
-    let (cert, key) = ca.write_leaf("server", &["s3.test"]);
-    let toml = config(&geo, &origin, "", "", "").replace(
-        "[admin]",
-        &format!(
-            "tls_listen = [\"127.0.0.1:0\"]\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[admin]",
-            cert.display(),
-            key.display()
-        ),
-    ) + "\n[[route]]\nname = \"billing\"\npath_prefix = \"/billing/\"\nupstreams = [\"http://127.0.0.1:9\"]\n"
+    let toml = ca.with_tls_listener(&config(&geo, &origin, "", "", ""), &["s3.test"])
+        + "\n[[route]]\nname = \"billing\"\npath_prefix = \"/billing/\"\nupstreams = [\"http://127.0.0.1:9\"]\n"
         + &setup.sections(Some(&registry(10, "require_known = true")));
     let proxy = Proxy::start(&toml);
     let series = |reason: &str| format!(r#"residency_refused_requests_total{{reason="{reason}"}}"#);

@@ -684,15 +684,7 @@ async fn h2_setup() -> (TestGeo, Origin, TestCa, Proxy) {
     let geo = standard_geo(Layout::IpLocationDb).build();
     let origin = Origin::start(ips::ORIGIN).await;
     let ca = TestCa::new("Proxy CA");
-    let (cert, key) = ca.write_leaf("server", &["s3.test"]);
-    let toml = config(&geo, &origin, "", "", "").replace(
-        "[admin]",
-        &format!(
-            "tls_listen = [\"127.0.0.1:0\"]\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[admin]",
-            cert.display(),
-            key.display()
-        ),
-    );
+    let toml = ca.with_tls_listener(&config(&geo, &origin, "", "", ""), &["s3.test"]);
     let proxy = Proxy::start(&toml);
     (geo, origin, ca, proxy)
 }

@@ -82,6 +82,20 @@ impl TestCa {
         std::fs::write(&k, key).unwrap();
         (c, k)
     }
+
+    /// `toml` with a TLS listener on an ephemeral port serving a
+    /// certificate for `names` signed by this CA (put before `[admin]`).
+    pub fn with_tls_listener(&self, toml: &str, names: &[&str]) -> String {
+        let (cert, key) = self.write_leaf("server", names);
+        toml.replace(
+            "[admin]",
+            &format!(
+                "tls_listen = [\"127.0.0.1:0\"]\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n\n[admin]",
+                cert.display(),
+                key.display()
+            ),
+        )
+    }
 }
 
 /// A rustls client trusting `ca`, optionally presenting a client
