@@ -620,3 +620,9 @@ pub fn scope_warnings(s: &canonical::Signed, s3_domains_declared: bool) -> Vec<S
 
 #[cfg(test)]
 mod tests;
+
+// Grammar-based property tests of the identities and grants files, their
+// config sections and `[transparency]`. Here, not in `config`, because they
+// load the files through `access`, which uses `config`.
+#[cfg(test)]
+mod tests_grammar;

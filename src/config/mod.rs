@@ -326,6 +326,3 @@ mod tests_bounds;
 
 #[cfg(test)]
 mod tests_reported_once;
-
-#[cfg(test)]
-mod tests_grammar;

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 
 use proptest::prelude::*;
 
-use super::ConfigError;
+use crate::config::ConfigError;
 
 mod files;
 mod sections;
