@@ -266,6 +266,14 @@ fn approvers(list: &[RawApprover], p: &mut Problems<'_>) -> Vec<Approver> {
                 ),
             );
         }
+        if let Some(owner) = a.owner.as_ref().filter(|o| o.get_ref().trim().is_empty()) {
+            // An empty owner names nobody: it could not be told from
+            // another approver's, nor matched against the grantee's.
+            p.at(
+                owner.span(),
+                "approver owner must name a person (leave it out if the approver's name is the person)",
+            );
+        }
         let key = a.public_key.get_ref();
         let Some(public_key) = parse_public(key).filter(|_| plain(key)) else {
             p.at(
@@ -346,6 +354,16 @@ mod tests {
             assert!(
                 e.contains("holds a control character or direction mark"),
                 "{e}"
+            );
+        }
+        // An empty or blank owner names nobody.
+        for blank in ["", "   "] {
+            let e = crate::config::Config::parse(Path::new("c.toml"), &config(blank, ""))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("c.toml:9:9: approver owner must name a person"),
+                "{blank:?}: {e}"
             );
         }
         for hidden in ["\\t", "\\n", "\\u0085"] {
