@@ -28,6 +28,10 @@ pub struct Metrics {
     upstream_rejected: IntCounterVec,
     /// `residency_geoip_database_build_timestamp_seconds`
     pub geoip_build: IntGauge,
+    /// `residency_geoip_operator_database_build_timestamp_seconds`: only
+    /// while an operator database is configured (no labels; absent, not 0,
+    /// without one, so a staleness alert cannot fire on nothing).
+    operator_build: IntGaugeVec,
     reloads: IntCounterVec,
     /// `residency_audit_records_total`
     pub audit_records: IntCounter,
@@ -128,6 +132,16 @@ impl Metrics {
         )
         .expect("static metric definition");
         r.register(Box::new(geoip_build.clone()))
+            .expect("metric names are unique");
+        let operator_build = IntGaugeVec::new(
+            Opts::new(
+                "residency_geoip_operator_database_build_timestamp_seconds",
+                "Build time of the operator database in use ([geoip] operator_database), in seconds since the Unix epoch; absent without one.",
+            ),
+            &[],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(operator_build.clone()))
             .expect("metric names are unique");
         let policy_info = IntGaugeVec::new(
             Opts::new(
@@ -234,6 +248,7 @@ impl Metrics {
                 "Requests refused with 503 because the audit trail could not be written.",
             ),
             policy_info,
+            operator_build,
             tls_handshake_failures: counter(
                 &r,
                 "residency_tls_handshake_failures_total",
@@ -304,6 +319,17 @@ impl Metrics {
     }
 
     /// Publishes the policy version now in force (and drops the old one).
+    /// Exports the operator database's build time, or nothing when there
+    /// is none (after a reload that removed it, too).
+    pub fn set_operator_build(&self, epoch: Option<u64>) {
+        self.operator_build.reset();
+        if let Some(epoch) = epoch {
+            self.operator_build
+                .with_label_values::<&str>(&[])
+                .set(i64::try_from(epoch).unwrap_or(i64::MAX));
+        }
+    }
+
     pub fn set_policy_version(&self, version: &str) {
         self.policy_info.reset();
         self.policy_info.with_label_values(&[version]).set(1);

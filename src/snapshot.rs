@@ -286,6 +286,7 @@ impl Snapshot {
         let m = &self.evidence.metrics;
         m.geoip_build
             .set(i64::try_from(self.geo.build_epoch()).unwrap_or(i64::MAX));
+        m.set_operator_build(self.operators.as_ref().map(|o| o.database().build_epoch()));
         m.set_policy_version(&self.policy_version);
         m.set_certificate_expiries(&self.certificates);
         self.access.log_invalid(crate::access::now());

@@ -110,7 +110,8 @@ const CERTIFICATE_WARN_DAYS: i64 = 30;
 
 /// Certificate expiry dates, and warnings (not failures: the proxy would
 /// serve with them) for a certificate that expires within 30 days or has
-/// expired, and for a database older than `[geoip] max_age`.
+/// expired, and for a database (the country one, and the operator one if
+/// configured) older than `[geoip] max_age`.
 fn expiry(snap: &Snapshot, now: u64) -> String {
     let mut out = String::new();
     let w = &mut out;
@@ -149,19 +150,32 @@ fn expiry(snap: &Snapshot, now: u64) -> String {
             );
         }
     }
-    let built = snap.geo.build_epoch();
-    let age = now.saturating_sub(built);
     let max_age = snap.config.geoip_max_age.as_secs();
-    if age > max_age {
-        let _ = writeln!(
-            w,
-            "WARNING: geoip {}: built {} ({} days ago), older than [geoip] max_age ({} days): \
-             address blocks move between countries; install a fresh database",
-            snap.geo.path().display(),
-            format_epoch(built),
-            age / 86_400,
-            max_age / 86_400
-        );
+    let operator = snap.operators.as_ref().map(|o| o.database());
+    for (kind, db, moves) in
+        std::iter::once(("geoip", &snap.geo, "address blocks move between countries")).chain(
+            operator.map(|db| {
+                (
+                    "geoip operator",
+                    db,
+                    "address blocks change hands between networks",
+                )
+            }),
+        )
+    {
+        let built = db.build_epoch();
+        let age = now.saturating_sub(built);
+        if age > max_age {
+            let _ = writeln!(
+                w,
+                "WARNING: {kind} {}: built {} ({} days ago), older than [geoip] max_age ({} days): \
+                 {moves}; install a fresh database",
+                db.path().display(),
+                format_epoch(built),
+                age / 86_400,
+                max_age / 86_400
+            );
+        }
     }
     out
 }

@@ -277,6 +277,20 @@ async fn scrape_after_every_decision() -> String {
         origin.url(),
         abroad.url()
     ));
+    // An operator database, for its build time series; on_foreign_operator
+    // stays "ignore", so no decision below changes.
+    let operators = crate::support::TestOperators::new()
+        .map(ips::ORIGIN, "DE", Some(3320))
+        .build();
+    let toml = toml.replacen(
+        "[policy]\n",
+        &format!(
+            "operator_database = \"{}\"\n\n[policy]\n",
+            operators.path().display()
+        ),
+        1,
+    );
+    assert!(toml.contains("operator_database"));
     let proxy = Proxy::start(&toml);
     for (ip, path, status) in [
         (ips::FR, "/b/k", 200),

@@ -236,6 +236,37 @@ fn check_warns_when_the_database_is_older_than_max_age() {
     assert!(!out.contains("WARNING"), "{out}");
 }
 
+#[test]
+fn check_warns_when_the_operator_database_is_older_than_max_age() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let shipped = format!("{root}/geodata/iptoasn-country.mmdb");
+    let geo = standard_geo(Layout::IpLocationDb).build();
+    let toml = |operators: &str| {
+        format!(
+            "[geoip]\ndatabase = \"{}\"\noperator_database = \"{operators}\"\n[[route]]\nname = \"s3\"\nupstreams = [\"http://127.0.0.1:9000\"]\n",
+            geo.path().display()
+        )
+    };
+    // The shipped operator snapshot is months old, the country database
+    // fresh: only the operator database is warned about.
+    let (ok, out) = check(&toml(&shipped));
+    assert!(ok, "{out}");
+    let warnings: Vec<&str> = out.lines().filter(|l| l.starts_with("WARNING")).collect();
+    assert_eq!(warnings.len(), 1, "{out}");
+    assert!(
+        warnings[0].starts_with(&format!("WARNING: geoip operator {shipped}: built "))
+            && warnings[0].contains("older than [geoip] max_age (30 days)"),
+        "{out}"
+    );
+    // A fresh operator database passes silently.
+    let fresh = crate::support::TestOperators::new()
+        .map(ips::FR, "FR", None)
+        .build();
+    let (ok, out) = check(&toml(&fresh.path().display().to_string()));
+    assert!(ok, "{out}");
+    assert!(!out.contains("WARNING"), "{out}");
+}
+
 #[tokio::test]
 async fn metrics_export_build_info_and_certificate_expiry() {
     let geo = standard_geo(Layout::IpLocationDb).build();

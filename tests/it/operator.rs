@@ -519,3 +519,40 @@ async fn transfers_list_flows_inside_by_location_operated_from_outside() {
         "{md}"
     );
 }
+
+/// The value of the unlabelled series `name` in a scrape, if exported.
+fn gauge(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn the_operator_database_build_time_is_exported_while_one_is_configured() {
+    const BUILD: &str = "residency_geoip_operator_database_build_timestamp_seconds";
+    let s = setup(false, r#"on_foreign_operator = "flag""#, "").await;
+    let built = residency_proxy::geo::GeoDb::open(s.ops.path())
+        .unwrap()
+        .build_epoch();
+    assert!(built > 1_700_000_000, "{built}");
+    let m = s.proxy.metrics().await;
+    assert_eq!(gauge(&m, BUILD), Some(built as f64), "{m}");
+    // A reload that removes the operator database removes the series: no
+    // staleness alert can fire on a database no longer in use.
+    let toml = std::fs::read_to_string(s.proxy.config_path()).unwrap();
+    let without = toml.replacen(
+        &format!("operator_database = \"{}\"\n", s.ops.path().display()),
+        "",
+        1,
+    );
+    assert_ne!(without, toml);
+    s.proxy.write_config(&without);
+    s.proxy.signal("HUP");
+    s.proxy.wait_for_log("reloaded", 1).await;
+    let m = s.proxy.metrics().await;
+    assert_eq!(gauge(&m, BUILD), None, "{m}");
+    assert!(!m.contains(BUILD), "{m}");
+    // The country database's own gauge stays.
+    assert!(gauge(&m, "residency_geoip_database_build_timestamp_seconds").is_some());
+}
