@@ -128,7 +128,7 @@ fn parse_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
         problems: vec![Problem {
             line,
             column,
-            message: shown(&e.message().trim().replace('`', "\"").replace('\n', " ")),
+            message: shown(e.message().trim().replace('`', "\"").replace('\n', " ")),
         }],
     }
 }

@@ -302,10 +302,7 @@ fn approvers(list: &[RawApprover], p: &mut Problems<'_>) -> Vec<Approver> {
 /// U+2066–U+2069), which would make a name read otherwise than written in
 /// a review or a grant shown to its approver.
 pub fn plain(s: &str) -> bool {
-    !s.chars().any(|c| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    })
+    !s.chars().any(super::error::hidden)
 }
 
 /// Prefix of a public key's text.

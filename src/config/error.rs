@@ -84,7 +84,7 @@ impl<'a> Problems<'a> {
         let problem = Problem {
             line,
             column,
-            message: shown(&message.into()),
+            message: shown(message.into()),
         };
         if !self
             .list
@@ -111,17 +111,23 @@ impl<'a> Problems<'a> {
     }
 }
 
-/// `message` with each control character and direction mark or override
-/// written `\u{…}`: a value a problem quotes (an id, a key, a country
-/// code) cannot break its line into one that reads as another problem or
-/// an `ok`, nor make it read otherwise than written.
-pub(crate) fn shown(message: &str) -> String {
-    let hidden = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
+/// A control character, or a direction mark or override (U+200E, U+200F,
+/// U+202A–U+202E, U+2066–U+2069): a character that would break a value
+/// across lines or make it read otherwise than written. The one definition
+/// for config values ([`super::access::plain`], `[transparency]`) and for
+/// the values a problem quotes ([`shown`]).
+pub(crate) fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `message` with each [`hidden`] character written `\u{…}`: a value a
+/// problem quotes (an id, a key, a country code) cannot break its line into
+/// one that reads as another problem or an `ok`, nor make it read otherwise
+/// than written.
+pub(crate) fn shown(message: String) -> String {
     if !message.chars().any(hidden) {
-        return message.to_owned();
+        return message;
     }
     let mut out = String::with_capacity(message.len() + 8);
     for c in message.chars() {

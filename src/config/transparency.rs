@@ -247,10 +247,9 @@ fn publishable(t: &Text, key: &str, p: &mut Problems<'_>) {
             format!("transparency {key} is longer than {MAX_VALUE} characters"),
         );
     }
-    let hidden = |c: char| {
-        (c.is_control() && c != '\n' && c != '\t')
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
+    // Line breaks and tabs are text on the page; every other hidden
+    // character is refused.
+    let hidden = |c: char| super::error::hidden(c) && c != '\n' && c != '\t';
     if let Some(c) = v.chars().find(|&c| hidden(c)) {
         p.at(
             t.span(),

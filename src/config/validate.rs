@@ -115,7 +115,7 @@ pub(super) fn validate(path: &Path, text: &str) -> Result<Config, ConfigError> {
 /// toml's messages span several lines and quote with backticks; ours are one
 /// line with double quotes, like the rest of the errors.
 fn clean_toml_message(msg: &str) -> String {
-    super::error::shown(&msg.trim().replace('`', "\"").replace('\n', " "))
+    super::error::shown(msg.trim().replace('`', "\"").replace('\n', " "))
 }
 
 fn server(raw: &RawConfig, p: &mut Problems<'_>) -> ServerSpec {
