@@ -210,21 +210,16 @@ async fn a_credential_the_storage_may_read_otherwise_opens_no_grant_nor_registry
     }
 }
 
-/// The client's `Host` reaches the storage (`preserve_host`, the default):
-/// a storage serving virtual-hosted buckets under a domain the config does
-/// not declare reads `secret.storage.test` as bucket `secret`, so a grant
-/// under `/radiology/` does not admit a dotted host that is not a declared
-/// `s3_domains` name; an IP literal or a declared domain is read
-/// path-style, and `<bucket>.<declared domain>` virtual-hosted.
-#[tokio::test]
-async fn a_prefix_grant_does_not_admit_a_host_the_storage_may_read_as_another_bucket() {
+/// A proxy on `s3.test` with grant CHG-1: AKIAVENDOR by sigv4, `methods`,
+/// under `/radiology/`; the setup, database and origin to keep alive.
+async fn radiology_grant(methods: &str) -> ((Setup, crate::support::TestGeo, Origin), Proxy) {
     let setup = Setup::new(
         &grant(
             "CHG-1",
             "AKIAVENDOR",
             -3600,
             3600,
-            "proof = \"sigv4\"\nmethods = [\"GET\"]\npath_prefix = \"/radiology/\"",
+            &format!("proof = \"sigv4\"\nmethods = [{methods}]\npath_prefix = \"/radiology/\""),
         ),
         &["CHG-1"],
     );
@@ -233,6 +228,18 @@ async fn a_prefix_grant_does_not_admit_a_host_the_storage_may_read_as_another_bu
     let proxy = Proxy::start(
         &(config(&geo, &origin, "s3_domains = [\"s3.test\"]", "", "") + &setup.sections(None)),
     );
+    ((setup, geo, origin), proxy)
+}
+
+/// The client's `Host` reaches the storage (`preserve_host`, the default):
+/// a storage serving virtual-hosted buckets under a domain the config does
+/// not declare reads `secret.storage.test` as bucket `secret`, so a grant
+/// under `/radiology/` does not admit a dotted host that is not a declared
+/// `s3_domains` name; an IP literal or a declared domain is read
+/// path-style, and `<bucket>.<declared domain>` virtual-hosted.
+#[tokio::test]
+async fn a_prefix_grant_does_not_admit_a_host_the_storage_may_read_as_another_bucket() {
+    let ((_setup, _geo, origin), proxy) = radiology_grant("\"GET\"").await;
     let auth = sigv4("AKIAVENDOR");
     let get = |host: &'static str, path: &'static str| {
         let req = Request::get(path)
@@ -372,21 +379,7 @@ async fn every_route_a_reading_leads_to_must_be_listed_and_granted() {
 /// itself), path-style or virtual-hosted.
 #[tokio::test]
 async fn a_prefix_grant_never_admits_a_request_on_the_bucket_itself() {
-    let setup = Setup::new(
-        &grant(
-            "CHG-1",
-            "AKIAVENDOR",
-            -3600,
-            3600,
-            "proof = \"sigv4\"\nmethods = [\"GET\", \"PUT\"]\npath_prefix = \"/radiology/\"",
-        ),
-        &["CHG-1"],
-    );
-    let geo = standard_geo(Layout::IpLocationDb).build();
-    let origin = Origin::start(ips::ORIGIN).await;
-    let proxy = Proxy::start(
-        &(config(&geo, &origin, "s3_domains = [\"s3.test\"]", "", "") + &setup.sections(None)),
-    );
+    let ((_setup, _geo, origin), proxy) = radiology_grant("\"GET\", \"PUT\"").await;
     let send = |method: &'static str, host: &'static str, path: &'static str| {
         let req = Request::builder()
             .method(method)
