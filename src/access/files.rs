@@ -325,7 +325,12 @@ fn field(t: &Text, name: &str, p: &mut Problems<'_>) -> String {
     if s.trim().is_empty() {
         p.at(t.span(), format!("{name} is empty"));
     } else if !plain(s) {
-        p.at(t.span(), format!("{name} holds a control character"));
+        p.at(
+            t.span(),
+            format!(
+                "{name} holds a hidden character: a control or format character or a direction mark"
+            ),
+        );
     }
     s.clone()
 }

@@ -261,7 +261,7 @@ fn approvers(list: &[RawApprover], p: &mut Problems<'_>) -> Vec<Approver> {
             p.at(
                 owner.span(),
                 format!(
-                    "approver owner \"{}\" holds a control character or direction mark (it is compared with the registry's owners)",
+                    "approver owner \"{}\" holds a hidden character: a control or format character or a direction mark (it is compared with the registry's owners)",
                     owner.get_ref()
                 ),
             );
@@ -340,7 +340,19 @@ mod tests {
         );
         // An owner with a direction override never matched the registry's
         // owner it reads as: the self-approval check did not see it.
-        for owner in ["Jane\\u202e Doe", "Jane Doe\\u2066", "Jane\\u0007Doe"] {
+        // Nor did one with a zero-width or other format character: it
+        // reads as "Jane Doe" and compared unequal (the self-approval
+        // bypass an attack found).
+        for owner in [
+            "Jane\\u202e Doe",
+            "Jane Doe\\u2066",
+            "Jane\\u0007Doe",
+            "Jane\\u200b Doe",
+            "Jane Doe\\u00ad",
+            "Jane\\ufeffDoe",
+            "Jane\\u2060Doe",
+            "Jane\\u2028Doe",
+        ] {
             let e = crate::config::Config::parse(Path::new("c.toml"), &config(owner, ""))
                 .unwrap_err()
                 .to_string();
@@ -348,10 +360,7 @@ mod tests {
                 e.starts_with("c.toml:9:9: approver owner \"Jane"),
                 "{owner}: {e}"
             );
-            assert!(
-                e.contains("holds a control character or direction mark"),
-                "{e}"
-            );
+            assert!(e.contains("holds a hidden character"), "{e}");
         }
         // An empty or blank owner names nobody.
         for blank in ["", "   "] {

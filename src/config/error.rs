@@ -111,14 +111,42 @@ impl<'a> Problems<'a> {
     }
 }
 
-/// A control character, or a direction mark or override (U+200E, U+200F,
-/// U+202A–U+202E, U+2066–U+2069): a character that would break a value
-/// across lines or make it read otherwise than written. The one definition
-/// for config values ([`super::access::plain`], `[transparency]`) and for
-/// the values a problem quotes ([`shown`]).
+/// A control character (Cc), a format character (Cf: direction marks and
+/// overrides, zero-width spaces and joiners, the soft hyphen, the byte
+/// order mark, tags…) or a line or paragraph separator (Zl, Zp): a
+/// character that breaks a value across lines, makes it read otherwise
+/// than written, or makes two values that read alike compare unequal (a
+/// grant's owner written `Jane\u{200b} Doe` is not its approver `Jane
+/// Doe`). The one definition for config values ([`super::access::plain`],
+/// `[transparency]`) and for the values a problem quotes ([`shown`]).
+/// Written out (Unicode 16's Cf, Zl and Zp), as no crate of the build
+/// holds the general categories.
 pub(crate) fn hidden(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{600}'..='\u{605}'
+                | '\u{61c}'
+                | '\u{6dd}'
+                | '\u{70f}'
+                | '\u{890}'..='\u{891}'
+                | '\u{8e2}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{110bd}'
+                | '\u{110cd}'
+                | '\u{13430}'..='\u{1343f}'
+                | '\u{1bca0}'..='\u{1bca3}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0001}'
+                | '\u{e0020}'..='\u{e007f}'
+        )
 }
 
 /// `message` with each [`hidden`] character written `\u{…}`: a value a

@@ -120,11 +120,48 @@ fn render(prefix: &str, entries: &[Entry]) -> String {
     out
 }
 
-/// Control characters and direction marks and overrides.
-const HIDDEN: [char; 22] = [
-    '\u{0}', '\u{1}', '\u{7}', '\u{8}', '\t', '\n', '\r', '\u{1b}', '\u{7f}', '\u{85}', '\u{9f}',
-    '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}',
-    '\u{2067}', '\u{2068}', '\u{2069}',
+/// Control characters, direction marks and overrides, and the other
+/// format characters and separators that make two values that read alike
+/// differ (zero-width space, joiners, word joiner, soft hyphen, byte order
+/// mark, line and paragraph separators, tags…).
+const HIDDEN: [char; 37] = [
+    '\u{0}',
+    '\u{1}',
+    '\u{7}',
+    '\u{8}',
+    '\t',
+    '\n',
+    '\r',
+    '\u{1b}',
+    '\u{7f}',
+    '\u{85}',
+    '\u{9f}',
+    '\u{200e}',
+    '\u{200f}',
+    '\u{202a}',
+    '\u{202b}',
+    '\u{202c}',
+    '\u{202d}',
+    '\u{202e}',
+    '\u{2066}',
+    '\u{2067}',
+    '\u{2068}',
+    '\u{2069}',
+    '\u{ad}',
+    '\u{61c}',
+    '\u{180e}',
+    '\u{200b}',
+    '\u{200c}',
+    '\u{200d}',
+    '\u{2028}',
+    '\u{2029}',
+    '\u{2060}',
+    '\u{2064}',
+    '\u{feff}',
+    '\u{fff9}',
+    '\u{e0001}',
+    '\u{e0041}',
+    '\u{1d173}',
 ];
 
 fn hidden(c: char) -> bool {
