@@ -71,7 +71,9 @@ impl RequestEvidence {
         let purpose = req
             .headers()
             .get(&audit.purpose_header)
-            .and_then(|v| v.to_str().ok())
+            // UTF-8, not only visible ASCII: "soins médicaux" is a purpose.
+            // Bytes that are not UTF-8 are no purpose one can record.
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(|v| v.chars().take(MAX_PURPOSE).collect());

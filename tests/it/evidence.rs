@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::proxy::{BIN, assert_audit_verifies, audit_verify};
+use crate::support::proxy::{BIN, assert_audit_verifies, audit_verify, records_in};
 use crate::support::{Client, Layout, Origin, Proxy, config, ips, standard_geo};
 
 async fn scrape(proxy: &Proxy) -> String {
@@ -347,6 +347,38 @@ async fn missing_purpose_is_428_when_required() {
         .await;
     assert_eq!(rsp.status, 200);
     assert_eq!(origin.request_count(), 1);
+    // A purpose in another script than ASCII is a purpose, recorded as
+    // sent; bytes that are not UTF-8 are none (428, and its record).
+    let rsp = Client::bound_to(ips::FR)
+        .get(
+            proxy.addr(),
+            "/b/k",
+            &[("x-access-purpose", "soins médicaux ☤")],
+        )
+        .await;
+    assert_eq!(rsp.status, 200);
+    assert_eq!(origin.request_count(), 2);
+    let raw = crate::support::client::raw_exchange(
+        ips::FR,
+        proxy.addr(),
+        b"GET /b/k HTTP/1.1\r\nHost: s3.test\r\nx-access-purpose: soins \xff\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 428"), "{raw}");
+    assert_eq!(origin.request_count(), 2);
+    let records = records_in(&dir.path().join("a.jsonl"));
+    let purposes: Vec<&serde_json::Value> = records.iter().map(|r| &r["purpose"]).collect();
+    assert_eq!(
+        purposes,
+        [
+            &serde_json::Value::Null,
+            &serde_json::json!("treatment"),
+            &serde_json::json!("soins médicaux ☤"),
+            &serde_json::Value::Null,
+        ]
+    );
+    assert_audit_verifies(&[&dir.path().join("a.jsonl")]);
 }
 
 #[tokio::test]
