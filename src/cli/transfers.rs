@@ -148,8 +148,9 @@ pub fn transfers(
     let lang = match period.check() {
         Ok(lang) => lang,
         Err(usage) => {
-            // A usage error, as clap's own: one line, exit 2, no report.
-            eprintln!("{usage}");
+            // A usage error, as clap's own: one line, exit 2, no report;
+            // a value it quotes cannot break that line.
+            eprintln!("{}", crate::config::shown(usage));
             return Ok(ExitCode::from(2));
         }
     };

@@ -207,6 +207,22 @@ fn a_since_after_until_is_a_usage_error_naming_both_not_an_empty_report() {
             assert!(out.stdout.is_empty(), "{since} {until} {format}");
         }
     }
+    // A value holding a line break or a direction override stays on the
+    // one line, written \u{…}.
+    for (bad, shown) in [
+        ("2026-12-06\n", "2026-12-06\\u{a}"),
+        ("2026-12-06\t", "2026-12-06\\u{9}"),
+        ("2026\u{202e}-12-06", "2026\\u{202e}-12-06"),
+    ] {
+        let out = run(dir.path(), &["--since", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!("--since \"{shown}\" is not a date")),
+            "{err}"
+        );
+    }
     // The same second on both sides still holds its record.
     let out = run(
         dir.path(),
