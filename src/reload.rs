@@ -302,6 +302,10 @@ async fn apply(path: &Path, shared: &Shared, current: &Snapshot, snap: Snapshot,
         changes.push("none".to_owned());
     }
     snap.publish();
+    // In force before it is announced: whoever acts on the "reloaded" line
+    // (an operator, a deployment script, a test) meets the new snapshot.
+    let snap = Arc::new(snap);
+    shared.store(Arc::clone(&snap));
     tracing::info!(
         config = %path.display(),
         trigger = trigger.as_str(),
@@ -311,9 +315,7 @@ async fn apply(path: &Path, shared: &Shared, current: &Snapshot, snap: Snapshot,
         settings_changed = %if settings.is_empty() { "none".to_owned() } else { settings.join(", ") },
         "reloaded"
     );
-    let metrics = snap.evidence.metrics.clone();
-    shared.store(Arc::new(snap));
-    metrics.reload(true);
+    snap.evidence.metrics.reload(true);
 }
 
 /// The database builds a snapshot was made with.
